@@ -1,0 +1,114 @@
+"""Ingest: CI build logs and exported documents into the search backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import IO, Callable, Iterator
+
+from ..errors import IngestError
+from ..search import SearchBackend
+from .documents import parse_timestamp, read_documents
+from .logparse import parse_lines
+from .sources import BuildMetadata, HttpLogs, LocalLogs, logical_name
+
+CONSOLE_LOGS = ("job-output.txt", "console.html")
+UTC = dt.timezone.utc
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestReport:
+    documents: int = 0
+    files: int = 0
+    skipped_debug: int = 0
+    errors: list[IngestError] = field(default_factory=list)
+
+
+def _lines(handle: IO[bytes]) -> Iterator[bytes]:
+    with handle:
+        yield from handle
+
+
+def ingest_build(
+    backend: SearchBackend,
+    logs: LocalLogs | HttpLogs,
+    metadata: BuildMetadata,
+    *,
+    keep_debug: bool = False,
+    default_time: dt.datetime | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Index one build's logs, replacing whatever was indexed for it before.
+
+    The replacement is one commit: readers see the old build or the new one,
+    never both and never half.
+    """
+    report = IngestReport()
+    default_time = default_time or dt.datetime.now(UTC)
+    base_fields = metadata.fields()
+    log_url = (metadata.log_url or (logs.location if isinstance(logs, HttpLogs) else "")).rstrip("/")
+    files = logs.files()
+    if not files:
+        raise IngestError(logs.location, "no log files found (expected job-output.txt, console.html, *.txt, *.log)")
+    with backend.writer() as writer:
+        writer.replace_build(metadata.build_uuid)
+        for relative in files:
+            name = logical_name(relative)
+            base = name.rsplit("/", 1)[-1]
+            is_console = base in CONSOLE_LOGS
+            file_fields = dict(base_fields)
+            file_fields["filename"] = name
+            if log_url:
+                file_fields["log_url"] = f"{log_url}/{name}"
+            base_tags = [base, "console"] if is_console else [base]
+            try:
+                handle = logs.open(relative)
+            except (IngestError, OSError) as exc:
+                report.errors.append(exc if isinstance(exc, IngestError) else IngestError(relative, str(exc)))
+                continue
+            report.files += 1
+            try:
+                for event in parse_lines(_lines(handle), default_time, detect_level=not is_console):
+                    if event.level == "DEBUG" and not keep_debug:
+                        report.skipped_debug += 1
+                        continue
+                    doc = dict(file_fields)
+                    doc["message"] = event.message
+                    doc["@timestamp"] = event.timestamp.isoformat()
+                    if event.level:
+                        doc["loglevel"] = event.level
+                        doc["tags"] = [*base_tags, event.level]
+                    else:
+                        doc["tags"] = base_tags
+                    writer.add(doc, event.timestamp)
+                    report.documents += 1
+                    if progress and report.documents % 1000 == 0:
+                        progress(1000)
+            except (OSError, EOFError) as exc:  # truncated .gz, dropped connection
+                report.errors.append(IngestError(relative, f"read failed part way: {exc}"))
+    return report
+
+
+def ingest_documents(
+    backend: SearchBackend, handle: IO[str], source: str, progress: Progress | None = None
+) -> IngestReport:
+    """Index exported documents. Bad ones are reported with their line; the
+    good ones are committed all the same."""
+    report = IngestReport()
+    with backend.writer() as writer:
+        for number, item in read_documents(handle, source):
+            if isinstance(item, IngestError):
+                report.errors.append(item)
+                continue
+            try:
+                timestamp = parse_timestamp(item.get("@timestamp"))
+            except ValueError as exc:
+                report.errors.append(IngestError(source, f"bad @timestamp: {exc}", number))
+                continue
+            writer.add(item, timestamp)
+            report.documents += 1
+            if progress and report.documents % 1000 == 0:
+                progress(1000)
+    return report

@@ -1,0 +1,314 @@
+"""Lucene classic query syntax, read the way Elasticsearch's ``query_string`` reads it.
+
+``luqum`` does the parsing; this module turns its tree into a small,
+engine-neutral query model. Two places where luqum and Lucene disagree are
+fixed here rather than in each engine:
+
+* Lucene's classic parser has no operator precedence: a run of clauses at one
+  level becomes one boolean query where ``AND`` makes both neighbours
+  required, ``NOT``/``-`` prohibited, ``+`` required, and the rest optional
+  (``a AND b OR c`` is ``+a +b c``). luqum builds a precedence tree, so the
+  run is flattened back and Lucene's ``addClause`` rules are replayed.
+* ``&&``, ``||`` and a leading ``!`` are Lucene spellings luqum does not know;
+  they are rewritten to ``AND``, ``OR`` and ``NOT`` before parsing.
+
+A purely negative boolean query matches everything but its exclusions, as
+Elasticsearch makes it do (``Queries.fixNegativeQueryIfNeeded``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Union
+
+from luqum import tree
+from luqum.exceptions import ParseError
+from luqum.parser import parser
+
+from .errors import QuerySyntaxError
+
+DEFAULT_FIELD = "message"
+
+
+@dataclass(frozen=True)
+class Term:
+    """A bare word: analysed, and each token is searched (default operator OR)."""
+
+    field: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Phrase:
+    field: str
+    text: str
+    slop: int = 0
+
+
+@dataclass(frozen=True)
+class Wildcard:
+    """``*`` and ``?`` over a single indexed term; the pattern is not analysed."""
+
+    field: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Regexp:
+    """A Lucene regular expression over a single indexed term."""
+
+    field: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Fuzzy:
+    field: str
+    text: str
+    distance: int | None  # None: Elasticsearch's AUTO
+
+
+@dataclass(frozen=True)
+class Range:
+    field: str
+    low: str | None  # None: unbounded
+    high: str | None
+    include_low: bool = True
+    include_high: bool = True
+
+
+@dataclass(frozen=True)
+class Exists:
+    field: str
+
+
+@dataclass(frozen=True)
+class MatchAll:
+    pass
+
+
+@dataclass(frozen=True)
+class Bool:
+    must: tuple["Node", ...] = ()
+    should: tuple["Node", ...] = ()
+    must_not: tuple["Node", ...] = ()
+
+
+Node = Union[Term, Phrase, Wildcard, Regexp, Fuzzy, Range, Exists, MatchAll, Bool]
+
+_MUST, _SHOULD, _MUST_NOT = "must", "should", "must_not"
+
+
+def parse(query: str) -> Node:
+    """Parse ``query`` into the query model, or raise QuerySyntaxError."""
+    if not query or not query.strip():
+        raise QuerySyntaxError(query, "the query is empty")
+    try:
+        luqum_tree = parser.parse(_rewrite_symbolic_operators(query))
+    except ParseError as exc:
+        raise QuerySyntaxError(query, f"syntax error: {exc}") from None
+    except Exception as exc:  # luqum's lexer raises a few bare errors
+        raise QuerySyntaxError(query, f"syntax error: {exc}") from None
+    return _Converter(query).convert(luqum_tree, DEFAULT_FIELD)
+
+
+def iter_leaves(node: Node) -> Iterator[Node]:
+    """Every non-boolean clause, for lint checks."""
+    if isinstance(node, Bool):
+        for child in (*node.must, *node.should, *node.must_not):
+            yield from iter_leaves(child)
+    else:
+        yield node
+
+
+def fields_used(node: Node) -> set[str]:
+    return {leaf.field for leaf in iter_leaves(node) if hasattr(leaf, "field")}
+
+
+# -- rewriting &&, ||, ! ------------------------------------------------------
+
+_BOUNDARY_BEFORE = set(" \t\r\n\u3000()")
+
+
+def _rewrite_symbolic_operators(query: str) -> str:
+    """Turn Lucene's ``&& || !`` into words luqum understands.
+
+    Quoted phrases, regular expressions and escaped characters are copied as
+    they are; only operators standing where an operator may stand change.
+    """
+    out: list[str] = []
+    i, n = 0, len(query)
+    while i < n:
+        ch = query[i]
+        if ch == "\\" and i + 1 < n:
+            out.append(query[i : i + 2])
+            i += 2
+            continue
+        if ch in "\"/" and (ch == '"' or _at_term_start(query, i)):
+            end = _closing(query, i, ch)
+            out.append(query[i:end])
+            i = end
+            continue
+        at_start = _at_term_start(query, i)
+        if at_start and query.startswith(("&&", "||"), i) and _ends_token(query, i + 2):
+            out.append(" AND " if ch == "&" else " OR ")
+            i += 2
+            continue
+        if at_start and ch == "!" and i + 1 < n and query[i + 1] not in " \t\r\n":
+            out.append("NOT ")
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _at_term_start(query: str, i: int) -> bool:
+    return i == 0 or query[i - 1] in _BOUNDARY_BEFORE or query[i - 1] == ":"
+
+
+def _ends_token(query: str, i: int) -> bool:
+    return i >= len(query) or query[i] in _BOUNDARY_BEFORE
+
+
+def _closing(query: str, start: int, quote: str) -> int:
+    """Index just past the matching closing quote (or the end)."""
+    i = start + 1
+    while i < len(query):
+        if query[i] == "\\":
+            i += 2
+            continue
+        if query[i] == quote:
+            return i + 1
+        i += 1
+    return len(query)
+
+
+# -- luqum tree -> query model ------------------------------------------------
+
+_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPE.sub(r"\1", text)
+
+
+def _fuzzy_distance(degree: object) -> int | None:
+    value = float(str(degree))
+    if value < 1:  # a bare "~" (luqum reports 0.5) or an old-style similarity
+        return None
+    return min(int(value), 2)
+
+
+class _Converter:
+    def __init__(self, query: str) -> None:
+        self.query = query
+
+    def error(self, detail: str) -> QuerySyntaxError:
+        return QuerySyntaxError(self.query, detail)
+
+    def convert(self, node: tree.Item, fieldname: str) -> Node:
+        if isinstance(node, (tree.AndOperation, tree.OrOperation, tree.UnknownOperation)):
+            return self._boolean(node, fieldname)
+        if isinstance(node, (tree.Group, tree.FieldGroup)):
+            return self.convert(node.expr, fieldname)
+        if isinstance(node, (tree.Not, tree.Prohibit)):
+            return _fix_negative(Bool(must_not=(self.convert(node.a, fieldname),)))
+        if isinstance(node, tree.Plus):
+            return self.convert(node.a, fieldname)
+        if isinstance(node, tree.Boost):
+            return self.convert(node.expr, fieldname)  # scoring only
+        if isinstance(node, tree.SearchField):
+            return self._search_field(node)
+        if isinstance(node, tree.Proximity):
+            if not isinstance(node.term, tree.Phrase):
+                raise self.error("'~N' after a word is fuzziness; use it after a phrase for slop")
+            return Phrase(fieldname, _unescape(node.term.value[1:-1]), int(float(str(node.degree))))
+        if isinstance(node, tree.Fuzzy):
+            if not isinstance(node.term, tree.Word):
+                raise self.error("fuzziness '~' applies to a single word")
+            return Fuzzy(fieldname, node.term.unescaped_value, _fuzzy_distance(node.degree))
+        if isinstance(node, tree.Phrase):
+            return Phrase(fieldname, _unescape(node.value[1:-1]))
+        if isinstance(node, tree.Regex):
+            return Regexp(fieldname, node.value[1:-1])
+        if isinstance(node, (tree.Range, tree.From, tree.To)):
+            return self._range(node, fieldname)
+        if isinstance(node, tree.Word):
+            return self._word(node, fieldname)
+        raise self.error(f"unsupported query element {type(node).__name__}: {node}")
+
+    def _word(self, node: tree.Word, fieldname: str) -> Node:
+        if node.value == "*":
+            return MatchAll() if fieldname == "*" else Exists(fieldname)
+        if node.value.upper() in ("AND", "OR", "NOT", "&&", "||"):
+            raise self.error(f"operator {node.value!r} is missing an operand")
+        if node.has_wildcard():
+            return Wildcard(fieldname, node.value)
+        return Term(fieldname, node.unescaped_value)
+
+    def _search_field(self, node: tree.SearchField) -> Node:
+        name = _unescape(node.name)
+        if name == "_exists_":
+            if not isinstance(node.expr, tree.Word):
+                raise self.error("_exists_ takes a field name")
+            return Exists(node.expr.unescaped_value)
+        if isinstance(node.expr, tree.SearchField):
+            raise self.error(f"field {name!r} cannot contain another field")
+        return self.convert(node.expr, name)
+
+    def _range(self, node: tree.Item, fieldname: str) -> Node:
+        def bound(item: tree.Item) -> str | None:
+            text = item.unescaped_value if isinstance(item, tree.Word) else _unescape(str(item).strip('"'))
+            return None if text == "*" else text
+
+        if isinstance(node, tree.Range):
+            return Range(fieldname, bound(node.low), bound(node.high), node.include_low, node.include_high)
+        if isinstance(node, tree.From):
+            return Range(fieldname, bound(node.a), None, include_low=node.include)
+        return Range(fieldname, None, bound(node.a), include_high=node.include)
+
+    def _boolean(self, node: tree.Item, fieldname: str) -> Node:
+        clauses: list[tuple[str, Node]] = []
+        for conj, operand in _flatten(node):
+            mods = None
+            inner = operand
+            if isinstance(operand, (tree.Not, tree.Prohibit)):
+                mods, inner = "not", operand.a
+            elif isinstance(operand, tree.Plus):
+                mods, inner = "req", operand.a
+            # Lucene's QueryParserBase.addClause, default operator OR.
+            if clauses and conj == "AND":
+                occur, query = clauses[-1]
+                if occur != _MUST_NOT:
+                    clauses[-1] = (_MUST, query)
+            converted = self.convert(inner, fieldname)
+            if mods == "not":
+                occur = _MUST_NOT
+            elif mods == "req" or conj == "AND":
+                occur = _MUST
+            else:
+                occur = _SHOULD
+            clauses.append((occur, converted))
+        must = tuple(q for o, q in clauses if o == _MUST)
+        should = tuple(q for o, q in clauses if o == _SHOULD)
+        must_not = tuple(q for o, q in clauses if o == _MUST_NOT)
+        return _fix_negative(Bool(must=must, should=should, must_not=must_not))
+
+
+def _flatten(node: tree.Item, conj: str | None = None) -> Iterator[tuple[str | None, tree.Item]]:
+    """The clauses of one parenthesis level in written order, each with the
+    conjunction written before it (None for none)."""
+    if isinstance(node, (tree.AndOperation, tree.OrOperation, tree.UnknownOperation)):
+        op = {tree.AndOperation: "AND", tree.OrOperation: "OR"}.get(type(node))
+        for index, child in enumerate(node.children):
+            yield from _flatten(child, conj if index == 0 else op)
+    else:
+        yield conj, node
+
+
+def _fix_negative(node: Bool) -> Bool:
+    if not node.must and not node.should and node.must_not:
+        return Bool(must=(MatchAll(),), must_not=node.must_not)
+    return node

@@ -1,0 +1,134 @@
+"""The search backend contract, and the one place a backend is constructed.
+
+The embedded index and (later) an Elasticsearch cluster both implement
+:class:`SearchBackend`; everything above this package speaks only to it.
+Queries cross the contract as the Lucene strings fingerprints are written in,
+so a cluster backend can run them as ``query_string`` exactly as written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
+
+UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """``[start, end)``; ``None`` leaves a side open."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+    @classmethod
+    def last_days(cls, days: float, now: dt.datetime | None = None) -> "TimeWindow":
+        """The last ``days`` days up to now; 0 means all time."""
+        if days <= 0:
+            return cls()
+        now = now or dt.datetime.now(UTC)
+        return cls(start=now - dt.timedelta(days=days), end=None)
+
+
+ALL_TIME = TimeWindow()
+
+
+@dataclass(frozen=True)
+class Hit:
+    timestamp: dt.datetime | None
+    source: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    total: int
+    hits: list[Hit] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    build_uuid: str
+    build_status: str
+
+
+class IndexWriter(Protocol):
+    def replace_build(self, build_uuid: str) -> None:
+        """Drop what is indexed for this build when the batch commits."""
+
+    def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None: ...
+
+    def commit(self) -> None: ...
+
+
+class SearchBackend(Protocol):
+    name: str
+
+    def search(self, query: str, window: TimeWindow = ALL_TIME, size: int = 10, offset: int = 0) -> SearchResult:
+        """Hits newest first, with the exact total."""
+
+    def count(self, query: str, window: TimeWindow = ALL_TIME) -> int: ...
+
+    def facets(
+        self, query: str, window: TimeWindow, fields: Sequence[str], size: int = 10
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Most frequent exact values per field (lists joined by spaces)."""
+
+    def histogram(
+        self, query: str, window: TimeWindow, interval: dt.timedelta, split_by: str | None = None
+    ) -> dict[str, list[tuple[dt.datetime, int]]]:
+        """Hit counts per time bucket; one series per value of ``split_by``
+        (the key ``""`` holds the only series when there is no split)."""
+
+    def builds(self, query: str, window: TimeWindow = ALL_TIME) -> list[BuildOutcome]:
+        """The distinct builds with at least one hit, with their status."""
+
+    def match_build(self, build_uuid: str, queries: Sequence[str]) -> list[bool]:
+        """Which of ``queries`` match the build, in one batched pass."""
+
+    def build_files(self, build_uuid: str) -> dict[str, int]:
+        """Indexed log files of a build with their line counts."""
+
+    def field_names(self) -> list[str]: ...
+
+    def newest_timestamp(self) -> dt.datetime | None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def writer(self) -> IndexWriter: ...
+
+    def close(self) -> None: ...
+
+
+def open_backend(settings: Any) -> SearchBackend:
+    """Build the backend the settings name."""
+    from ..errors import ConfigError
+
+    if settings.backend == "embedded":
+        from .embedded import EmbeddedBackend
+
+        return EmbeddedBackend(settings.index_dir)
+    raise ConfigError(f"unknown backend {settings.backend!r} (this version supports: embedded)")
+
+
+__all__ = [
+    "ALL_TIME",
+    "BuildOutcome",
+    "Hit",
+    "IndexWriter",
+    "SearchBackend",
+    "SearchResult",
+    "TimeWindow",
+    "open_backend",
+]
+
+
+def iter_all(backend: SearchBackend, query: str, window: TimeWindow, page: int = 1000) -> Iterator[Hit]:
+    """Every hit, newest first, a page at a time."""
+    offset = 0
+    while True:
+        result = backend.search(query, window, size=page, offset=offset)
+        yield from result.hits
+        offset += len(result.hits)
+        if not result.hits or offset >= result.total:
+            return

@@ -1,0 +1,317 @@
+"""The query model (``lucene.py``) as tantivy queries, with Elasticsearch's semantics.
+
+Text is analysed with the same analyzer the index uses. Anything that cannot
+be given Elasticsearch's exact answer raises UnsupportedQueryError instead of
+running as something else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import tantivy
+from tantivy import Occur, Query
+
+from .. import lucene
+from ..analysis import analyze
+from ..errors import UnsupportedQueryError
+from . import schema as sch
+
+_MAX_CODEPOINT = 0x10FFFF
+
+
+class Translator:
+    def __init__(self, schema: tantivy.Schema, query: str, now: dt.datetime | None = None) -> None:
+        self.schema = schema
+        self.query = query
+        self.now = now
+
+    def translate(self, node: lucene.Node) -> Query:
+        result = self._node(node)
+        return result if result is not None else Query.empty_query()
+
+    def unsupported(self, detail: str) -> UnsupportedQueryError:
+        return UnsupportedQueryError(self.query, detail, engine="embedded")
+
+    # Each method returns None for a clause that analyses to nothing, which
+    # Lucene drops from its boolean query.
+    def _node(self, node: lucene.Node) -> Query | None:
+        if isinstance(node, lucene.Bool):
+            return self._bool(node)
+        if isinstance(node, lucene.MatchAll):
+            return Query.all_query()
+        if node.field == "*":
+            raise self.unsupported("searching every field ('*:') is not supported; name a field")
+        if node.field == sch.TIMESTAMP_FIELD:
+            return self._timestamp(node)
+        if isinstance(node, lucene.Exists):
+            return self._exists(node.field)
+        text_field = sch.text_field(node.field)
+        if isinstance(node, lucene.Term):
+            return _any_of([self._term(text_field, token) for token in analyze(node.text)])
+        if isinstance(node, lucene.Phrase):
+            tokens = analyze(node.text)
+            if len(tokens) <= 1:
+                return self._term(text_field, tokens[0]) if tokens else None
+            return Query.phrase_query(self.schema, text_field, list(tokens), node.slop)
+        if isinstance(node, lucene.Fuzzy):
+            return _any_of([self._fuzzy(text_field, token, node.distance) for token in analyze(node.text)])
+        if not sch.is_indexed_field(node.field):
+            raise self.unsupported(
+                f"wildcards, regular expressions and ranges work on the standard fields only, "
+                f"not on {node.field!r}"
+            )
+        if isinstance(node, lucene.Wildcard):
+            if node.pattern.strip("*") == "":
+                return self._exists(node.field)
+            return Query.regex_query(self.schema, text_field, wildcard_to_regex(node.pattern.lower()))
+        if isinstance(node, lucene.Regexp):
+            return Query.regex_query(self.schema, text_field, self._lucene_regex(node.pattern))
+        if isinstance(node, lucene.Range):
+            low = node.low.lower() if node.low is not None else None
+            high = node.high.lower() if node.high is not None else None
+            pattern = range_to_regex(low, high, node.include_low, node.include_high)
+            return Query.regex_query(self.schema, text_field, pattern) if pattern else Query.empty_query()
+        raise self.unsupported(f"unsupported clause {node!r}")
+
+    def _bool(self, node: lucene.Bool) -> Query | None:
+        must = [q for q in map(self._node, node.must) if q is not None]
+        should = [q for q in map(self._node, node.should) if q is not None]
+        must_not = [q for q in map(self._node, node.must_not) if q is not None]
+        if not must and not should:
+            if not must_not:
+                return None
+            must = [Query.all_query()]
+        clauses = [(Occur.Must, q) for q in must]
+        if not must:  # with a required clause, optional ones only score
+            clauses += [(Occur.Should, q) for q in should]
+        clauses += [(Occur.MustNot, q) for q in must_not]
+        if len(clauses) == 1 and clauses[0][0] != Occur.MustNot:
+            return clauses[0][1]
+        return Query.boolean_query(clauses)
+
+    def _term(self, text_field: str, token: str) -> Query:
+        return Query.term_query(self.schema, text_field, token)
+
+    def _fuzzy(self, text_field: str, token: str, distance: int | None) -> Query:
+        if distance is None:  # Elasticsearch's AUTO fuzziness
+            distance = 0 if len(token) <= 2 else 1 if len(token) <= 5 else 2
+        if "." in text_field:
+            raise self.unsupported("fuzzy terms work on the standard fields only")
+        return Query.fuzzy_term_query(self.schema, text_field, token, distance, True, False)
+
+    def _exists(self, fieldname: str) -> Query:
+        if fieldname == sch.TIMESTAMP_FIELD:
+            return Query.all_query()
+        if fieldname == "message":
+            return Query.regex_query(self.schema, "message", ".*")
+        return Query.exists_query(sch.facet_field(fieldname), False)
+
+    def _timestamp(self, node: lucene.Node) -> Query:
+        if isinstance(node, lucene.Exists):
+            return Query.all_query()
+        if not isinstance(node, lucene.Range):
+            raise self.unsupported("@timestamp supports ranges only, e.g. @timestamp:[now-1d TO now]")
+        low = parse_date_math(node.low, self.now) if node.low else None
+        high = parse_date_math(node.high, self.now) if node.high else None
+        if low is None and high is None:
+            return Query.all_query()
+        return Query.range_query(
+            self.schema, sch.TS, tantivy.FieldType.Date, low, high,
+            node.include_low if low else True, node.include_high if high else True,
+        )
+
+    def _lucene_regex(self, pattern: str) -> str:
+        try:
+            return lucene_regex_to_rust(pattern)
+        except ValueError as exc:
+            raise self.unsupported(str(exc)) from None
+
+
+def _any_of(queries: list[Query]) -> Query | None:
+    if not queries:
+        return None
+    if len(queries) == 1:
+        return queries[0]
+    return Query.boolean_query([(Occur.Should, q) for q in queries])
+
+
+# -- patterns -----------------------------------------------------------------
+
+
+def _literal(text: str) -> str:
+    return "".join(_codepoint(c) for c in text)
+
+
+def _codepoint(ch: str) -> str:
+    return ch if ch.isalnum() else f"\\x{{{ord(ch):X}}}"
+
+
+def wildcard_to_regex(pattern: str) -> str:
+    """``*``/``?`` pattern (backslash escapes honoured) as an anchored Rust regex."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(_codepoint(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "*" else "." if ch == "?" else _codepoint(ch))
+        i += 1
+    return "".join(out)
+
+
+_REGEX_PASSTHROUGH = set(".*+?|(){},")
+
+
+def lucene_regex_to_rust(pattern: str) -> str:
+    """Lucene's RegExp syntax (as Elasticsearch's query_string reads it) as Rust regex.
+
+    Lucene has no anchors or ``\\d``-style classes: ``^``/``$`` are literal and
+    ``\\x`` is the literal ``x``. Its complement, intersection, interval and
+    empty-language operators have no Rust equivalent and are refused.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            out.append(_codepoint(pattern[i + 1]))
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+                out.append("]")
+            elif ch == "-" or (ch == "^" and out[-1] == "["):
+                out.append(ch)
+            else:
+                out.append(_codepoint(ch))
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+            out.append("[")
+        elif ch == '"':
+            end = pattern.find('"', i + 1)
+            if end < 0:
+                raise ValueError("unterminated quoted string in regular expression")
+            out.append(_literal(pattern[i + 1 : end]))
+            i = end + 1
+            continue
+        elif ch == "@":
+            out.append(".*")
+        elif ch in "~&#<>":
+            raise ValueError(f"the regular expression operator {ch!r} is not supported by the embedded engine")
+        elif ch in _REGEX_PASSTHROUGH or ch.isalnum():
+            out.append(ch)
+        else:
+            out.append(_codepoint(ch))
+        i += 1
+    if in_class:
+        raise ValueError("unterminated character class in regular expression")
+    return "".join(out)
+
+
+def _above(ch: str) -> str | None:
+    code = ord(ch) + 1
+    return f"[\\x{{{code:X}}}-\\x{{{_MAX_CODEPOINT:X}}}]" if code <= _MAX_CODEPOINT else None
+
+
+def _below(ch: str) -> str | None:
+    code = ord(ch) - 1
+    return f"[\\x{{0}}-\\x{{{code:X}}}]" if code >= 0 else None
+
+
+def _alternatives(options: list[str]) -> str | None:
+    if not options:
+        return None
+    return "(?:" + "|".join(options) + ")"
+
+
+def _at_least(x: str, inclusive: bool) -> str | None:
+    """Strings (possibly empty) ordered after ``x``."""
+    options = []
+    for i, ch in enumerate(x):
+        above = _above(ch)
+        if above:
+            options.append(_literal(x[:i]) + above + ".*")
+    options.append(_literal(x) + ".+")
+    if inclusive:
+        options.append(_literal(x))
+    return _alternatives(options)
+
+
+def _at_most(x: str, inclusive: bool, allow_empty: bool = True) -> str | None:
+    """Strings ordered before ``x`` (the empty string only if ``allow_empty``)."""
+    options = []
+    for i, ch in enumerate(x):
+        below = _below(ch)
+        if below:
+            options.append(_literal(x[:i]) + below + ".*")
+        if i or allow_empty:
+            options.append(_literal(x[:i]))  # a proper prefix sorts first
+    if inclusive and (x or allow_empty):
+        options.append(_literal(x))
+    return _alternatives(options)
+
+
+def range_to_regex(low: str | None, high: str | None, include_low: bool, include_high: bool) -> str | None:
+    """A regex for the terms in a lexicographic range, ordered by code point as
+    Lucene's TermRangeQuery orders them; None when the range is empty."""
+    if low is None and high is None:
+        return ".+"
+    if low is None:
+        return _at_most(high, include_high)
+    if high is None:
+        return _at_least(low, include_low)
+    if low > high or (low == high and not (include_low and include_high)):
+        return None
+    common = 0
+    while common < min(len(low), len(high)) and low[common] == high[common]:
+        common += 1
+    prefix, a, b = _literal(low[:common]), low[common:], high[common:]
+    if not a:  # low is a prefix of high
+        rest = _at_most(b, include_high, allow_empty=include_low)
+        return prefix + rest if rest else None
+    options = []
+    tail = _at_least(a[1:], include_low)
+    if tail:
+        options.append(_literal(a[0]) + tail)
+    first, last = ord(a[0]) + 1, ord(b[0]) - 1
+    if first <= last:
+        options.append(f"[\\x{{{first:X}}}-\\x{{{last:X}}}].*")
+    tail = _at_most(b[1:], include_high)
+    if tail:
+        options.append(_literal(b[0]) + tail)
+    middle = _alternatives(options)
+    return prefix + middle if middle else None
+
+
+_DATE_MATH = re.compile(r"^now(?P<ops>(?:[+-]\d+[yMwdhHms])*)(?:/(?P<round>[yMwdhHms]))?$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "H": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_date_math(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """An ISO date/time or Elasticsearch date math (``now-7d``, ``now/d``)."""
+    match = _DATE_MATH.match(text)
+    if match:
+        moment = now or dt.datetime.now(dt.timezone.utc)
+        for sign, amount, unit in re.findall(r"([+-])(\d+)([yMwdhHms])", match["ops"]):
+            if unit in "yM":
+                raise ValueError(f"date math in months or years is not supported: {text}")
+            delta = dt.timedelta(seconds=int(amount) * _UNITS[unit])
+            moment = moment + delta if sign == "+" else moment - delta
+        if match["round"] == "d":
+            moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        elif match["round"] in ("h", "H"):
+            moment = moment.replace(minute=0, second=0, microsecond=0)
+        return moment
+    try:
+        moment = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a date: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
