@@ -1,0 +1,293 @@
+"""The command line: a thin layer that turns every RecheckError into one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import FingerprintError, IngestError, RecheckError
+from .search import SearchBackend, TimeWindow, iter_all, open_backend
+
+
+class _Context:
+    def __init__(self, debug: bool, config: str | None, data_dir: str | None) -> None:
+        self.debug = debug
+        self.config = config
+        self.data_dir = data_dir
+
+    def settings(self) -> Settings:
+        return load_settings(self.config, self.data_dir)
+
+    def backend(self) -> SearchBackend:
+        return open_backend(self.settings())
+
+
+def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--config/--data-dir/--debug on every command and on the group."""
+    fn = click.option("--debug", is_flag=True, default=None, help="Show tracebacks.")(fn)
+    fn = click.option("--data-dir", envvar="ER_DATA_DIR", default=None, type=click.Path(file_okay=False),
+                      help="Where the embedded index lives [env ER_DATA_DIR].")(fn)
+    fn = click.option("--config", "config", envvar="ER_CONFIG", default=None, type=click.Path(dir_okay=False),
+                      help="Config file (YAML) [env ER_CONFIG].")(fn)
+    return fn
+
+
+def _pass_context(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @_common_options
+    @click.pass_context
+    @functools.wraps(fn)
+    def wrapper(ctx: click.Context, config: str | None, data_dir: str | None, debug: bool | None,
+                **kwargs: Any) -> Any:
+        parent: _Context = ctx.find_object(_Context) or _Context(False, None, None)
+        here = _Context(
+            debug if debug is not None else parent.debug,
+            config or parent.config,
+            data_dir or parent.data_dir,
+        )
+        return fn(here, **kwargs)
+
+    return wrapper
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecheckError as exc:
+            _fail(ctx, exc)
+
+
+def _fail(ctx: click.Context, exc: Exception) -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        raise exc
+    click.echo(f"error: {exc}", err=True)
+    ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__)
+@_common_options
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, data_dir: str | None, debug: bool | None) -> None:
+    """elastic-recheck: which known bug made this CI build fail?"""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = _Context(bool(debug), config, data_dir)
+
+
+# -- ingest -------------------------------------------------------------------
+
+_METADATA_OPTIONS = (
+    "build_name", "build_change", "build_patchset", "build_queue", "build_status",
+    "build_branch", "project", "log_url", "build_node", "build_ref",
+)
+
+
+def _progress(label: str) -> Any:
+    if sys.stderr.isatty():
+        return click.progressbar(length=0, label=label, file=sys.stderr, show_pos=True, show_percent=False)
+    return None
+
+
+@cli.command()
+@click.option("--docs", "docs_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Logstash documents: NDJSON or an Elasticsearch search response ('-' for stdin).")
+@click.option("--logs", help="The build's log directory: a path or an http(s) URL.")
+@click.option("--metadata", type=click.Path(dir_okay=False), help="Build metadata as a JSON file.")
+@click.option("--zuul-build", help="Zuul build API URL to read the metadata (and log URL) from.")
+@click.option("--build-uuid", help="Build id (with the other --build-* options instead of --metadata).")
+@click.option("--build-name")
+@click.option("--build-change")
+@click.option("--build-patchset")
+@click.option("--build-queue")
+@click.option("--build-status")
+@click.option("--build-branch")
+@click.option("--project")
+@click.option("--voting/--non-voting", default=None)
+@click.option("--log-url", help="Base URL of the build's logs, for the log_url field.")
+@click.option("--build-node")
+@click.option("--build-ref")
+@click.option("--keep-debug", is_flag=True, help="Keep DEBUG lines (dropped by default).")
+@_pass_context
+def ingest(ctx: _Context, docs_file: str | None, logs: str | None, metadata: str | None, zuul_build: str | None,
+           keep_debug: bool, voting: bool | None, build_uuid: str | None, **options: str | None) -> None:
+    """Index CI logs: one build's log directory, or exported documents (--docs)."""
+    from .ingest import ingest_build, ingest_documents
+    from .ingest.sources import fetch_zuul_build, load_metadata_file, metadata_from_mapping, open_logs
+
+    backend = ctx.backend()
+    if docs_file:
+        if logs or metadata or zuul_build:
+            raise click.UsageError("--docs cannot be combined with a build's --logs/--metadata/--zuul-build")
+        bar = _progress("indexing documents")
+        handle = sys.stdin if docs_file == "-" else _open_text(docs_file)
+        with handle:
+            report = ingest_documents(backend, handle, docs_file, progress=bar.update if bar else None)
+        if bar:
+            bar.render_finish()
+        _finish_report(report, f"{report.documents} documents indexed from {docs_file}")
+        return
+    fields: dict[str, Any] = {}
+    if zuul_build:
+        fields.update(fetch_zuul_build(zuul_build).fields())
+    if metadata:
+        fields.update(load_metadata_file(metadata).fields())
+    if build_uuid:
+        fields["build_uuid"] = build_uuid
+    fields.update({name: value for name, value in options.items() if value is not None})
+    if voting is not None:
+        fields["voting"] = "1" if voting else "0"
+    if not fields.get("build_uuid"):
+        raise click.UsageError("say which build: --metadata FILE, --zuul-build URL or --build-uuid ID (or use --docs)")
+    build = metadata_from_mapping(fields, metadata or zuul_build or "options")
+    location = logs or build.log_url
+    if not location:
+        raise click.UsageError("where are the logs? give --logs (or a log_url in the metadata)")
+    bar = _progress(f"indexing build {build.build_short_uuid}")
+    report = ingest_build(backend, open_logs(location), build, keep_debug=keep_debug,
+                          progress=bar.update if bar else None)
+    if bar:
+        bar.render_finish()
+    _finish_report(report, f"build {build.build_uuid}: {report.documents} log events from {report.files} files "
+                           f"indexed ({report.skipped_debug} DEBUG lines dropped)")
+
+
+def _open_text(path: str) -> Any:
+    try:
+        return open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise IngestError(path, f"cannot read: {exc.strerror}") from None
+
+
+def _finish_report(report: Any, summary: str) -> None:
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(summary)
+    if report.errors:
+        raise IngestError("ingest", f"{len(report.errors)} input error(s); everything else was indexed")
+
+
+# -- lint ---------------------------------------------------------------------
+
+@cli.command()
+@click.argument("directory", default="queries", type=click.Path())
+@_pass_context
+def lint(ctx: _Context, directory: str) -> None:
+    """Check every fingerprint in DIRECTORY; non-zero exit on any error."""
+    from .fingerprints import lint_warnings, load_fingerprints
+
+    good, bad = load_fingerprints(directory)
+    for error in bad:
+        click.echo(f"error: {error}", err=True)
+    warnings = [w for fp in good for w in lint_warnings(fp)]
+    for warning in warnings:
+        click.echo(str(warning), err=True)
+    click.echo(f"{len(good) + len(bad)} fingerprints: {len(bad)} errors, {len(warnings)} warnings")
+    if bad:
+        sys.exit(1)
+
+
+# -- query --------------------------------------------------------------------
+
+def _query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed([
+        click.argument("file", required=False, type=click.Path(dir_okay=False)),
+        click.option("-e", "--expression", help="A query to run instead of a fingerprint file."),
+        click.option("--days", default=10.0, show_default=True, help="Time window in days; 0 for all time."),
+        click.option("--quantity", default=5, show_default=True, help="Values to show per attribute."),
+        click.option("--verbose", is_flag=True, help="Also show the noisy attributes."),
+        click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON lines instead."),
+        click.option("--limit", default=0, help="With --json: at most this many hits (0: all)."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def _run_query(ctx: _Context, file: str | None, expression: str | None, days: float, quantity: int,
+               verbose: bool, as_json: bool, limit: int) -> None:
+    from .fingerprints import load_fingerprint
+    from .lucene import parse
+    from .querysummary import summarize
+
+    if bool(file) == bool(expression):
+        raise click.UsageError("give a fingerprint FILE or -e 'QUERY' (one of them)")
+    query = load_fingerprint(file).query if file else str(expression)
+    parse(query)
+    backend = ctx.backend()
+    window = TimeWindow.last_days(days)
+    if as_json:
+        for number, hit in enumerate(iter_all(backend, query, window), 1):
+            click.echo(json.dumps(hit.source, ensure_ascii=False, sort_keys=True))
+            if limit and number >= limit:
+                break
+        return
+    for line in summarize(backend, query, window, quantity=quantity, verbose=verbose).lines():
+        click.echo(line)
+
+
+@cli.command("query")
+@_query_options
+@_pass_context
+def query_command(ctx: _Context, **kwargs: Any) -> None:
+    """Show what a fingerprint matches (the same as er-query)."""
+    _run_query(ctx, **kwargs)
+
+
+@click.command("er-query", cls=click.Command)
+@click.version_option(__version__)
+@_query_options
+@_pass_context
+def er_query(ctx: _Context, **kwargs: Any) -> None:
+    """Show what a fingerprint (FILE) or a query (-e) matches in the indexed logs."""
+    _run_query(ctx, **kwargs)
+
+
+# -- classify -----------------------------------------------------------------
+
+@cli.command()
+@click.option("--build", "build_uuid", required=True, help="The build's uuid.")
+@click.option("--queries", "queries_dir", default="queries", show_default=True, type=click.Path(file_okay=False))
+@_pass_context
+def classify(ctx: _Context, build_uuid: str, queries_dir: str) -> None:
+    """Which known bugs does an indexed build hit?"""
+    from .classify import Classifier
+    from .fingerprints import load_fingerprints
+
+    fingerprints, bad = load_fingerprints(queries_dir)
+    for error in bad:
+        click.echo(f"warning: skipped {error}", err=True)
+    matches = Classifier(ctx.backend(), fingerprints).classify(build_uuid)
+    if not matches:
+        click.echo(f"build {build_uuid}: no known bug found")
+    for fingerprint in matches:
+        click.echo(f"build {build_uuid}: bug {fingerprint.bug}" + (f" ({fingerprint.title})" if fingerprint.title else ""))
+
+
+def main() -> None:
+    cli(prog_name="elastic-recheck")
+
+
+def er_query_main() -> None:
+    try:
+        er_query(prog_name="er-query", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RecheckError as exc:
+        if "--debug" in sys.argv:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
