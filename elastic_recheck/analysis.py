@@ -39,9 +39,8 @@ _MID_NUM = (
 
 TOKEN_PATTERN = (
     r"[\p{Han}\p{Hiragana}]"
-    rf"|(?:{_LETTER}+(?:[{_MID_LETTER}{_MID_NUM_LET}]{_LETTER}+)*"
-    rf"|{_DIGIT}+(?:[{_MID_NUM}{_MID_NUM_LET}]{_DIGIT}+)*"
-    rf"|{_CONNECTOR}+)+"
+    rf"|(?:{_CONNECTOR}*(?:{_LETTER}+(?:[{_MID_LETTER}{_MID_NUM_LET}]{_LETTER}+)*"
+    rf"|{_DIGIT}+(?:[{_MID_NUM}{_MID_NUM_LET}]{_DIGIT}+)*))+{_CONNECTOR}*"
 )
 
 

@@ -1,0 +1,62 @@
+"""Text is split like Elasticsearch's standard analyzer (UAX #29 words, lower-cased)."""
+
+import regex
+from hypothesis import given, settings, strategies as st
+
+from elastic_recheck.analysis import analyze
+
+
+def test_file_names_are_single_tokens():
+    assert analyze("console.html and slave.log") == ("console.html", "and", "slave.log")
+
+
+def test_hyphens_split_words():
+    assert analyze("screen-n-cpu.txt") == ("screen", "n", "cpu.txt")
+    assert analyze("Hash-Sum") == ("hash", "sum")
+
+
+def test_lower_cases():
+    assert analyze("Timed Out WAITING") == ("timed", "out", "waiting")
+
+
+def test_numbers_keep_their_separators():
+    assert analyze("127.0.0.1 1,000.5 v1.2") == ("127.0.0.1", "1,000.5", "v1.2")
+
+
+def test_colon_joins_letters_but_not_digits():
+    assert analyze("a:b 10:30:00") == ("a:b", "10", "30", "00")
+
+
+def test_letter_dot_digit_breaks():
+    assert analyze("a.1 a1.b") == ("a", "1", "a1", "b")
+
+
+def test_apostrophes_and_underscores_stay_inside_words():
+    assert analyze("don't foo_bar") == ("don't", "foo_bar")
+
+
+def test_ideographs_are_tokens_of_their_own():
+    assert analyze("東京") == ("東", "京")
+
+
+def test_punctuation_only_is_no_token():
+    assert analyze(" -- () [] ") == ()
+
+
+_ALPHABET = st.sampled_from(list("abcXY019 .:,;'-_/()[]\"é"))
+
+
+def _reference_words(text: str) -> tuple[str, ...]:
+    """UAX #29 word segments that hold a letter or digit, from the `regex`
+    module's Unicode word boundaries (DESIGN §3's reference). The module keeps
+    a mid-word character at the very edge of a piece ("'a"), where UAX #29
+    (WB6/WB7 need a letter on both sides) and Elasticsearch break: strip it."""
+    pieces = regex.split(r"(?wV1)\b", text)
+    edges = "'.:,;"
+    return tuple(p.strip(edges).lower() for p in pieces if regex.search(r"[\p{L}\p{N}]", p))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=_ALPHABET, max_size=30))
+def test_tokens_match_unicode_word_boundaries(text):
+    assert analyze(text) == _reference_words(text)
