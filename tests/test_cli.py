@@ -1,0 +1,116 @@
+"""The command line as users run it: real processes, a real index on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(*args, data_dir, check=True, stdin=None):
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    exe = args[0]
+    command = [str(BIN / exe)] if (BIN / exe).exists() else [sys.executable, "-m", "elastic_recheck"]
+    if not (BIN / exe).exists() and exe == "er-query":
+        pytest.skip("er-query is not installed in this environment")
+    result = subprocess.run(command + list(args[1:]), capture_output=True, text=True, env=env, cwd=ROOT,
+                            input=stdin, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+@pytest.fixture
+def examples(tmp_path):
+    for build in sorted((ROOT / "examples" / "builds").iterdir()):
+        run("elastic-recheck", "ingest", "--logs", str(build), "--metadata", str(build / "build.json"),
+            data_dir=tmp_path)
+    return tmp_path
+
+
+def test_er_query_shows_the_attribute_spread(examples):
+    out = run("er-query", "--days", "0", "queries/2000001.yaml", data_dir=examples).stdout.splitlines()
+    assert out[0] == "total hits: 2"
+    assert "build_name" in out and out[out.index("build_name") + 1] == "  100% tempest-full"
+    assert out[out.index("loglevel") + 1] == "  100% ERROR"
+    assert out[out.index("tags") + 1] == "  100% screen-n-cpu.txt ERROR"  # list values joined
+    assert "message" not in out and "build_uuid" not in out and "@timestamp" not in out
+    assert out[-1] == "builds matched: 1, of which succeeded: 0"
+
+
+def test_er_query_verbose_shows_noisy_attributes(examples):
+    out = run("er-query", "--days", "0", "--verbose", "-e", 'message:"hash sum mismatch"',
+              data_dir=examples).stdout.splitlines()
+    assert "build_uuid" in out and "build_short_uuid" in out
+
+
+def test_er_query_percentages_and_quantity(examples):
+    out = run("elastic-recheck", "query", "--days", "0", "--quantity", "2", "-e", "tags:console",
+              data_dir=examples).stdout.splitlines()
+    total = int(out[0].split(": ")[1])
+    build_names = out[out.index("build_name") + 1: out.index("build_name") + 3]
+    assert len(build_names) == 2
+    percents = [int(line.split("%")[0]) for line in build_names]
+    assert percents == sorted(percents, reverse=True) and total > 0
+
+
+def test_er_query_warns_when_successful_builds_match(tmp_path):
+    docs = [{"message": "flaky", "@timestamp": "2026-11-20T10:00:00Z", "build_uuid": f"b{i}",
+             "build_status": "SUCCESS" if i < 2 else "FAILURE"} for i in range(5)]
+    run("elastic-recheck", "ingest", "--docs", "-", data_dir=tmp_path, stdin="\n".join(map(json.dumps, docs)))
+    out = run("er-query", "--days", "0", "-e", "flaky", data_dir=tmp_path).stdout
+    assert "builds matched: 5, of which succeeded: 2" in out
+    assert "WARNING: 40% of the matched builds succeeded" in out
+
+
+def test_er_query_json_prints_hits(examples):
+    out = run("er-query", "--days", "0", "--json", "-e", 'message:"hash sum mismatch"', data_dir=examples).stdout
+    (hit,) = [json.loads(line) for line in out.splitlines()]
+    assert hit["build_name"] == "grenade" and "Hash Sum mismatch" in hit["message"]
+
+
+def test_er_query_days_window(examples):
+    out = run("er-query", "-e", "tags:console", data_dir=examples).stdout  # default: last 10 days
+    assert out.splitlines()[0].startswith("total hits: ")
+
+
+def test_classify_names_the_known_bugs(examples):
+    out = run("elastic-recheck", "classify", "--build", "6d1b2f0c9f1e4c3a8e0b6a3f9a1c2d3e",
+              data_dir=examples).stdout
+    assert "bug 2000001" in out and "bug 2000003" in out and "bug 2000002" not in out
+
+
+def test_lint_passes_the_production_fingerprints(tmp_path, realdata):
+    result = run("elastic-recheck", "lint", str(realdata / "queries"), data_dir=tmp_path)
+    assert "91 fingerprints: 0 errors, 0 warnings" in result.stdout
+
+
+def test_lint_fails_on_a_bad_fingerprint(tmp_path):
+    (tmp_path / "1.yaml").write_text("query: tags:console\n")
+    (tmp_path / "2.yaml").write_text("query: message:(broken\n")
+    result = run("elastic-recheck", "lint", str(tmp_path), data_dir=tmp_path, check=False)
+    assert result.returncode == 1
+    assert f"error: {tmp_path / '2.yaml'}:1: query does not parse" in result.stderr
+
+
+def test_errors_are_one_line_without_debug_and_traceback_with_it(tmp_path):
+    result = run("er-query", "-e", "message:(", data_dir=tmp_path, check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: syntax error")
+    debug = run("er-query", "--debug", "-e", "message:(", data_dir=tmp_path, check=False)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_ingest_reports_bad_documents_and_keeps_the_rest(tmp_path):
+    stdin = json.dumps({"message": "ok", "@timestamp": "2026-11-20T10:00:00Z"}) + "\n{bad\n"
+    result = run("elastic-recheck", "ingest", "--docs", "-", data_dir=tmp_path, stdin=stdin, check=False)
+    assert result.returncode == 1
+    assert "-:2: invalid JSON" in result.stderr
+    assert "total hits: 1" in run("er-query", "--days", "0", "-e", "ok", data_dir=tmp_path).stdout

@@ -1,0 +1,124 @@
+"""The embedded backend: time windows, newest-first hits with exact totals,
+facets, histograms, batched build matching, and processes sharing the index."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from elastic_recheck.errors import BackendError
+from elastic_recheck.search import ALL_TIME, TimeWindow
+from elastic_recheck.search.embedded import EmbeddedBackend
+
+from .conftest import make_doc
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _docs(count, days_ago, **fields):
+    stamp = (NOW - dt.timedelta(days=days_ago)).isoformat()
+    return [make_doc(f"line {i} boom", **{"@timestamp": stamp, **fields}) for i in range(count)]
+
+
+@pytest.fixture
+def idx(index_docs):
+    return index_docs(
+        _docs(3, 1, build_uuid="new", build_name="tempest-full")
+        + _docs(2, 5, build_uuid="mid", build_name="grenade", build_status="SUCCESS")
+        + _docs(1, 30, build_uuid="old", build_name="grenade")
+    )
+
+
+def test_time_window_and_exact_total(idx):
+    assert idx.count("boom", TimeWindow.last_days(10, now=NOW)) == 5
+    assert idx.count("boom", TimeWindow.last_days(2, now=NOW)) == 3
+    assert idx.count("boom", TimeWindow.last_days(0, now=NOW)) == 6
+    result = idx.search("boom", TimeWindow.last_days(10, now=NOW), size=2)
+    assert result.total == 5 and len(result.hits) == 2
+
+
+def test_hits_come_newest_first_across_pages(idx):
+    stamps = [h.timestamp for h in idx.search("boom", ALL_TIME, size=4).hits]
+    stamps += [h.timestamp for h in idx.search("boom", ALL_TIME, size=4, offset=4).hits]
+    assert len(stamps) == 6 and stamps == sorted(stamps, reverse=True)
+
+
+def test_facets_count_exact_values(idx):
+    facets = idx.facets("boom", ALL_TIME, ["build_name", "tags", "build_status"])
+    assert facets["build_name"] == [("grenade", 3), ("tempest-full", 3)]  # ties by value
+    assert facets["tags"] == [("job-output.txt console", 6)]
+    assert facets["build_status"] == [("FAILURE", 4), ("SUCCESS", 2)]
+
+
+def test_histogram_split_by_status(idx):
+    series = idx.histogram("boom", ALL_TIME, dt.timedelta(hours=1), split_by="build_status")
+    assert sum(c for _, c in series["FAILURE"]) == 4
+    assert [c for _, c in series["SUCCESS"]] == [2]
+    (only,) = idx.histogram("boom", ALL_TIME, dt.timedelta(days=1))[""][-1:]
+    assert only[1] == 3
+
+
+def test_builds_and_newest_timestamp(idx):
+    builds = {b.build_uuid: b.build_status for b in idx.builds("boom")}
+    assert builds == {"new": "FAILURE", "mid": "SUCCESS", "old": "FAILURE"}
+    assert idx.newest_timestamp() == NOW - dt.timedelta(days=1)
+
+
+def test_match_build_answers_every_query_in_one_call(idx):
+    queries = [f'build_name:"grenade" AND message:"line {i}"' for i in range(40)] + ["boom", "nothing"]
+    matched = idx.match_build("mid", queries)
+    assert [i for i, m in enumerate(matched) if m] == [0, 1, 40]
+
+
+def test_empty_index(backend):
+    assert backend.newest_timestamp() is None
+    assert backend.search("boom").total == 0
+    assert backend.health()["documents"] == 0
+
+
+def test_a_reader_in_another_process_sees_each_commit(tmp_path):
+    path = tmp_path / "index"
+    writer_backend = EmbeddedBackend(path)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from elastic_recheck.search.embedded import EmbeddedBackend
+            backend = EmbeddedBackend({str(path)!r})
+            print(backend.count("boom"), flush=True)
+            sys.stdin.readline()
+            print(backend.count("boom"), flush=True)
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert reader.stdout.readline().strip() == "0"
+    with writer_backend.writer() as writer:
+        for doc in _docs(3, 1):
+            writer.add(doc, NOW)
+    reader.stdin.write("go\n")
+    reader.stdin.flush()
+    assert reader.stdout.readline().strip() == "3"
+    assert reader.wait(timeout=30) == 0
+
+
+def test_a_second_writer_gets_a_clear_error(tmp_path):
+    first = EmbeddedBackend(tmp_path / "index")
+    with first.writer():
+        other = subprocess.run(
+            [sys.executable, "-c",
+             "from elastic_recheck.search.embedded import EmbeddedBackend as B\n"
+             f"B({str(tmp_path / 'index')!r}).writer()"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert other.returncode != 0
+    assert "being written by another process" in other.stderr
+
+
+def test_an_unreadable_index_is_a_backend_error(tmp_path):
+    (tmp_path / "meta.json").write_text("{broken")
+    with pytest.raises(BackendError, match="cannot open the index"):
+        EmbeddedBackend(tmp_path)

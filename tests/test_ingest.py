@@ -1,0 +1,221 @@
+"""Ingest of CI builds (local and over HTTP) and of exported documents."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.server
+import io
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from elastic_recheck.errors import IngestError
+from elastic_recheck.ingest import ingest_build, ingest_documents
+from elastic_recheck.ingest.sources import BuildMetadata, fetch_zuul_build, open_logs
+from elastic_recheck.search import iter_all, ALL_TIME
+
+META = BuildMetadata(
+    build_uuid="6d1b2f0c9f1e4c3a8e0b6a3f9a1c2d3e", build_name="tempest-full", build_change="864201",
+    build_patchset="3", build_queue="gate", build_status="FAILURE", build_branch="master",
+    project="openstack/nova", voting="1", log_url="https://logs.example.org/x/6d1b2f0", build_node="node-1",
+    build_ref="refs/changes/01/864201/3",
+)
+
+CONSOLE = b"""2026-11-20 10:00:01.100123 | Job console starting...
+2026-11-20 10:42:10.000000 | controller | tempest.api.compute.test_x ... FAILED
+2026-11-20 10:42:10.100000 | controller | ERROR: it broke
+"""
+OSLO = b"""2026-11-20 10:20:00.100 7001 DEBUG cinder.api [req-1] noisy
+2026-11-20 10:20:00.456 7001 ERROR cinder.api.middleware.fault [req-77] Caught error: Lost connection
+Traceback (most recent call last):
+  File "/usr/lib/python3/sqlalchemy/engine/base.py", line 1900, in _execute_context
+pymysql.err.OperationalError: (2013, 'Lost connection to MySQL server during query')
+2026-11-20 10:20:01.000 7001 WARNING cinder.api [req-78] after \xff\xfe bad bytes
+"""
+SYSLOG = b"""Nov 20 10:37:58.300000 host nova-compute[51234]: ERROR nova.compute.manager Timed out waiting for a reply
+Nov 20 10:38:00 host kernel: [  301.1] EXT4-fs (vda1): re-mounted
+"""
+
+
+@pytest.fixture
+def build_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "build"
+    (root / "logs").mkdir(parents=True)
+    (root / "job-output.txt").write_bytes(CONSOLE)
+    (root / "logs" / "screen-c-api.txt").write_bytes(OSLO)
+    (root / "logs" / "syslog.txt.gz").write_bytes(gzip.compress(SYSLOG))
+    (root / "logs" / "image.png").write_bytes(b"\x89PNG not a log")
+    return root
+
+
+def all_docs(backend):
+    return [h.source for h in iter_all(backend, "*:*", ALL_TIME)]
+
+
+def test_one_document_per_line_with_the_build_fields(backend, build_dir):
+    report = ingest_build(backend, open_logs(str(build_dir)), META)
+    assert report.files == 3 and report.skipped_debug == 1 and not report.errors
+    docs = all_docs(backend)
+    console = [d for d in docs if d["filename"] == "job-output.txt"]
+    assert len(console) == 3
+    first = min(console, key=lambda d: d["@timestamp"])
+    assert first["tags"] == ["job-output.txt", "console"]
+    assert first["@timestamp"].startswith("2026-11-20T10:00:01.100123")
+    for field in ("build_uuid", "build_name", "build_change", "build_patchset", "build_queue", "build_status",
+                  "build_branch", "project", "voting", "build_node", "build_ref"):
+        assert first[field] == getattr(META, field)
+    assert first["build_short_uuid"] == "6d1b2f0"
+    assert first["log_url"] == "https://logs.example.org/x/6d1b2f0/job-output.txt"
+    assert "loglevel" not in first  # console lines carry no level
+
+
+def test_tracebacks_fold_into_their_first_line_and_levels_are_parsed(backend, build_dir):
+    ingest_build(backend, open_logs(str(build_dir)), META)
+    api = sorted((d for d in all_docs(backend) if d["filename"] == "logs/screen-c-api.txt"),
+                 key=lambda d: d["@timestamp"])
+    assert [d["loglevel"] for d in api] == ["ERROR", "WARNING"]  # DEBUG dropped
+    assert api[0]["message"].count("\n") == 3 and "pymysql.err.OperationalError" in api[0]["message"]
+    assert api[0]["tags"] == ["screen-c-api.txt", "ERROR"]
+    assert "\ufffd" in api[1]["message"]  # undecodable bytes replaced, not fatal
+    assert backend.count('message:"Lost connection to MySQL server" AND loglevel:ERROR') == 1
+
+
+def test_gz_files_are_read_and_named_without_gz(backend, build_dir):
+    ingest_build(backend, open_logs(str(build_dir)), META)
+    syslog = [d for d in all_docs(backend) if d["filename"] == "logs/syslog.txt"]
+    assert len(syslog) == 2 and syslog[0]["tags"][0] == "syslog.txt"
+    assert backend.count('tags:"syslog.txt" AND message:"timed out waiting"') == 1
+
+
+def test_debug_is_kept_on_request(backend, build_dir):
+    ingest_build(backend, open_logs(str(build_dir)), META, keep_debug=True)
+    assert backend.count("loglevel:DEBUG") == 1
+
+
+def test_reingesting_a_build_replaces_it(backend, build_dir):
+    ingest_build(backend, open_logs(str(build_dir)), META)
+    before = backend.count("*:*")
+    (build_dir / "job-output.txt").write_bytes(CONSOLE + b"2026-11-20 10:50:00.000000 | one more line\n")
+    ingest_build(backend, open_logs(str(build_dir)), META)
+    assert backend.count("*:*") == before + 1
+    assert backend.build_files(META.build_uuid)["job-output.txt"] == 4
+
+
+def test_huge_lines_are_truncated_not_fatal(backend, tmp_path):
+    root = tmp_path / "huge"
+    root.mkdir()
+    (root / "job-output.txt").write_bytes(b"2026-11-20 10:00:00.000 | " + b"x" * 200_000 + b"\n")
+    ingest_build(backend, open_logs(str(root)), META)
+    (doc,) = all_docs(backend)
+    assert len(doc["message"]) < 70_000 and doc["message"].endswith("bytes truncated]")
+
+
+def test_an_empty_directory_is_a_clear_error(backend, tmp_path):
+    with pytest.raises(IngestError, match="no log files"):
+        ingest_build(backend, open_logs(str(tmp_path)), META)
+
+
+class _Server:
+    def __init__(self, root: Path) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    servers = []
+
+    def start(root: Path) -> _Server:
+        servers.append(_Server(root))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def test_logs_from_a_log_server_directory_listing(backend, build_dir, server):
+    srv = server(build_dir.parent)
+    report = ingest_build(backend, open_logs(srv.url + "build/"), META)
+    assert report.files == 3 and not report.errors
+    assert backend.count('tags:"syslog.txt"') == 2
+
+
+def test_logs_from_a_zuul_manifest(backend, build_dir, server):
+    (build_dir / "zuul-manifest.json").write_text(json.dumps({"tree": [
+        {"name": "job-output.txt", "mimetype": "text/plain"},
+        {"name": "logs", "mimetype": "application/directory", "children": [
+            {"name": "screen-c-api.txt", "mimetype": "text/plain"}]},
+    ]}))
+    srv = server(build_dir.parent)
+    report = ingest_build(backend, open_logs(srv.url + "build/"), META)
+    assert report.files == 2
+
+
+def test_metadata_from_the_zuul_build_api(tmp_path, server):
+    api = tmp_path / "api"
+    api.mkdir()
+    (api / "build").write_text(json.dumps({
+        "uuid": "abcdef0123456789", "job_name": "grenade", "result": "FAILURE", "voting": False,
+        "log_url": "https://logs.example.org/g/", "ref": {"project": "openstack/neutron", "change": 5,
+                                                          "patchset": 2, "branch": "master", "ref": "refs/x"},
+        "buildset": {"pipeline": "gate"},
+    }))
+    srv = server(api)
+    meta = fetch_zuul_build(srv.url + "build")
+    assert (meta.build_uuid, meta.build_name, meta.build_status, meta.voting) == ("abcdef0123456789", "grenade",
+                                                                                 "FAILURE", "0")
+    assert (meta.project, meta.build_change, meta.build_patchset, meta.build_queue) == ("openstack/neutron", "5",
+                                                                                       "2", "gate")
+
+
+def test_unreachable_log_server_is_a_clear_error(backend):
+    with pytest.raises(IngestError, match="cannot fetch"):
+        ingest_build(backend, open_logs("http://127.0.0.1:9/nowhere/"), META)
+
+
+# -- exported documents ---------------------------------------------------------
+
+def test_ndjson_with_a_bad_line_keeps_the_good_ones(backend):
+    lines = [
+        json.dumps({"message": "one", "@timestamp": "2026-11-20T10:00:00Z", "build_uuid": "u", "custom": "kept"}),
+        "{not json",
+        json.dumps({"message": "two", "@timestamp": "2026-11-20T10:01:00Z", "build_uuid": "u"}),
+        json.dumps({"message": "no time"}),
+    ]
+    report = ingest_documents(backend, io.StringIO("\n".join(lines)), "export.ndjson")
+    assert report.documents == 2
+    assert [str(e) for e in report.errors] == [
+        "export.ndjson:2: invalid JSON: Expecting property name enclosed in double quotes",
+        "export.ndjson:4: bad @timestamp: missing or non-text @timestamp",
+    ]
+    assert backend.count("custom:kept") == 1
+    assert backend.search("*:*", size=1).hits[0].source["message"] == "two"  # newest first
+
+
+def test_search_response_in_the_old_logstash_format(backend, realdata):
+    path = realdata / "logstash" / "samples" / "bug-1191960.json"
+    with open(path) as handle:
+        report = ingest_documents(backend, handle, str(path))
+    raw = json.loads(path.read_text())["hits"]["hits"]
+    assert report.documents == len(raw) and not report.errors
+    source = raw[0]["_source"]
+    hit = next(h.source for h in iter_all(backend, "*:*", ALL_TIME) if h.source["message"] == source["@message"])
+    assert hit["tags"] == source["@tags"]
+    assert hit["build_name"] == source["@fields"]["build_name"][0]
+    assert backend.count(f'build_uuid:"{source["@fields"]["build_uuid"][0]}"') >= 1
