@@ -1,0 +1,142 @@
+"""The search-core benchmark (issue 1/6): ingest rate, er-query latency, and
+one build against 1,000 fingerprints, each beside a brute-force baseline
+measured in the same run. Run: .venv/bin/python bench/run.py [--lines N]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from generate import fingerprints, generate  # noqa: E402
+
+from elastic_recheck.ingest import ingest_build  # noqa: E402
+from elastic_recheck.ingest.sources import load_metadata_file, open_logs  # noqa: E402
+from elastic_recheck.querysummary import summarize  # noqa: E402
+from elastic_recheck.search import TimeWindow  # noqa: E402
+from elastic_recheck.search.embedded import EmbeddedBackend  # noqa: E402
+
+
+def cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def median_ms(fn, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def _phrase_and_tag(query: str) -> tuple[str, str]:
+    phrase, tag = re.match(r'message:"([^"]+)" AND tags:"([^"]+)"', query).groups()
+    return phrase.lower(), tag
+
+
+def brute_force_build(build_dir: Path, queries: list[str]) -> list[bool]:
+    """Baseline: read the build's raw log files and test every fingerprint's
+    phrase against every line (case-insensitive), the way a regex scan would."""
+    wanted = [_phrase_and_tag(q) for q in queries]
+    matched = [False] * len(queries)
+    for path in [build_dir / "job-output.txt", *sorted((build_dir / "logs").iterdir())]:
+        tags = {path.name, "console"} if path.name == "job-output.txt" else {path.name}
+        text = path.read_text().lower()
+        for i, (phrase, tag) in enumerate(wanted):
+            if not matched[i] and tag in tags and phrase in text:
+                matched[i] = True
+    return matched
+
+
+def brute_force_query(builds: list[dict], phrase: str) -> int:
+    pattern = re.compile(re.escape(phrase), re.I)
+    hits = 0
+    for build in builds:
+        for path in Path(build["dir"]).rglob("*.txt"):
+            hits += len(pattern.findall(path.read_text()))
+    return hits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=1_050_000)
+    parser.add_argument("--builds", type=int, default=210)
+    parser.add_argument("--fingerprints", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="er-bench-"))
+    try:
+        run(work, args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path, args: argparse.Namespace) -> None:
+    data = generate(work / "logs", args.builds, args.lines // args.builds)
+    builds = data["builds"]
+    print(f"generated {data['lines']:,} log lines in {len(builds)} builds")
+
+    # -- baseline for ingest: just reading and splitting the same files
+    start_wall, start_cpu = time.perf_counter(), cpu()
+    lines = 0
+    for build in builds:
+        for path in Path(build["dir"]).rglob("*.txt"):
+            with open(path, "rb") as handle:
+                lines += sum(1 for _ in handle)
+    read_rate = lines / (time.perf_counter() - start_wall)
+
+    backend = EmbeddedBackend(work / "index")
+    start_wall, start_cpu = time.perf_counter(), cpu()
+    documents = 0
+    for build in builds:
+        meta = load_metadata_file(str(Path(build["dir"]) / "build.json"))
+        documents += ingest_build(backend, open_logs(build["dir"]), meta, keep_debug=True).documents
+    wall = time.perf_counter() - start_wall
+    cpu_used = cpu() - start_cpu
+    print(f"ingest: {lines:,} lines ({documents:,} documents) in {wall:.1f}s wall, {cpu_used:.1f}s CPU: "
+          f"{lines / wall:,.0f} lines/s, {lines / cpu_used:,.0f} lines per CPU-second "
+          f"(baseline, reading and splitting the files only: {read_rate:,.0f} lines/s)")
+
+    window = TimeWindow.last_days(10)
+    query = 'message:"Timed out waiting for a reply to message ID" AND tags:"screen-n-cpu.txt"'
+    summarize(backend, query, window)  # warm
+    er_query_ms = median_ms(lambda: summarize(backend, query, window), 5)
+    scan_ms = median_ms(lambda: brute_force_query(builds, "Timed out waiting for a reply to message ID"), 1)
+    print(f"er-query over 10 days: median {er_query_ms:.0f} ms (baseline regex scan of all raw logs: {scan_ms:.0f} ms)")
+
+    queries = fingerprints(args.fingerprints)
+    backend.match_build(builds[0]["build_uuid"], queries)  # compile once, as the daemon does
+    sample = builds[:30]
+    batched, brute, one_by_one = [], [], []
+    for build in sample:
+        uuid = build["build_uuid"]
+        start = time.perf_counter()
+        result = backend.match_build(uuid, queries)
+        batched.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        expected = brute_force_build(Path(build["dir"]), queries)
+        brute.append((time.perf_counter() - start) * 1000)
+        assert result == expected, f"batched classification disagrees with the raw scan for {uuid}"
+    for build in sample[:5]:
+        start = time.perf_counter()
+        [backend.count(q) > 0 for q in (f'({q}) AND build_uuid:"{build["build_uuid"]}"' for q in queries)]
+        one_by_one.append((time.perf_counter() - start) * 1000)
+    print(f"classify one build against {len(queries)} fingerprints: median {statistics.median(batched):.1f} ms "
+          f"(baseline raw-log scan of the build: {statistics.median(brute):.1f} ms; "
+          f"one search per fingerprint: {statistics.median(one_by_one):.0f} ms); results identical to the scan")
+
+
+if __name__ == "__main__":
+    main()
