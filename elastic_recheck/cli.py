@@ -6,14 +6,13 @@ import functools
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from . import __version__
 from .config import Settings, load_settings
-from .errors import FingerprintError, IngestError, RecheckError
+from .errors import IngestError, RecheckError
 from .search import SearchBackend, TimeWindow, iter_all, open_backend
 
 

@@ -19,7 +19,7 @@ Elasticsearch makes it do (``Queries.fixNegativeQueryIfNeeded``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Union
 
 from luqum import tree
