@@ -260,8 +260,9 @@ class EmbeddedWriter:
 
     def commit(self) -> None:
         self._writer.commit()
-        if self._fields - set(_read_fields(self.backend.path)):
-            _write_fields(self.backend.path, self._fields | set(_read_fields(self.backend.path)))
+        known = set(_read_fields(self.backend.path))
+        if self._fields - known:
+            _write_fields(self.backend.path, self._fields | known)
 
     def rollback(self) -> None:
         self._writer.rollback()
