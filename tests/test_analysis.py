@@ -3,7 +3,7 @@
 import regex
 from hypothesis import given, settings, strategies as st
 
-from elastic_recheck.analysis import analyze
+from elastic_recheck.analysis import analyze, index_text
 
 
 def test_file_names_are_single_tokens():
@@ -60,3 +60,14 @@ def _reference_words(text: str) -> tuple[str, ...]:
 @given(st.text(alphabet=_ALPHABET, max_size=30))
 def test_tokens_match_unicode_word_boundaries(text):
     assert analyze(text) == _reference_words(text)
+
+
+_LOG_ALPHABET = st.sampled_from(list("abzAZ09_.:',;-/ =[]()\"\\\t") + ["é", "ß", "中", "\u0301", "١"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_LOG_ALPHABET, max_size=40) | st.text(max_size=20))
+def test_indexing_fast_path_gives_the_same_terms_as_queries(text):
+    """Lines are analysed in Python at ingest; queries through the tantivy
+    analyzer. Both must produce the same terms or phrases would miss."""
+    assert index_text(text) == " ".join(analyze(text))

@@ -119,6 +119,36 @@ def test_a_second_writer_gets_a_clear_error(tmp_path):
 
 
 def test_an_unreadable_index_is_a_backend_error(tmp_path):
-    (tmp_path / "meta.json").write_text("{broken")
+    EmbeddedBackend(tmp_path)
+    (tmp_path / "lines" / "meta.json").write_text("{broken")
     with pytest.raises(BackendError, match="cannot open the index"):
         EmbeddedBackend(tmp_path)
+
+
+def test_an_index_from_an_older_layout_is_refused_not_misread(tmp_path):
+    (tmp_path / "meta.json").write_text("{}")
+    with pytest.raises(BackendError, match="older version"):
+        EmbeddedBackend(tmp_path)
+
+
+def test_lines_share_one_stored_context_per_build_file_and_level(index_docs, backend):
+    index_docs([make_doc(f"line {i}", loglevel="ERROR" if i % 2 else "INFO") for i in range(10)])
+    assert backend.health()["documents"] == 10
+    assert backend.health()["contexts"] == 2
+    hit = backend.search("message:line", size=1).hits[0]
+    assert hit.source["build_name"] == "tempest-full" and hit.source["message"].startswith("line")
+
+
+def test_context_clauses_combine_exactly_with_line_clauses(index_docs, backend):
+    index_docs([
+        make_doc("timeout here", build_uuid="a", build_name="grenade"),
+        make_doc("timeout here", build_uuid="b", build_name="tempest-full", voting="0"),
+        make_doc("all good", build_uuid="c", build_name="grenade"),
+    ])
+    assert backend.count('message:timeout AND build_name:grenade') == 1
+    assert backend.count('message:timeout AND NOT build_name:grenade') == 1
+    assert backend.count('message:timeout OR build_name:grenade') == 3
+    assert backend.count('build_name:grenade AND voting:1 AND NOT build_uuid:c') == 1
+    assert backend.count('(message:good AND build_name:grenade) OR (message:here AND voting:0)') == 2
+    assert backend.count('message:timeout AND build_name:"--"') == 2  # analyses to nothing: dropped
+    assert backend.match_build("b", ['message:timeout AND voting:0', 'message:timeout AND voting:1']) == [True, False]

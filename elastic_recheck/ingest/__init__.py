@@ -63,6 +63,8 @@ def ingest_build(
             if log_url:
                 file_fields["log_url"] = f"{log_url}/{name}"
             base_tags = [base, "console"] if is_console else [base]
+            # One context per level: build and file fields are stored once, not per line.
+            contexts: dict[str | None, object] = {}
             try:
                 handle = logs.open(relative)
             except (IngestError, OSError) as exc:
@@ -71,18 +73,18 @@ def ingest_build(
             report.files += 1
             try:
                 for event in parse_lines(_lines(handle), default_time, detect_level=not is_console):
-                    if event.level == "DEBUG" and not keep_debug:
+                    level = event.level
+                    if level == "DEBUG" and not keep_debug:
                         report.skipped_debug += 1
                         continue
-                    doc = dict(file_fields)
-                    doc["message"] = event.message
-                    doc["@timestamp"] = event.timestamp.isoformat()
-                    if event.level:
-                        doc["loglevel"] = event.level
-                        doc["tags"] = [*base_tags, event.level]
-                    else:
-                        doc["tags"] = base_tags
-                    writer.add(doc, event.timestamp)
+                    context = contexts.get(level)
+                    if context is None:
+                        fields = dict(file_fields)
+                        if level:
+                            fields["loglevel"] = level
+                        fields["tags"] = [*base_tags, level] if level else base_tags
+                        context = contexts[level] = writer.context(fields)
+                    writer.add_line(context, event.timestamp, event.message)
                     report.documents += 1
                     if progress and report.documents % 1000 == 0:
                         progress(1000)

@@ -56,7 +56,14 @@ class IndexWriter(Protocol):
     def replace_build(self, build_uuid: str) -> None:
         """Drop what is indexed for this build when the batch commits."""
 
-    def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None: ...
+    def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None:
+        """One whole document (exports, ``ingest --docs``)."""
+
+    def context(self, fields: dict[str, Any]) -> Any:
+        """A handle for fields many lines share (a build's file at one level)."""
+
+    def add_line(self, context: Any, timestamp: dt.datetime, message: str) -> None:
+        """One log event with the fields of ``context``: the ingest fast path."""
 
     def commit(self) -> None: ...
 

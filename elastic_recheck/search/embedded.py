@@ -17,16 +17,30 @@ import tantivy
 from tantivy import Occur, Order, Query
 
 from .. import lucene
-from ..analysis import ANALYZER_NAME, build_analyzer
+from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text
 from ..errors import BackendError, RecheckError
 from . import schema as sch
 from . import ALL_TIME, BuildOutcome, Hit, SearchResult, TimeWindow
-from .translate import Translator
+from .translate import Translator, prepare
 
 UTC = dt.timezone.utc
 _FIELDS_FILE = "er-fields.json"
+_LAYOUT_FILE = "er-layout.json"
 _MAX_BUCKETS = 60_000  # below tantivy's 65,000-bucket guard
-_WRITER_HEAP = 256 * 1024 * 1024
+_MAX_SPLIT_SERIES = 100
+_LINES_HEAP = 64 * 1024 * 1024
+_CONTEXTS_HEAP = 32 * 1024 * 1024
+_CONTEXT_CACHE = 200_000
+
+
+def _open_index(path: Path, schema: tantivy.Schema) -> tantivy.Index:
+    path.mkdir(parents=True, exist_ok=True)
+    index = (
+        tantivy.Index.open(str(path)) if tantivy.Index.exists(str(path)) else tantivy.Index(schema, path=str(path))
+    )
+    index.register_tokenizer(ANALYZER_NAME, build_analyzer())
+    index.register_tokenizer(PRETOKENIZED_NAME, build_pretokenized_analyzer())
+    return index
 
 
 class EmbeddedBackend:
@@ -35,38 +49,58 @@ class EmbeddedBackend:
     def __init__(self, index_dir: str | os.PathLike[str]) -> None:
         self.path = Path(index_dir)
         self.path.mkdir(parents=True, exist_ok=True)
+        _check_layout(self.path)
         try:
-            if tantivy.Index.exists(str(self.path)):
-                self.index = tantivy.Index.open(str(self.path))
-            else:
-                self.index = tantivy.Index(sch.build_schema(), path=str(self.path))
+            self.lines = _open_index(self.path / "lines", sch.line_schema())
+            self.contexts = _open_index(self.path / "contexts", sch.context_schema())
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot open the index in {self.path}: {exc}") from None
-        self.index.register_tokenizer(ANALYZER_NAME, build_analyzer())
-        self.schema = self.index.schema
-        self._queries: dict[str, Query] = {}
+        self.schema = self.lines.schema
+        self.context_schema = self.contexts.schema
+        self._parsed: dict[str, lucene.Node] = {}
+        self._compiled: dict[str, tuple[int, Query]] = {}
+        self._context_fields: dict[int, dict[str, Any]] = {}
+        self._leaves: dict[lucene.Node, Query | None] = {}
         self._lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------
 
+    def parse(self, query: str) -> lucene.Node:
+        """The query model, prepared for ``Translator(..., contexts=...)`` (cached)."""
+        with self._lock:
+            node = self._parsed.get(query)
+        if node is None:
+            node = prepare(lucene.parse(query))
+            with self._lock:
+                if len(self._parsed) > 10_000:
+                    self._parsed.clear()
+                self._parsed[query] = node
+        return node
+
     def compile(self, query: str) -> Query:
-        """The tantivy query for a Lucene query string (cached)."""
+        """The tantivy query over ``lines/`` for a Lucene query string. Cached
+        until new contexts arrive, since those may match its context clauses."""
+        searcher = self._context_searcher()
+        generation = searcher.num_docs
         with self._lock:
-            cached = self._queries.get(query)
-        if cached is not None:
-            return cached
-        compiled = Translator(self.schema, query).translate(lucene.parse(query))
+            cached = self._compiled.get(query)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        resolver = _ContextLookup(self, searcher)
+        compiled = Translator(self.schema, query, contexts=resolver).translate(self.parse(query), prepared=True)
         with self._lock:
-            if len(self._queries) > 10_000:
-                self._queries.clear()
-            self._queries[query] = compiled
+            if len(self._compiled) > 10_000:
+                self._compiled.clear()
+            self._compiled[query] = (generation, compiled)
         return compiled
 
     def _window_query(self, query: Query, window: TimeWindow) -> Query:
         if window.start is None and window.end is None:
             return query
         span = Query.range_query(
-            self.schema, sch.TS, tantivy.FieldType.Date, window.start, window.end,
+            self.schema, sch.TS, tantivy.FieldType.Integer,
+            sch.micros(window.start) if window.start else None,
+            sch.micros(window.end) if window.end else None,
             True, window.end is None,
         )
         return Query.boolean_query([(Occur.Must, query), (Occur.Must, span)])
@@ -75,23 +109,34 @@ class EmbeddedBackend:
         return self._window_query(self.compile(query), window)
 
     def _searcher(self) -> tantivy.Searcher:
-        self.index.reload()
-        return self.index.searcher()
+        self.lines.reload()
+        return self.lines.searcher()
+
+    def _context_searcher(self) -> tantivy.Searcher:
+        self.contexts.reload()
+        return self.contexts.searcher()
 
     def search(self, query: str, window: TimeWindow = ALL_TIME, size: int = 10, offset: int = 0) -> SearchResult:
+        compiled = self._filtered(query, window)
         searcher = self._searcher()
         result = self._run(
-            searcher, self._filtered(query, window), limit=max(size, 1), order_by_field=sch.TS, order=Order.Desc,
-            offset=offset,
+            searcher, compiled, limit=max(size, 1), order_by_field=sch.TS, order=Order.Desc, offset=offset,
         )
-        hits = []
+        rows = []
         for order_key, address in result.hits[:size]:
-            stamp = dt.datetime.fromtimestamp(order_key / 1e9, UTC) if isinstance(order_key, int) else None
-            hits.append(Hit(stamp, sch.from_stored(searcher.doc(address))))
+            doc = searcher.doc(address)
+            rows.append((sch.from_micros(order_key), doc.get_first(sch.CID), doc))
+        contexts = self.context_fields([cid for _, cid, _ in rows if cid is not None])
+        hits = []
+        for stamp, cid, doc in rows:
+            source = {"@timestamp": sch.format_timestamp(stamp), "message": sch.stored_message(doc)}
+            source.update(contexts.get(cid, {}))
+            hits.append(Hit(stamp, source))
         return SearchResult(total=result.count or 0, hits=hits)
 
     def count(self, query: str, window: TimeWindow = ALL_TIME) -> int:
-        return self._count(self._searcher(), self._filtered(query, window))
+        compiled = self._filtered(query, window)
+        return self._count(self._searcher(), compiled)
 
     @staticmethod
     def _run(searcher: tantivy.Searcher, query: Query, **kwargs: Any) -> tantivy.SearchResult:
@@ -103,76 +148,138 @@ class EmbeddedBackend:
     def _count(self, searcher: tantivy.Searcher, query: Query) -> int:
         return self._run(searcher, query, limit=1).count or 0
 
-    def _aggregate(self, query: Query, aggs: dict[str, Any]) -> dict[str, Any]:
+    def _aggregate(self, searcher: tantivy.Searcher, query: Query, aggs: dict[str, Any]) -> dict[str, Any]:
         try:
-            return self._searcher().aggregate(query, aggs)
+            return searcher.aggregate(query, aggs)
         except ValueError as exc:
             raise BackendError(f"embedded aggregation failed: {exc}") from None
+
+    # -- contexts -------------------------------------------------------------
+
+    def _context_counts(self, query: Query) -> dict[int, int]:
+        """Hits per context: every facet on a context field is a sum over these."""
+        aggs = {"c": {"terms": {"field": sch.CID, "size": _MAX_BUCKETS, "segment_size": _MAX_BUCKETS}}}
+        buckets = self._aggregate(self._searcher(), query, aggs).get("c", {}).get("buckets", [])
+        if len(buckets) >= _MAX_BUCKETS:
+            raise BackendError(
+                f"the query matches lines of more than {_MAX_BUCKETS:,} distinct builds/files; "
+                "narrow the time window"
+            )
+        return {int(b["key"]): int(b["doc_count"]) for b in buckets}
+
+    def context_fields(self, cids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The fields of each context (immutable per ``cid``, so cached)."""
+        missing = [cid for cid in set(cids) if cid not in self._context_fields]
+        if missing:
+            searcher = self._context_searcher()
+            query = sch.in_contexts(self.context_schema, missing)
+            result = self._run(searcher, query, limit=len(missing))
+            loaded = dict(sch.stored_context(searcher.doc(address)) for _, address in result.hits)
+            with self._lock:
+                if len(self._context_fields) + len(loaded) > _CONTEXT_CACHE:
+                    self._context_fields.clear()
+                self._context_fields.update(loaded)
+        return {cid: self._context_fields.get(cid, {}) for cid in cids}
+
+    def _cids(self, searcher: tantivy.Searcher, query: Query) -> list[int]:
+        result = self._run(searcher, query, limit=max(searcher.num_docs, 1), order_by_field=sch.CID)
+        return [int(key) for key, _ in result.hits]
+
+    def _build_cids(self, searcher: tantivy.Searcher, build_uuid: str) -> list[int]:
+        return self._cids(searcher, Query.term_query(self.context_schema, sch.facet_field("build_uuid"), build_uuid))
+
+    def _in_contexts(self, cids: Sequence[int]) -> Query:
+        return sch.in_contexts(self.schema, list(cids))
+
+    # -- aggregations ---------------------------------------------------------
 
     def facets(
         self, query: str, window: TimeWindow, fields: Sequence[str], size: int = 10
     ) -> dict[str, list[tuple[str, int]]]:
-        if not fields:
-            return {}
-        # Ask for far more buckets than shown so ties sort exactly, and make
-        # every segment report all of them so counts are exact.
-        wanted = max(size * 20, 1000)
-        aggs = {
-            f"f{i}": {"terms": {"field": sch.facet_field(name), "size": wanted, "segment_size": wanted}}
-            for i, name in enumerate(fields)
-        }
-        result = self._aggregate(self._filtered(query, window), aggs)
-        out = {}
-        for i, name in enumerate(fields):
-            buckets = result.get(f"f{i}", {}).get("buckets", [])
-            values = sorted(((str(b["key"]), int(b["doc_count"])) for b in buckets), key=lambda kv: (-kv[1], kv[0]))
-            out[name] = values[:size]
+        context_fields = [name for name in fields if sch.is_context_field(name)]
+        out: dict[str, list[tuple[str, int]]] = {name: [] for name in fields}
+        if not context_fields:
+            return out
+        counts = self._context_counts(self._filtered(query, window))
+        contexts = self.context_fields(list(counts))
+        for name in context_fields:
+            tally: dict[str, int] = {}
+            for cid, hits in counts.items():
+                value = contexts[cid].get(name)
+                if value is not None:
+                    key = sch.facet_value(value)
+                    tally[key] = tally.get(key, 0) + hits
+            out[name] = sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))[:size]
         return out
 
     def histogram(
         self, query: str, window: TimeWindow, interval: dt.timedelta, split_by: str | None = None
     ) -> dict[str, list[tuple[dt.datetime, int]]]:
-        seconds = int(interval.total_seconds())
-        histogram = {"date_histogram": {"field": sch.TS, "fixed_interval": f"{seconds}s"}}
-        if split_by is None:
-            aggs: dict[str, Any] = {"h": histogram}
-        else:
-            aggs = {"s": {"terms": {"field": sch.facet_field(split_by), "size": 1000}, "aggs": {"h": histogram}}}
-        result = self._aggregate(self._filtered(query, window), aggs)
+        compiled = self._filtered(query, window)
+        step = int(interval.total_seconds() * 1_000_000)
+        if step <= 0:
+            raise BackendError(f"histogram interval must be positive, not {interval}")
+        aggs = {"h": {"histogram": {"field": sch.TS, "interval": step}}}
+        searcher = self._searcher()
 
-        def series(agg: dict[str, Any]) -> list[tuple[dt.datetime, int]]:
+        def series(q: Query) -> list[tuple[dt.datetime, int]]:
+            result = self._aggregate(searcher, q, aggs)
             return [
-                (dt.datetime.fromtimestamp(b["key"] / 1000, UTC), int(b["doc_count"]))
-                for b in agg.get("buckets", [])
+                (sch.from_micros(b["key"]), int(b["doc_count"]))
+                for b in result.get("h", {}).get("buckets", [])
                 if b["doc_count"]
             ]
 
         if split_by is None:
-            return {"": series(result.get("h", {}))}
-        return {str(b["key"]): series(b["h"]) for b in result.get("s", {}).get("buckets", [])}
+            return {"": series(compiled)}
+        groups: dict[str, list[int]] = {}
+        counts = self._context_counts(compiled)
+        for cid, fields in self.context_fields(list(counts)).items():
+            value = fields.get(split_by)
+            if value is not None:
+                groups.setdefault(sch.facet_value(value), []).append(cid)
+        if len(groups) > _MAX_SPLIT_SERIES:
+            raise BackendError(f"{split_by} has more than {_MAX_SPLIT_SERIES} values here; split by another field")
+        return {
+            value: series(Query.boolean_query([(Occur.Must, compiled), (Occur.Must, self._in_contexts(cids))]))
+            for value, cids in sorted(groups.items())
+        }
 
     def builds(self, query: str, window: TimeWindow = ALL_TIME) -> list[BuildOutcome]:
-        aggs = {
-            "b": {
-                "terms": {"field": "k_build_uuid", "size": _MAX_BUCKETS, "segment_size": _MAX_BUCKETS},
-                "aggs": {"s": {"terms": {"field": "k_build_status", "size": 1}}},
-            }
-        }
-        result = self._aggregate(self._filtered(query, window), aggs)
-        outcomes = []
-        for bucket in result.get("b", {}).get("buckets", []):
-            statuses = bucket["s"]["buckets"]
-            outcomes.append(BuildOutcome(str(bucket["key"]), str(statuses[0]["key"]) if statuses else ""))
-        return outcomes
+        counts = self._context_counts(self._filtered(query, window))
+        per_build: dict[str, list[Any]] = {}
+        for cid, fields in self.context_fields(list(counts)).items():
+            uuid = fields.get("build_uuid")
+            if uuid is None:
+                continue
+            entry = per_build.setdefault(sch.facet_value(uuid), [0, "", 0])
+            entry[0] += counts[cid]
+            if counts[cid] > entry[2] and fields.get("build_status") is not None:
+                entry[1], entry[2] = sch.facet_value(fields["build_status"]), counts[cid]
+        ranked = sorted(per_build.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        return [BuildOutcome(uuid, status) for uuid, (_, status, _) in ranked]
 
     def match_build(self, build_uuid: str, queries: Sequence[str]) -> list[bool]:
         """Group testing: one search answers "does any of these match?" for a
         whole group, and only groups that do are split. A build matching k of
-        n fingerprints costs about 1 + 2k·log2(n) searches instead of n."""
-        compiled = [self.compile(q) for q in queries]
+        n fingerprints costs about 1 + 2k·log2(n) searches instead of n.
+
+        Context clauses are answered among the build's own contexts only, so
+        nothing here depends on the size of the index."""
+        context_searcher = self._context_searcher()
+        build_cids = self._build_cids(context_searcher, build_uuid)
+        matched = [False] * len(queries)
+        if not build_cids:
+            return matched
+        resolver = _ContextLookup(self, context_searcher, within=build_cids)
+        if len(self._leaves) > 100_000:
+            self._leaves.clear()
+        compiled = [
+            Translator(self.schema, q, contexts=resolver, leaf_cache=self._leaves).translate(self.parse(q), prepared=True)
+            for q in queries
+        ]
         searcher = self._searcher()
-        build = Query.term_query(self.schema, "k_build_uuid", build_uuid)
-        matched = [False] * len(compiled)
+        build = Query.term_query(self.schema, sch.BUILD, build_uuid)
 
         def any_match(indices: Sequence[int]) -> bool:
             group = (
@@ -197,10 +304,13 @@ class EmbeddedBackend:
         return matched
 
     def build_files(self, build_uuid: str) -> dict[str, int]:
-        query = Query.term_query(self.schema, "k_build_uuid", build_uuid)
-        aggs = {"f": {"terms": {"field": "k_filename", "size": _MAX_BUCKETS, "segment_size": _MAX_BUCKETS}}}
-        result = self._aggregate(query, aggs)
-        return {str(b["key"]): int(b["doc_count"]) for b in result.get("f", {}).get("buckets", [])}
+        counts = self._context_counts(Query.term_query(self.schema, sch.BUILD, build_uuid))
+        files: dict[str, int] = {}
+        for cid, fields in self.context_fields(list(counts)).items():
+            if fields.get("filename") is not None:
+                name = sch.facet_value(fields["filename"])
+                files[name] = files.get(name, 0) + counts[cid]
+        return files
 
     def field_names(self) -> list[str]:
         extra = _read_fields(self.path)
@@ -210,7 +320,7 @@ class EmbeddedBackend:
         result = self._run(self._searcher(), Query.all_query(), limit=1, order_by_field=sch.TS, order=Order.Desc)
         if not result.hits:
             return None
-        return dt.datetime.fromtimestamp(result.hits[0][0] / 1e9, UTC)
+        return sch.from_micros(result.hits[0][0])
 
     def health(self) -> dict[str, Any]:
         searcher = self._searcher()
@@ -219,6 +329,7 @@ class EmbeddedBackend:
             "status": "green",
             "path": str(self.path),
             "documents": searcher.num_docs,
+            "contexts": self._context_searcher().num_docs,
             "segments": searcher.num_segments,
         }
 
@@ -226,49 +337,115 @@ class EmbeddedBackend:
         return EmbeddedWriter(self)
 
     def close(self) -> None:
-        self._queries.clear()
+        self._parsed.clear()
+        self._compiled.clear()
+        self._context_fields.clear()
+        self._leaves.clear()
+
+
+class _ContextLookup:
+    """Answers context clauses from ``contexts/`` (optionally only among the
+    contexts ``within``), each distinct clause once."""
+
+    def __init__(self, backend: EmbeddedBackend, searcher: tantivy.Searcher, within: Sequence[int] | None = None):
+        self.backend = backend
+        self.schema = backend.context_schema
+        self.searcher = searcher
+        self.within = sch.in_contexts(self.schema, list(within)) if within is not None else None
+        self.scope = len(set(within)) if within is not None else None
+        self._answers: dict[lucene.Node, list[int]] = {}
+
+    def cids(self, key: lucene.Node, query: Query) -> list[int]:
+        answer = self._answers.get(key)
+        if answer is None:
+            if self.within is not None:
+                query = Query.boolean_query([(Occur.Must, self.within), (Occur.Must, query)])
+            answer = self._answers[key] = self.backend._cids(self.searcher, query)
+        return answer
 
 
 class EmbeddedWriter:
     """Buffers one batch; ``commit`` makes it visible to every reader at once,
     deletions of replaced builds included, so a re-ingested build is never seen
-    twice or half."""
+    twice or half. Contexts commit before lines, so no reader ever sees a line
+    whose context it cannot find."""
 
     def __init__(self, backend: EmbeddedBackend) -> None:
         self.backend = backend
+        self._lines = self._open(backend.lines, _LINES_HEAP, 1)
         try:
-            self._writer = backend.index.writer(_WRITER_HEAP)
-        except ValueError as exc:
-            if "lock" in str(exc).lower():
-                raise BackendError(
-                    f"the index in {backend.path} is being written by another process; try again when it is done"
-                ) from None
-            raise BackendError(f"cannot write to the index in {backend.path}: {exc}") from None
+            self._contexts = self._open(backend.contexts, _CONTEXTS_HEAP, 1)
+        except BackendError:
+            self._lines.rollback()
+            self._lines.wait_merging_threads()
+            raise
+        self._searcher = backend._context_searcher()
+        self._cids: dict[str, int] = {}
+        self._prefixes: dict[int, str] = {}
         self._fields: set[str] = set()
         self.added = 0
 
-    def replace_build(self, build_uuid: str) -> None:
-        self._writer.delete_documents_by_term("k_build_uuid", build_uuid)
-
-    def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None:
-        self._fields.update(name for name in doc if not sch.is_indexed_field(name))
+    def _open(self, index: tantivy.Index, heap: int, threads: int | None) -> tantivy.IndexWriter:
         try:
-            self._writer.add_json(sch.to_index_json(doc, timestamp))
+            return index.writer(heap, threads) if threads else index.writer(heap)
+        except ValueError as exc:
+            if "lock" in str(exc).lower():
+                raise BackendError(
+                    f"the index in {self.backend.path} is being written by another process; try again when it is done"
+                ) from None
+            raise BackendError(f"cannot write to the index in {self.backend.path}: {exc}") from None
+
+    def replace_build(self, build_uuid: str) -> None:
+        self._lines.delete_documents_by_term(sch.BUILD, build_uuid)
+
+    def context(self, fields: dict[str, Any]) -> int:
+        """The ``cid`` for these fields (message and @timestamp ignored),
+        adding the context if it is new."""
+        canonical = sch.canonical_context(fields)
+        cid = self._cids.get(canonical)
+        if cid is None:
+            cid = sch.context_id(canonical)
+            known = Query.term_query(self.backend.context_schema, sch.CID, cid)
+            if not self.backend._count(self._searcher, known):
+                try:
+                    self._contexts.add_json(sch.context_json(cid, canonical))
+                except ValueError as exc:
+                    raise RecheckError(f"document rejected by the index: {exc}") from None
+            self._fields.update(name for name in fields if not sch.is_indexed_field(name))
+            self._cids[canonical] = cid
+            self._prefixes[cid] = sch.line_prefix(cid, fields)
+        return cid
+
+    def add_line(self, cid: int, timestamp: dt.datetime, message: str) -> None:
+        """One log event of a context from :meth:`context`: the ingest fast path."""
+        try:
+            self._lines.add_json(sch.line_json(self._prefixes[cid], sch.micros(timestamp), message, index_text(message)))
         except ValueError as exc:
             raise RecheckError(f"document rejected by the index: {exc}") from None
         self.added += 1
 
+    def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None:
+        message = doc.get(sch.MESSAGE)
+        if isinstance(message, list):
+            message = "\n".join(sch.facet_value(part) for part in message)
+        elif message is not None and not isinstance(message, str):
+            message = sch.facet_value(message)
+        self.add_line(self.context(doc), timestamp, message or "")
+
     def commit(self) -> None:
-        self._writer.commit()
+        self._contexts.commit()
+        self._lines.commit()
         known = set(_read_fields(self.backend.path))
         if self._fields - known:
             _write_fields(self.backend.path, self._fields | known)
 
     def rollback(self) -> None:
-        self._writer.rollback()
+        self._lines.rollback()
+        self._contexts.rollback()
 
     def close(self) -> None:
-        self._writer.wait_merging_threads()
+        self._lines.wait_merging_threads()
+        self._contexts.wait_merging_threads()
 
     def __enter__(self) -> "EmbeddedWriter":
         return self
@@ -279,6 +456,24 @@ class EmbeddedWriter:
         else:
             self.rollback()
         self.close()
+
+
+def _check_layout(path: Path) -> None:
+    """Refuse an index another version laid out, rather than misread it."""
+    layout = path / _LAYOUT_FILE
+    if layout.exists():
+        version = json.loads(layout.read_text()).get("version")
+        if version != sch.LAYOUT_VERSION:
+            raise BackendError(
+                f"the index in {path} has layout version {version}; this version reads {sch.LAYOUT_VERSION}. "
+                "Ingest into a new data directory."
+            )
+        return
+    if (path / "meta.json").exists():
+        raise BackendError(
+            f"the index in {path} was made by an older version of elastic-recheck; ingest into a new data directory"
+        )
+    layout.write_text(json.dumps({"version": sch.LAYOUT_VERSION}))
 
 
 def _read_fields(path: Path) -> list[str]:

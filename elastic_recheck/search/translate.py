@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
+from typing import Protocol
 
 import tantivy
 from tantivy import Occur, Query
@@ -21,13 +23,76 @@ from . import schema as sch
 _MAX_CODEPOINT = 0x10FFFF
 
 
+class ContextResolver(Protocol):
+    """Answers clauses on context fields (see ``schema``) with the ``cid`` of
+    every matching context; ``key`` identifies the clause for caching.
+    ``scope`` is how many contexts the query is confined to anyway (one
+    build's), or None: a clause matching all of them needs no look-up in lines."""
+
+    schema: tantivy.Schema
+    scope: int | None
+
+    def cids(self, key: lucene.Node, query: Query) -> list[int]: ...
+
+
+def is_context_clause(node: lucene.Node) -> bool:
+    """Whether every leaf of ``node`` is on a context field, so a context
+    index can answer it whole."""
+    if isinstance(node, lucene.Bool):
+        children = (*node.must, *node.should, *node.must_not)
+        return bool(children) and all(map(is_context_clause, children))
+    field = getattr(node, "field", None)
+    return field is not None and field != "*" and sch.is_context_field(field)
+
+
+@dataclass(frozen=True)
+class ContextClause:
+    """A clause a context index answers whole (see :func:`prepare`)."""
+
+    clause: lucene.Node
+
+
+def prepare(node: lucene.Node) -> lucene.Node:
+    """Mark the clauses answered in the context index, grouping required
+    context clauses into one (an intersection) and prohibited ones into one
+    (a union): one context look-up each. Done once per query, not per run."""
+    if is_context_clause(node):
+        return ContextClause(node)
+    if not isinstance(node, lucene.Bool):
+        return node
+    must = [c for c in node.must if is_context_clause(c)]
+    must_not = [c for c in node.must_not if is_context_clause(c)]
+    new_must = tuple(prepare(c) for c in node.must if not is_context_clause(c))
+    if must:
+        new_must += (ContextClause(lucene.Bool(must=tuple(must)) if len(must) > 1 else must[0]),)
+    new_must_not = tuple(prepare(c) for c in node.must_not if not is_context_clause(c))
+    if must_not:
+        new_must_not += (ContextClause(lucene.Bool(should=tuple(must_not)) if len(must_not) > 1 else must_not[0]),)
+    return lucene.Bool(must=new_must, should=tuple(map(prepare, node.should)), must_not=new_must_not)
+
+
 class Translator:
-    def __init__(self, schema: tantivy.Schema, query: str, now: dt.datetime | None = None) -> None:
+    def __init__(
+        self,
+        schema: tantivy.Schema,
+        query: str,
+        now: dt.datetime | None = None,
+        contexts: ContextResolver | None = None,
+        leaf_cache: dict[lucene.Node, Query | None] | None = None,
+    ) -> None:
+        """``leaf_cache``: translated leaves kept across queries on one schema,
+        so classifying a build does not rebuild a thousand phrase queries."""
         self.schema = schema
         self.query = query
         self.now = now
+        self.contexts = contexts
+        self.leaf_cache = leaf_cache
+        self._context_translator = Translator(contexts.schema, query, now) if contexts else None
 
-    def translate(self, node: lucene.Node) -> Query:
+    def translate(self, node: lucene.Node, prepared: bool = False) -> Query:
+        """``prepared``: ``node`` already went through :func:`prepare`."""
+        if self.contexts is not None and not prepared:
+            node = prepare(node)
         result = self._node(node)
         return result if result is not None else Query.empty_query()
 
@@ -37,14 +102,25 @@ class Translator:
     # Each method returns None for a clause that analyses to nothing, which
     # Lucene drops from its boolean query.
     def _node(self, node: lucene.Node) -> Query | None:
+        if isinstance(node, ContextClause):
+            return self._context_set(node.clause)
         if isinstance(node, lucene.Bool):
             return self._bool(node)
         if isinstance(node, lucene.MatchAll):
             return Query.all_query()
+        if node.field == sch.TIMESTAMP_FIELD:  # date math depends on now: never cached
+            return self._timestamp(node)
+        if self.leaf_cache is None:
+            return self._leaf(node)
+        try:
+            return self.leaf_cache[node]
+        except KeyError:
+            translated = self.leaf_cache[node] = self._leaf(node)
+            return translated
+
+    def _leaf(self, node: lucene.Node) -> Query | None:
         if node.field == "*":
             raise self.unsupported("searching every field ('*:') is not supported; name a field")
-        if node.field == sch.TIMESTAMP_FIELD:
-            return self._timestamp(node)
         if isinstance(node, lucene.Exists):
             return self._exists(node.field)
         text_field = sch.text_field(node.field)
@@ -74,6 +150,16 @@ class Translator:
             pattern = range_to_regex(low, high, node.include_low, node.include_high)
             return Query.regex_query(self.schema, text_field, pattern) if pattern else Query.empty_query()
         raise self.unsupported(f"unsupported clause {node!r}")
+
+    def _context_set(self, node: lucene.Node) -> Query | None:
+        assert self.contexts is not None and self._context_translator is not None
+        query = self._context_translator._node(node)
+        if query is None:  # analyses to nothing: Lucene drops the clause
+            return None
+        cids = self.contexts.cids(node, query)
+        if self.contexts.scope is not None and len(cids) == self.contexts.scope:
+            return Query.all_query()
+        return sch.in_contexts(self.schema, cids)
 
     def _bool(self, node: lucene.Bool) -> Query | None:
         must = [q for q in map(self._node, node.must) if q is not None]
@@ -118,7 +204,8 @@ class Translator:
         if low is None and high is None:
             return Query.all_query()
         return Query.range_query(
-            self.schema, sch.TS, tantivy.FieldType.Date, low, high,
+            self.schema, sch.TS, tantivy.FieldType.Integer,
+            sch.micros(low) if low else None, sch.micros(high) if high else None,
             node.include_low if low else True, node.include_high if high else True,
         )
 
