@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from typing import Collection, Sequence
 
 from .errors import BackendError
 from .fingerprints import Fingerprint
-from .search import SearchBackend
+from .search import ALL_TIME, SearchBackend, iter_all
+
+# stestr/testr console lines: "{0} tempest.api.compute.test_x.Test.test_y [1.2s] ... FAILED"
+# and unittest's "FAIL: test_y (tempest.api.compute.test_x.Test)".
+_STESTR_FAILED = re.compile(r"(?:^|\s)(?:\{\d+\}\s+)?([\w.]+\.[\w]+)(?:\[[^\]]*\])?\s+\[[^\]]*\]\s+\.\.\.\s+FAILED")
+_UNITTEST_FAILED = re.compile(r"\bFAIL: (\w+) \(([\w.]+)\)")
 
 
 class Classifier:
@@ -14,10 +20,31 @@ class Classifier:
         self.backend = backend
         self.fingerprints = list(fingerprints)
 
-    def classify(self, build_uuid: str) -> list[Fingerprint]:
-        """Fingerprints matching the build (voting filter applied), in file order."""
+    def classify(self, build_uuid: str, failed: Collection[str] | None = None) -> list[Fingerprint]:
+        """Fingerprints matching the build (voting filter applied), in file order.
+
+        A fingerprint with ``test_ids`` also needs one of them among the
+        build's ``failed`` tests, when those are known (None: unknown)."""
         if not self.backend.build_files(build_uuid):
             raise BackendError(f"build {build_uuid} has no indexed logs")
-        queries = [fp.voting_query for fp in self.fingerprints]
-        matched = self.backend.match_build(build_uuid, queries)
-        return [fp for fp, hit in zip(self.fingerprints, matched) if hit]
+        candidates = [fp for fp in self.fingerprints if _tests_allow(fp, failed)]
+        matched = self.backend.match_build(build_uuid, [fp.voting_query for fp in candidates])
+        return [fp for fp, hit in zip(candidates, matched) if hit]
+
+
+def _tests_allow(fingerprint: Fingerprint, failed: Collection[str] | None) -> bool:
+    if not fingerprint.test_ids or failed is None:
+        return True
+    return any(test == wanted or test.startswith(wanted + ".") or test.startswith(wanted + "[")
+               for wanted in fingerprint.test_ids for test in failed)
+
+
+def failed_tests(backend: SearchBackend, build_uuid: str) -> set[str] | None:
+    """Test ids the build's console log reports as failed; None if it reports no test run."""
+    query = f'build_uuid:"{build_uuid}" AND (tags:console) AND message:(FAILED OR FAIL)'
+    tests: set[str] = set()
+    for hit in iter_all(backend, query, window=ALL_TIME):
+        message = str(hit.source.get("message", ""))
+        tests.update(m.group(1) for m in _STESTR_FAILED.finditer(message))
+        tests.update(f"{m.group(2)}.{m.group(1)}" for m in _UNITTEST_FAILED.finditer(message))
+    return tests or None

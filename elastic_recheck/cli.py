@@ -253,21 +253,98 @@ def er_query(ctx: _Context, **kwargs: Any) -> None:
 
 @cli.command()
 @click.option("--build", "build_uuid", required=True, help="The build's uuid.")
-@click.option("--queries", "queries_dir", default="queries", show_default=True, type=click.Path(file_okay=False))
+@click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
+              help="Fingerprint directory [default: watch.queries, or queries].")
+@click.option("--change", type=int, default=None, help="With --patchset: print the review comment for this change.")
+@click.option("--patchset", type=int, default=None)
+@click.option("--job", "job_name", default=None, help="The job's name, for the review comment.")
 @_pass_context
-def classify(ctx: _Context, build_uuid: str, queries_dir: str) -> None:
+def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: int | None, patchset: int | None,
+             job_name: str | None) -> None:
     """Which known bugs does an indexed build hit?"""
-    from .classify import Classifier
+    from .classify import Classifier, failed_tests
     from .fingerprints import load_fingerprints
 
-    fingerprints, bad = load_fingerprints(queries_dir)
+    settings = ctx.settings()
+    fingerprints, bad = load_fingerprints(queries_dir or settings.watch.queries)
     for error in bad:
         click.echo(f"warning: skipped {error}", err=True)
-    matches = Classifier(ctx.backend(), fingerprints).classify(build_uuid)
+    backend = ctx.backend()
+    tests = failed_tests(backend, build_uuid) if any(fp.test_ids for fp in fingerprints) else None
+    matches = Classifier(backend, [fp for fp in fingerprints if not fp.suppress_notification] if change else
+                         fingerprints).classify(build_uuid, tests)
+    if change is not None:
+        if patchset is None:
+            raise click.UsageError("--change needs --patchset")
+        import datetime as dt
+
+        from .gerrit_events import FailedJob, FailureReport
+        from .reporting import JobResult, Review, render_review
+
+        job = FailedJob(job_name or build_uuid, "", "", build_uuid=build_uuid)
+        report = FailureReport(change, patchset, "", "", "", "", dt.datetime.now(dt.timezone.utc), (job,))
+        review = Review(report, [JobResult(job, build_uuid, tuple(fp.bug for fp in matches))])
+        click.echo(f"review {change},{patchset}:\n{render_review(review, settings.watch)}")
+        return
     if not matches:
         click.echo(f"build {build_uuid}: no known bug found")
     for fingerprint in matches:
         click.echo(f"build {build_uuid}: bug {fingerprint.bug}" + (f" ({fingerprint.title})" if fingerprint.title else ""))
+
+
+@cli.command()
+@click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
+              help="Fingerprint directory, reloaded when its files change [default: watch.queries].")
+@click.option("--events", "events_file", default=None,
+              help="Replay recorded events from FILE (- for stdin) instead of Gerrit's stream; exit when done.")
+@click.option("--dry-run", is_flag=True, help="Post nothing; print each review it would post.")
+@_pass_context
+def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_run: bool) -> None:
+    """The stream listener: comment on failed builds that hit known bugs."""
+    import dataclasses
+    import queue
+    import signal
+
+    from .reporting import PrintingReviewer, RESTReviewer
+    from .state import StateDB
+    from .watch import Daemon, FingerprintSet, replay
+
+    logging.basicConfig(force=True, level=logging.DEBUG if ctx.debug else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    settings = ctx.settings()
+    if queries_dir:
+        settings = dataclasses.replace(settings, watch=dataclasses.replace(settings.watch, queries=queries_dir))
+    if dry_run:
+        reviewer: Any = PrintingReviewer(sys.stdout)
+    elif settings.gerrit.rest_url:
+        reviewer = RESTReviewer(settings.gerrit)
+    else:
+        from .gerrit_ssh import SSHReviewer
+
+        reviewer = SSHReviewer(settings.gerrit)
+    events: queue.Queue[Any] = queue.Queue()
+    state = StateDB(settings.state_db)
+    daemon = Daemon(settings, ctx.backend(), state, reviewer, FingerprintSet(settings.watch.queries))
+    daemon.fingerprints.current()  # fail now on an unreadable directory
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop())
+    stream = None
+    if events_file:
+        replay(events_file, events)
+    else:
+        from .gerrit_ssh import EventStream
+
+        stream = EventStream(settings.gerrit, events)
+        stream.start()
+    try:
+        daemon.run(events, exit_when_exhausted=bool(events_file))
+    finally:
+        if stream is not None:
+            stream.stop()
+        state.close()
+        counts = ", ".join(f"{k} {v}" for k, v in daemon.counters.items())
+        logging.getLogger("elastic_recheck.watch").info("stopped: %s", counts)
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import yaml
 
@@ -20,13 +21,103 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 
 
 @dataclass(frozen=True)
+class GerritSettings:
+    """Where failure reports come from and reviews go (section ``gerrit:``)."""
+
+    host: str = ""
+    port: int = 29418
+    user: str = "elastic-recheck"
+    key_file: str = ""
+    known_hosts: str = "~/.ssh/known_hosts"  # the host key must be in it
+    ci_accounts: tuple[str, ...] = ("zuul", "jenkins")
+    rest_url: str = ""  # post reviews through the REST API instead of SSH
+    rest_password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """The real-time path (section ``watch:``)."""
+
+    queries: str = "queries"
+    log_timeout: float = 1200.0  # seconds after the event was created
+    poll_initial: float = 5.0
+    poll_max: float = 60.0
+    include_projects: str = ""
+    exclude_projects: str = ""
+    include_jobs: str = ""
+    exclude_jobs: str = ""
+    # job-name regex -> files that must be indexed before that job is classified
+    required_files: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    comment_unrecognized: bool = False  # comment even when no bug was found
+    bug_url: str = "https://bugs.launchpad.net/bugs/%s"
+    templates: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     backend: str = "embedded"
+    gerrit: GerritSettings = GerritSettings()
+    watch: WatchSettings = WatchSettings()
 
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def state_db(self) -> Path:
+        return self.data_dir / "state.sqlite3"
+
+
+_SECTIONS = {"gerrit": GerritSettings, "watch": WatchSettings}
+
+
+def _coerce(where: str, kind: Any, value: Any) -> Any:
+    """A config or environment value as the type the setting declares."""
+    text = str(kind)
+    try:
+        if kind is bool or text == "bool":
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind is int or text == "int":
+            return int(value)
+        if kind is float or text == "float":
+            return float(value)
+        if text.startswith("tuple[tuple[str, tuple"):  # mapping of regex -> list
+            if not isinstance(value, dict):
+                raise ValueError("expected a mapping")
+            return tuple((str(k), tuple(str(f) for f in (v if isinstance(v, list) else [v]))) for k, v in value.items())
+        if text.startswith("tuple[tuple[str, str]"):
+            if not isinstance(value, dict):
+                raise ValueError("expected a mapping")
+            return tuple((str(k), str(v)) for k, v in value.items())
+        if text.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list) and not isinstance(items, tuple):
+                raise ValueError("expected a list")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _section(name: str, loaded: Any, env: Mapping[str, str], source: str) -> Any:
+    cls = _SECTIONS[name]
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source}: {name}: must be a mapping of settings")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(loaded) - set(fields)
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) in {name}: {', '.join(sorted(unknown))}")
+    values = {key: _coerce(f"{source}: {name}.{key}", fields[key].type, value) for key, value in loaded.items()}
+    for key, spec in fields.items():
+        env_value = env.get(f"ER_{name.upper()}_{key.upper()}")
+        if env_value:
+            values[key] = _coerce(f"ER_{name.upper()}_{key.upper()}", spec.type, env_value)
+    return cls(**values)
 
 
 def load_settings(
@@ -48,7 +139,7 @@ def load_settings(
             raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{config_path}: the config file must be a mapping of settings")
-        unknown = set(loaded) - {"data_dir", "backend"}
+        unknown = set(loaded) - {"data_dir", "backend", *_SECTIONS}
         if unknown:
             raise ConfigError(f"{config_path}: unknown setting(s): {', '.join(sorted(unknown))}")
         values.update(loaded)
@@ -62,4 +153,6 @@ def load_settings(
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not available (choose from: {', '.join(BACKENDS)})")
     directory = Path(str(values["data_dir"])).expanduser() if values.get("data_dir") else default_data_dir(env)
-    return Settings(data_dir=directory, backend=backend)
+    source = config_path or "environment"
+    sections = {name: _section(name, values.get(name), env, source) for name in _SECTIONS}
+    return Settings(data_dir=directory, backend=backend, **sections)

@@ -53,6 +53,14 @@ class BackendError(RecheckError):
     """The search backend failed or is unavailable."""
 
 
+class EventError(RecheckError):
+    """A Gerrit event is malformed; the daemon logs it and skips it."""
+
+
+class ReportError(RecheckError):
+    """Posting a review (or another report) failed; retried later."""
+
+
 def _shorten(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,172 @@
+"""Gerrit ``comment-added`` events from CI → the failed jobs they report (DESIGN §5).
+
+Two comment formats occur: Zuul v3 (``Build failed (gate pipeline).``, build
+URLs ending in the build uuid) and the legacy Jenkins/Zuul v2 one
+(``Build failed.``, log URLs ending in a short uuid, the pipeline in the path).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from .errors import EventError
+
+UTC = dt.timezone.utc
+DEFAULT_CI_ACCOUNTS = ("zuul", "jenkins")
+# Results that leave logs worth classifying.
+FAILED_RESULTS = frozenset({"FAILURE", "TIMED_OUT", "POST_FAILURE", "RETRY_LIMIT"})
+
+_HEADLINE = re.compile(r"^(?:Patch Set \d+:.*\n+)?\s*Build failed(?: \((?P<pipeline>[\w.-]+) pipeline\))?\.", re.M)
+_JOB_LINE = re.compile(
+    r"^- (?P<name>\S+) (?P<url>\S+) : (?P<result>[A-Z_]+)(?P<rest>[^\n]*)$", re.M
+)
+_BUILD_UUID = re.compile(r"/build/(?P<uuid>[0-9a-f]{32})/?$")
+_LEGACY_LOG = re.compile(r"/(?P<pipeline>[\w.-]+)/(?P<job>[^/]+)/(?P<short>[0-9a-f]{7,32})/?$")
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    name: str
+    url: str
+    pipeline: str
+    result: str = "FAILURE"
+    build_uuid: str | None = None  # Zuul v3 build URLs carry the full uuid
+    short_uuid: str | None = None  # log URLs carry the first 7 characters
+
+    @property
+    def key(self) -> str:
+        return self.build_uuid or self.short_uuid or self.url
+
+
+@dataclass(frozen=True)
+class FailureReport:
+    change: int
+    patchset: int
+    project: str
+    branch: str
+    url: str
+    pipeline: str
+    created: dt.datetime
+    jobs: tuple[FailedJob, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return f"{self.change},{self.patchset}"
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events are ours: the CI accounts, and project/job regexes."""
+
+    ci_accounts: tuple[str, ...] = DEFAULT_CI_ACCOUNTS
+    include_projects: str | None = None
+    exclude_projects: str | None = None
+    include_jobs: str | None = None
+    exclude_jobs: str | None = None
+
+    def wants_project(self, project: str) -> bool:
+        return _wanted(project, self.include_projects, self.exclude_projects)
+
+    def wants_job(self, job: str) -> bool:
+        return _wanted(job, self.include_jobs, self.exclude_jobs)
+
+
+def _wanted(value: str, include: str | None, exclude: str | None) -> bool:
+    if include and not re.search(include, value):
+        return False
+    return not (exclude and re.search(exclude, value))
+
+
+def parse_failure(event: Any, filters: EventFilter = EventFilter()) -> FailureReport | None:
+    """The failed voting jobs an event reports; None for events that report
+    none (other types, other authors, successes, non-voting only). Raises
+    EventError for a CI failure comment that is missing what we need."""
+    if not isinstance(event, dict):
+        raise EventError("the event is not a JSON object")
+    if event.get("type") != "comment-added":
+        return None
+    author = event.get("author") or {}
+    if not isinstance(author, dict) or author.get("username") not in filters.ci_accounts:
+        return None
+    comment = event.get("comment")
+    if not isinstance(comment, str):
+        return None
+    headline = _HEADLINE.search(comment)
+    if not headline:
+        return None
+    change, patchset = event.get("change"), event.get("patchSet")
+    if change is None and patchset is None:
+        change, patchset = _change_from_log_urls(comment)
+    if not isinstance(change, dict) or not isinstance(patchset, dict):
+        raise EventError("a failure comment without change or patchSet")
+    try:
+        number, ps = int(change["number"]), int(patchset["number"])
+        project = str(change.get("project", ""))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EventError(f"a failure comment with a bad change or patchSet: {exc}") from None
+    if not filters.wants_project(project):
+        return None
+    created_on = event.get("eventCreatedOn") or patchset.get("createdOn")
+    try:
+        created = dt.datetime.fromtimestamp(float(created_on), UTC) if created_on else dt.datetime.now(UTC)
+    except (TypeError, ValueError, OverflowError):
+        raise EventError(f"bad eventCreatedOn {created_on!r}") from None
+    pipeline = headline.group("pipeline") or ""
+    jobs = tuple(job for job in _failed_jobs(comment, pipeline) if filters.wants_job(job.name))
+    if not jobs:
+        return None
+    return FailureReport(
+        change=number,
+        patchset=ps,
+        project=project,
+        branch=str(change.get("branch", "")),
+        url=str(change.get("url", "")),
+        pipeline=pipeline or jobs[0].pipeline,
+        created=created,
+        jobs=jobs,
+    )
+
+
+_CHANGE_IN_LOG_URL = re.compile(r"/\d{2}/(?P<change>\d+)/(?P<patchset>\d+)/[\w.-]+/[^/]+/[0-9a-f]{7,32}/?$")
+
+
+def _change_from_log_urls(comment: str) -> tuple[dict | None, dict | None]:
+    """Legacy log URLs spell out change and patchset (``/31/64831/1/check/job/287c655``):
+    enough to comment on an event that lost its ``change`` block."""
+    for match in _JOB_LINE.finditer(comment):
+        found = _CHANGE_IN_LOG_URL.search(match["url"])
+        if found:
+            return {"number": found["change"]}, {"number": found["patchset"]}
+    return None, None
+
+
+def _failed_jobs(comment: str, pipeline: str) -> Iterable[FailedJob]:
+    for match in _JOB_LINE.finditer(comment):
+        if match["result"] not in FAILED_RESULTS or "non-voting" in match["rest"]:
+            continue
+        url = match["url"]
+        build = _BUILD_UUID.search(url)
+        legacy = _LEGACY_LOG.search(url)
+        yield FailedJob(
+            name=match["name"],
+            url=url,
+            pipeline=pipeline or (legacy["pipeline"] if legacy else ""),
+            result=match["result"],
+            build_uuid=build["uuid"] if build else None,
+            short_uuid=(build["uuid"][:7] if build else legacy["short"][:7] if legacy else None),
+        )
+
+
+def describe(event: Any) -> str:
+    """A short name for an event in log lines and errors."""
+    if not isinstance(event, dict):
+        return "a non-object event"
+    change = event.get("change") if isinstance(event.get("change"), dict) else {}
+    patchset = event.get("patchSet") if isinstance(event.get("patchSet"), dict) else {}
+    return f"{event.get('type', '?')} on {change.get('number', '?')},{patchset.get('number', '?')}"
+
+
+__all__: Sequence[str] = ["EventFilter", "FailedJob", "FailureReport", "describe", "parse_failure"]

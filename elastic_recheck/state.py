@@ -1,0 +1,195 @@
+"""The daemon's memory, in SQLite in the data dir (DESIGN §6).
+
+An event is written here before any work on it starts, so a restart (kill -9
+included) resumes it; a build is commented on at most once, because the
+intent to comment is committed before the comment is posted; every outcome
+is kept with its time for the dashboard and for audits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .errors import RecheckError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    raw TEXT NOT NULL,
+    received REAL NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending | done
+    next_check REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS events_due ON events(status, next_check);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    change INTEGER NOT NULL,
+    patchset INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    job TEXT NOT NULL,
+    build TEXT NOT NULL,
+    url TEXT NOT NULL,
+    kind TEXT NOT NULL,  -- bugs | unrecognized | timeout
+    bugs TEXT NOT NULL,  -- JSON list
+    at REAL NOT NULL,
+    UNIQUE (event_id, job, build)
+);
+CREATE TABLE IF NOT EXISTS comments (
+    change INTEGER NOT NULL,
+    patchset INTEGER NOT NULL,
+    build TEXT NOT NULL,
+    state TEXT NOT NULL,  -- posting | posted | unknown
+    at REAL NOT NULL,
+    PRIMARY KEY (change, patchset, build)
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    key: str
+    raw: dict[str, Any]
+    created: dt.datetime
+    attempts: int
+
+
+class StateError(RecheckError):
+    """The state database cannot be used."""
+
+
+class StateDB:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: cannot open the state database: {exc}") from None
+        self._recover()
+
+    def _recover(self) -> None:
+        """A comment whose posting was interrupted may or may not have been
+        posted: never post it again (at most once), and say so."""
+        self.db.execute("UPDATE comments SET state = 'unknown' WHERE state = 'posting'")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- events -------------------------------------------------------------
+
+    def add_event(self, key: str, raw: dict[str, Any], created: dt.datetime) -> int | None:
+        """Persist an accepted event; None if the same event was seen before."""
+        now = time.time()
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO events (key, raw, received, created, next_check) VALUES (?, ?, ?, ?, ?)",
+            (key, json.dumps(raw), now, created.timestamp(), now),
+        )
+        return cursor.lastrowid if cursor.rowcount else None
+
+    def due_events(self, now: float | None = None) -> list[StoredEvent]:
+        now = time.time() if now is None else now
+        rows = self.db.execute(
+            "SELECT id, key, raw, created, attempts FROM events WHERE status = 'pending' AND next_check <= ? "
+            "ORDER BY id",
+            (now,),
+        ).fetchall()
+        return [self._event(row) for row in rows]
+
+    def next_due(self) -> float | None:
+        row = self.db.execute("SELECT MIN(next_check) FROM events WHERE status = 'pending'").fetchone()
+        return row[0]
+
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM events WHERE status = 'pending'").fetchone()[0]
+
+    def retry_later(self, event_id: int, delay: float) -> None:
+        self.db.execute(
+            "UPDATE events SET attempts = attempts + 1, next_check = ? WHERE id = ?", (time.time() + delay, event_id)
+        )
+
+    def finish(self, event_id: int) -> None:
+        self.db.execute("UPDATE events SET status = 'done', finished = ? WHERE id = ?", (time.time(), event_id))
+
+    @staticmethod
+    def _event(row: Sequence[Any]) -> StoredEvent:
+        return StoredEvent(row[0], row[1], json.loads(row[2]), dt.datetime.fromtimestamp(row[3], dt.timezone.utc),
+                           row[4])
+
+    # -- outcomes -----------------------------------------------------------
+
+    def record_outcome(
+        self, event_id: int, change: int, patchset: int, project: str, pipeline: str, job: str, build: str,
+        url: str, kind: str, bugs: Sequence[str],
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO outcomes (event_id, change, patchset, project, pipeline, job, build, url, kind, "
+            "bugs, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event_id, change, patchset, project, pipeline, job, build, url, kind, json.dumps(list(bugs)), time.time()),
+        )
+
+    def outcomes(self) -> Iterator[dict[str, Any]]:
+        cursor = self.db.execute(
+            "SELECT change, patchset, project, pipeline, job, build, url, kind, bugs, at FROM outcomes ORDER BY id"
+        )
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            item = dict(zip(names, row))
+            item["bugs"] = json.loads(item["bugs"])
+            yield item
+
+    # -- comments -----------------------------------------------------------
+
+    def claim_comment(self, change: int, patchset: int, builds: Sequence[str]) -> bool:
+        """Record the intent to comment on these builds; False if any of them
+        was commented on (or attempted) before."""
+        now = time.time()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for build in builds:
+                found = self.db.execute(
+                    "SELECT 1 FROM comments WHERE change = ? AND patchset = ? AND build = ?", (change, patchset, build)
+                ).fetchone()
+                if found:
+                    self.db.execute("ROLLBACK")
+                    return False
+            self.db.executemany(
+                "INSERT INTO comments (change, patchset, build, state, at) VALUES (?, ?, ?, 'posting', ?)",
+                [(change, patchset, build, now) for build in builds],
+            )
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            self.db.execute("ROLLBACK")
+            raise
+        return True
+
+    def comment_posted(self, change: int, patchset: int, builds: Sequence[str]) -> None:
+        self.db.executemany(
+            "UPDATE comments SET state = 'posted', at = ? WHERE change = ? AND patchset = ? AND build = ?",
+            [(time.time(), change, patchset, build) for build in builds],
+        )
+
+    def release_comment(self, change: int, patchset: int, builds: Sequence[str]) -> None:
+        """The post certainly failed (nothing was sent): allow a retry."""
+        self.db.executemany(
+            "DELETE FROM comments WHERE change = ? AND patchset = ? AND build = ? AND state = 'posting'",
+            [(change, patchset, build) for build in builds],
+        )
+
+    def comment_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM comments WHERE state = 'posted'").fetchone()[0]

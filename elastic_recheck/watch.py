@@ -1,0 +1,308 @@
+"""The stream listener: Gerrit failure reports → known bugs → review comments.
+
+Single-threaded on purpose: event sources run in threads and only fill a
+queue; this loop persists each accepted event before working on it, then
+works through whatever is due, so a build waiting for its logs never blocks
+the others and a restart picks up exactly where the state database says.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .classify import Classifier, failed_tests
+from .config import Settings
+from .errors import BackendError, EventError, RecheckError, ReportError
+from .fingerprints import Fingerprint, load_fingerprints
+from .gerrit_events import EventFilter, FailedJob, FailureReport, describe, parse_failure
+from .ingest import CONSOLE_LOGS
+from .reporting import JobResult, Review, Reviewer, render_review
+from .search import SearchBackend
+from .state import StateDB, StoredEvent
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+END = object()  # a replay source is exhausted
+
+
+def read_event_file(path: str, handle: Any) -> Iterator[Any]:
+    """Events from a JSON list, ``{"events": [...]}`` or JSON lines. A bad
+    line is yielded as an EventError naming the file and line."""
+    text = handle.read()
+    stripped = text.lstrip()
+    if stripped.startswith("[") or (stripped.startswith("{") and '"events"' in stripped[:200]):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None  # not one document: JSON lines after all
+        if isinstance(data, list):
+            yield from data
+            return
+        if isinstance(data, dict) and isinstance(data.get("events"), list):
+            yield from data["events"]
+            return
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except ValueError as exc:
+            yield EventError(f"{path}:{number}: not JSON: {exc}")
+
+
+def replay(path: str, events: "queue.Queue[Any]") -> threading.Thread:
+    """Feed a replay file (``-`` for stdin) into the queue, then END."""
+    import sys
+
+    def run() -> None:
+        try:
+            if path == "-":
+                items = list(read_event_file("<stdin>", sys.stdin))
+            else:
+                with open(path, encoding="utf-8") as handle:
+                    items = list(read_event_file(path, handle))
+        except (OSError, UnicodeDecodeError) as exc:
+            items = [EventError(f"{path}: cannot read: {exc}")]
+        for item in items:
+            events.put(item)
+        events.put(END)
+
+    thread = threading.Thread(target=run, name="replay", daemon=True)
+    thread.start()
+    return thread
+
+
+class FingerprintSet:
+    """The fingerprints in a directory, reloaded when its files change."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._stamp: tuple[Any, ...] | None = None
+        self.fingerprints: list[Fingerprint] = []
+
+    def current(self) -> list[Fingerprint]:
+        try:
+            stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                                 for p in self.directory.glob("*.yaml")))
+        except OSError as exc:
+            raise RecheckError(f"{self.directory}: cannot read the fingerprints: {exc}") from None
+        if stamp != self._stamp:
+            good, bad = load_fingerprints(self.directory)
+            for error in bad:
+                log.error("fingerprint skipped: %s", error)
+            self.fingerprints = good
+            self._stamp = stamp
+            log.info("loaded %d fingerprints from %s", len(good), self.directory)
+        return self.fingerprints
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: SearchBackend,
+        state: StateDB,
+        reviewer: Reviewer,
+        fingerprints: FingerprintSet,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.watch = settings.watch
+        self.backend = backend
+        self.state = state
+        self.reviewer = reviewer
+        self.fingerprints = fingerprints
+        self.clock = clock
+        self.filters = EventFilter(
+            ci_accounts=settings.gerrit.ci_accounts,
+            include_projects=self.watch.include_projects or None,
+            exclude_projects=self.watch.exclude_projects or None,
+            include_jobs=self.watch.include_jobs or None,
+            exclude_jobs=self.watch.exclude_jobs or None,
+        )
+        self.stopping = threading.Event()
+        self.counters = {"events": 0, "accepted": 0, "malformed": 0, "duplicates": 0, "classified": 0,
+                         "commented": 0, "timeouts": 0, "errors": 0}
+
+    # -- intake ---------------------------------------------------------------
+
+    def accept(self, raw: Any) -> int | None:
+        """Persist a failure report; everything else is logged and dropped."""
+        self.counters["events"] += 1
+        if isinstance(raw, EventError):
+            self.counters["malformed"] += 1
+            log.warning("skipped a malformed event: %s", raw)
+            return None
+        if not isinstance(raw, dict):
+            self.counters["malformed"] += 1
+            log.warning("skipped a malformed event: not a JSON object: %.200r", raw)
+            return None
+        try:
+            report = parse_failure(raw, self.filters)
+        except EventError as exc:
+            self.counters["malformed"] += 1
+            log.warning("skipped a malformed event (%s): %s", describe(raw), exc)
+            return None
+        if report is None:
+            return None
+        key = f"{report.key}:" + ",".join(sorted(job.key for job in report.jobs))
+        event_id = self.state.add_event(key, raw, report.created)
+        if event_id is None:
+            self.counters["duplicates"] += 1
+            log.info("event for %s seen before; ignored", report.key)
+            return None
+        self.counters["accepted"] += 1
+        log.info("failure on %s (%s): %s", report.key, report.project,
+                 ", ".join(job.name for job in report.jobs))
+        return event_id
+
+    # -- work -----------------------------------------------------------------
+
+    def process_due(self) -> None:
+        for event in self.state.due_events(self.clock()):
+            if self.stopping.is_set():
+                return
+            self.process(event)
+
+    def process(self, event: StoredEvent) -> None:
+        try:
+            report = parse_failure(event.raw, self.filters)
+        except EventError as exc:  # accepted under another config; nothing to do now
+            log.warning("event %s no longer parses: %s", event.key, exc)
+            report = None
+        if report is None:
+            self.state.finish(event.id)
+            return
+        try:
+            review = self._classify(event, report)
+        except BackendError as exc:
+            self.counters["errors"] += 1
+            delay = self._backoff(event.attempts)
+            log.warning("search backend unavailable for %s (%s); retrying in %.0fs", report.key, exc, delay)
+            self.state.retry_later(event.id, delay)
+            return
+        if review is None:  # logs not ready yet
+            self.state.retry_later(event.id, self._backoff(event.attempts))
+            return
+        for result in review.results:
+            kind = "bugs" if result.bugs else "timeout" if result.timed_out else "unrecognized"
+            self.state.record_outcome(
+                event.id, report.change, report.patchset, report.project, report.pipeline, result.job.name,
+                result.build_uuid or result.job.key, result.job.url, kind, result.bugs,
+            )
+            self.counters["timeouts" if result.timed_out else "classified"] += 1
+        if review.found_bugs or self.watch.comment_unrecognized:
+            if not self._comment(report, review):
+                self.state.retry_later(event.id, self._backoff(event.attempts))
+                return
+        self.state.finish(event.id)
+
+    def _classify(self, event: StoredEvent, report: FailureReport) -> Review | None:
+        deadline = report.created.timestamp() + self.watch.log_timeout
+        expired = self.clock() >= deadline
+        fingerprints = [fp for fp in self.fingerprints.current() if not fp.suppress_notification]
+        review = Review(report)
+        for job in report.jobs:
+            uuid = self._build_uuid(job)
+            if uuid is None or not self._ready(uuid, job.name):
+                if not expired:
+                    log.info("logs of %s (%s) not indexed yet", job.name, job.key)
+                    return None
+                log.warning("logs of %s (%s) not indexed %.0fs after the event: timed out",
+                            job.name, job.key, self.watch.log_timeout)
+                review.results.append(JobResult(job, uuid, timed_out=True))
+                continue
+            classifier = Classifier(self.backend, fingerprints)
+            tests = failed_tests(self.backend, uuid) if any(fp.test_ids for fp in fingerprints) else None
+            bugs = tuple(fp.bug for fp in classifier.classify(uuid, tests))
+            log.info("%s %s (%s): %s", report.key, job.name, uuid, ", ".join(bugs) or "unrecognized")
+            review.results.append(JobResult(job, uuid, bugs))
+        return review
+
+    def _build_uuid(self, job: FailedJob) -> str | None:
+        if job.build_uuid:
+            return job.build_uuid
+        if not job.short_uuid:
+            return None
+        found = self.backend.builds(f'build_short_uuid:"{job.short_uuid}"')
+        matching = [b.build_uuid for b in found if b.build_uuid.startswith(job.short_uuid)] or [
+            b.build_uuid for b in found
+        ]
+        return matching[0] if len(set(matching)) == 1 else None
+
+    def _ready(self, build_uuid: str, job_name: str) -> bool:
+        """The console log and the job's required files are indexed."""
+        files = self.backend.build_files(build_uuid)
+        names = set(files)
+
+        def present(wanted: str) -> bool:
+            return any(name == wanted or name.endswith("/" + wanted) for name in names)
+
+        if not any(present(console) for console in CONSOLE_LOGS):
+            return False
+        for pattern, required in self.watch.required_files:
+            if re.search(pattern, job_name) and not all(present(name) for name in required):
+                return False
+        return True
+
+    def _comment(self, report: FailureReport, review: Review) -> bool:
+        """Post the review at most once per change, patchset and build; False to retry later."""
+        builds = sorted({r.build_uuid or r.job.key for r in review.results})
+        if not self.state.claim_comment(report.change, report.patchset, builds):
+            log.info("%s already commented on; not again", report.key)
+            return True
+        message = render_review(review, self.watch)
+        try:
+            self.reviewer.review(report.project, report.change, report.patchset, message)
+        except (ReportError, OSError) as exc:
+            self.counters["errors"] += 1
+            log.warning("could not comment on %s: %s", report.key, exc)
+            self.state.release_comment(report.change, report.patchset, builds)
+            return False
+        self.state.comment_posted(report.change, report.patchset, builds)
+        self.counters["commented"] += 1
+        log.info("commented on %s", report.key)
+        return True
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.watch.poll_initial * (2 ** min(attempts, 16)), self.watch.poll_max)
+
+    # -- the loop -----------------------------------------------------------
+
+    def run(self, events: "queue.Queue[Any]", exit_when_exhausted: bool = False) -> None:
+        """Until SIGTERM (``stop``), or for a replay until the file is done and
+        every event from it is finished."""
+        exhausted = False
+        while not self.stopping.is_set():
+            self.process_due()
+            if exhausted and exit_when_exhausted and self.state.pending_count() == 0:
+                return
+            next_due = self.state.next_due()
+            wait = 1.0 if next_due is None else max(0.0, min(1.0, next_due - self.clock()))
+            try:
+                item = events.get(timeout=wait) if wait > 0 else events.get_nowait()
+            except queue.Empty:
+                continue
+            while True:
+                if item is END:
+                    exhausted = True
+                else:
+                    self.accept(item)
+                try:
+                    item = events.get_nowait()
+                except queue.Empty:
+                    break
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+__all__ = ["Daemon", "END", "FingerprintSet", "read_event_file", "replay"]
