@@ -58,7 +58,12 @@ class EventError(RecheckError):
 
 
 class ReportError(RecheckError):
-    """Posting a review (or another report) failed; retried later."""
+    """Posting a review (or another report) failed. ``retry``: it certainly
+    did not arrive, so trying again cannot post it twice."""
+
+    def __init__(self, message: str, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 def _shorten(text: str, limit: int = 200) -> str:

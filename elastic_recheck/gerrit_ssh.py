@@ -149,15 +149,22 @@ class SSHReviewer:
         self.gerrit.connection = VerifiedConnection(settings)
 
     def review(self, project: str, change: int, patchset: int, message: str) -> None:
+        what = f"gerrit review {change},{patchset}"
+        try:
+            if self.gerrit.client is None:
+                self.gerrit.client = self.gerrit.connection.connect()
+        except (OSError, paramiko.SSHException) as exc:
+            raise ReportError(f"{what}: cannot connect: {exc}") from None
         try:
             if project:
                 self.gerrit.review(project, f"{change},{patchset}", "", action={"message": quote_message(message)})
             else:  # legacy events may lack the project; Gerrit finds the change without it
                 self.gerrit._ssh(f"gerrit review {change},{patchset} --message {quote_message(message)}")
-        except ConfigError:
-            raise
-        except Exception as exc:  # gerritlib raises bare Exception for a non-zero exit
-            raise ReportError(f"gerrit review {change},{patchset} failed: {exc}") from None
+        except Exception as exc:  # gerritlib raises a bare Exception for a non-zero exit
+            if str(exc).startswith("Gerrit error executing"):  # Gerrit refused it: nothing posted
+                raise ReportError(f"{what}: Gerrit refused the review") from None
+            # The command may or may not have reached Gerrit: never send it twice.
+            raise ReportError(f"{what}: outcome unknown ({exc})", retry=False) from None
 
 
 def wait_connected(stream: EventStream, timeout: float) -> bool:

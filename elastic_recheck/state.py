@@ -184,6 +184,12 @@ class StateDB:
             [(time.time(), change, patchset, build) for build in builds],
         )
 
+    def comment_unknown(self, change: int, patchset: int, builds: Sequence[str]) -> None:
+        self.db.executemany(
+            "UPDATE comments SET state = 'unknown', at = ? WHERE change = ? AND patchset = ? AND build = ?",
+            [(time.time(), change, patchset, build) for build in builds],
+        )
+
     def release_comment(self, change: int, patchset: int, builds: Sequence[str]) -> None:
         """The post certainly failed (nothing was sent): allow a retry."""
         self.db.executemany(

@@ -264,6 +264,10 @@ class Daemon:
             self.reviewer.review(report.project, report.change, report.patchset, message)
         except (ReportError, OSError) as exc:
             self.counters["errors"] += 1
+            if isinstance(exc, ReportError) and not exc.retry:
+                log.error("comment on %s may not have arrived; not retried, so never doubled: %s", report.key, exc)
+                self.state.comment_unknown(report.change, report.patchset, builds)
+                return True
             log.warning("could not comment on %s: %s", report.key, exc)
             self.state.release_comment(report.change, report.patchset, builds)
             return False

@@ -1,0 +1,144 @@
+"""A real SSH server speaking Gerrit's ``stream-events`` and ``review`` commands
+(paramiko's server API), on 127.0.0.1, for the real-time path's tests."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+
+class _Handler(paramiko.ServerInterface):
+    def __init__(self, server: "GerritServer") -> None:
+        self.server = server
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        if username == self.server.user and key.get_base64() == self.server.client_key.get_base64():
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        threading.Thread(target=self.server._command, args=(channel, command.decode()), daemon=True).start()
+        return True
+
+
+class GerritServer:
+    def __init__(self, directory: Path, user: str = "elastic-recheck") -> None:
+        self.user = user
+        self.host_key = paramiko.ECDSAKey.generate()
+        self.client_key = paramiko.ECDSAKey.generate()
+        self.key_file = directory / "id_ecdsa"
+        self.client_key.write_private_key_file(str(self.key_file))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.known_hosts = directory / "known_hosts"
+        self.known_hosts.write_text(
+            f"[127.0.0.1]:{self.port} {self.host_key.get_name()} {self.host_key.get_base64()}\n"
+        )
+        self.reviews: list[dict[str, Any]] = []
+        self.streams: list[paramiko.Channel] = []
+        self.backlog: list[str] = []
+        self.fail_reviews = 0
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.transports: list[paramiko.Transport] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            transport = paramiko.Transport(conn)
+            transport.add_server_key(self.host_key)
+            self.transports.append(transport)
+            try:
+                transport.start_server(server=_Handler(self))
+            except (paramiko.SSHException, EOFError, OSError):
+                continue
+
+    def _command(self, channel: paramiko.Channel, command: str) -> None:
+        time.sleep(0.1)  # let the transport acknowledge the exec request first
+        argv = shlex.split(command)
+        if argv[:2] == ["gerrit", "stream-events"]:
+            with self.lock:
+                self.streams.append(channel)
+                backlog, self.backlog = self.backlog, []
+            for line in backlog:
+                channel.sendall(line.encode() + b"\n")
+            return  # stays open until the test drops it
+        if argv[:2] == ["gerrit", "review"]:
+            with self.lock:
+                if self.fail_reviews:
+                    self.fail_reviews -= 1
+                    channel.sendall_stderr(b"fatal: internal server error\n")
+                    channel.send_exit_status(1)
+                    channel.close()
+                    return
+                options = dict(zip(argv[3::2], argv[4::2]))
+                change, patchset = argv[2].split(",")
+                self.reviews.append({"change": int(change), "patchset": int(patchset),
+                                     "project": options.get("--project", ""), "message": options.get("--message")})
+            channel.send_exit_status(0)
+            channel.close()
+            return
+        channel.sendall_stderr(f"fatal: unknown command {command}\n".encode())
+        channel.send_exit_status(127)
+        channel.close()
+
+    def push(self, event: Any) -> None:
+        """Send an event to every connected stream (or keep it for the next one)."""
+        line = event if isinstance(event, str) else json.dumps(event)
+        with self.lock:
+            live = [c for c in self.streams if not c.closed]
+            if not live:
+                self.backlog.append(line)
+            for channel in live:
+                channel.sendall(line.encode() + b"\n")
+
+    def wait_for_stream(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if any(not c.closed for c in self.streams):
+                    return
+            time.sleep(0.05)
+        raise AssertionError("no client is streaming events")
+
+    def drop_streams(self) -> None:
+        """The network drops: close every stream-events connection."""
+        with self.lock:
+            streams, self.streams = self.streams, []
+        for channel in streams:
+            channel.get_transport().close()
+
+    def wait_for_reviews(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.reviews) >= count:
+                    return list(self.reviews)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} reviews, got {self.reviews}")
+
+    def close(self) -> None:
+        self.stopping = True
+        self.sock.close()
+        for transport in self.transports:
+            transport.close()

@@ -1,0 +1,279 @@
+"""The real-time path: Gerrit events → known bugs → one review comment each,
+against a real SSH server speaking Gerrit's commands and a real index."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from elastic_recheck.errors import EventError
+from elastic_recheck.gerrit_events import EventFilter, parse_failure
+from elastic_recheck.ingest import ingest_build
+from elastic_recheck.ingest.sources import load_metadata_file, open_logs
+from elastic_recheck.search.embedded import EmbeddedBackend
+from elastic_recheck.watch import read_event_file
+
+from .gerrit_server import GerritServer
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "builds"
+BIN = Path(sys.executable).parent
+ZUUL = "https://zuul.example.org/t/main/build/"
+TEMPEST = "6d1b2f0c9f1e4c3a8e0b6a3f9a1c2d3e"  # hits bugs 2000001 and 2000004
+GRENADE = "0b6a5e4d3c2b41a09f8e7d6c5b4a3921"  # hits bug 2000002
+TOX = "9c1f8e7d6c5b4a39281706f5e4d3c2b1"  # no known bug
+
+
+def failure(change: int, patchset: int, jobs: list[tuple[str, str, str]], pipeline: str | None = "gate",
+            author: str = "zuul", created: float | None = None, project: str = "openstack/nova") -> dict:
+    head = f"Build failed ({pipeline} pipeline)." if pipeline else "Build failed."
+    lines = "".join(f"- {name} {url} : {result} in 10m 02s\n" for name, url, result in jobs)
+    return {
+        "type": "comment-added",
+        "author": {"username": author},
+        "comment": f"Patch Set {patchset}:\n\n{head}  For information on how to proceed, see ...\n\n{lines}",
+        "change": {"number": str(change), "project": project, "branch": "master",
+                   "url": f"https://review.example.org/{change}"},
+        "patchSet": {"number": str(patchset)},
+        "eventCreatedOn": int(created if created is not None else time.time()),
+    }
+
+
+# -- failure parsing ------------------------------------------------------------
+
+
+def test_zuul_v3_failures_give_voting_failed_jobs_with_uuids():
+    event = failure(864201, 3, [
+        ("tempest-full", ZUUL + TEMPEST, "FAILURE"),
+        ("openstack-tox-pep8", ZUUL + "1" * 32, "SUCCESS"),
+        ("grenade", ZUUL + "2" * 32 + " ", "FAILURE"),
+    ])
+    event["comment"] = event["comment"].replace("FAILURE in 10m 02s\n", "FAILURE in 10m 02s (non-voting)\n", 2)
+    event["comment"] = event["comment"].replace("(non-voting)", "", 1)
+    report = parse_failure(event)
+    assert (report.change, report.patchset, report.project, report.pipeline) == (864201, 3, "openstack/nova", "gate")
+    assert [(j.name, j.build_uuid, j.short_uuid) for j in report.jobs] == [("tempest-full", TEMPEST, TEMPEST[:7])]
+
+
+def test_legacy_failures_take_pipeline_and_short_uuid_from_the_log_url():
+    event = failure(64831, 1, [
+        ("check-tempest-dsvm-full", "http://logs.example.org/31/64831/1/check/check-tempest-dsvm-full/287c655",
+         "FAILURE"),
+        ("gate-requirements-pep8", "http://logs.example.org/31/64831/1/check/gate-requirements-pep8/f5abe44",
+         "SUCCESS"),
+    ], pipeline=None, author="jenkins")
+    report = parse_failure(event)
+    assert report.pipeline == "check"
+    assert [(j.name, j.short_uuid, j.build_uuid) for j in report.jobs] == [("check-tempest-dsvm-full", "287c655", None)]
+
+
+def test_other_events_authors_and_successes_are_not_failures():
+    assert parse_failure({"type": "patchset-created"}) is None
+    assert parse_failure(failure(1, 1, [("a", ZUUL + TEMPEST, "FAILURE")], author="alice")) is None
+    success = failure(1, 1, [("a", ZUUL + TEMPEST, "SUCCESS")])
+    assert parse_failure(success) is None
+    assert parse_failure(failure(1, 1, [("a", ZUUL + TEMPEST, "FAILURE")], author="ci-bot"),
+                         EventFilter(ci_accounts=("ci-bot",))) is not None
+
+
+def test_project_and_job_filters():
+    event = failure(1, 1, [("tempest-full", ZUUL + TEMPEST, "FAILURE"), ("grenade", ZUUL + GRENADE, "FAILURE")])
+    assert parse_failure(event, EventFilter(exclude_projects="^openstack/nova$")) is None
+    assert [j.name for j in parse_failure(event, EventFilter(include_jobs="^grenade"))] if False else True
+    assert [j.name for j in parse_failure(event, EventFilter(include_jobs="^grenade")).jobs] == ["grenade"]
+    assert [j.name for j in parse_failure(event, EventFilter(exclude_jobs="grenade")).jobs] == ["tempest-full"]
+
+
+def test_a_failure_comment_with_a_broken_change_is_an_error():
+    event = failure(1, 1, [("a", ZUUL + TEMPEST, "FAILURE")])
+    event["change"]["number"] = "not-a-number"
+    with pytest.raises(EventError, match="bad change"):
+        parse_failure(event)
+
+
+def test_real_recorded_events(realdata):
+    raw = json.loads((realdata / "gerrit" / "gerrit-events.json").read_text())
+    reports = [r for r in (parse_failure(e) for e in raw) if r]
+    assert {r.key for r in reports} >= {"65361,2", "63078,19"}
+    assert all(job.short_uuid and job.pipeline for r in reports for job in r.jobs)
+    jenkins = json.loads((realdata / "gerrit" / "jenkins-events.json").read_text())["events"]
+    several = parse_failure(jenkins[0])  # no change block: recovered from the log URLs
+    assert several.key == "64831,1"
+    assert [j.name for j in several.jobs] == [
+        "check-requirements-integration-dsvm", "check-tempest-dsvm-full", "check-tempest-dsvm-postgres-full",
+        "check-tempest-dsvm-neutron"]
+    assert parse_failure(jenkins[1]) is None and parse_failure(jenkins[2]) is None
+
+
+def test_replay_files_as_list_events_object_or_json_lines():
+    one = {"type": "x"}
+    assert list(read_event_file("f", io.StringIO(json.dumps([one, one])))) == [one, one]
+    assert list(read_event_file("f", io.StringIO(json.dumps({"events": [one]})))) == [one]
+    items = list(read_event_file("f.jsonl", io.StringIO('{"type": "x"}\n\n{broken\n{"type": "x"}\n')))
+    assert items[0] == one and items[2] == one
+    assert isinstance(items[1], EventError) and "f.jsonl:3" in str(items[1])
+
+
+# -- the daemon -------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    for build in (TEMPEST, GRENADE, TOX):
+        _ingest(backend, build)
+    return tmp_path / "data"
+
+
+def _ingest(backend: EmbeddedBackend, uuid: str) -> None:
+    for directory in EXAMPLES.iterdir():
+        meta = load_metadata_file(str(directory / "build.json"))
+        if meta.build_uuid == uuid:
+            ingest_build(backend, open_logs(str(directory)), meta)
+            return
+    raise AssertionError(uuid)
+
+
+def _watch(data_dir: Path, *args: str, config: Path | None = None, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    command = [str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"), *args]
+    if config:
+        command += ["--config", str(config)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def test_replay_dry_run_prints_each_review_once_across_runs(data_dir, tmp_path):
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([
+        failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")]),
+        {"type": "comment-added", "author": {"username": "zuul"}, "comment": "Build failed.\n\n- x y : FAILURE",
+         "change": "garbage"},
+        failure(864455, 2, [("openstack-tox-py312", ZUUL + TOX, "FAILURE")], project="openstack/cinder"),
+    ]))
+    first = _watch(data_dir, "--events", str(events), "--dry-run")
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert out.startswith("review 864201,3:\nI noticed Zuul failed, I think you hit bug(s):\n\n"
+                          "- tempest-full: https://bugs.launchpad.net/bugs/2000001, "
+                          "https://bugs.launchpad.net/bugs/2000004\n")
+    assert "864455" not in out  # no bug found: no comment by default
+    assert "skipped a malformed event" in err
+    again = _watch(data_dir, "--events", str(events), "--dry-run")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0 and out == "", err
+
+
+def test_unindexed_logs_time_out_as_a_recorded_outcome(data_dir, tmp_path):
+    from elastic_recheck.state import StateDB
+
+    events = tmp_path / "events.json"
+    old = time.time() - 3600
+    events.write_text(json.dumps([failure(1, 1, [("ghost", ZUUL + "f" * 32, "FAILURE")], created=old)]))
+    proc = _watch(data_dir, "--events", str(events), "--dry-run")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out == "", err
+    assert "timed out" in err
+    outcomes = list(StateDB(data_dir / "state.sqlite3").outcomes())
+    assert [(o["job"], o["kind"]) for o in outcomes] == [("ghost", "timeout")]
+
+
+def _config(tmp_path: Path, server: GerritServer, **watch) -> Path:
+    config = {
+        "gerrit": {"host": "127.0.0.1", "port": server.port, "user": server.user,
+                   "key_file": str(server.key_file), "known_hosts": str(server.known_hosts)},
+        "watch": {"poll_initial": 0.2, "poll_max": 0.5, **watch},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+def gerrit(tmp_path):
+    server = GerritServer(tmp_path)
+    yield server
+    server.close()
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_gerrit_stream_to_review_over_ssh_survives_a_dropped_connection(data_dir, tmp_path, gerrit):
+    proc = _watch(data_dir, config=_config(tmp_path, gerrit))
+    try:
+        gerrit.wait_for_stream()
+        gerrit.push("this is not json")
+        gerrit.push(failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")]))
+        review = gerrit.wait_for_reviews(1)[0]
+        assert (review["change"], review["patchset"], review["project"]) == (864201, 3, "openstack/nova")
+        assert "- tempest-full: https://bugs.launchpad.net/bugs/2000001" in review["message"]
+        gerrit.drop_streams()
+        gerrit.push(failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")], project="openstack/neutron"))
+        reviews = gerrit.wait_for_reviews(2)
+        assert "bugs/2000002" in reviews[1]["message"], _stop(proc)
+        gerrit.push(failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")]))  # sent again
+        time.sleep(1.5)
+    finally:
+        err = _stop(proc)
+    assert len(gerrit.reviews) == 2, gerrit.reviews
+    assert "skipped a malformed event" in err and "event stream" in err
+
+
+def test_an_unknown_host_key_is_refused(data_dir, tmp_path, gerrit):
+    gerrit.known_hosts.write_text(f"[127.0.0.1]:{gerrit.port} ssh-ed25519 "
+                                  "AAAAC3NzaC1lZDI1NTE5AAAAIJvZfcYzbC6qzUZwR4YoB5dEGO6wZ4eUfpQzHVBOGBpq\n")
+    proc = _watch(data_dir, config=_config(tmp_path, gerrit))
+    try:
+        time.sleep(2)
+        assert not gerrit.streams
+    finally:
+        err = _stop(proc)
+    assert "cannot connect" in err
+
+
+def test_killed_mid_event_resumes_after_restart_and_comments_once(data_dir, tmp_path, gerrit):
+    backend = EmbeddedBackend(data_dir / "index")
+    config = _config(tmp_path, gerrit)
+    proc = _watch(data_dir, config=config)
+    gerrit.wait_for_stream()
+    late = "a" * 32  # a build whose logs are not indexed yet
+    gerrit.fail_reviews = 1  # and Gerrit fails the first review attempt
+    gerrit.push(failure(900001, 1, [("tempest-full", ZUUL + late, "FAILURE")]))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (data_dir / "state.sqlite3").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)  # accepted and waiting for logs
+    proc.kill()
+    proc.wait(timeout=30)
+    _ingest_as(backend, TEMPEST, late)
+    proc = _watch(data_dir, config=config)
+    try:
+        reviews = gerrit.wait_for_reviews(1)
+        assert reviews[0]["change"] == 900001 and "bugs/2000001" in reviews[0]["message"]
+        gerrit.push(failure(900001, 1, [("tempest-full", ZUUL + late, "FAILURE")]))  # replayed
+        time.sleep(1.5)
+    finally:
+        _stop(proc)
+    assert len(gerrit.reviews) == 1
+
+
+def _ingest_as(backend: EmbeddedBackend, source_uuid: str, new_uuid: str) -> None:
+    import dataclasses
+
+    for directory in EXAMPLES.iterdir():
+        meta = load_metadata_file(str(directory / "build.json"))
+        if meta.build_uuid == source_uuid:
+            ingest_build(backend, open_logs(str(directory)), dataclasses.replace(meta, build_uuid=new_uuid))
+            return
