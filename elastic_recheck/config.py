@@ -40,8 +40,9 @@ class WatchSettings:
 
     queries: str = "queries"
     log_timeout: float = 1200.0  # seconds after the event was created
-    poll_initial: float = 5.0
-    poll_max: float = 60.0
+    poll_initial: float = 0.5  # readiness polls: a build is classified within ~1 s of its logs
+    poll_max: float = 1.0
+    retry_max: float = 60.0  # backoff cap when the backend or Gerrit is down
     include_projects: str = ""
     exclude_projects: str = ""
     include_jobs: str = ""

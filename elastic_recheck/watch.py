@@ -185,7 +185,7 @@ class Daemon:
             review = self._classify(event, report)
         except BackendError as exc:
             self.counters["errors"] += 1
-            delay = self._backoff(event.attempts)
+            delay = self._backoff(event.attempts, self.watch.retry_max)
             log.warning("search backend unavailable for %s (%s); retrying in %.0fs", report.key, exc, delay)
             self.state.retry_later(event.id, delay)
             return
@@ -201,7 +201,7 @@ class Daemon:
             self.counters["timeouts" if result.timed_out else "classified"] += 1
         if review.found_bugs or self.watch.comment_unrecognized:
             if not self._comment(report, review):
-                self.state.retry_later(event.id, self._backoff(event.attempts))
+                self.state.retry_later(event.id, self._backoff(event.attempts, self.watch.retry_max))
                 return
         self.state.finish(event.id)
 
@@ -276,8 +276,8 @@ class Daemon:
         log.info("commented on %s", report.key)
         return True
 
-    def _backoff(self, attempts: int) -> float:
-        return min(self.watch.poll_initial * (2 ** min(attempts, 16)), self.watch.poll_max)
+    def _backoff(self, attempts: int, cap: float | None = None) -> float:
+        return min(self.watch.poll_initial * (2 ** min(attempts, 16)), cap or self.watch.poll_max)
 
     # -- the loop -----------------------------------------------------------
 

@@ -277,3 +277,26 @@ def _ingest_as(backend: EmbeddedBackend, source_uuid: str, new_uuid: str) -> Non
         if meta.build_uuid == source_uuid:
             ingest_build(backend, open_logs(str(directory)), dataclasses.replace(meta, build_uuid=new_uuid))
             return
+
+
+def test_classify_prints_the_review_for_one_build(data_dir):
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    result = subprocess.run(
+        [str(BIN / "elastic-recheck"), "classify", "--build", GRENADE, "--change", "864377", "--patchset", "1",
+         "--job", "grenade", "--queries", str(ROOT / "queries")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("review 864377,1:\nI noticed Zuul failed")
+    assert "- grenade: https://bugs.launchpad.net/bugs/2000002" in result.stdout
+
+
+def test_fingerprints_are_reloaded_when_their_files_change(tmp_path):
+    from elastic_recheck.watch import FingerprintSet
+
+    (tmp_path / "1.yaml").write_text("query: message:a\n")
+    fingerprints = FingerprintSet(tmp_path)
+    assert [fp.bug for fp in fingerprints.current()] == ["1"]
+    (tmp_path / "2.yaml").write_text("query: message:b\n")
+    (tmp_path / "1.yaml").unlink()
+    assert [fp.bug for fp in fingerprints.current()] == ["2"]
