@@ -209,6 +209,7 @@ class Daemon:
         deadline = report.created.timestamp() + self.watch.log_timeout
         expired = self.clock() >= deadline
         fingerprints = [fp for fp in self.fingerprints.current() if not fp.suppress_notification]
+        classifier = Classifier(self.backend, fingerprints)
         review = Review(report)
         for job in report.jobs:
             uuid = self._build_uuid(job)
@@ -220,7 +221,6 @@ class Daemon:
                             job.name, job.key, self.watch.log_timeout)
                 review.results.append(JobResult(job, uuid, timed_out=True))
                 continue
-            classifier = Classifier(self.backend, fingerprints)
             tests = failed_tests(self.backend, uuid) if any(fp.test_ids for fp in fingerprints) else None
             bugs = tuple(fp.bug for fp in classifier.classify(uuid, tests))
             log.info("%s %s (%s): %s", report.key, job.name, uuid, ", ".join(bugs) or "unrecognized")

@@ -203,12 +203,7 @@ class EmbeddedBackend:
         counts = self._context_counts(self._filtered(query, window))
         contexts = self.context_fields(list(counts))
         for name in context_fields:
-            tally: dict[str, int] = {}
-            for cid, hits in counts.items():
-                value = contexts[cid].get(name)
-                if value is not None:
-                    key = sch.facet_value(value)
-                    tally[key] = tally.get(key, 0) + hits
+            tally = _sum_by_value(counts, contexts, name)
             out[name] = sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))[:size]
         return out
 
@@ -305,12 +300,7 @@ class EmbeddedBackend:
 
     def build_files(self, build_uuid: str) -> dict[str, int]:
         counts = self._context_counts(Query.term_query(self.schema, sch.BUILD, build_uuid))
-        files: dict[str, int] = {}
-        for cid, fields in self.context_fields(list(counts)).items():
-            if fields.get("filename") is not None:
-                name = sch.facet_value(fields["filename"])
-                files[name] = files.get(name, 0) + counts[cid]
-        return files
+        return _sum_by_value(counts, self.context_fields(list(counts)), "filename")
 
     def field_names(self) -> list[str]:
         extra = _read_fields(self.path)
@@ -341,6 +331,17 @@ class EmbeddedBackend:
         self._compiled.clear()
         self._context_fields.clear()
         self._leaves.clear()
+
+
+def _sum_by_value(counts: dict[int, int], contexts: dict[int, dict[str, Any]], name: str) -> dict[str, int]:
+    """Hits per facet value of ``name``, from hits per context."""
+    tally: dict[str, int] = {}
+    for cid, hits in counts.items():
+        value = contexts[cid].get(name)
+        if value is not None:
+            key = sch.facet_value(value)
+            tally[key] = tally.get(key, 0) + hits
+    return tally
 
 
 class _ContextLookup:
