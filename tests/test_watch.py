@@ -3,18 +3,22 @@ against a real SSH server speaking Gerrit's commands and a real index."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import io
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from elastic_recheck.errors import EventError
+from elastic_recheck.errors import BackendError, EventError
 from elastic_recheck.gerrit_events import EventFilter, parse_failure
 from elastic_recheck.ingest import ingest_build
 from elastic_recheck.ingest.sources import load_metadata_file, open_logs
@@ -300,3 +304,151 @@ def test_fingerprints_are_reloaded_when_their_files_change(tmp_path):
     (tmp_path / "2.yaml").write_text("query: message:b\n")
     (tmp_path / "1.yaml").unlink()
     assert [fp.bug for fp in fingerprints.current()] == ["2"]
+
+
+# -- faults and the other reviewer ---------------------------------------------------
+
+
+class BackendOutage:
+    """A real backend behind a switch: while ``down`` is set every call fails
+    the way an unreachable search cluster does."""
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self.backend = backend
+        self.down = threading.Event()
+        self.refused = 0
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self.backend, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            if self.down.is_set():
+                self.refused += 1
+                raise BackendError("connection refused")
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+def test_a_search_backend_outage_delays_comments_but_loses_and_doubles_none(data_dir, tmp_path, gerrit):
+    from elastic_recheck.config import GerritSettings, Settings, WatchSettings
+    from elastic_recheck.gerrit_ssh import EventStream, SSHReviewer
+    from elastic_recheck.state import StateDB
+    from elastic_recheck.watch import Daemon, FingerprintSet
+
+    gerrit_settings = GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user,
+                                     key_file=str(gerrit.key_file), known_hosts=str(gerrit.known_hosts))
+    settings = Settings(data_dir=data_dir, gerrit=gerrit_settings,
+                        watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.1, retry_max=0.5))
+    backend = BackendOutage(EmbeddedBackend(data_dir / "index"))
+    events: queue.Queue = queue.Queue()
+    daemons: list = []
+
+    def serve() -> None:  # the state database belongs to the daemon's thread
+        state = StateDB(settings.state_db)
+        daemons.append(Daemon(settings, backend, state, SSHReviewer(gerrit_settings),
+                              FingerprintSet(settings.watch.queries)))
+        try:
+            daemons[0].run(events)
+        finally:
+            state.close()
+
+    stream = EventStream(gerrit_settings, events)
+    stream.start()
+    loop = threading.Thread(target=serve)
+    loop.start()
+    try:
+        gerrit.wait_for_stream()
+        backend.down.set()
+        gerrit.push(failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")]))
+        gerrit.push(failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")], project="openstack/neutron"))
+        deadline = time.monotonic() + 20
+        while backend.refused < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert backend.refused >= 6 and gerrit.reviews == []  # retried while down, nothing posted
+        backend.down.clear()
+        reviews = gerrit.wait_for_reviews(2)
+        assert {r["change"] for r in reviews} == {864201, 864377}
+        gerrit.push(failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")]))  # sent again
+        time.sleep(1.0)
+    finally:
+        if daemons:
+            daemons[0].stop()
+        stream.stop()
+        loop.join(timeout=30)
+    assert len(gerrit.reviews) == 2
+    counters = daemons[0].counters
+    assert counters["accepted"] == 2 and counters["duplicates"] == 1 and counters["errors"] >= 6
+    state = StateDB(settings.state_db)
+    assert state.pending_count() == 0
+    assert sorted((o["change"], o["kind"]) for o in state.outcomes()) == [(864201, "bugs"), (864377, "bugs")]
+    state.close()
+
+
+class _GerritREST(http.server.BaseHTTPRequestHandler):
+    requests: list = []
+    statuses: list = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.requests.append((self.path, self.headers["Authorization"], json.loads(body)))
+        status = self.statuses.pop(0) if self.statuses else 200
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(b")]}'\n{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_rest_reviewer_posts_the_message_with_basic_auth_and_reports_refusals():
+    from elastic_recheck.config import GerritSettings
+    from elastic_recheck.errors import ReportError
+    from elastic_recheck.reporting import RESTReviewer
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GerritREST)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _GerritREST.requests, _GerritREST.statuses = [], [503]
+    try:
+        reviewer = RESTReviewer(GerritSettings(rest_url=f"http://127.0.0.1:{server.server_port}/",
+                                               user="er", rest_password="s3cret"))
+        with pytest.raises(ReportError) as refused:
+            reviewer.review("openstack/nova", 864201, 3, "first")
+        assert refused.value.retry  # nothing was posted: safe to try again
+        reviewer.review("openstack/nova", 864201, 3, 'I noticed "Zuul" failed\n- bug')
+    finally:
+        server.shutdown()
+        server.server_close()
+    path, auth, body = _GerritREST.requests[-1]
+    assert path == "/a/changes/864201/revisions/3/review"
+    assert auth == "Basic " + base64.b64encode(b"er:s3cret").decode()
+    assert body == {"message": 'I noticed "Zuul" failed\n- bug'}
+    with pytest.raises(ReportError, match="failed"):
+        RESTReviewer(GerritSettings(rest_url=f"http://127.0.0.1:{server.server_port}")).review("p", 1, 1, "x")
+
+
+def test_failed_tests_come_from_the_console_log_and_gate_test_id_fingerprints(data_dir):
+    from elastic_recheck.classify import Classifier, failed_tests
+    from elastic_recheck.fingerprints import load_fingerprint
+
+    backend = EmbeddedBackend(data_dir / "index")
+    failed = failed_tests(backend, TEMPEST)
+    assert failed == {"tempest.api.compute.servers.test_servers.ServersTest.test_update_server_name"}
+    assert failed_tests(backend, GRENADE) is None  # no test run reported: test_ids cannot filter
+    gated = load_fingerprint(ROOT / "queries" / "2000004.yaml")
+    assert [fp.bug for fp in Classifier(backend, [gated]).classify(TEMPEST, failed)] == ["2000004"]
+    assert Classifier(backend, [gated]).classify(TEMPEST, {"tempest.api.image.test_x.T.test_y"}) == []
+
+
+def test_stestr_and_unittest_failure_lines():
+    from elastic_recheck.classify import _STESTR_FAILED, _UNITTEST_FAILED
+
+    line = ("{3} tempest.api.compute.servers.test_server_actions.ServerActionsTestJSON.test_reboot_server_hard"
+            "[id-2cb1baf6-ac8d-4429-bf0d-ba8a0ba53e32,smoke] [61.204s] ... FAILED")
+    assert [m.group(1) for m in _STESTR_FAILED.finditer(line)] == [
+        "tempest.api.compute.servers.test_server_actions.ServerActionsTestJSON.test_reboot_server_hard"]
+    assert not list(_STESTR_FAILED.finditer("{0} tempest.api.x.T.test_y [1.0s] ... ok"))
+    match = _UNITTEST_FAILED.search("FAIL: test_boot (nova.tests.functional.test_servers.ServersTest)")
+    assert (match.group(1), match.group(2)) == ("test_boot", "nova.tests.functional.test_servers.ServersTest")
