@@ -40,8 +40,8 @@ class WatchSettings:
 
     queries: str = "queries"
     log_timeout: float = 1200.0  # seconds after the event was created
-    poll_initial: float = 0.5  # readiness polls: a build is classified within ~1 s of its logs
-    poll_max: float = 1.0
+    poll_initial: float = 0.25  # readiness polls: a comment within ~0.5 s of the logs being indexed
+    poll_max: float = 0.5
     retry_max: float = 60.0  # backoff cap when the backend or Gerrit is down
     include_projects: str = ""
     exclude_projects: str = ""
