@@ -347,6 +347,118 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         logging.getLogger("elastic_recheck.watch").info("stopped: %s", counts)
 
 
+def _interval(text: str | None) -> float | None:
+    """``30m``, ``1h``, ``90s``, ``1d`` (a bare number is seconds) as seconds."""
+    if text is None:
+        return None
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise click.BadParameter(f"{text!r} is not an interval like 30m, 1h or 90s", param_hint="--every")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _fingerprint_progress(label: str) -> Callable[[Any], Any]:
+    def wrap(items: Any) -> Any:
+        if not sys.stderr.isatty():
+            return items
+        items = list(items)
+
+        def run() -> Any:
+            with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
+                yield from bar
+
+        return run()
+
+    return wrap
+
+
+@cli.command()
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Where the site appears: a symbolic link, swapped atomically to each finished copy.")
+@click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
+              help="Fingerprint directory [default: watch.queries].")
+@click.option("--every", default=None, help="Repeat at this interval (e.g. 30m) until SIGTERM; runs never overlap.")
+@_pass_context
+def dashboard(ctx: _Context, output: str, queries_dir: str | None, every: str | None) -> None:
+    """Render the QA dashboard: bug trends, uncategorized failures, classification rate."""
+    import signal
+    import threading
+    import time
+
+    from .dashboard import build_dashboard
+    from .dashboard.publish import Busy, Publisher
+
+    interval = _interval(every)
+    settings = ctx.settings()
+    publisher = Publisher(output)
+    publisher.check()
+    backend = ctx.backend()
+    if interval is None:
+        build_dashboard(settings, backend, queries_dir or settings.watch.queries, publisher,
+                        progress=_fingerprint_progress("fingerprints"))
+        click.echo(f"dashboard written: open {publisher.output / 'index.html'}")
+        return
+    logging.basicConfig(force=True, level=logging.DEBUG if ctx.debug else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("elastic_recheck.dashboard")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    while not stopping.is_set():
+        started = time.monotonic()
+        try:
+            build_dashboard(settings, backend, queries_dir or settings.watch.queries, publisher)
+            log.info("dashboard published to %s in %.1fs", publisher.output, time.monotonic() - started)
+        except Busy as exc:
+            log.warning("run skipped: %s", exc)
+        except RecheckError as exc:  # the next run may well succeed
+            log.error("dashboard run failed: %s", exc)
+        wait = interval - (time.monotonic() - started)
+        if wait < 0:
+            log.warning("the run took longer than --every %s; starting the next one now", every)
+        stopping.wait(max(wait, 0))
+
+
+@cli.command()
+@click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
+              help="Fingerprint directory [default: watch.queries].")
+@click.option("--days", type=float, default=None, help="The window [default: dashboard.days, 10].")
+@click.option("--job", "job_pattern", default=None, help="Only jobs whose name matches this regex.")
+@_pass_context
+def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, job_pattern: str | None) -> None:
+    """Failed voting builds no fingerprint explains, by job, newest first."""
+    import dataclasses
+    import re
+
+    from .dashboard import gather
+    from .dashboard.trends import trends
+    from .sanitize import strip_controls
+
+    settings = ctx.settings()
+    if days is not None:
+        settings = dataclasses.replace(settings, dashboard=dataclasses.replace(settings.dashboard, days=days))
+    collected, header = gather(settings, ctx.backend(), queries_dir or settings.watch.queries,
+                               progress=_fingerprint_progress("fingerprints"))
+    for bug, error in collected.errors.items():
+        click.echo(f"warning: fingerprint {bug} could not run: {error}", err=True)
+    result = trends(collected, "all").uncategorized
+    click.echo(f"{result.failures} failed voting builds in {settings.dashboard.days:g} days, "
+               f"{result.count} uncategorized; classification rate {result.rate:.1%}")
+    for group in result.groups:
+        if not group.uncategorized or (job_pattern and not re.search(job_pattern, group.job)):
+            continue
+        click.echo()
+        click.echo(strip_controls(f"{group.job}: {len(group.uncategorized)} of {group.failures} failures "
+                                  f"uncategorized ({group.rate:.1%} classified)"))
+        for build in group.uncategorized:
+            when = f"{build.last_hit:%Y-%m-%d %H:%M}" if build.last_hit else "?"
+            change = f" change {build.change},{build.patchset}" if build.change else ""
+            click.echo("  " + strip_controls(f"{when}  {build.build_uuid}  {build.build_status} {build.build_queue}"
+                                             f"{change}  {build.log_url}"))
+
+
 def main() -> None:
     cli(prog_name="elastic-recheck")
 

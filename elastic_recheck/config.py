@@ -55,11 +55,22 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """The QA dashboard (section ``dashboard:``)."""
+
+    days: float = 10.0  # the trend window
+    # Discover URL with {query} where the Lucene query goes (Kibana / OpenSearch Dashboards); empty: no link
+    kibana_url: str = ""
+    templates: str = ""  # a directory of jinja2 templates replacing the shipped web/ ones
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     backend: str = "embedded"
     gerrit: GerritSettings = GerritSettings()
     watch: WatchSettings = WatchSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @property
     def index_dir(self) -> Path:
@@ -70,7 +81,7 @@ class Settings:
         return self.data_dir / "state.sqlite3"
 
 
-_SECTIONS = {"gerrit": GerritSettings, "watch": WatchSettings}
+_SECTIONS = {"gerrit": GerritSettings, "watch": WatchSettings, "dashboard": DashboardSettings}
 
 
 def _coerce(where: str, kind: Any, value: Any) -> Any:

@@ -48,8 +48,22 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class BuildOutcome:
+    """One build with hits: what the dashboard groups and links by."""
+
     build_uuid: str
     build_status: str
+    build_name: str = ""
+    build_queue: str = ""
+    project: str = ""
+    build_change: str = ""
+    build_patchset: str = ""
+    log_url: str = ""
+    voting: str = ""
+    hits: int = 0
+    last_hit: dt.datetime | None = None  # the newest matching line
+
+
+BUILD_FIELDS = ("build_name", "build_queue", "project", "build_change", "build_patchset", "log_url", "voting")
 
 
 class IndexWriter(Protocol):
@@ -88,7 +102,8 @@ class SearchBackend(Protocol):
         (the key ``""`` holds the only series when there is no split)."""
 
     def builds(self, query: str, window: TimeWindow = ALL_TIME) -> list[BuildOutcome]:
-        """The distinct builds with at least one hit, with their status."""
+        """The distinct builds with at least one hit, most hits first, with
+        their status, job, pipeline, change, log URL and newest hit."""
 
     def match_build(self, build_uuid: str, queries: Sequence[str]) -> list[bool]:
         """Which of ``queries`` match the build, in one batched pass."""
@@ -120,6 +135,7 @@ def open_backend(settings: Any) -> SearchBackend:
 
 __all__ = [
     "ALL_TIME",
+    "BUILD_FIELDS",
     "BuildOutcome",
     "Hit",
     "IndexWriter",

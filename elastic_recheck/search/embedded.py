@@ -20,7 +20,7 @@ from .. import lucene
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text
 from ..errors import BackendError, RecheckError
 from . import schema as sch
-from . import ALL_TIME, BuildOutcome, Hit, SearchResult, TimeWindow
+from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow
 from .translate import Translator, prepare
 
 UTC = dt.timezone.utc
@@ -158,14 +158,25 @@ class EmbeddedBackend:
 
     def _context_counts(self, query: Query) -> dict[int, int]:
         """Hits per context: every facet on a context field is a sum over these."""
-        aggs = {"c": {"terms": {"field": sch.CID, "size": _MAX_BUCKETS, "segment_size": _MAX_BUCKETS}}}
+        return {cid: count for cid, (count, _) in self._context_buckets(query, newest=False).items()}
+
+    def _context_buckets(self, query: Query, newest: bool) -> dict[int, tuple[int, int | None]]:
+        """Hits per context, and with ``newest`` the newest hit's timestamp (micros)."""
+        terms: dict[str, Any] = {"field": sch.CID, "size": _MAX_BUCKETS, "segment_size": _MAX_BUCKETS}
+        aggs: dict[str, Any] = {"c": {"terms": terms}}
+        if newest:
+            aggs["c"]["aggs"] = {"newest": {"max": {"field": sch.TS}}}
         buckets = self._aggregate(self._searcher(), query, aggs).get("c", {}).get("buckets", [])
         if len(buckets) >= _MAX_BUCKETS:
             raise BackendError(
                 f"the query matches lines of more than {_MAX_BUCKETS:,} distinct builds/files; "
                 "narrow the time window"
             )
-        return {int(b["key"]): int(b["doc_count"]) for b in buckets}
+        out: dict[int, tuple[int, int | None]] = {}
+        for bucket in buckets:
+            value = bucket.get("newest", {}).get("value") if newest else None
+            out[int(bucket["key"])] = (int(bucket["doc_count"]), None if value is None else int(value))
+        return out
 
     def context_fields(self, cids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """The fields of each context (immutable per ``cid``, so cached)."""
@@ -241,18 +252,29 @@ class EmbeddedBackend:
         }
 
     def builds(self, query: str, window: TimeWindow = ALL_TIME) -> list[BuildOutcome]:
-        counts = self._context_counts(self._filtered(query, window))
-        per_build: dict[str, list[Any]] = {}
-        for cid, fields in self.context_fields(list(counts)).items():
+        buckets = self._context_buckets(self._filtered(query, window), newest=True)
+        per_build: dict[str, dict[str, Any]] = {}
+        for cid, fields in self.context_fields(list(buckets)).items():
             uuid = fields.get("build_uuid")
             if uuid is None:
                 continue
-            entry = per_build.setdefault(sch.facet_value(uuid), [0, "", 0])
-            entry[0] += counts[cid]
-            if counts[cid] > entry[2] and fields.get("build_status") is not None:
-                entry[1], entry[2] = sch.facet_value(fields["build_status"]), counts[cid]
-        ranked = sorted(per_build.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        return [BuildOutcome(uuid, status) for uuid, (_, status, _) in ranked]
+            count, newest = buckets[cid]
+            entry = per_build.setdefault(sch.facet_value(uuid), {"hits": 0, "newest": None, "weight": -1})
+            entry["hits"] += count
+            if newest is not None and (entry["newest"] is None or newest > entry["newest"]):
+                entry["newest"] = newest
+            if count > entry["weight"]:  # a build's contexts agree; the biggest one decides if not
+                entry["weight"] = count
+                entry["fields"] = {name: sch.facet_value(fields[name]) for name in ("build_status", *BUILD_FIELDS)
+                                   if fields.get(name) is not None}
+        ranked = sorted(per_build.items(), key=lambda kv: (-kv[1]["hits"], kv[0]))
+        return [
+            BuildOutcome(
+                uuid, **{"build_status": "", **entry["fields"]}, hits=entry["hits"],
+                last_hit=None if entry["newest"] is None else sch.from_micros(entry["newest"]),
+            )
+            for uuid, entry in ranked
+        ]
 
     def match_build(self, build_uuid: str, queries: Sequence[str]) -> list[bool]:
         """Group testing: one search answers "does any of these match?" for a

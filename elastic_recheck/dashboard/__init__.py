@@ -1,0 +1,76 @@
+"""The QA dashboard: per-bug trends, uncategorized failures, classification rate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..config import Settings
+from ..errors import RecheckError
+from ..fingerprints import Fingerprint, load_fingerprints
+from ..search import SearchBackend
+from .publish import Publisher
+from .site import Header, render_site
+from .trends import Collected, collect
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+
+
+def backend_health(backend: SearchBackend) -> dict[str, Any]:
+    try:
+        return backend.health()
+    except RecheckError as exc:
+        return {"backend": getattr(backend, "name", "?"), "status": "unavailable", "error": str(exc)}
+
+
+def log_timeouts(settings: Settings, since: dt.datetime) -> list[dict[str, Any]]:
+    """Log timeouts the real-time path recorded in the window, newest first."""
+    if not settings.state_db.exists():
+        return []
+    from ..state import StateDB
+
+    state = StateDB(settings.state_db)
+    try:
+        found = [o for o in state.outcomes() if o["kind"] == "timeout" and o["at"] >= since.timestamp()]
+    finally:
+        state.close()
+    for outcome in found:
+        outcome["at"] = dt.datetime.fromtimestamp(outcome["at"], UTC)
+    return sorted(found, key=lambda o: o["at"], reverse=True)
+
+
+def gather(
+    settings: Settings,
+    backend: SearchBackend,
+    queries: str | Path,
+    now: dt.datetime | None = None,
+    progress: Callable[[Iterable[Fingerprint]], Iterable[Fingerprint]] = lambda items: items,
+) -> tuple[Collected, Header]:
+    """Run every fingerprint over the window; what the pages and the terminal list share."""
+    now = now or dt.datetime.now(UTC)
+    good, bad = load_fingerprints(queries)
+    for error in bad:
+        log.error("fingerprint skipped: %s", error)
+    collected = collect(backend, good, now, settings.dashboard.days, progress)
+    header = Header(
+        generated=now, newest=backend.newest_timestamp(), health=backend_health(backend),
+        window_start=collected.start, fingerprints=len(good), load_errors=[str(e) for e in bad],
+        timeouts=log_timeouts(settings, collected.start),
+    )
+    return collected, header
+
+
+def build_dashboard(settings: Settings, backend: SearchBackend, queries: str | Path, publisher: Publisher,
+                    now: dt.datetime | None = None,
+                    progress: Callable[[Iterable[Fingerprint]], Iterable[Fingerprint]] = lambda items: items) -> Path:
+    """One run: gather, render, publish atomically. Returns the published copy."""
+    publisher.check()
+    with publisher.lock():
+        collected, header = gather(settings, backend, queries, now, progress)
+        return publisher.publish(render_site(collected, header, settings))
+
+
+__all__ = ["build_dashboard", "gather"]

@@ -1,0 +1,129 @@
+"""The static site: pages from the jinja2 templates in ``web/``, plus JSON
+data files with the same figures for other consumers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..config import Settings
+from ..errors import ConfigError
+from .charts import hourly_chart
+from .trends import Collected, Trends, as_json, hours, trends
+
+UTC = dt.timezone.utc
+PAGES = (("index.html", "all", "All pipelines", None), ("gate.html", "gate", "Gate pipeline", "gate"))
+
+
+@dataclass
+class Header:
+    generated: dt.datetime
+    newest: dt.datetime | None
+    health: dict[str, Any]
+    window_start: dt.datetime
+    fingerprints: int
+    load_errors: list[str]
+    timeouts: list[dict[str, Any]]
+
+    @property
+    def lag_seconds(self) -> float | None:
+        return None if self.newest is None else max(0.0, (self.generated - self.newest).total_seconds())
+
+
+def template_dir(settings: Settings) -> Path:
+    """The configured templates, else ``web/`` of a source checkout, else the installed copy."""
+    candidates = [Path(settings.dashboard.templates).expanduser()] if settings.dashboard.templates else [
+        Path(__file__).resolve().parents[2] / "web",
+        Path(sys.prefix) / "share" / "elastic-recheck" / "web",
+    ]
+    for candidate in candidates:
+        if (candidate / "bugs.html").is_file():
+            return candidate
+    raise ConfigError(f"dashboard templates not found (looked in: {', '.join(map(str, candidates))})")
+
+
+def safe_url(value: Any) -> str | None:
+    """Only http(s) links reach a page: a ``javascript:`` URL from a log would run when clicked."""
+    text = str(value or "").strip()
+    return text if urllib.parse.urlsplit(text).scheme in ("http", "https") else None
+
+
+def rison_string(text: str) -> str:
+    return "'" + text.replace("!", "!!").replace("'", "!'") + "'"
+
+
+def kibana_link(template: str, query: str) -> str | None:
+    """The Discover URL running ``query`` (the ``{query}`` placeholder takes it rison-quoted)."""
+    if not template:
+        return None
+    return safe_url(template.replace("{query}", urllib.parse.quote(rison_string(query), safe="!'()*,:")))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    days, rest = divmod(int(seconds), 86400)
+    hours_, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours_}h"
+    if hours_:
+        return f"{hours_}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def render_site(collected: Collected, header: Header, settings: Settings) -> dict[str, bytes]:
+    """Every file of the site, by relative path."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir(settings))),
+        autoescape=True,  # everything from logs, jobs, fingerprints and queries is text, never markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    buckets = [ts.to_pydatetime() for ts in hours(collected)]
+    env.filters["safe_url"] = safe_url
+    env.filters["duration"] = _duration
+    env.filters["when"] = lambda value: "—" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    env.filters["percent"] = lambda value: "—" if value is None else f"{value:.1f}%"
+    env.globals.update(
+        bug_url=lambda bug: safe_url(settings.watch.bug_url.replace("%s", bug)),
+        kibana=lambda query: kibana_link(settings.dashboard.kibana_url, query),
+        chart=lambda row: hourly_chart(row.series, buckets, f"bug {row.bug}: builds per hour by status"),
+        header=header,
+        days=settings.dashboard.days,
+        pages=PAGES,
+    )
+    files: dict[str, bytes] = {}
+    data: dict[str, Any] = {"generated": as_json(header.generated), "newest_indexed": as_json(header.newest),
+                            "lag_seconds": header.lag_seconds, "health": header.health,
+                            "window_start": as_json(header.window_start)}
+    by_name: dict[str, Trends] = {}
+    for filename, name, title, queue in PAGES:
+        selection = trends(collected, name, queue)
+        by_name[name] = selection
+        page = env.get_template("bugs.html").render(page=filename, title=title, trends=selection)
+        files[filename] = page.encode()
+        files[f"data/{name}.json"] = _json({**data, "pipeline": queue or "all", "hours": as_json(buckets),
+                                            "bugs": as_json(selection.rows)})
+    everything = by_name["all"].uncategorized
+    files["uncategorized.html"] = env.get_template("uncategorized.html").render(
+        page="uncategorized.html", title="Uncategorized failures", uncategorized=everything).encode()
+    files["data/uncategorized.json"] = _json({**data, **as_json(everything),
+                                              "log_timeouts": as_json(header.timeouts)})
+    files["style.css"] = (template_dir(settings) / "style.css").read_bytes()
+    return files
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode()
+
+
+__all__ = ["Header", "kibana_link", "render_site", "safe_url", "template_dir"]

@@ -1,0 +1,243 @@
+"""What the dashboard shows, computed from the backend's per-build counts.
+
+The backend counts: one ``builds`` aggregation per fingerprint returns the
+distinct builds it hit (status, job, pipeline, newest hit) — never the hits
+themselves — plus one for every failed voting build in the window. Every
+figure on the pages is then a pandas group-by over those two small tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+
+from ..errors import RecheckError
+from ..fingerprints import Fingerprint
+from ..search import BuildOutcome, SearchBackend, TimeWindow
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+
+FAILED_STATUSES = ("FAILURE", "TIMED_OUT", "POST_FAILURE", "RETRY_LIMIT")
+# A build counts once: by its console log, which every CI build has.
+FAILED_BUILDS_QUERY = "build_status:(" + " OR ".join(FAILED_STATUSES) + ") AND voting:1 AND tags:console"
+HIT_COLUMNS = ["bug", "build_uuid", "build_status", "build_name", "build_queue", "last_hit"]
+BUILD_COLUMNS = ["build_uuid", "build_status", "build_name", "build_queue", "project", "build_change",
+                 "build_patchset", "log_url", "last_hit"]
+
+
+@dataclass
+class JobShare:
+    job: str
+    failures: int  # failed builds of this job the bug hit
+    percent: float | None  # of all failed builds of this job in the window
+
+
+@dataclass
+class BugRow:
+    bug: str
+    title: str | None
+    projects: tuple[str, ...]
+    query: str
+    fails_24h: int = 0
+    fails_window: int = 0
+    builds_window: int = 0  # builds hit with any status
+    jobs: list[JobShare] = field(default_factory=list)
+    series: dict[str, list[int]] = field(default_factory=dict)  # status -> hourly distinct builds
+    error: str | None = None
+
+    @property
+    def removal_candidate(self) -> bool:
+        return self.error is None and self.builds_window == 0
+
+
+@dataclass
+class UncategorizedBuild:
+    build_uuid: str
+    build_status: str
+    build_queue: str
+    project: str
+    change: str
+    patchset: str
+    log_url: str
+    last_hit: dt.datetime | None
+
+
+@dataclass
+class JobGroup:
+    job: str
+    failures: int
+    uncategorized: list[UncategorizedBuild]
+
+    @property
+    def rate(self) -> float:
+        return 1.0 - len(self.uncategorized) / self.failures if self.failures else 1.0
+
+
+@dataclass
+class Uncategorized:
+    failures: int
+    groups: list[JobGroup]
+
+    @property
+    def count(self) -> int:
+        return sum(len(g.uncategorized) for g in self.groups)
+
+    @property
+    def rate(self) -> float:
+        return 1.0 - self.count / self.failures if self.failures else 1.0
+
+
+@dataclass
+class Trends:
+    """Everything the pages show, for one pipeline selection."""
+
+    name: str
+    rows: list[BugRow]
+    uncategorized: Uncategorized
+
+
+@dataclass
+class Collected:
+    """The two tables every page is computed from."""
+
+    start: dt.datetime
+    now: dt.datetime
+    fingerprints: list[Fingerprint]
+    hits: pd.DataFrame  # one row per (fingerprint, build) hit
+    failures: pd.DataFrame  # one row per failed voting build
+    errors: dict[str, str]  # bug -> why its query could not run
+
+
+def collect(
+    backend: SearchBackend,
+    fingerprints: Sequence[Fingerprint],
+    now: dt.datetime,
+    days: float,
+    progress: Callable[[Iterable[Fingerprint]], Iterable[Fingerprint]] = lambda items: items,
+) -> Collected:
+    """Run every fingerprint once; a fingerprint whose query fails is an
+    error on its own row, not the end of the run."""
+    window = TimeWindow(start=now - dt.timedelta(days=days), end=now)
+    records: list[tuple[Any, ...]] = []
+    errors: dict[str, str] = {}
+    for fp in progress(fingerprints):
+        try:
+            found = backend.builds(fp.voting_query, window)
+        except RecheckError as exc:
+            log.warning("fingerprint %s could not run: %s", fp.bug, exc)
+            errors[fp.bug] = str(exc)
+            continue
+        records.extend((fp.bug, b.build_uuid, b.build_status, b.build_name, b.build_queue, b.last_hit) for b in found)
+    failed = backend.builds(FAILED_BUILDS_QUERY, window)
+    return Collected(
+        start=window.start or now, now=now, fingerprints=list(fingerprints),
+        hits=_frame(records, HIT_COLUMNS), failures=_frame([_build_record(b) for b in failed], BUILD_COLUMNS),
+        errors=errors,
+    )
+
+
+def _build_record(build: BuildOutcome) -> tuple[Any, ...]:
+    return tuple(getattr(build, name) for name in BUILD_COLUMNS)
+
+
+def _frame(records: list[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame["last_hit"] = pd.to_datetime(frame["last_hit"], utc=True)
+    return frame
+
+
+def trends(collected: Collected, name: str, queue: str | None = None) -> Trends:
+    """The bug rows and the uncategorized failures, for one pipeline or all."""
+    hits, failures = collected.hits, collected.failures
+    if queue is not None:
+        hits = hits[hits["build_queue"] == queue]
+        failures = failures[failures["build_queue"] == queue]
+    rows = _bug_rows(collected, hits, failures)
+    return Trends(name=name, rows=rows, uncategorized=_uncategorized(hits, failures))
+
+
+def hours(collected: Collected) -> pd.DatetimeIndex:
+    """The hourly buckets of the window, oldest first."""
+    return pd.date_range(pd.Timestamp(collected.start).floor("h"), pd.Timestamp(collected.now).floor("h"), freq="h")
+
+
+def _bug_rows(collected: Collected, hits: pd.DataFrame, failures: pd.DataFrame) -> list[BugRow]:
+    buckets = hours(collected)
+    day_ago = pd.Timestamp(collected.now - dt.timedelta(days=1))
+    failed_hits = hits[hits["build_status"].isin(FAILED_STATUSES)]
+    fails_window = failed_hits.groupby("bug")["build_uuid"].nunique()
+    fails_24h = failed_hits[failed_hits["last_hit"] >= day_ago].groupby("bug")["build_uuid"].nunique()
+    builds_window = hits.groupby("bug")["build_uuid"].nunique()
+    job_failures = failures.groupby("build_name")["build_uuid"].nunique()
+    per_job = failed_hits.groupby(["bug", "build_name"])["build_uuid"].nunique()
+    hourly = (
+        hits.assign(hour=hits["last_hit"].dt.floor("h"))
+        .groupby(["bug", "build_status", "hour"])["build_uuid"].nunique()
+    )
+    rows = []
+    for fp in collected.fingerprints:
+        if fp.suppress_graph:
+            continue
+        row = BugRow(fp.bug, fp.title, fp.projects, fp.query, error=collected.errors.get(fp.bug))
+        row.fails_window = int(fails_window.get(fp.bug, 0))
+        row.fails_24h = int(fails_24h.get(fp.bug, 0))
+        row.builds_window = int(builds_window.get(fp.bug, 0))
+        if fp.bug in per_job.index.get_level_values(0):
+            for job, count in per_job.loc[fp.bug].sort_values(ascending=False).items():
+                total = int(job_failures.get(job, 0))
+                row.jobs.append(JobShare(str(job), int(count), 100.0 * count / total if total else None))
+        if fp.bug in hourly.index.get_level_values(0):
+            for status, series in hourly.loc[fp.bug].groupby(level=0):
+                counts = series.droplevel(0).reindex(buckets, fill_value=0)
+                row.series[str(status)] = [int(v) for v in counts.to_numpy()]
+        rows.append(row)
+    rows.sort(key=lambda r: (-r.fails_24h, -r.fails_window, r.bug))
+    return rows
+
+
+def _uncategorized(hits: pd.DataFrame, failures: pd.DataFrame) -> Uncategorized:
+    """Failed voting builds no fingerprint hit (suppressed ones count: they are known bugs)."""
+    explained = set(hits["build_uuid"])
+    unexplained = failures[~failures["build_uuid"].isin(explained)].sort_values("last_hit", ascending=False)
+    totals = failures.groupby("build_name")["build_uuid"].nunique()
+    groups = []
+    for job, frame in unexplained.groupby("build_name", sort=False):
+        builds = [
+            UncategorizedBuild(r.build_uuid, r.build_status, r.build_queue, r.project, r.build_change,
+                               r.build_patchset, r.log_url, None if pd.isna(r.last_hit) else r.last_hit.to_pydatetime())
+            for r in frame.itertuples()
+        ]
+        groups.append(JobGroup(str(job), int(totals.get(job, len(builds))), builds))
+    for job, total in totals.items():  # jobs whose every failure is explained still have a rate
+        if job not in set(unexplained["build_name"]):
+            groups.append(JobGroup(str(job), int(total), []))
+    groups.sort(key=lambda g: (-len(g.uncategorized), g.rate, g.job))
+    return Uncategorized(failures=int(failures["build_uuid"].nunique()), groups=groups)
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses, times and numbers as plain JSON values, for the data files."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        for extra in ("removal_candidate", "rate", "count"):
+            if hasattr(type(value), extra):
+                out[extra] = as_json(getattr(value, extra))
+        return out
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_json(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+__all__ = ["Collected", "FAILED_BUILDS_QUERY", "Trends", "as_json", "collect", "hours", "trends"]
