@@ -1,0 +1,302 @@
+"""The QA dashboard: trends per bug, the gate page, uncategorized failures and
+the classification rate, computed over a real index, published atomically and
+opened in a real (headless) Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from elastic_recheck.config import DashboardSettings, Settings
+from elastic_recheck.dashboard import build_dashboard, gather
+from elastic_recheck.dashboard.publish import Busy, PublishError, Publisher
+from elastic_recheck.dashboard.trends import trends
+from elastic_recheck.search.embedded import EmbeddedBackend
+
+from .browser import Chromium, chromium_binary
+
+UTC = dt.timezone.utc
+NOW = dt.datetime.now(UTC).replace(microsecond=0)
+BIN = Path(sys.executable).parent
+ARTIFACTS = Path(os.environ.get("ER_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+TIMEOUT = "Timed out waiting for a reply to message ID 4f3e"
+MIRROR = "E: Hash Sum mismatch"
+
+
+def add_build(writer, uuid: str, job: str, status: str, queue: str, age: dt.timedelta, lines: dict[str, list[str]],
+              voting: str = "1", project: str = "openstack/nova", log_url: str | None = None) -> None:
+    """One build: its console log plus service logs, ``age`` before now."""
+    fields = {"build_uuid": uuid, "build_short_uuid": uuid[:7], "build_name": job, "build_status": status,
+              "build_queue": queue, "voting": voting, "project": project, "build_change": str(860000 + len(uuid)),
+              "build_patchset": "2"}
+    at = NOW - age
+    for filename, messages in {"job-output.txt": ["Running tempest", "Job failed" if status != "SUCCESS" else "ok"],
+                               **lines}.items():
+        tags = [filename.rsplit("/", 1)[-1]] + (["console"] if filename == "job-output.txt" else [])
+        url = log_url if log_url is not None else f"https://logs.example.org/{uuid[:7]}/{filename}"
+        for i, message in enumerate(messages):
+            writer.add({**fields, "message": message, "filename": filename, "tags": tags, "log_url": url},
+                       at + dt.timedelta(seconds=i))
+
+
+def fingerprint(directory: Path, bug: str, body: str) -> None:
+    (directory / f"{bug}.yaml").write_text(body)
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    """An index with known bugs over ten days, and their fingerprints."""
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    cpu = "logs/screen-n-cpu.txt"
+    with backend.writer() as w:
+        for n, age in enumerate((2, 5, 20)):  # three gate failures in the last 24 h
+            add_build(w, f"a{n:031d}", "tempest-full", "FAILURE", "gate", dt.timedelta(hours=age), {cpu: [TIMEOUT]})
+        for n in range(2):  # two check failures five days ago
+            add_build(w, f"b{n:031d}", "tempest-full", "FAILURE", "check", dt.timedelta(days=5, hours=n),
+                      {cpu: [TIMEOUT]})
+        add_build(w, "c" * 32, "tempest-full", "SUCCESS", "gate", dt.timedelta(days=1, hours=3), {cpu: [TIMEOUT]})
+        add_build(w, "d" * 32, "grenade", "FAILURE", "check", dt.timedelta(days=3), {"job-output.txt": [MIRROR]})
+        add_build(w, "e" * 32, "nova-next", "FAILURE", "gate", dt.timedelta(hours=6),
+                  {"logs/screen-n-api.txt": ["quota exceeded for ram"]})  # a suppress-graph bug explains it
+        for n, age in enumerate((1, 30)):  # nothing explains these two
+            add_build(w, f"f{n:031d}", "tempest-full", "FAILURE", "gate", dt.timedelta(hours=age), {cpu: ["boom"]})
+        add_build(w, "g" * 32, "tempest-full", "FAILURE", "check", dt.timedelta(hours=2), {cpu: ["boom"]},
+                  voting="0")  # non-voting: not counted
+        add_build(w, "h" * 32, "tempest-full", "FAILURE", "gate", dt.timedelta(days=12), {cpu: [TIMEOUT]})  # too old
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    fingerprint(queries, "100001", 'query: message:"Timed out waiting for a reply" AND tags:"screen-n-cpu.txt"\n'
+                "title: MessagingTimeout in nova-compute\nprojects: [openstack/nova]\n")
+    fingerprint(queries, "100002", 'query: message:"Hash Sum mismatch" AND tags:console\n')
+    fingerprint(queries, "100003", 'query: message:"a bug that no longer happens"\n')
+    fingerprint(queries, "100004", 'query: message:"quota exceeded"\nsuppress-graph: true\n')
+    fingerprint(queries, "100005", "query: '@timestamp:2026 AND message:boom'\n")  # the embedded engine refuses it
+    settings = Settings(data_dir=tmp_path / "data", dashboard=DashboardSettings(
+        kibana_url="https://kibana.example.org/app/discover#/?_a=(query:(language:lucene,query:{query}))"))
+    return settings, backend, queries
+
+
+def test_bug_rows_count_distinct_failed_builds_sorted_by_the_last_day(site):
+    settings, backend, queries = site
+    collected, header = gather(settings, backend, queries, now=NOW)
+    rows = trends(collected, "all").rows
+    assert [r.bug for r in rows] == ["100001", "100002", "100003", "100005"]  # 100004 suppresses its graph
+    timeout = rows[0]
+    assert (timeout.fails_24h, timeout.fails_window, timeout.builds_window) == (3, 5, 6)
+    assert (timeout.title, timeout.projects) == ("MessagingTimeout in nova-compute", ("openstack/nova",))
+    [job] = timeout.jobs  # 5 of tempest-full's 7 failed voting builds
+    assert (job.job, job.failures, round(job.percent, 1)) == ("tempest-full", 5, 71.4)
+    assert sum(timeout.series["FAILURE"]) == 5 and sum(timeout.series["SUCCESS"]) == 1
+    assert timeout.series["FAILURE"][-3] == 1  # the failure 2 hours ago, in its hourly bucket
+    assert len(timeout.series["FAILURE"]) in (240, 241)
+    assert rows[2].removal_candidate and not rows[0].removal_candidate
+    assert "@timestamp" in rows[3].error and not rows[3].removal_candidate  # an error, not a removal candidate
+    assert header.newest is not None and header.health["status"] == "green"
+
+
+def test_the_gate_page_counts_gate_builds_only(site):
+    settings, backend, queries = site
+    collected, _ = gather(settings, backend, queries, now=NOW)
+    gate = trends(collected, "gate", "gate")
+    timeout = next(r for r in gate.rows if r.bug == "100001")
+    assert (timeout.fails_24h, timeout.fails_window) == (3, 3)
+    assert [(j.job, j.failures, round(j.percent, 1)) for j in timeout.jobs] == [("tempest-full", 3, 60.0)]
+    assert next(r for r in gate.rows if r.bug == "100002").removal_candidate  # its only hit was in check
+
+
+def test_uncategorized_failures_by_job_newest_first_with_rates(site):
+    settings, backend, queries = site
+    collected, _ = gather(settings, backend, queries, now=NOW)
+    result = trends(collected, "all").uncategorized
+    assert (result.failures, result.count) == (9, 2)  # non-voting and older failures left out
+    assert round(result.rate, 3) == round(7 / 9, 3)
+    first = result.groups[0]
+    assert first.job == "tempest-full" and [b.build_uuid for b in first.uncategorized] == [
+        f"f{0:031d}", f"f{1:031d}"]
+    assert first.uncategorized[0].log_url.startswith("https://logs.example.org/")
+    assert {g.job: g.rate for g in result.groups[1:]} == {"grenade": 1.0, "nova-next": 1.0}
+
+
+def _render(settings, backend, queries, output: Path) -> Path:
+    build_dashboard(settings, backend, queries, Publisher(output), now=NOW)
+    return output
+
+
+def test_the_site_has_pages_and_json_data_files(site, tmp_path):
+    settings, backend, queries = site
+    out = _render(settings, backend, queries, tmp_path / "site")
+    assert out.is_symlink()
+    for name in ("index.html", "gate.html", "uncategorized.html", "style.css", "data/all.json", "data/gate.json",
+                 "data/uncategorized.json"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "data" / "all.json").read_text())
+    assert data["bugs"][0]["bug"] == "100001" and data["bugs"][0]["fails_24h"] == 3
+    assert data["bugs"][2]["removal_candidate"] is True
+    assert data["health"]["status"] == "green" and data["lag_seconds"] >= 0
+    uncategorized = json.loads((out / "data" / "uncategorized.json").read_text())
+    assert uncategorized["count"] == 2 and uncategorized["failures"] == 9
+    page = (out / "index.html").read_text()
+    assert "This fingerprint could not run" in page and "removal candidate" in page
+    assert "https://bugs.launchpad.net/bugs/100001" in page
+    assert ("https://kibana.example.org/app/discover#/?_a=(query:(language:lucene,query:&#39;"
+            "message:%22Timed%20out%20waiting%20for%20a%20reply%22%20AND%20tags:%22screen-n-cpu.txt%22&#39;))") in page
+
+
+@pytest.fixture
+def chromium():
+    assert chromium_binary(), "chromium is missing: bin/run-tests installs it from bindep.txt"
+    browser = Chromium()
+    yield browser
+    browser.close()
+
+
+def test_pages_draw_their_charts_in_chromium_with_a_clean_console(site, tmp_path, chromium):
+    settings, backend, queries = site
+    out = _render(settings, backend, queries, tmp_path / "site")
+    chromium.open((out / "index.html").as_uri())
+    drawn = chromium.evaluate("""Array.from(document.querySelectorAll('svg.trend')).map(svg => ({
+        width: svg.getBoundingClientRect().width,
+        bars: Array.from(svg.querySelectorAll('rect.bar')).filter(r => r.getBBox().height > 0).length}))""")
+    assert len(drawn) == 3  # one per row that ran (the failing fingerprint shows its error instead)
+    assert all(chart["width"] > 500 for chart in drawn)
+    assert [chart["bars"] for chart in drawn][:2] == [6, 1]
+    assert chromium.console_errors() == []
+    chromium.screenshot(ARTIFACTS / "dashboard-all.png")
+    assert chromium.evaluate("getComputedStyle(document.body).marginLeft") != "8px"  # style.css loaded
+    for page in ("gate.html", "uncategorized.html"):
+        chromium.open((out / page).as_uri())
+        assert chromium.console_errors() == [], page
+        chromium.screenshot(ARTIFACTS / f"dashboard-{page.replace('.html', '')}.png")
+    assert "77.8%" in chromium.evaluate("document.getElementById('rate').textContent")
+
+
+PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+
+
+def test_script_injection_through_logs_jobs_fingerprints_and_queries_is_inert(tmp_path, chromium):
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    with backend.writer() as w:
+        add_build(w, "9" * 32, f"tempest{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=1),
+                  {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project=f'"><svg onload="window.pwned=3">')
+        add_build(w, "8" * 32, f"job{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=2), {"x.txt": ["other"]},
+                  log_url="javascript:window.pwned=4")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    fingerprint(queries, "1", json.dumps({"query": 'message:"timed out" OR message:"<script>window.pwned=5"',
+                                          "title": PAYLOAD, "projects": [PAYLOAD]}))
+    settings = Settings(data_dir=tmp_path / "data", dashboard=DashboardSettings(
+        kibana_url="javascript:window.pwned=6//{query}"))
+    out = _render(settings, backend, queries, tmp_path / "site")
+    for page in ("index.html", "gate.html", "uncategorized.html"):
+        html = (out / page).read_text()
+        assert "<script>" not in html and "<img" not in html and "javascript:" not in html, page
+        chromium.open((out / page).as_uri())
+        assert chromium.evaluate("window.pwned === undefined"), page
+        assert chromium.evaluate("document.querySelectorAll('script, img, a[href^=javascript]').length") == 0
+    assert PAYLOAD in chromium.evaluate("document.body.textContent")  # shown as text, not run
+
+
+def test_publishing_swaps_whole_sites_so_a_reader_never_sees_half_of_one(tmp_path):
+    publisher = Publisher(tmp_path / "site")
+    stop = threading.Event()
+    seen, torn = set(), []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                page = (tmp_path / "site" / "index.html").read_text()  # one request through DIR
+            except FileNotFoundError:
+                if seen:
+                    torn.append("missing")  # once published, the site never disappears
+                continue
+            generation = page[:8]
+            if page != generation + "x" * 400_000 + generation + "</html>":
+                torn.append(f"page {generation}")
+            seen.add(generation)
+            try:  # a copy, once resolved, is complete and consistent while it is kept
+                root = Path(os.path.realpath(tmp_path / "site"))
+                pair = ((root / "index.html").read_text()[:8], json.loads((root / "data.json").read_text()))
+            except FileNotFoundError:
+                continue  # pruned meanwhile: that copy is three generations old
+            if pair[1]["generation"] != pair[0]:
+                torn.append(f"copy {pair[0]}")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for generation in range(30):
+            tag = f"{generation:08d}"
+            publisher.publish({"index.html": (tag + "x" * 400_000 + tag + "</html>").encode(),
+                               "data.json": json.dumps({"generation": tag}).encode()})
+    finally:
+        stop.set()
+        thread.join()
+    assert not torn and len(seen) > 1
+    assert len(list((tmp_path / ".site.versions").iterdir())) == 3  # old copies pruned
+
+
+def test_a_real_directory_as_output_is_refused_before_any_work(tmp_path):
+    (tmp_path / "site").mkdir()
+    with pytest.raises(PublishError, match="real directory"):
+        Publisher(tmp_path / "site").check()
+
+
+def _dashboard(tmp_path: Path, queries: Path, *args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data")}
+    return subprocess.Popen([str(BIN / "elastic-recheck"), "dashboard", "--output", str(tmp_path / "site"),
+                             "--queries", str(queries), *args],
+                            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+
+
+def _wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_every_repeats_without_overlapping_and_a_held_lock_skips_a_run(site, tmp_path):
+    _, _, queries = site
+    publisher = Publisher(tmp_path / "site")
+    log = tmp_path / "every.log"
+    with publisher.lock():  # another run is in progress
+        single = _dashboard(tmp_path, queries)
+        _, err = single.communicate(timeout=120)
+        assert single.returncode == 1 and "another dashboard run is writing" in err
+        with pytest.raises(Busy):
+            with publisher.lock():
+                pass
+        with open(log, "w") as stderr:
+            repeating = _dashboard(tmp_path, queries, "--every", "1s", stderr=stderr)
+        _wait_for(lambda: "run skipped" in log.read_text())
+        assert not (tmp_path / "site").exists()
+    versions = tmp_path / ".site.versions"
+    _wait_for(lambda: versions.exists() and len(list(versions.iterdir())) >= 2)
+    repeating.send_signal(signal.SIGTERM)
+    repeating.communicate(timeout=60)
+    err = log.read_text()
+    assert repeating.returncode == 0, err
+    assert "run skipped: another dashboard run" in err and err.count("dashboard published") >= 2
+    assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_uncategorized_command_prints_the_list(site, tmp_path):
+    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data")}
+    _, _, queries = site
+    result = subprocess.run([str(BIN / "elastic-recheck"), "uncategorized", "--queries", str(queries)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "9 failed voting builds in 10 days, 2 uncategorized; classification rate 77.8%"
+    assert lines[2] == "tempest-full: 2 of 7 failures uncategorized (71.4% classified)"
+    assert lines[3].split()[2:4] == [f"f{0:031d}", "FAILURE"] and "https://logs.example.org/" in lines[3]
+    assert "fingerprint 100005 could not run" in result.stderr
