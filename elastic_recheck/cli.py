@@ -12,7 +12,7 @@ import click
 
 from . import __version__
 from .config import Settings, load_settings
-from .errors import IngestError, RecheckError
+from .errors import ConfigError, IngestError, RecheckError
 from .search import SearchBackend, TimeWindow, iter_all, open_backend
 
 
@@ -323,9 +323,11 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         from .gerrit_ssh import SSHReviewer
 
         reviewer = SSHReviewer(settings.gerrit)
+    notifier, rules = _irc_notifier(settings, dry_run)
     events: queue.Queue[Any] = queue.Queue()
     state = StateDB(settings.state_db)
-    daemon = Daemon(settings, ctx.backend(), state, reviewer, FingerprintSet(settings.watch.queries))
+    daemon = Daemon(settings, ctx.backend(), state, reviewer, FingerprintSet(settings.watch.queries),
+                    notifier=notifier, channels=rules)
     daemon.fingerprints.current()  # fail now on an unreadable directory
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
@@ -342,9 +344,47 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     finally:
         if stream is not None:
             stream.stop()
+        if notifier is not None:
+            _stop_notifier(notifier)
         state.close()
         counts = ", ".join(f"{k} {v}" for k, v in daemon.counters.items())
         logging.getLogger("elastic_recheck.watch").info("stopped: %s", counts)
+
+
+def _irc_notifier(settings: Settings, dry_run: bool) -> tuple[Any, list[Any]]:
+    """The IRC bot (started), or with --dry-run a printer; (None, []) when IRC is not configured."""
+    from .irc_bot import IRCBot, PrintingNotifier
+    from .irc_messages import load_channels
+
+    irc = settings.irc
+    if not irc.channels:
+        if irc.server:
+            raise ConfigError("irc.server is set but irc.channels (the channel config file) is not")
+        return None, []
+    rules = load_channels(irc.channels)
+    if dry_run:
+        return PrintingNotifier(sys.stdout, irc.nick), rules
+    if not irc.server:
+        return None, []
+    bot = IRCBot(irc, [rule.channel for rule in rules])
+    bot.start()
+    return bot, rules
+
+
+def _stop_notifier(notifier: Any) -> None:
+    """Give queued IRC lines a moment to go out, then stop; what is left is counted."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while getattr(notifier, "pending", 0) and notifier.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    notifier.stop()
+    if hasattr(notifier, "join"):
+        notifier.join(timeout=5)
+    left = getattr(notifier, "pending", 0)
+    if left or notifier.dropped:
+        logging.getLogger("elastic_recheck.irc").warning(
+            "IRC: %d queued lines not sent at exit, %d dropped while the outbox was full", left, notifier.dropped)
 
 
 def _interval(text: str | None) -> float | None:

@@ -55,6 +55,26 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class IRCSettings:
+    """The IRC bot inside ``watch`` (section ``irc:``); off while ``server`` is empty."""
+
+    server: str = ""
+    port: int = 6667
+    tls: bool = False
+    tls_verify: bool = True
+    nick: str = "elastic-recheck"
+    server_password: str = field(default="", repr=False)  # PASS, for servers that want one
+    nickserv_password: str = field(default="", repr=False)  # IDENTIFY to NickServ once connected
+    sasl_password: str = field(default="", repr=False)  # SASL PLAIN as the nick (instead of PASS)
+    channels: str = ""  # the channel config YAML: channel -> projects and events
+    pipelines: tuple[str, ...] = ("gate",)  # announce failures in these pipelines only
+    rate: float = 1.0  # lines per second, after a burst: below the servers' flood limits
+    burst: int = 4
+    queue_max: int = 500  # lines kept while disconnected; beyond that counted and logged
+    reconnect_max: float = 300.0  # backoff cap, seconds
+
+
+@dataclass(frozen=True)
 class DashboardSettings:
     """The QA dashboard (section ``dashboard:``)."""
 
@@ -70,6 +90,7 @@ class Settings:
     backend: str = "embedded"
     gerrit: GerritSettings = GerritSettings()
     watch: WatchSettings = WatchSettings()
+    irc: IRCSettings = IRCSettings()
     dashboard: DashboardSettings = DashboardSettings()
 
     @property
@@ -81,7 +102,7 @@ class Settings:
         return self.data_dir / "state.sqlite3"
 
 
-_SECTIONS = {"gerrit": GerritSettings, "watch": WatchSettings, "dashboard": DashboardSettings}
+_SECTIONS = {"gerrit": GerritSettings, "watch": WatchSettings, "irc": IRCSettings, "dashboard": DashboardSettings}
 
 
 def _coerce(where: str, kind: Any, value: Any) -> Any:

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .classify import Classifier, failed_tests
 from .config import Settings
@@ -24,6 +24,7 @@ from .errors import BackendError, EventError, RecheckError, ReportError
 from .fingerprints import Fingerprint, load_fingerprints
 from .gerrit_events import EventFilter, FailedJob, FailureReport, describe, parse_failure
 from .ingest import CONSOLE_LOGS
+from .irc_messages import ChannelRule, announcements, route
 from .reporting import JobResult, Review, Reviewer, render_review
 from .search import SearchBackend
 from .state import StateDB, StoredEvent
@@ -80,6 +81,10 @@ def replay(path: str, events: "queue.Queue[Any]") -> threading.Thread:
     return thread
 
 
+class Notifier(Protocol):
+    def send(self, channel: str, text: str) -> None: ...
+
+
 class FingerprintSet:
     """The fingerprints in a directory, reloaded when its files change."""
 
@@ -113,6 +118,8 @@ class Daemon:
         reviewer: Reviewer,
         fingerprints: FingerprintSet,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+        channels: Sequence[ChannelRule] = (),
     ) -> None:
         self.settings = settings
         self.watch = settings.watch
@@ -121,6 +128,8 @@ class Daemon:
         self.reviewer = reviewer
         self.fingerprints = fingerprints
         self.clock = clock
+        self.notifier = notifier
+        self.channels = list(channels)
         self.filters = EventFilter(
             ci_accounts=settings.gerrit.ci_accounts,
             include_projects=self.watch.include_projects or None,
@@ -130,7 +139,7 @@ class Daemon:
         )
         self.stopping = threading.Event()
         self.counters = {"events": 0, "accepted": 0, "malformed": 0, "duplicates": 0, "classified": 0,
-                         "commented": 0, "timeouts": 0, "errors": 0}
+                         "commented": 0, "timeouts": 0, "errors": 0, "announced": 0}
 
     # -- intake ---------------------------------------------------------------
 
@@ -203,6 +212,7 @@ class Daemon:
             if not self._comment(report, review):
                 self.state.retry_later(event.id, self._backoff(event.attempts, self.watch.retry_max))
                 return
+        self._announce(report, review)
         self.state.finish(event.id)
 
     def _classify(self, event: StoredEvent, report: FailureReport) -> Review | None:
@@ -275,6 +285,16 @@ class Daemon:
         self.counters["commented"] += 1
         log.info("commented on %s", report.key)
         return True
+
+    def _announce(self, report: FailureReport, review: Review) -> None:
+        """IRC lines for the channels that want them; queued, so IRC being down delays nothing."""
+        if self.notifier is None or report.pipeline not in self.settings.irc.pipelines:
+            return
+        projects = {fp.bug: fp.projects for fp in self.fingerprints.current()}
+        items = announcements(review, self.watch.bug_url, projects, self.watch.log_timeout)
+        for channel, text in route(items, self.channels):
+            self.notifier.send(channel, text)
+            self.counters["announced"] += 1
 
     def _backoff(self, attempts: int, cap: float | None = None) -> float:
         return min(self.watch.poll_initial * (2 ** min(attempts, 16)), cap or self.watch.poll_max)
