@@ -219,3 +219,35 @@ def test_watch_announces_on_irc_while_commenting_on_gerrit(ircd, tmp_path):
     finally:
         listener.close()
         gerrit.close()
+
+
+def test_gerrit_comments_go_on_while_irc_is_down(ircd, tmp_path):
+    from elastic_recheck.search.embedded import EmbeddedBackend
+
+    from .gerrit_server import GerritServer
+    from .test_watch import TEMPEST, ZUUL, _ingest, failure
+
+    _ingest(EmbeddedBackend(tmp_path / "data" / "index"), TEMPEST)
+    channels = tmp_path / "channels.yaml"
+    channels.write_text('"#qa": {projects: all}\n')
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")])]))
+    ircd.stop()
+    gerrit = GerritServer(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({
+        "irc": {"server": "127.0.0.1", "port": ircd.port, "channels": str(channels)},
+        "gerrit": {"host": "127.0.0.1", "port": gerrit.port, "user": gerrit.user, "key_file": str(gerrit.key_file),
+                   "known_hosts": str(gerrit.known_hosts)},
+    }))
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "elastic-recheck"), "watch", "--config", str(config),
+             "--queries", str(ROOT / "queries"), "--events", str(events)],
+            capture_output=True, text=True, env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data")}, timeout=120)
+    finally:
+        gerrit.close()
+    assert result.returncode == 0, result.stderr
+    assert [r["change"] for r in gerrit.reviews] == [864201]
+    assert "IRC: cannot connect" in result.stderr
+    assert "IRC: 1 queued lines not sent at exit" in result.stderr  # counted and logged, not silently lost
