@@ -62,6 +62,7 @@ class IRCSettings:
     port: int = 6667
     tls: bool = False
     tls_verify: bool = True
+    tls_ca: str = ""  # a CA bundle for the server's certificate (default: the system's)
     nick: str = "elastic-recheck"
     server_password: str = field(default="", repr=False)  # PASS, for servers that want one
     nickserv_password: str = field(default="", repr=False)  # IDENTIFY to NickServ once connected

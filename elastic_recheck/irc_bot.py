@@ -95,7 +95,7 @@ class IRCBot(threading.Thread):
         while not self.stopping.is_set():
             try:
                 self._connect()
-            except irc.client.ServerConnectionError as exc:
+            except (irc.client.ServerConnectionError, OSError) as exc:  # ssl.SSLError is an OSError
                 self.errors += 1
                 log.warning("IRC: cannot connect to %s:%d (%s); retrying in %.0fs",
                             self.settings.server, self.settings.port, exc, delay)
@@ -121,7 +121,7 @@ class IRCBot(threading.Thread):
         settings = self.settings
         factory = irc.connection.Factory()
         if settings.tls:
-            context = ssl.create_default_context()
+            context = ssl.create_default_context(cafile=settings.tls_ca or None)
             if not settings.tls_verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE

@@ -18,11 +18,21 @@ def free_port() -> int:
 
 
 class IRCServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str = "", tls: bool = False) -> None:
         binary = shutil.which("ngircd") or "/usr/sbin/ngircd"
         assert Path(binary).exists(), "ngircd is missing: bin/run-tests installs it from bindep.txt"
         self.binary = binary
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.cert = directory / "irc-cert.pem"
+        tls_section = ""
+        if tls:
+            key = directory / "irc-key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                            "-out", str(self.cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+            key.chmod(0o644)  # ngircd reads it after dropping root
+            tls_section = f"[SSL]\nCertFile = {self.cert}\nKeyFile = {key}\nPorts = {self.tls_port}\n"
         self.config = directory / "ngircd.conf"
         self.log = directory / "ngircd.log"
         self.config.write_text(f"""[Global]
@@ -34,13 +44,14 @@ AdminEMail = test@example.org
 Listen = 127.0.0.1
 Ports = {self.port}
 MotdPhrase = test
+{f"Password = {password}" if password else ""}
 [Limits]
 MaxNickLength = 30
 [Options]
 DNS = no
 Ident = no
 PAM = no
-""")
+{tls_section}""")
         self.process: subprocess.Popen | None = None
         self.start()
 
@@ -69,7 +80,7 @@ PAM = no
 class Listener:
     """A second client in the channels, recording every PRIVMSG it receives."""
 
-    def __init__(self, port: int, nick: str, channels: list[str], timeout: float = 20) -> None:
+    def __init__(self, port: int, nick: str, channels: list[str], timeout: float = 20, password: str = "") -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.nick = nick
         self.messages: list[tuple[str, str, str]] = []  # (sender nick, channel, text)
@@ -77,6 +88,8 @@ class Listener:
         self.joined: set[str] = set()
         self.closed = threading.Event()
         self._buffer = b""
+        if password:
+            self._send(f"PASS {password}")
         self._send(f"NICK {nick}")
         self._send(f"USER {nick} 0 * :listener")
         for channel in channels:

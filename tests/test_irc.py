@@ -5,6 +5,7 @@ lines and injection attempts."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import json
 import os
 import subprocess
@@ -251,3 +252,31 @@ def test_gerrit_comments_go_on_while_irc_is_down(ircd, tmp_path):
     assert [r["change"] for r in gerrit.reviews] == [864201]
     assert "IRC: cannot connect" in result.stderr
     assert "IRC: 1 queued lines not sent at exit" in result.stderr  # counted and logged, not silently lost
+
+
+def test_tls_with_a_server_password_and_a_steady_send_rate(tmp_path):
+    ircd = IRCServer(tmp_path, password="s3cret", tls=True)
+    listener = Listener(ircd.port, "watcher", ["#qa"], password="s3cret")
+    untrusted = IRCBot(IRCSettings(server="127.0.0.1", port=ircd.tls_port, tls=True, nick="untrusting",
+                                   server_password="s3cret"), ["#qa"])
+    bot = IRCBot(IRCSettings(server="127.0.0.1", port=ircd.tls_port, tls=True, tls_ca=str(ircd.cert),
+                             server_password="s3cret", rate=4, burst=2), ["#qa"])
+    untrusted.start()
+    bot.start()
+    try:
+        for n in range(8):
+            bot.send("#qa", f"line {n}")
+        listener.wait_for(lambda: len(listener.texts("#qa")) == 8)
+        listener.messages.clear()
+        start = time.monotonic()
+        for n in range(6):
+            bot.send("#qa", f"paced {n}")
+        listener.wait_for(lambda: len(listener.texts("#qa")) == 6)
+        assert time.monotonic() - start >= (6 - 2) / 4 - 0.1  # a burst of 2, then 4 lines a second
+        assert untrusted.errors >= 1 and not untrusted.joined  # an unverifiable certificate is refused
+    finally:
+        for b in (bot, untrusted):
+            b.stop()
+            b.join(10)
+        listener.close()
+        ircd.stop()
