@@ -47,6 +47,8 @@ class PrintingNotifier:
 class IRCBot(threading.Thread):
     def __init__(self, settings: IRCSettings, channels: Sequence[str]) -> None:
         super().__init__(name="irc", daemon=True)
+        # The irc library logs raw traffic at DEBUG, PASS and IDENTIFY included: secrets stay out of logs.
+        logging.getLogger("irc.client").setLevel(logging.INFO)
         self.settings = settings
         self.channels = sorted(set(channels))
         self.reactor = irc.client.Reactor()

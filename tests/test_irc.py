@@ -280,3 +280,17 @@ def test_tls_with_a_server_password_and_a_steady_send_rate(tmp_path):
             b.join(10)
         listener.close()
         ircd.stop()
+
+
+def test_the_bot_identifies_to_nickserv_and_never_logs_the_password(ircd, caplog):
+    nickserv = Listener(ircd.port, "NickServ", [])  # ngircd has no services: a client plays NickServ
+    caplog.set_level("DEBUG")
+    bot = _bot(ircd, nickserv_password="hunter2-secret")
+    try:
+        nickserv.wait_for(lambda: nickserv.messages)
+        assert nickserv.messages[0] == ("elastic-recheck", "NickServ", "IDENTIFY hunter2-secret")
+    finally:
+        bot.stop()
+        bot.join(10)
+        nickserv.close()
+    assert "hunter2-secret" not in caplog.text and "hunter2-secret" not in repr(bot.settings)
