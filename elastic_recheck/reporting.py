@@ -110,6 +110,10 @@ class RESTReviewer:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
+        except urllib.error.HTTPError as exc:
+            # 4xx (bad credentials, no such change) will not get better by retrying; 408/429/5xx may.
+            final = 400 <= exc.code < 500 and exc.code not in (408, 429)
+            raise ReportError(f"POST {url} refused: HTTP {exc.code}", retry=not final) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ReportError(f"POST {url} failed: {exc}") from None
 

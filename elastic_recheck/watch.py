@@ -275,7 +275,8 @@ class Daemon:
         except (ReportError, OSError) as exc:
             self.counters["errors"] += 1
             if isinstance(exc, ReportError) and not exc.retry:
-                log.error("comment on %s may not have arrived; not retried, so never doubled: %s", report.key, exc)
+                log.error("comment on %s refused for good or its arrival unknown; not retried, so never doubled: %s",
+                          report.key, exc)
                 self.state.comment_unknown(report.change, report.patchset, builds)
                 return True
             log.warning("could not comment on %s: %s", report.key, exc)

@@ -410,13 +410,16 @@ def test_the_rest_reviewer_posts_the_message_with_basic_auth_and_reports_refusal
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GerritREST)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    _GerritREST.requests, _GerritREST.statuses = [], [503]
+    _GerritREST.requests, _GerritREST.statuses = [], [503, 401]
     try:
         reviewer = RESTReviewer(GerritSettings(rest_url=f"http://127.0.0.1:{server.server_port}/",
                                                user="er", rest_password="s3cret"))
         with pytest.raises(ReportError) as refused:
             reviewer.review("openstack/nova", 864201, 3, "first")
         assert refused.value.retry  # nothing was posted: safe to try again
+        with pytest.raises(ReportError, match="HTTP 401") as final:
+            reviewer.review("openstack/nova", 864201, 3, "second")
+        assert not final.value.retry  # bad credentials: retrying cannot help
         reviewer.review("openstack/nova", 864201, 3, 'I noticed "Zuul" failed\n- bug')
     finally:
         server.shutdown()
