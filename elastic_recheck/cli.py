@@ -305,6 +305,7 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     import queue
     import signal
 
+    from .irc_bot import IRCBot
     from .reporting import PrintingReviewer, RESTReviewer
     from .state import StateDB
     from .watch import Daemon, FingerprintSet, replay
@@ -344,8 +345,8 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     finally:
         if stream is not None:
             stream.stop()
-        if notifier is not None:
-            _stop_notifier(notifier)
+        if isinstance(notifier, IRCBot):
+            _stop_bot(notifier)
         state.close()
         counts = ", ".join(f"{k} {v}" for k, v in daemon.counters.items())
         logging.getLogger("elastic_recheck.watch").info("stopped: %s", counts)
@@ -371,20 +372,18 @@ def _irc_notifier(settings: Settings, dry_run: bool) -> tuple[Any, list[Any]]:
     return bot, rules
 
 
-def _stop_notifier(notifier: Any) -> None:
+def _stop_bot(bot: Any) -> None:
     """Give queued IRC lines a moment to go out, then stop; what is left is counted."""
     import time
 
     deadline = time.monotonic() + 5
-    while getattr(notifier, "pending", 0) and notifier.is_alive() and time.monotonic() < deadline:
+    while bot.pending and bot.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
-    notifier.stop()
-    if hasattr(notifier, "join"):
-        notifier.join(timeout=5)
-    left = getattr(notifier, "pending", 0)
-    if left or notifier.dropped:
+    bot.stop()
+    bot.join(timeout=5)
+    if bot.pending or bot.dropped:
         logging.getLogger("elastic_recheck.irc").warning(
-            "IRC: %d queued lines not sent at exit, %d dropped while the outbox was full", left, notifier.dropped)
+            "IRC: %d queued lines not sent at exit, %d dropped while the outbox was full", bot.pending, bot.dropped)
 
 
 def _interval(text: str | None) -> float | None:

@@ -154,6 +154,20 @@ def _section(name: str, loaded: Any, env: Mapping[str, str], source: str) -> Any
     return cls(**values)
 
 
+def read_yaml_mapping(path: str | os.PathLike[str], what: str, shape: str) -> dict[Any, Any]:
+    """A YAML file that must hold a mapping; every failure is a ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: {what} {shape}")
+    return loaded
+
+
 def load_settings(
     config_path: str | None = None,
     data_dir: str | None = None,
@@ -164,15 +178,7 @@ def load_settings(
     values: dict[str, object] = {}
     config_path = config_path or env.get("ER_CONFIG")
     if config_path:
-        try:
-            with open(config_path, encoding="utf-8") as handle:
-                loaded = yaml.safe_load(handle) or {}
-        except OSError as exc:
-            raise ConfigError(f"{config_path}: cannot read the config file: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config_path}: the config file must be a mapping of settings")
+        loaded = read_yaml_mapping(config_path, "the config file", "must be a mapping of settings")
         unknown = set(loaded) - {"data_dir", "backend", *_SECTIONS}
         if unknown:
             raise ConfigError(f"{config_path}: unknown setting(s): {', '.join(sorted(unknown))}")

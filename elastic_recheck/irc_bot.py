@@ -33,15 +33,11 @@ class PrintingNotifier:
     def __init__(self, out: IO[str], nick: str = "elastic-recheck") -> None:
         self.out = out
         self.nick = nick
-        self.dropped = 0
 
     def send(self, channel: str, text: str) -> None:
         for line in split_text(text, line_budget(self.nick, channel)):
             self.out.write(f"irc {channel}: {line}\n")
         self.out.flush()
-
-    def stop(self) -> None:
-        pass
 
 
 class IRCBot(threading.Thread):

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import yaml
-
+from .config import read_yaml_mapping
 from .errors import ConfigError
 from .reporting import Review
 from .sanitize import strip_controls
@@ -37,15 +36,7 @@ class ChannelRule:
 
 def load_channels(path: str | Path) -> list[ChannelRule]:
     """The channel config: ``"#channel": {projects: all | [..], events: [positive, negative]}``."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the IRC channel config: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must map each channel to its projects and events")
+    data = read_yaml_mapping(path, "the IRC channel config", "must map each channel to its projects and events")
     rules = []
     for channel, spec in data.items():
         where = f"{path}: {channel}"

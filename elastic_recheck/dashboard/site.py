@@ -81,8 +81,9 @@ def _duration(seconds: float | None) -> str:
 
 def render_site(collected: Collected, header: Header, settings: Settings) -> dict[str, bytes]:
     """Every file of the site, by relative path."""
+    templates = template_dir(settings)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir(settings))),
+        loader=jinja2.FileSystemLoader(str(templates)),
         autoescape=True,  # everything from logs, jobs, fingerprints and queries is text, never markup
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -118,7 +119,7 @@ def render_site(collected: Collected, header: Header, settings: Settings) -> dic
         page="uncategorized.html", title="Uncategorized failures", uncategorized=everything).encode()
     files["data/uncategorized.json"] = _json({**data, **as_json(everything),
                                               "log_timeouts": as_json(header.timeouts)})
-    files["style.css"] = (template_dir(settings) / "style.css").read_bytes()
+    files["style.css"] = (templates / "style.css").read_bytes()
     return files
 
 
