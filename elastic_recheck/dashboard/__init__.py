@@ -57,7 +57,7 @@ def gather(
     collected = collect(backend, good, now, settings.dashboard.days, progress)
     header = Header(
         generated=now, newest=backend.newest_timestamp(), health=backend_health(backend),
-        window_start=collected.start, fingerprints=len(good), load_errors=[str(e) for e in bad],
+        window_start=collected.start, load_errors=[str(e) for e in bad],
         timeouts=log_timeouts(settings, collected.start),
     )
     return collected, header

@@ -28,7 +28,6 @@ class Header:
     newest: dt.datetime | None
     health: dict[str, Any]
     window_start: dt.datetime
-    fingerprints: int
     load_errors: list[str]
     timeouts: list[dict[str, Any]]
 

@@ -180,6 +180,8 @@ def _bug_rows(collected: Collected, hits: pd.DataFrame, failures: pd.DataFrame) 
         hits.assign(hour=hits["last_hit"].dt.floor("h"))
         .groupby(["bug", "build_status", "hour"])["build_uuid"].nunique()
     )
+    jobs_by_bug = {bug: series.droplevel(0) for bug, series in per_job.groupby(level="bug")}
+    hourly_by_bug = {bug: series.droplevel(0) for bug, series in hourly.groupby(level="bug")}
     rows = []
     for fp in collected.fingerprints:
         if fp.suppress_graph:
@@ -188,12 +190,12 @@ def _bug_rows(collected: Collected, hits: pd.DataFrame, failures: pd.DataFrame) 
         row.fails_window = int(fails_window.get(fp.bug, 0))
         row.fails_24h = int(fails_24h.get(fp.bug, 0))
         row.builds_window = int(builds_window.get(fp.bug, 0))
-        if fp.bug in per_job.index.get_level_values(0):
-            for job, count in per_job.loc[fp.bug].sort_values(ascending=False).items():
+        if fp.bug in jobs_by_bug:
+            for job, count in jobs_by_bug[fp.bug].sort_values(ascending=False).items():
                 total = int(job_failures.get(job, 0))
                 row.jobs.append(JobShare(str(job), int(count), 100.0 * count / total if total else None))
-        if fp.bug in hourly.index.get_level_values(0):
-            for status, series in hourly.loc[fp.bug].groupby(level=0):
+        if fp.bug in hourly_by_bug:
+            for status, series in hourly_by_bug[fp.bug].groupby(level=0):
                 counts = series.droplevel(0).reindex(buckets, fill_value=0)
                 row.series[str(status)] = [int(v) for v in counts.to_numpy()]
         rows.append(row)
@@ -214,8 +216,9 @@ def _uncategorized(hits: pd.DataFrame, failures: pd.DataFrame) -> Uncategorized:
             for r in frame.itertuples()
         ]
         groups.append(JobGroup(str(job), int(totals.get(job, len(builds))), builds))
+    listed = set(unexplained["build_name"])
     for job, total in totals.items():  # jobs whose every failure is explained still have a rate
-        if job not in set(unexplained["build_name"]):
+        if job not in listed:
             groups.append(JobGroup(str(job), int(total), []))
     groups.sort(key=lambda g: (-len(g.uncategorized), g.rate, g.job))
     return Uncategorized(failures=int(failures["build_uuid"].nunique()), groups=groups)
