@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 BASELINE = r"""
 import datetime as dt, json, sys
 from elastic_recheck.fingerprints import load_fingerprints
-from elastic_recheck.search import TimeWindow, iter_all
+from elastic_recheck.search import TimeWindow
 from elastic_recheck.search.embedded import EmbeddedBackend
 from elastic_recheck.dashboard.trends import FAILED_STATUSES
 backend = EmbeddedBackend(sys.argv[1])
@@ -41,7 +41,7 @@ window = TimeWindow(now - dt.timedelta(days=10), now)
 fails = {}
 for fp in fingerprints:  # one search per fingerprint, every hit pulled into Python
     failed = set()
-    for hit in iter_all(backend, fp.voting_query, window):
+    for hit in backend.scan(fp.voting_query, window):
         if hit.source.get("build_status") in FAILED_STATUSES:
             failed.add(hit.source["build_uuid"])
     fails[fp.bug] = len(failed)

@@ -7,7 +7,7 @@ from typing import Collection, Sequence
 
 from .errors import BackendError
 from .fingerprints import Fingerprint
-from .search import ALL_TIME, SearchBackend, iter_all
+from .search import ALL_TIME, SearchBackend
 
 # stestr/testr console lines: "{0} tempest.api.compute.test_x.Test.test_y [1.2s] ... FAILED"
 # and unittest's "FAIL: test_y (tempest.api.compute.test_x.Test)".
@@ -43,7 +43,7 @@ def failed_tests(backend: SearchBackend, build_uuid: str) -> set[str] | None:
     """Test ids the build's console log reports as failed; None if it reports no test run."""
     query = f'build_uuid:"{build_uuid}" AND (tags:console) AND message:(FAILED OR FAIL)'
     tests: set[str] = set()
-    for hit in iter_all(backend, query, window=ALL_TIME):
+    for hit in backend.scan(query, ALL_TIME):
         message = str(hit.source.get("message", ""))
         tests.update(m.group(1) for m in _STESTR_FAILED.finditer(message))
         tests.update(f"{m.group(2)}.{m.group(1)}" for m in _UNITTEST_FAILED.finditer(message))

@@ -13,7 +13,7 @@ import click
 from . import __version__
 from .config import Settings, load_settings
 from .errors import ConfigError, IngestError, RecheckError
-from .search import SearchBackend, TimeWindow, iter_all, open_backend
+from .search import SearchBackend, TimeWindow, open_backend
 
 
 class _Context:
@@ -223,7 +223,7 @@ def _run_query(ctx: _Context, file: str | None, expression: str | None, days: fl
     backend = ctx.backend()
     window = TimeWindow.last_days(days)
     if as_json:
-        for number, hit in enumerate(iter_all(backend, query, window), 1):
+        for number, hit in enumerate(backend.scan(query, window), 1):
             click.echo(json.dumps(hit.source, ensure_ascii=False, sort_keys=True))
             if limit and number >= limit:
                 break

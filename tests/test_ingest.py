@@ -15,7 +15,7 @@ import pytest
 from elastic_recheck.errors import IngestError
 from elastic_recheck.ingest import ingest_build, ingest_documents
 from elastic_recheck.ingest.sources import BuildMetadata, fetch_zuul_build, open_logs
-from elastic_recheck.search import iter_all, ALL_TIME
+from elastic_recheck.search import ALL_TIME
 
 META = BuildMetadata(
     build_uuid="6d1b2f0c9f1e4c3a8e0b6a3f9a1c2d3e", build_name="tempest-full", build_change="864201",
@@ -52,7 +52,7 @@ def build_dir(tmp_path: Path) -> Path:
 
 
 def all_docs(backend):
-    return [h.source for h in iter_all(backend, "*:*", ALL_TIME)]
+    return [h.source for h in backend.scan("*:*", ALL_TIME)]
 
 
 def test_one_document_per_line_with_the_build_fields(backend, build_dir):
@@ -215,7 +215,7 @@ def test_search_response_in_the_old_logstash_format(backend, realdata):
     raw = json.loads(path.read_text())["hits"]["hits"]
     assert report.documents == len(raw) and not report.errors
     source = raw[0]["_source"]
-    hit = next(h.source for h in iter_all(backend, "*:*", ALL_TIME) if h.source["message"] == source["@message"])
+    hit = next(h.source for h in backend.scan("*:*", ALL_TIME) if h.source["message"] == source["@message"])
     assert hit["tags"] == source["@tags"]
     assert hit["build_name"] == source["@fields"]["build_name"][0]
     assert backend.count(f'build_uuid:"{source["@fields"]["build_uuid"][0]}"') >= 1

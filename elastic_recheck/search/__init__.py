@@ -1,6 +1,6 @@
 """The search backend contract, and the one place a backend is constructed.
 
-The embedded index and (later) an Elasticsearch cluster both implement
+The embedded index and an Elasticsearch / OpenSearch cluster both implement
 :class:`SearchBackend`; everything above this package speaks only to it.
 Queries cross the contract as the Lucene strings fingerprints are written in,
 so a cluster backend can run them as ``query_string`` exactly as written.
@@ -63,6 +63,8 @@ class BuildOutcome:
     last_hit: dt.datetime | None = None  # the newest matching line
 
 
+# Fields whose values are lists; a facet counts a list as one value (DESIGN §3).
+LIST_FIELDS = ("tags",)
 BUILD_FIELDS = ("build_name", "build_queue", "project", "build_change", "build_patchset", "log_url", "voting")
 
 
@@ -87,6 +89,9 @@ class SearchBackend(Protocol):
 
     def search(self, query: str, window: TimeWindow = ALL_TIME, size: int = 10, offset: int = 0) -> SearchResult:
         """Hits newest first, with the exact total."""
+
+    def scan(self, query: str, window: TimeWindow = ALL_TIME) -> Iterator[Hit]:
+        """Every hit, newest first, however many there are."""
 
     def count(self, query: str, window: TimeWindow = ALL_TIME) -> int: ...
 
@@ -130,7 +135,11 @@ def open_backend(settings: Any) -> SearchBackend:
         from .embedded import EmbeddedBackend
 
         return EmbeddedBackend(settings.index_dir)
-    raise ConfigError(f"unknown backend {settings.backend!r} (this version supports: embedded)")
+    if settings.backend in ("elasticsearch", "opensearch"):
+        from .cluster import ClusterBackend
+
+        return ClusterBackend(settings.cluster, settings.backend)
+    raise ConfigError(f"unknown backend {settings.backend!r} (choose from: embedded, elasticsearch, opensearch)")
 
 
 __all__ = [
@@ -138,6 +147,7 @@ __all__ = [
     "BUILD_FIELDS",
     "BuildOutcome",
     "Hit",
+    "LIST_FIELDS",
     "IndexWriter",
     "SearchBackend",
     "SearchResult",
@@ -145,13 +155,3 @@ __all__ = [
     "open_backend",
 ]
 
-
-def iter_all(backend: SearchBackend, query: str, window: TimeWindow, page: int = 1000) -> Iterator[Hit]:
-    """Every hit, newest first, a page at a time."""
-    offset = 0
-    while True:
-        result = backend.search(query, window, size=page, offset=offset)
-        yield from result.hits
-        offset += len(result.hits)
-        if not result.hits or offset >= result.total:
-            return

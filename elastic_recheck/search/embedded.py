@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import tantivy
 from tantivy import Occur, Order, Query
@@ -133,6 +133,15 @@ class EmbeddedBackend:
             source.update(contexts.get(cid, {}))
             hits.append(Hit(stamp, source))
         return SearchResult(total=result.count or 0, hits=hits)
+
+    def scan(self, query: str, window: TimeWindow = ALL_TIME, page: int = 1000) -> Iterator[Hit]:
+        offset = 0
+        while True:
+            result = self.search(query, window, size=page, offset=offset)
+            yield from result.hits
+            offset += len(result.hits)
+            if not result.hits or offset >= result.total:
+                return
 
     def count(self, query: str, window: TimeWindow = ALL_TIME) -> int:
         compiled = self._filtered(query, window)
@@ -361,7 +370,7 @@ def _sum_by_value(counts: dict[int, int], contexts: dict[int, dict[str, Any]], n
     for cid, hits in counts.items():
         value = contexts[cid].get(name)
         if value is not None:
-            key = sch.facet_value(value)
+            key = sch.facet_label(value)
             tally[key] = tally.get(key, 0) + hits
     return tally
 
