@@ -12,7 +12,7 @@ import yaml
 
 from .errors import ConfigError
 
-BACKENDS = ("embedded",)
+BACKENDS = ("embedded", "elasticsearch", "opensearch")
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -86,6 +86,28 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """An Elasticsearch or OpenSearch cluster (section ``cluster:``), used
+    when ``backend`` is ``elasticsearch`` or ``opensearch``."""
+
+    urls: tuple[str, ...] = ("http://localhost:9200",)  # one or more nodes; no credentials in them
+    api_key: str = field(default="", repr=False)  # "id:key" or the encoded key
+    username: str = ""  # basic auth, with password
+    password: str = field(default="", repr=False)
+    ca_certs: str = ""  # a CA bundle for the cluster's certificate (default: the system's)
+    verify_certs: bool = True
+    request_timeout: float = 30.0  # seconds per request
+    retries: int = 3  # per request, on connection errors, timeouts, 429 and 502-504
+    retry_backoff: float = 0.5  # seconds before the first retry, doubling up to 30 s
+    index_pattern: str = "logstash-%Y.%m.%d"  # day indices, strftime in UTC
+    keyword_suffix: str = "keyword"  # the exact-value sub-field facets use (logstash's default)
+    manage_template: bool = True  # install the index template before ingest writes
+    template_name: str = "elastic-recheck"
+    bulk_documents: int = 5000  # documents per bulk request
+    build_days: float = 0.0  # look for a build's logs in this many recent days only; 0: every index
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     backend: str = "embedded"
@@ -93,6 +115,7 @@ class Settings:
     watch: WatchSettings = WatchSettings()
     irc: IRCSettings = IRCSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @property
     def index_dir(self) -> Path:
@@ -103,7 +126,13 @@ class Settings:
         return self.data_dir / "state.sqlite3"
 
 
-_SECTIONS = {"gerrit": GerritSettings, "watch": WatchSettings, "irc": IRCSettings, "dashboard": DashboardSettings}
+_SECTIONS = {
+    "gerrit": GerritSettings,
+    "watch": WatchSettings,
+    "irc": IRCSettings,
+    "dashboard": DashboardSettings,
+    "cluster": ClusterSettings,
+}
 
 
 def _coerce(where: str, kind: Any, value: Any) -> Any:

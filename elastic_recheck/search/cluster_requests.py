@@ -1,0 +1,233 @@
+"""The request bodies the cluster backend sends, as plain data.
+
+Kept apart from the HTTP code so tests can compare them with what
+Elasticsearch documents, and so a reader sees in one place what reaches the
+cluster. Every fingerprint goes out as a ``query_string`` query exactly as
+written: the cluster parses it, as Kibana / OpenSearch Dashboards would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Iterable, Sequence
+
+from . import BUILD_FIELDS, LIST_FIELDS, TimeWindow
+
+UTC = dt.timezone.utc
+TIMESTAMP = "@timestamp"
+MESSAGE = "message"
+MAX_BUILDS = 10_000  # buckets of one terms aggregation (Elasticsearch 7's search.max_buckets)
+MAX_SPLIT_SERIES = 100
+MAX_FILES = 10_000
+PAGE = 1000  # hits per scroll page
+NEWEST_FIRST = [{TIMESTAMP: {"order": "desc"}}]
+# Elasticsearch's limit for from + size (index.max_result_window).
+MAX_RESULT_WINDOW = 10_000
+# Exact-value sub-fields of keyword type hold at most this many characters.
+KEYWORD_IGNORE_ABOVE = 8191
+
+
+def iso(moment: dt.datetime) -> str:
+    """A moment as Elasticsearch's ``strict_date_optional_time``, in UTC, to the millisecond."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def query_string(query: str) -> dict[str, Any]:
+    """DESIGN §4: default operator OR, a bare term searches ``message``."""
+    return {"query_string": {"query": query, "default_field": MESSAGE, "default_operator": "OR"}}
+
+
+def time_filter(window: TimeWindow) -> dict[str, Any] | None:
+    if window.start is None and window.end is None:
+        return None
+    bounds: dict[str, Any] = {"format": "strict_date_optional_time"}
+    if window.start is not None:
+        bounds["gte"] = iso(window.start)
+    if window.end is not None:
+        bounds["lt"] = iso(window.end)
+    return {"range": {TIMESTAMP: bounds}}
+
+
+def build_filter(build_uuid: str) -> dict[str, Any]:
+    """One build's documents. A phrase on the analysed field works whether the
+    cluster maps ``build_uuid`` as text or as keyword."""
+    return {"match_phrase": {"build_uuid": build_uuid}}
+
+
+def filtered(query: str | None, window: TimeWindow, *extra: dict[str, Any]) -> dict[str, Any]:
+    """The query in the scoring-free context: fingerprints ask whether and
+    how often, never how well, a document matches."""
+    filters = [clause for clause in (time_filter(window), *extra) if clause is not None]
+    if query is None:
+        return {"bool": {"filter": filters}} if filters else {"match_all": {}}
+    return {"bool": {"must": [query_string(query)], "filter": filters}}
+
+
+def search_body(query: str, window: TimeWindow, size: int, offset: int) -> dict[str, Any]:
+    return {
+        "query": filtered(query, window),
+        "sort": NEWEST_FIRST,
+        "size": size,
+        "from": offset,
+        "track_total_hits": True,
+    }
+
+
+def scan_body(query: str, window: TimeWindow) -> dict[str, Any]:
+    return {"query": filtered(query, window), "sort": NEWEST_FIRST, "size": PAGE}
+
+
+def count_body(query: str, window: TimeWindow) -> dict[str, Any]:
+    return {"query": filtered(query, window)}
+
+
+def keyword(name: str, suffix: str) -> str:
+    """The exact-value sub-field of a text field (``build_name.keyword``)."""
+    return f"{name}.{suffix}" if suffix else name
+
+
+def _by_count() -> list[dict[str, str]]:
+    return [{"_count": "desc"}, {"_key": "asc"}]
+
+
+def facet_aggregation(name: str, size: int, suffix: str) -> dict[str, Any]:
+    """A terms aggregation over the exact values. A list field (``tags``) is
+    counted as one value, its distinct entries sorted and joined by spaces
+    (doc values are sorted and distinct), the same as the embedded index."""
+    terms: dict[str, Any] = {"size": size, "order": _by_count()}
+    if name in LIST_FIELDS:
+        terms["script"] = {
+            "lang": "painless",
+            "source": (
+                "if (!doc.containsKey(params.field) || doc[params.field].size() == 0) { return null; } "
+                "return String.join(' ', doc[params.field]);"
+            ),
+            "params": {"field": keyword(name, suffix)},
+        }
+    else:
+        terms["field"] = keyword(name, suffix)
+    return {"terms": terms}
+
+
+def facets_body(query: str, window: TimeWindow, fields: Sequence[str], size: int, suffix: str) -> dict[str, Any]:
+    return {
+        "size": 0,
+        "query": filtered(query, window),
+        "aggs": {f"f{i}": facet_aggregation(name, size, suffix) for i, name in enumerate(fields)},
+    }
+
+
+def histogram_body(
+    query: str, window: TimeWindow, interval: dt.timedelta, split_by: str | None, suffix: str,
+    interval_key: str = "fixed_interval",
+) -> dict[str, Any]:
+    """``interval_key`` is ``interval`` for Elasticsearch before 7.2."""
+    seconds = int(interval.total_seconds())
+    histogram = {"date_histogram": {"field": TIMESTAMP, interval_key: f"{seconds}s", "min_doc_count": 1}}
+    if split_by is None:
+        aggs: dict[str, Any] = {"h": histogram}
+    else:
+        # One bucket more than allowed, to tell "too many" from "exactly enough".
+        split = {"terms": {"field": keyword(split_by, suffix), "size": MAX_SPLIT_SERIES + 1, "order": {"_key": "asc"}}}
+        aggs = {"s": {**split, "aggs": {"h": histogram}}}
+    return {"size": 0, "query": filtered(query, window), "aggs": aggs}
+
+
+def builds_body(query: str, window: TimeWindow, suffix: str) -> dict[str, Any]:
+    newest = {
+        "top_hits": {
+            "size": 1,
+            "sort": NEWEST_FIRST,
+            "_source": {"includes": [TIMESTAMP, "build_status", *BUILD_FIELDS]},
+        }
+    }
+    return {
+        "size": 0,
+        "query": filtered(query, window),
+        "aggs": {
+            "b": {
+                "terms": {"field": keyword("build_uuid", suffix), "size": MAX_BUILDS, "order": _by_count()},
+                "aggs": {"newest": newest},
+            }
+        },
+    }
+
+
+def build_files_body(build_uuid: str, window: TimeWindow, suffix: str) -> dict[str, Any]:
+    return {
+        "size": 0,
+        "query": filtered(None, window, build_filter(build_uuid)),
+        "aggs": {"f": {"terms": {"field": keyword("filename", suffix), "size": MAX_FILES}}},
+    }
+
+
+def newest_body() -> dict[str, Any]:
+    return {"size": 0, "aggs": {"newest": {"max": {"field": TIMESTAMP}}}}
+
+
+def match_build_lines(build_uuid: str, queries: Sequence[str], index: str, window: TimeWindow) -> bytes:
+    """The ``_msearch`` body: a header and a body line per fingerprint, each
+    asking only whether the build has at least one matching document."""
+    header = json.dumps({"index": index, "ignore_unavailable": True, "allow_no_indices": True})
+    lines: list[str] = []
+    for query in queries:
+        body = {
+            "size": 0,
+            "terminate_after": 1,
+            "track_total_hits": True,
+            "query": {
+                "bool": {
+                    "must": [query_string(query)],
+                    "filter": [clause for clause in (build_filter(build_uuid), time_filter(window)) if clause],
+                }
+            },
+        }
+        lines.append(header)
+        lines.append(json.dumps(body, ensure_ascii=False))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def bulk_lines(actions: Iterable[tuple[str, str, bytes]]) -> bytes:
+    """``_bulk`` NDJSON from (index, id, document JSON) triples."""
+    out = bytearray()
+    for index, doc_id, document in actions:
+        out += json.dumps({"index": {"_index": index, "_id": doc_id}}).encode()
+        out += b"\n"
+        out += document
+        out += b"\n"
+    return bytes(out)
+
+
+def delete_build_body(build_uuid: str) -> dict[str, Any]:
+    return {"query": filtered(None, TimeWindow(), build_filter(build_uuid))}
+
+
+def mappings(suffix: str, text_fields: Iterable[str]) -> dict[str, Any]:
+    """DESIGN §3 as a mapping: every string is analysed ``text`` (the standard
+    analyzer) with an exact ``keyword`` sub-field for facets; ``message`` is
+    text only, ``@timestamp`` a date."""
+    with_keyword = {
+        "type": "text",
+        "fields": {suffix: {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}},
+    }
+    properties: dict[str, Any] = {TIMESTAMP: {"type": "date"}, MESSAGE: {"type": "text"}}
+    for name in text_fields:
+        if name not in properties:
+            properties[name] = with_keyword
+    return {
+        "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": with_keyword}}],
+        "properties": properties,
+    }
+
+
+def index_template(patterns: Sequence[str], suffix: str, text_fields: Iterable[str], legacy: bool) -> dict[str, Any]:
+    """A composable template (``_index_template``), or for Elasticsearch
+    before 7.8 a legacy one (``_template``)."""
+    body = mappings(suffix, text_fields)
+    if legacy:
+        return {"index_patterns": list(patterns), "order": 200, "mappings": body}
+    return {"index_patterns": list(patterns), "priority": 200, "template": {"mappings": body}}
