@@ -79,6 +79,8 @@ def _fail(ctx: click.Context, exc: Exception) -> None:
 def cli(ctx: click.Context, config: str | None, data_dir: str | None, debug: bool | None) -> None:
     """elastic-recheck: which known bug made this CI build fail?"""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The cluster client logs each request and node-pool change; our own messages say what matters.
+    logging.getLogger("elastic_transport").setLevel(logging.DEBUG if debug else logging.ERROR)
     ctx.obj = _Context(bool(debug), config, data_dir)
 
 

@@ -496,3 +496,92 @@ def test_the_backend_is_chosen_in_the_config_file_or_environment(tmp_path):
                                               "ER_CLUSTER_URLS": "https://er:pw@es:9200", "HOME": str(tmp_path)}))
     with pytest.raises(ConfigError, match="backend 'solr' is not available"):
         load_settings(None, env={"ER_BACKEND": "solr", "HOME": str(tmp_path)})
+
+
+# -- the command line on a cluster ------------------------------------------------
+
+def _cli(*args, cluster_url: str, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ER_DATA_DIR": str(tmp_path), "ER_BACKEND": "elasticsearch",
+           "ER_CLUSTER_URLS": cluster_url, "ER_CLUSTER_RETRIES": "0"}
+    return subprocess.run([sys.executable, "-m", "elastic_recheck", *args], capture_output=True, text=True,
+                          env=env, timeout=60, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_er_query_on_a_cluster_is_the_same_command(cluster, tmp_path):
+    def aggregations(request):
+        aggs = request.json.get("aggs", {})
+        if "b" in aggs:
+            return 200, search_response([], total=2, aggregations={"b": {"sum_other_doc_count": 0, "buckets": [
+                {"key": "b1", "doc_count": 2, "newest": {"hits": {"hits": [hit(day(-1), "x", {
+                    "@timestamp": "2026-11-21T10:00:00Z", "build_status": "SUCCESS"}, 0)]}}}]}})
+        answers = {}
+        for key, spec in aggs.items():
+            field = spec["terms"].get("field") or spec["terms"]["script"]["params"]["field"]
+            answers[key] = {"sum_other_doc_count": 0, "buckets": [{"key": field.split(".")[0] + "-x", "doc_count": 2}]}
+        return 200, search_response([], total=2, aggregations=answers)
+
+    cluster.on("POST", r"/.*/_count", (200, {"count": 2, "_shards": shards()}))
+    cluster.on("GET", r"/.*/_mapping", (200, {day(-1): {"mappings": {"properties": {
+        "@timestamp": {"type": "date"}, "message": {"type": "text"},
+        "build_name": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+        "build_uuid": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+        "tags": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+    }}}}))
+    cluster.on("POST", r"/.*/_search", aggregations)
+    result = _cli("query", "-e", 'message:"boom"', cluster_url=cluster.url, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "total hits: 2", "build_name", "  100% build_name-x", "tags", "  100% tags-x",
+        "builds matched: 1, of which succeeded: 1",
+        "WARNING: 100% of the matched builds succeeded: the fingerprint also matches healthy runs and is not "
+        "specific enough",
+    ]
+
+
+def test_a_cluster_that_is_down_is_one_line_and_a_non_zero_exit(tmp_path):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    result = _cli("query", "-e", "boom", cluster_url=f"http://127.0.0.1:{port}", tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: Elasticsearch at http://127.0.0.1:{port}: unreachable: " + result.stderr.split("unreachable: ")[1].strip()]
+
+
+def test_moving_from_the_embedded_index_to_a_cluster_and_back(cluster, tmp_path):
+    """docs/backends.md: export with er-query --json, load with ingest --docs."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    embedded = {**os.environ, "ER_DATA_DIR": str(tmp_path / "embedded"), "ER_BACKEND": "embedded"}
+
+    def run(*args, env, stdin=None):
+        result = subprocess.run([sys.executable, "-m", "elastic_recheck", *args], capture_output=True, text=True,
+                                env=env, timeout=120, cwd=root, input=stdin)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    build = root / "examples" / "builds" / sorted(os.listdir(root / "examples" / "builds"))[0]
+    run("ingest", "--logs", str(build), "--metadata", str(build / "build.json"), env=embedded)
+    exported = run("query", "--json", "--days", "0", "-e", "*:*", env=embedded)
+    documents = [json.loads(line) for line in exported.splitlines()]
+    assert documents and all("@timestamp" in d and "build_uuid" in d and "filename" in d for d in documents)
+
+    cluster.on("PUT", r"/_index_template/.*", (200, {"acknowledged": True}))
+    cluster.on("POST", "/_bulk", lambda request: _bulk_answer(request, lambda n: [201] * n))
+    to_cluster = {**os.environ, "ER_DATA_DIR": str(tmp_path / "state"), "ER_BACKEND": "elasticsearch",
+                  "ER_CLUSTER_URLS": cluster.url}
+    run("ingest", "--docs", "-", env=to_cluster, stdin=exported)
+    sent = [line for request in cluster.seen("POST", "/_bulk") for line in request.lines[1::2]]
+    assert sorted(map(json.dumps, sent)) == sorted(map(json.dumps, (
+        {**d, "@timestamp": d["@timestamp"][:23] + "Z"} for d in documents)))  # milliseconds, as a cluster keeps
+
+    back = {**os.environ, "ER_DATA_DIR": str(tmp_path / "back"), "ER_BACKEND": "embedded"}
+    run("ingest", "--docs", "-", env=back, stdin="\n".join(json.dumps(d) for d in sent))
+    assert run("query", "--days", "0", "-e", "*:*", env=back).splitlines()[0] == f"total hits: {len(documents)}"

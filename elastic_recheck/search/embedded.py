@@ -268,12 +268,13 @@ class EmbeddedBackend:
             if uuid is None:
                 continue
             count, newest = buckets[cid]
-            entry = per_build.setdefault(sch.facet_value(uuid), {"hits": 0, "newest": None, "weight": -1})
+            entry = per_build.setdefault(sch.facet_value(uuid), {"hits": 0, "newest": None, "rank": None})
             entry["hits"] += count
-            if newest is not None and (entry["newest"] is None or newest > entry["newest"]):
+            # The fields (log_url differs per file) are those of the newest hit, as a cluster's top hit gives.
+            rank = (newest if newest is not None else -1, count)
+            if entry["rank"] is None or rank > entry["rank"]:
+                entry["rank"] = rank
                 entry["newest"] = newest
-            if count > entry["weight"]:  # a build's contexts agree; the biggest one decides if not
-                entry["weight"] = count
                 entry["fields"] = {name: sch.facet_value(fields[name]) for name in ("build_status", *BUILD_FIELDS)
                                    if fields.get(name) is not None}
         ranked = sorted(per_build.items(), key=lambda kv: (-kv[1]["hits"], kv[0]))
