@@ -186,7 +186,7 @@ def test_script_injection_through_logs_jobs_fingerprints_and_queries_is_inert(tm
     backend = EmbeddedBackend(tmp_path / "data" / "index")
     with backend.writer() as w:
         add_build(w, "9" * 32, f"tempest{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=1),
-                  {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project=f'"><svg onload="window.pwned=3">')
+                  {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project='"><svg onload="window.pwned=3">')
         add_build(w, "8" * 32, f"job{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=2), {"x.txt": ["other"]},
                   log_url="javascript:window.pwned=4")
     queries = tmp_path / "queries"

@@ -84,6 +84,32 @@ class IndexWriter(Protocol):
     def commit(self) -> None: ...
 
 
+class WriterBatch:
+    """``with backend.writer() as writer:`` commits when the block ends well,
+    rolls back when it raises, and closes the writer either way."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self.close()
+
+
 class SearchBackend(Protocol):
     name: str
 
@@ -152,6 +178,7 @@ __all__ = [
     "SearchBackend",
     "SearchResult",
     "TimeWindow",
+    "WriterBatch",
     "open_backend",
 ]
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from ..config import ClusterSettings
 from ..errors import BackendError, QuerySyntaxError
 from ..ingest.documents import parse_timestamp
-from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow
+from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch
 from . import cluster_requests as rq
 from .cluster_connection import RETRY_STATUSES, ClusterConnection, error_reason, shard_failure
 from .day_indices import DayIndices
@@ -317,7 +317,7 @@ class _Context:
         self.lines = 0
 
 
-class ClusterWriter:
+class ClusterWriter(WriterBatch):
     """Bulk ingest into the day indices.
 
     Documents get ids derived from their content and position, so a bulk
@@ -423,18 +423,6 @@ class ClusterWriter:
     def rollback(self) -> None:
         """Drop what is still buffered. What a full buffer already sent stays."""
         self._buffer, self._bytes, self._deletes = [], 0, []
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "ClusterWriter":
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
 
 
 def _quote(index: str) -> str:

@@ -20,7 +20,7 @@ from .. import lucene
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text
 from ..errors import BackendError, RecheckError
 from . import schema as sch
-from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow
+from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch
 from .translate import Translator, prepare
 
 UTC = dt.timezone.utc
@@ -397,7 +397,7 @@ class _ContextLookup:
         return answer
 
 
-class EmbeddedWriter:
+class EmbeddedWriter(WriterBatch):
     """Buffers one batch; ``commit`` makes it visible to every reader at once,
     deletions of replaced builds included, so a re-ingested build is never seen
     twice or half. Contexts commit before lines, so no reader ever sees a line
@@ -479,16 +479,6 @@ class EmbeddedWriter:
     def close(self) -> None:
         self._lines.wait_merging_threads()
         self._contexts.wait_merging_threads()
-
-    def __enter__(self) -> "EmbeddedWriter":
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
-        self.close()
 
 
 def _check_layout(path: Path) -> None:
