@@ -334,6 +334,12 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     daemon.fingerprints.current()  # fail now on an unreadable directory
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
+    metrics_server = None
+    if settings.watch.metrics_port:
+        from .metrics import MetricsServer
+
+        metrics_server = MetricsServer(daemon.counters, settings.watch.metrics_address,
+                                       settings.watch.metrics_port).start()
     stream = None
     if events_file:
         replay(events_file, events)
@@ -349,9 +355,40 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
             stream.stop()
         if isinstance(notifier, IRCBot):
             _stop_bot(notifier)
+        if metrics_server is not None:
+            metrics_server.stop()
         state.close()
-        counts = ", ".join(f"{k} {v}" for k, v in daemon.counters.items())
+        counts = ", ".join(f"{k} {v:g}" for k, v in daemon.counters.snapshot().items() if "seconds" not in k)
         logging.getLogger("elastic_recheck.watch").info("stopped: %s", counts)
+
+
+@cli.command()
+@click.option("--prometheus", is_flag=True, help="Print the Prometheus text format instead.")
+@_pass_context
+def status(ctx: _Context, prometheus: bool) -> None:
+    """What the watch daemon has done, from its state database."""
+    from .metrics import exposition, summary_lines
+    from .state import StateDB
+
+    settings = ctx.settings()
+    if not settings.state_db.exists():
+        raise ConfigError(f"{settings.state_db}: no state database yet (has `watch` run with this data dir?)")
+    state = StateDB(settings.state_db)
+    try:
+        values = state.metrics()
+        values["queue_depth"] = state.pending_count()
+        last = state.db.execute("SELECT MAX(received) FROM events").fetchone()[0]
+    finally:
+        state.close()
+    if prometheus:
+        click.echo(exposition(values), nl=False)
+        return
+    for line in summary_lines(values):
+        click.echo(line)
+    import datetime as dt
+
+    seen = dt.datetime.fromtimestamp(last, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if last else "never"
+    click.echo(f"last failure report received: {seen}")
 
 
 def _irc_notifier(settings: Settings, dry_run: bool) -> tuple[Any, list[Any]]:

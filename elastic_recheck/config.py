@@ -52,6 +52,8 @@ class WatchSettings:
     comment_unrecognized: bool = False  # comment even when no bug was found
     bug_url: str = "https://bugs.launchpad.net/bugs/%s"
     templates: tuple[tuple[str, str], ...] = ()
+    metrics_port: int = 0  # serve Prometheus metrics on this port (0: off)
+    metrics_address: str = "127.0.0.1"  # where the metrics port listens; 0.0.0.0 for every interface
 
 
 @dataclass(frozen=True)

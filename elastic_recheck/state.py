@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS comments (
     at REAL NOT NULL,
     PRIMARY KEY (change, patchset, build)
 );
+CREATE TABLE IF NOT EXISTS metrics (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL  -- counters: totals across restarts; gauges: the last value
+);
 """
 
 
@@ -196,6 +200,27 @@ class StateDB:
             "DELETE FROM comments WHERE change = ? AND patchset = ? AND build = ? AND state = 'posting'",
             [(change, patchset, build) for build in builds],
         )
+
+    # -- metrics ------------------------------------------------------------
+
+    def add_metrics(self, increments: dict[str, float], gauges: dict[str, float]) -> None:
+        """Add counter increments to the totals and set the gauges, at once."""
+        if not increments and not gauges:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO metrics (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                list(increments.items()),
+            )
+            self.db.executemany(
+                "INSERT INTO metrics (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                list(gauges.items()),
+            )
+
+    def metrics(self) -> dict[str, float]:
+        return dict(self.db.execute("SELECT name, value FROM metrics").fetchall())
 
     def comment_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM comments WHERE state = 'posted'").fetchone()[0]

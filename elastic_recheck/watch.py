@@ -25,6 +25,7 @@ from .fingerprints import Fingerprint, load_fingerprints
 from .gerrit_events import EventFilter, FailedJob, FailureReport, describe, parse_failure
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
+from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
 from .search import SearchBackend
 from .state import StateDB, StoredEvent
@@ -138,26 +139,26 @@ class Daemon:
             exclude_jobs=self.watch.exclude_jobs or None,
         )
         self.stopping = threading.Event()
-        self.counters = {"events": 0, "accepted": 0, "malformed": 0, "duplicates": 0, "classified": 0,
-                         "commented": 0, "timeouts": 0, "errors": 0, "announced": 0}
+        self.counters = Metrics()
+        self._notifier_errors = (0, 0)
 
     # -- intake ---------------------------------------------------------------
 
     def accept(self, raw: Any) -> int | None:
         """Persist a failure report; everything else is logged and dropped."""
-        self.counters["events"] += 1
+        self.counters.inc("events")
         if isinstance(raw, EventError):
-            self.counters["malformed"] += 1
+            self.counters.inc("malformed")
             log.warning("skipped a malformed event: %s", raw)
             return None
         if not isinstance(raw, dict):
-            self.counters["malformed"] += 1
+            self.counters.inc("malformed")
             log.warning("skipped a malformed event: not a JSON object: %.200r", raw)
             return None
         try:
             report = parse_failure(raw, self.filters)
         except EventError as exc:
-            self.counters["malformed"] += 1
+            self.counters.inc("malformed")
             log.warning("skipped a malformed event (%s): %s", describe(raw), exc)
             return None
         if report is None:
@@ -165,10 +166,10 @@ class Daemon:
         key = f"{report.key}:" + ",".join(sorted(job.key for job in report.jobs))
         event_id = self.state.add_event(key, raw, report.created)
         if event_id is None:
-            self.counters["duplicates"] += 1
+            self.counters.inc("duplicates")
             log.info("event for %s seen before; ignored", report.key)
             return None
-        self.counters["accepted"] += 1
+        self.counters.inc("accepted")
         log.info("failure on %s (%s): %s", report.key, report.project,
                  ", ".join(job.name for job in report.jobs))
         return event_id
@@ -190,10 +191,11 @@ class Daemon:
         if report is None:
             self.state.finish(event.id)
             return
+        started = time.monotonic()
         try:
             review = self._classify(event, report)
         except BackendError as exc:
-            self.counters["errors"] += 1
+            self.counters.inc("backend_errors")
             delay = self._backoff(event.attempts, self.watch.retry_max)
             log.warning("search backend unavailable for %s (%s); retrying in %.0fs", report.key, exc, delay)
             self.state.retry_later(event.id, delay)
@@ -201,13 +203,14 @@ class Daemon:
         if review is None:  # logs not ready yet
             self.state.retry_later(event.id, self._backoff(event.attempts))
             return
+        self.counters.observe(time.monotonic() - started)
         for result in review.results:
             kind = "bugs" if result.bugs else "timeout" if result.timed_out else "unrecognized"
             self.state.record_outcome(
                 event.id, report.change, report.patchset, report.project, report.pipeline, result.job.name,
                 result.build_uuid or result.job.key, result.job.url, kind, result.bugs,
             )
-            self.counters["timeouts" if result.timed_out else "classified"] += 1
+            self.counters.inc("timeouts" if result.timed_out else "classified" if result.bugs else "unrecognized")
         if review.found_bugs or self.watch.comment_unrecognized:
             if not self._comment(report, review):
                 self.state.retry_later(event.id, self._backoff(event.attempts, self.watch.retry_max))
@@ -273,7 +276,7 @@ class Daemon:
         try:
             self.reviewer.review(report.project, report.change, report.patchset, message)
         except (ReportError, OSError) as exc:
-            self.counters["errors"] += 1
+            self.counters.inc("gerrit_errors")
             if isinstance(exc, ReportError) and not exc.retry:
                 log.error("comment on %s refused for good or its arrival unknown; not retried, so never doubled: %s",
                           report.key, exc)
@@ -283,7 +286,7 @@ class Daemon:
             self.state.release_comment(report.change, report.patchset, builds)
             return False
         self.state.comment_posted(report.change, report.patchset, builds)
-        self.counters["commented"] += 1
+        self.counters.inc("commented")
         log.info("commented on %s", report.key)
         return True
 
@@ -295,7 +298,7 @@ class Daemon:
         items = announcements(review, self.watch.bug_url, projects, self.watch.log_timeout)
         for channel, text in route(items, self.channels):
             self.notifier.send(channel, text)
-            self.counters["announced"] += 1
+            self.counters.inc("announced")
 
     def _backoff(self, attempts: int, cap: float | None = None) -> float:
         return min(self.watch.poll_initial * (2 ** min(attempts, 16)), cap or self.watch.poll_max)
@@ -305,8 +308,18 @@ class Daemon:
     def run(self, events: "queue.Queue[Any]", exit_when_exhausted: bool = False) -> None:
         """Until SIGTERM (``stop``), or for a replay until the file is done and
         every event from it is finished."""
+        try:
+            self._loop(events, exit_when_exhausted)
+        finally:
+            self.flush_metrics()
+
+    def _loop(self, events: "queue.Queue[Any]", exit_when_exhausted: bool) -> None:
         exhausted = False
+        flushed = 0.0
         while not self.stopping.is_set():
+            if time.monotonic() - flushed >= 1.0:
+                self.flush_metrics()
+                flushed = time.monotonic()
             self.process_due()
             if exhausted and exit_when_exhausted and self.state.pending_count() == 0:
                 return
@@ -325,6 +338,16 @@ class Daemon:
                     item = events.get_nowait()
                 except queue.Empty:
                     break
+
+    def flush_metrics(self) -> None:
+        """Queue depth and the IRC bot's failures into the counters, and the
+        counters into the state database (for ``status``)."""
+        self.counters.set("queue_depth", self.state.pending_count())
+        errors = int(getattr(self.notifier, "errors", 0)), int(getattr(self.notifier, "dropped", 0))
+        self.counters.inc("irc_errors", errors[0] - self._notifier_errors[0])
+        self.counters.inc("irc_dropped", errors[1] - self._notifier_errors[1])
+        self._notifier_errors = errors
+        self.state.add_metrics(*self.counters.unflushed())
 
     def stop(self) -> None:
         self.stopping.set()

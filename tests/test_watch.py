@@ -9,11 +9,14 @@ import io
 import json
 import os
 import queue
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -380,7 +383,7 @@ def test_a_search_backend_outage_delays_comments_but_loses_and_doubles_none(data
         loop.join(timeout=30)
     assert len(gerrit.reviews) == 2
     counters = daemons[0].counters
-    assert counters["accepted"] == 2 and counters["duplicates"] == 1 and counters["errors"] >= 6
+    assert counters["accepted"] == 2 and counters["duplicates"] == 1 and counters["backend_errors"] >= 6
     state = StateDB(settings.state_db)
     assert state.pending_count() == 0
     assert sorted((o["change"], o["kind"]) for o in state.outcomes()) == [(864201, "bugs"), (864377, "bugs")]
@@ -455,3 +458,64 @@ def test_stestr_and_unittest_failure_lines():
     assert not list(_STESTR_FAILED.finditer("{0} tempest.api.x.T.test_y [1.0s] ... ok"))
     match = _UNITTEST_FAILED.search("FAIL: test_boot (nova.tests.functional.test_servers.ServersTest)")
     assert (match.group(1), match.group(2)) == ("test_boot", "nova.tests.functional.test_servers.ServersTest")
+
+
+# -- metrics -----------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    return {name: float(value) for name, value in re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+
+
+def test_the_daemon_serves_prometheus_metrics_and_status_reads_them_back(data_dir, tmp_path, gerrit):
+    port = _free_port()
+    proc = _watch(data_dir, config=_config(tmp_path, gerrit, metrics_port=port))
+    try:
+        gerrit.wait_for_stream()
+        gerrit.push("not json")
+        gerrit.push(failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")]))
+        gerrit.push(failure(864455, 2, [("openstack-tox-py312", ZUUL + TOX, "FAILURE")], project="openstack/cinder"))
+        gerrit.push(failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")]))  # again
+        gerrit.wait_for_reviews(1)
+        deadline = time.monotonic() + 30
+        while True:
+            scraped = _scrape(port)
+            if scraped["elastic_recheck_unrecognized_total"] >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        _stop(proc)
+    assert scraped["elastic_recheck_events_total"] == 4
+    assert scraped["elastic_recheck_malformed_total"] == 1
+    assert scraped["elastic_recheck_accepted_total"] == 2
+    assert scraped["elastic_recheck_duplicates_total"] == 1
+    assert scraped["elastic_recheck_classified_total"] == 1  # tempest-full: bugs found
+    assert scraped["elastic_recheck_unrecognized_total"] == 1  # the tox job: none
+    assert scraped["elastic_recheck_commented_total"] == 1
+    assert scraped["elastic_recheck_timeouts_total"] == 0 and scraped["elastic_recheck_gerrit_errors_total"] == 0
+    assert scraped['elastic_recheck_classification_seconds_bucket{le="+Inf"}'] == 2
+    assert scraped["elastic_recheck_classification_seconds_count"] == 2
+    assert "elastic_recheck_queue_depth" in scraped
+
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    status = subprocess.run([str(BIN / "elastic-recheck"), "status"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert status.returncode == 0, status.stderr
+    lines = dict(re.findall(r"^(.+?)\s{2,}(.+)$", status.stdout, re.M))
+    assert lines["failure reports accepted and persisted"] == "2"
+    assert lines["failed jobs matched to at least one known bug"] == "1"
+    assert lines["review comments posted on Gerrit"] == "1"
+    assert lines["failure reports waiting for logs or for a retry"] == "0"
+    assert lines["classification time"].startswith("2 classified, mean ")
+    assert "last failure report received: 20" in status.stdout
+    prometheus = subprocess.run([str(BIN / "elastic-recheck"), "status", "--prometheus"], capture_output=True,
+                                text=True, env=env, timeout=60).stdout
+    assert "elastic_recheck_commented_total 1\n" in prometheus and "elastic_recheck_accepted_total 2\n" in prometheus
