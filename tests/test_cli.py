@@ -114,3 +114,29 @@ def test_ingest_reports_bad_documents_and_keeps_the_rest(tmp_path):
     assert result.returncode == 1
     assert "-:2: invalid JSON" in result.stderr
     assert "total hits: 1" in run("er-query", "--days", "0", "-e", "ok", data_dir=tmp_path).stdout
+
+
+def test_the_demo_data_is_recent_and_hits_known_and_unknown_failures(tmp_path):
+    """bin/demo's builds: dated relative to now, several jobs, the four known
+    bugs, and failures no fingerprint explains."""
+    import datetime as dt
+
+    generated = subprocess.run([sys.executable, str(ROOT / "examples" / "demo_builds.py"), str(tmp_path / "demo")],
+                               capture_output=True, text=True, timeout=60)
+    assert generated.returncode == 0, generated.stderr
+    builds = sorted((tmp_path / "demo" / "builds").iterdir())
+    for build in builds:
+        run("elastic-recheck", "ingest", "--logs", str(build), "--metadata", str(build / "build.json"),
+            data_dir=tmp_path / "data")
+    found = {}
+    for build in builds:
+        meta = json.loads((build / "build.json").read_text())
+        out = run("elastic-recheck", "classify", "--build", meta["uuid"], "--queries", "queries",
+                  data_dir=tmp_path / "data").stdout
+        found.setdefault(meta["job_name"], set()).add(out.count(": bug "))
+    assert found["tempest-full"] >= {2} and found["grenade"] == {1} and found["cinder-tempest-plugin-lvm"] == {1}
+    assert found["openstack-tox-py312"] == {0} and found["nova-live-migration"] == {0}
+    newest = run("er-query", "--days", "1", "-e", "*:*", data_dir=tmp_path / "data").stdout
+    assert not newest.startswith("total hits: 0")  # yesterday's builds are in the last day
+    events = json.loads((tmp_path / "demo" / "events.json").read_text())
+    assert len(events) == 16 and max(e["eventCreatedOn"] for e in events) > dt.datetime.now().timestamp() - 86400
