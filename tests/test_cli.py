@@ -140,3 +140,19 @@ def test_the_demo_data_is_recent_and_hits_known_and_unknown_failures(tmp_path):
     assert not newest.startswith("total hits: 0")  # yesterday's builds are in the last day
     events = json.loads((tmp_path / "demo" / "events.json").read_text())
     assert len(events) == 16 and max(e["eventCreatedOn"] for e in events) > dt.datetime.now().timestamp() - 86400
+
+
+def test_the_configuration_reference_names_every_setting():
+    import dataclasses
+
+    from elastic_recheck import config
+
+    reference = (ROOT / "docs" / "configuration.md").read_text()
+    for section, cls in config._SECTIONS.items():
+        assert f"### `{section}:`" in reference
+        for setting in dataclasses.fields(cls):
+            row = next((line for line in reference.splitlines() if line.startswith(f"| `{setting.name}` |")
+                        and (f"ER_{section.upper()}_{setting.name.upper()}" in line or "config file only" in line)),
+                       None)
+            assert row is not None, f"{section}.{setting.name} is not in docs/configuration.md"
+            assert not row.endswith("|  |"), f"{section}.{setting.name} has no meaning in docs/configuration.md"
