@@ -367,6 +367,8 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
 @_pass_context
 def status(ctx: _Context, prometheus: bool) -> None:
     """What the watch daemon has done, from its state database."""
+    import datetime as dt
+
     from .metrics import exposition, summary_lines
     from .state import StateDB
 
@@ -377,7 +379,7 @@ def status(ctx: _Context, prometheus: bool) -> None:
     try:
         values = state.metrics()
         values["queue_depth"] = state.pending_count()
-        last = state.db.execute("SELECT MAX(received) FROM events").fetchone()[0]
+        last = state.last_received()
     finally:
         state.close()
     if prometheus:
@@ -385,8 +387,6 @@ def status(ctx: _Context, prometheus: bool) -> None:
         return
     for line in summary_lines(values):
         click.echo(line)
-    import datetime as dt
-
     seen = dt.datetime.fromtimestamp(last, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if last else "never"
     click.echo(f"last failure report received: {seen}")
 

@@ -122,6 +122,10 @@ class StateDB:
     def pending_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM events WHERE status = 'pending'").fetchone()[0]
 
+    def last_received(self) -> float | None:
+        """When the newest failure report arrived (epoch seconds)."""
+        return self.db.execute("SELECT MAX(received) FROM events").fetchone()[0]
+
     def retry_later(self, event_id: int, delay: float) -> None:
         self.db.execute(
             "UPDATE events SET attempts = attempts + 1, next_check = ? WHERE id = ?", (time.time() + delay, event_id)
