@@ -152,3 +152,19 @@ def test_context_clauses_combine_exactly_with_line_clauses(index_docs, backend):
     assert backend.count('(message:good AND build_name:grenade) OR (message:here AND voting:0)') == 2
     assert backend.count('message:timeout AND build_name:"--"') == 2  # analyses to nothing: dropped
     assert backend.match_build("b", ['message:timeout AND voting:0', 'message:timeout AND voting:1']) == [True, False]
+
+
+def test_an_index_directory_gone_from_under_a_reader_is_a_backend_error(tmp_path):
+    import os
+
+    backend = EmbeddedBackend(tmp_path / "index")
+    with backend.writer() as writer:
+        writer.add({"message": "boom", "build_uuid": "b", "filename": "job-output.txt"},
+                   dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc))
+    os.rename(tmp_path / "index", tmp_path / "away")  # an unmounted disk, say
+    with pytest.raises(BackendError, match="cannot be read"):
+        backend.count("boom")
+    with pytest.raises(BackendError):
+        backend.match_build("b", ["boom"])
+    os.rename(tmp_path / "away", tmp_path / "index")
+    assert backend.count("boom") == 1  # back by itself

@@ -109,12 +109,19 @@ class EmbeddedBackend:
         return self._window_query(self.compile(query), window)
 
     def _searcher(self) -> tantivy.Searcher:
-        self.lines.reload()
-        return self.lines.searcher()
+        return self._reloaded(self.lines)
 
     def _context_searcher(self) -> tantivy.Searcher:
-        self.contexts.reload()
-        return self.contexts.searcher()
+        return self._reloaded(self.contexts)
+
+    def _reloaded(self, index: tantivy.Index) -> tantivy.Searcher:
+        """A searcher on the latest commit. A directory gone from under us
+        (unmounted, moved) is the backend being unavailable, not a crash."""
+        try:
+            index.reload()
+            return index.searcher()
+        except ValueError as exc:
+            raise BackendError(f"the index in {self.path} cannot be read: {exc}") from None
 
     def search(self, query: str, window: TimeWindow = ALL_TIME, size: int = 10, offset: int = 0) -> SearchResult:
         compiled = self._filtered(query, window)
