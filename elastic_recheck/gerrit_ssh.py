@@ -149,22 +149,51 @@ class SSHReviewer:
         self.gerrit.connection = VerifiedConnection(settings)
 
     def review(self, project: str, change: int, patchset: int, message: str) -> None:
+        """Post one review. Raises ReportError with ``retry`` only when the
+        command certainly did not take effect, so a comment is never doubled."""
         what = f"gerrit review {change},{patchset}"
+        client = self.gerrit.client
+        transport = client.get_transport() if client is not None else None
+        if transport is None or not transport.is_active():  # never connected, or the connection dropped:
+            if client is not None:                          # nothing was sent on it, so reconnect and retry
+                client.close()
+            self.gerrit.client = None
+            try:
+                self.gerrit.client = client = self.gerrit.connection.connect()
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise ReportError(f"{what}: cannot connect: {exc}") from None
+            transport = client.get_transport()
+        command = f"gerrit review {change},{patchset}"
+        if project:  # legacy events may lack the project; Gerrit finds the change without it
+            command += f" --project {project}"
+        command += f" --message {quote_message(message)}"
         try:
-            if self.gerrit.client is None:
-                self.gerrit.client = self.gerrit.connection.connect()
-        except (OSError, paramiko.SSHException) as exc:
-            raise ReportError(f"{what}: cannot connect: {exc}") from None
+            channel = transport.open_session(timeout=30)
+        except (OSError, EOFError, paramiko.SSHException) as exc:  # no command was sent
+            self._forget_connection()
+            raise ReportError(f"{what}: cannot open an SSH channel: {exc}") from None
         try:
-            if project:
-                self.gerrit.review(project, f"{change},{patchset}", "", action={"message": quote_message(message)})
-            else:  # legacy events may lack the project; Gerrit finds the change without it
-                self.gerrit._ssh(f"gerrit review {change},{patchset} --message {quote_message(message)}")
-        except Exception as exc:  # gerritlib raises a bare Exception for a non-zero exit
-            if str(exc).startswith("Gerrit error executing"):  # Gerrit refused it: nothing posted
-                raise ReportError(f"{what}: Gerrit refused the review") from None
-            # The command may or may not have reached Gerrit: never send it twice.
-            raise ReportError(f"{what}: outcome unknown ({exc})", retry=False) from None
+            channel.exec_command(command)
+            channel.makefile("rb").read()
+            status = channel.recv_exit_status()
+            error = channel.makefile_stderr("rb").read().decode("utf-8", "replace").strip()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            status, error = -1, str(exc)
+        finally:
+            channel.close()
+        if status == 0:
+            return
+        if status > 0:  # Gerrit answered and refused: nothing was posted
+            raise ReportError(f"{what}: Gerrit refused the review (exit {status}: {error[:200]})")
+        # The connection went away mid-command: it may or may not have reached Gerrit. Never send it twice.
+        self._forget_connection()
+        raise ReportError(f"{what}: outcome unknown (connection lost: {error[:200] or 'no exit status'})",
+                          retry=False)
+
+    def _forget_connection(self) -> None:
+        if self.gerrit.client is not None:
+            self.gerrit.client.close()
+        self.gerrit.client = None
 
 
 def wait_connected(stream: EventStream, timeout: float) -> bool:

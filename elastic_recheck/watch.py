@@ -140,6 +140,7 @@ class Daemon:
         )
         self.stopping = threading.Event()
         self.counters = Metrics()
+        self._paused_until = 0.0  # no work before this while the search backend is down (intake goes on)
         self._notifier_errors = (0, 0)
 
     # -- intake ---------------------------------------------------------------
@@ -176,13 +177,20 @@ class Daemon:
 
     # -- work -----------------------------------------------------------------
 
-    def process_due(self) -> None:
+    def process_due(self, intake: Callable[[], None] | None = None) -> None:
+        """Work on every event that is due. ``intake`` runs between events,
+        so new reports are persisted however long the pass takes; a backend
+        failure ends the pass, since every other event would meet it too."""
         for event in self.state.due_events(self.clock()):
             if self.stopping.is_set():
                 return
-            self.process(event)
+            if intake is not None:
+                intake()
+            if not self.process(event):
+                return
 
-    def process(self, event: StoredEvent) -> None:
+    def process(self, event: StoredEvent) -> bool:
+        """False when the search backend failed (the event is retried later)."""
         try:
             report = parse_failure(event.raw, self.filters)
         except EventError as exc:  # accepted under another config; nothing to do now
@@ -190,7 +198,7 @@ class Daemon:
             report = None
         if report is None:
             self.state.finish(event.id)
-            return
+            return True
         started = time.monotonic()
         try:
             review = self._classify(event, report)
@@ -199,10 +207,11 @@ class Daemon:
             delay = self._backoff(event.attempts, self.watch.retry_max)
             log.warning("search backend unavailable for %s (%s); retrying in %.0fs", report.key, exc, delay)
             self.state.retry_later(event.id, delay)
-            return
+            self._paused_until = self.clock() + delay  # the others would fail too: probe again after the delay
+            return False
         if review is None:  # logs not ready yet
             self.state.retry_later(event.id, self._backoff(event.attempts))
-            return
+            return True
         self.counters.observe(time.monotonic() - started)
         for result in review.results:
             kind = "bugs" if result.bugs else "timeout" if result.timed_out else "unrecognized"
@@ -214,9 +223,10 @@ class Daemon:
         if review.found_bugs or self.watch.comment_unrecognized:
             if not self._comment(report, review):
                 self.state.retry_later(event.id, self._backoff(event.attempts, self.watch.retry_max))
-                return
+                return True
         self._announce(report, review)
         self.state.finish(event.id)
+        return True
 
     def _classify(self, event: StoredEvent, report: FailureReport) -> Review | None:
         deadline = report.created.timestamp() + self.watch.log_timeout
@@ -316,19 +326,14 @@ class Daemon:
     def _loop(self, events: "queue.Queue[Any]", exit_when_exhausted: bool) -> None:
         exhausted = False
         flushed = 0.0
-        while not self.stopping.is_set():
-            if time.monotonic() - flushed >= 1.0:
-                self.flush_metrics()
-                flushed = time.monotonic()
-            self.process_due()
-            if exhausted and exit_when_exhausted and self.state.pending_count() == 0:
-                return
-            next_due = self.state.next_due()
-            wait = 1.0 if next_due is None else max(0.0, min(1.0, next_due - self.clock()))
+
+        def intake(timeout: float = 0.0) -> None:
+            """Accept every report waiting in the queue (waiting up to ``timeout`` for the first)."""
+            nonlocal exhausted
             try:
-                item = events.get(timeout=wait) if wait > 0 else events.get_nowait()
+                item = events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
             except queue.Empty:
-                continue
+                return
             while True:
                 if item is END:
                     exhausted = True
@@ -337,7 +342,18 @@ class Daemon:
                 try:
                     item = events.get_nowait()
                 except queue.Empty:
-                    break
+                    return
+
+        while not self.stopping.is_set():
+            if time.monotonic() - flushed >= 1.0:
+                self.flush_metrics()
+                flushed = time.monotonic()
+            if self.clock() >= self._paused_until:
+                self.process_due(intake)
+            if exhausted and exit_when_exhausted and self.state.pending_count() == 0:
+                return
+            next_due = max(self.state.next_due() or 0.0, self._paused_until) or None
+            intake(1.0 if next_due is None else max(0.0, min(1.0, next_due - self.clock())))
 
     def flush_metrics(self) -> None:
         """Queue depth and the IRC bot's failures into the counters, and the

@@ -35,8 +35,9 @@ class _Handler(paramiko.ServerInterface):
 
 
 class GerritServer:
-    def __init__(self, directory: Path, user: str = "elastic-recheck") -> None:
+    def __init__(self, directory: Path, user: str = "elastic-recheck", command_delay: float = 0.1) -> None:
         self.user = user
+        self.command_delay = command_delay
         self.host_key = paramiko.ECDSAKey.generate()
         self.client_key = paramiko.ECDSAKey.generate()
         self.key_file = directory / "id_ecdsa"
@@ -54,6 +55,7 @@ class GerritServer:
         self.streams: list[paramiko.Channel] = []
         self.backlog: list[str] = []
         self.fail_reviews = 0
+        self.vanish_after_reviews = 0  # record a review, then drop the connection before answering
         self.lock = threading.Lock()
         self.stopping = False
         self.transports: list[paramiko.Transport] = []
@@ -74,7 +76,7 @@ class GerritServer:
                 continue
 
     def _command(self, channel: paramiko.Channel, command: str) -> None:
-        time.sleep(0.1)  # let the transport acknowledge the exec request first
+        time.sleep(self.command_delay)  # let the transport acknowledge the exec request first
         argv = shlex.split(command)
         if argv[:2] == ["gerrit", "stream-events"]:
             with self.lock:
@@ -95,6 +97,11 @@ class GerritServer:
                 change, patchset = argv[2].split(",")
                 self.reviews.append({"change": int(change), "patchset": int(patchset),
                                      "project": options.get("--project", ""), "message": options.get("--message")})
+                vanish = self.vanish_after_reviews > 0
+                self.vanish_after_reviews -= vanish
+            if vanish:
+                channel.get_transport().close()
+                return
             channel.send_exit_status(0)
             channel.close()
             return
@@ -127,6 +134,14 @@ class GerritServer:
             streams, self.streams = self.streams, []
         for channel in streams:
             channel.get_transport().close()
+
+    def drop_all(self) -> None:
+        """The network drops: close every SSH connection, reviews' included."""
+        with self.lock:
+            self.streams = []
+            transports, self.transports = self.transports, []
+        for transport in transports:
+            transport.close()
 
     def wait_for_reviews(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

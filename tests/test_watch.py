@@ -519,3 +519,31 @@ def test_the_daemon_serves_prometheus_metrics_and_status_reads_them_back(data_di
     prometheus = subprocess.run([str(BIN / "elastic-recheck"), "status", "--prometheus"], capture_output=True,
                                 text=True, env=env, timeout=60).stdout
     assert "elastic_recheck_commented_total 1\n" in prometheus and "elastic_recheck_accepted_total 2\n" in prometheus
+
+
+def test_a_review_cut_off_before_gerrit_answers_is_never_sent_again(tmp_path, gerrit):
+    """The connection drops after Gerrit took the command but before it said
+    so: the outcome is unknown, so the reviewer must not offer a retry. A
+    refusal Gerrit does answer (exit 1) is retried; a dropped connection
+    between reviews is reconnected."""
+    from elastic_recheck.config import GerritSettings
+    from elastic_recheck.errors import ReportError
+    from elastic_recheck.gerrit_ssh import SSHReviewer
+
+    reviewer = SSHReviewer(GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user,
+                                          key_file=str(gerrit.key_file), known_hosts=str(gerrit.known_hosts)))
+    gerrit.vanish_after_reviews = 1
+    with pytest.raises(ReportError, match="outcome unknown") as caught:
+        reviewer.review("openstack/nova", 1, 1, "first")
+    assert caught.value.retry is False and len(gerrit.reviews) == 1
+    gerrit.fail_reviews = 1
+    with pytest.raises(ReportError, match="refused") as refused:
+        reviewer.review("openstack/nova", 2, 1, "second")
+    assert refused.value.retry is True
+    gerrit.drop_all()
+    try:
+        reviewer.review("openstack/nova", 2, 1, "second")
+    except ReportError as exc:  # the drop not noticed yet: nothing was sent, so a retry is offered
+        assert exc.retry and "cannot open an SSH channel" in str(exc)
+        reviewer.review("openstack/nova", 2, 1, "second")  # on a fresh connection
+    assert [(r["change"], r["message"]) for r in gerrit.reviews] == [(1, "first"), (2, "second")]
