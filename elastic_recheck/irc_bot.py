@@ -147,7 +147,12 @@ class IRCBot(threading.Thread):
             channel, line = item
             try:
                 self.connection.privmsg(channel, line)
-            except (irc.client.ServerNotConnectedError, irc.client.MessageTooLong, OSError) as exc:
+            except irc.client.MessageTooLong:  # would fail again after any reconnect: count it, go on
+                self.dropped += 1
+                log.warning("IRC: a line for %s is too long to send; dropped (%d dropped so far)",
+                            channel, self.dropped)
+                continue
+            except (irc.client.ServerNotConnectedError, OSError) as exc:
                 self.errors += 1
                 log.warning("IRC: could not send to %s (%s); kept for after reconnecting", channel, exc)
                 with self.lock:

@@ -86,8 +86,11 @@ class PrintingReviewer:
         self.out = out
 
     def review(self, project: str, change: int, patchset: int, message: str) -> None:
-        self.out.write(f"review {change},{patchset}:\n{message}\n")
-        self.out.flush()
+        try:
+            self.out.write(f"review {change},{patchset}:\n{message}\n")
+            self.out.flush()
+        except BrokenPipeError:  # `watch --dry-run | head`: the reader left; retrying would never end
+            raise ReportError(f"review {change},{patchset}: the output was closed", retry=False) from None
 
 
 class RESTReviewer:

@@ -294,3 +294,18 @@ def test_the_bot_identifies_to_nickserv_and_never_logs_the_password(ircd, caplog
         bot.join(10)
         nickserv.close()
     assert "hunter2-secret" not in caplog.text and "hunter2-secret" not in repr(bot.settings)
+
+
+def test_a_line_the_library_refuses_as_too_long_is_dropped_not_retried_for_ever(ircd):
+    listener = Listener(ircd.port, "watcher", ["#qa"])
+    bot = _bot(ircd)
+    try:
+        with bot.lock:  # past send()'s splitting, as a bug there would
+            bot.outbox.append(("#qa", "x" * 600))
+        bot.send("#qa", "the next line")
+        listener.wait_for(lambda: listener.texts("#qa"))
+        assert listener.texts("#qa") == ["the next line"] and bot.dropped == 1
+    finally:
+        bot.stop()
+        bot.join(10)
+        listener.close()

@@ -547,3 +547,14 @@ def test_a_review_cut_off_before_gerrit_answers_is_never_sent_again(tmp_path, ge
         assert exc.retry and "cannot open an SSH channel" in str(exc)
         reviewer.review("openstack/nova", 2, 1, "second")  # on a fresh connection
     assert [(r["change"], r["message"]) for r in gerrit.reviews] == [(1, "first"), (2, "second")]
+
+
+def test_a_dry_run_piped_into_head_ends(data_dir, tmp_path):
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([failure(864201 + n, 1, [("tempest-full", ZUUL + TEMPEST, "FAILURE")])
+                                  for n in range(20)]))
+    proc = _watch(data_dir, "--events", str(events), "--dry-run")
+    assert proc.stdout.readline().startswith("review 864201,1:")
+    proc.stdout.close()  # like `| head -1`
+    proc.wait(timeout=60)  # every later review finds the output closed: not retried for ever
+    assert "the output was closed" in proc.stderr.read()
