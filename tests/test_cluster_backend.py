@@ -585,3 +585,49 @@ def test_moving_from_the_embedded_index_to_a_cluster_and_back(cluster, tmp_path)
     back = {**os.environ, "ER_DATA_DIR": str(tmp_path / "back"), "ER_BACKEND": "embedded"}
     run("ingest", "--docs", "-", env=back, stdin="\n".join(json.dumps(d) for d in sent))
     assert run("query", "--days", "0", "-e", "*:*", env=back).splitlines()[0] == f"total hits: {len(documents)}"
+
+
+def test_the_watch_daemon_on_a_cluster(cluster, tmp_path):
+    """The real-time path unchanged on a cluster: readiness from a files
+    aggregation, failed tests from a scroll, every fingerprint in one _msearch."""
+    import io
+
+    from elastic_recheck.config import Settings
+    from elastic_recheck.reporting import PrintingReviewer
+    from elastic_recheck.state import StateDB
+    from elastic_recheck.watch import Daemon, FingerprintSet
+
+    from .test_watch import failure
+
+    uuid = "6d1b2f0c9f1e4c3a8e0b6a3f9a1c2d3e"
+
+    def searches(request):
+        if "aggs" in request.json:  # which files of the build are indexed
+            return 200, search_response([], total=9, aggregations={"f": {"sum_other_doc_count": 0, "buckets": [
+                {"key": "job-output.txt", "doc_count": 5}, {"key": "logs/screen-n-cpu.txt", "doc_count": 4}]}})
+        return 200, search_response([hit(day(-1), "t", {  # the console's FAILED lines, through a scroll
+            "@timestamp": "2026-11-21T10:42:10.000Z", "message": "{0} tempest.api.compute.servers.test_servers."
+            "ServersTest.test_update_server_name [312.41s] ... FAILED"}, 0)], total=1)
+
+    def msearch(request):
+        queries = [line["query"]["bool"]["must"][0]["query_string"]["query"] for line in request.lines[1::2]]
+        assert all(line["query"]["bool"]["filter"][0] == {"match_phrase": {"build_uuid": uuid}}
+                   for line in request.lines[1::2])
+        return 200, {"responses": [search_response([], total=int("Timed out waiting" in q or "failed to build" in q),
+                                                   status=200) for q in queries]}
+
+    cluster.on("POST", r"/.*/_search", searches)
+    cluster.on("POST", "/_msearch", msearch)
+    out = io.StringIO()
+    settings = Settings(data_dir=tmp_path, backend="elasticsearch", cluster=ClusterSettings(urls=(cluster.url,)))
+    state = StateDB(settings.state_db)
+    daemon = Daemon(settings, open_backend(settings), state, PrintingReviewer(out),
+                    FingerprintSet(Path(__file__).resolve().parents[1] / "queries"))
+    daemon.accept(failure(864201, 3, [("tempest-full", "https://zuul.example.org/t/main/build/" + uuid, "FAILURE")]))
+    daemon.process_due()
+    state.close()
+    assert out.getvalue().startswith("review 864201,3:\n")
+    assert "bugs/2000001" in out.getvalue() and "bugs/2000004" in out.getvalue()
+    assert len(cluster.seen("POST", "/_msearch")) == 1
+    (msearch_request,) = cluster.seen("POST", "/_msearch")
+    assert len(msearch_request.lines) == 2 * 3  # the fingerprints that may comment (2000003 may not)
