@@ -23,7 +23,7 @@ from ..errors import BackendError, QuerySyntaxError
 from ..ingest.documents import parse_timestamp
 from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch
 from . import cluster_requests as rq
-from .cluster_connection import RETRY_STATUSES, ClusterConnection, error_reason, shard_failure
+from .cluster_connection import RETRY_STATUSES, ClusterConnection, ClusterHTTPError, error_reason, shard_failure
 from .day_indices import DayIndices
 from .schema import STANDARD_FIELDS, facet_value
 
@@ -86,9 +86,14 @@ class ClusterBackend:
     def _search(self, index: str, body: dict[str, Any], query: str | None = None,
                 params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._query_request("POST", f"/{_quote(index)}/_search", body, query, {**SEARCH_PARAMS, **(params or {})})
+        return self._complete(response)
+
+    def _complete(self, response: Any, consequence: str = "results would be incomplete") -> Any:
+        """The response, unless some shards failed: a partial answer could
+        hide a match, so it is an error (retried by the daemon)."""
         failure = shard_failure(response)
         if failure:
-            raise BackendError(f"{self.connection.label}: {failure}; results would be incomplete")
+            raise BackendError(f"{self.connection.label}: {failure}; {consequence}")
         return response
 
     def _query_request(self, method: str, path: str, body: Any, query: str | None,
@@ -97,9 +102,9 @@ class ClusterBackend:
         query's fault (QuerySyntaxError), not the cluster's."""
         try:
             return self.connection.request(method, path, params, body)
-        except BackendError as exc:
-            if query is not None and ": HTTP 400:" in str(exc):
-                raise QuerySyntaxError(query, str(exc).split(": HTTP 400: ", 1)[1], engine=self.name) from None
+        except ClusterHTTPError as exc:
+            if query is not None and exc.status == 400:
+                raise QuerySyntaxError(query, exc.reason, engine=self.name) from None
             raise
 
     def search(self, query: str, window: TimeWindow = ALL_TIME, size: int = 10, offset: int = 0) -> SearchResult:
@@ -125,11 +130,8 @@ class ClusterBackend:
                     yield _hit(raw)
                 if not scroll_id:
                     return
-                response = self.connection.request("POST", "/_search/scroll", None,
-                                                   {"scroll": SCROLL, "scroll_id": scroll_id})
-                failure = shard_failure(response)
-                if failure:
-                    raise BackendError(f"{self.connection.label}: {failure}; results would be incomplete")
+                response = self._complete(self.connection.request("POST", "/_search/scroll", None,
+                                                                  {"scroll": SCROLL, "scroll_id": scroll_id}))
                 scroll_id = response.get("_scroll_id", scroll_id)
         finally:
             if scroll_id:
@@ -143,10 +145,7 @@ class ClusterBackend:
         response = self._query_request(
             "POST", f"/{_quote(self.index_for(window))}/_count", rq.count_body(query, window), query, SEARCH_PARAMS,
         )
-        failure = shard_failure(response)
-        if failure:
-            raise BackendError(f"{self.connection.label}: {failure}; the count would be incomplete")
-        return int(response.get("count", 0))
+        return int(self._complete(response, "the count would be incomplete").get("count", 0))
 
     def facets(
         self, query: str, window: TimeWindow, fields: Sequence[str], size: int = 10

@@ -42,6 +42,15 @@ PRODUCTS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
 SUPPORTED = {"elasticsearch": (7, 9), "opensearch": (1, 2)}
 
 
+class ClusterHTTPError(BackendError):
+    """The cluster answered with an error status; ``status`` says which."""
+
+    def __init__(self, message: str, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     product: str  # "elasticsearch" or "opensearch"
@@ -173,7 +182,8 @@ class ClusterConnection:
             if status == 404 and missing_ok:
                 return None
             if status >= 400:
-                raise BackendError(f"{self.label}: {method} {path}: {describe_error(status, response.body)}")
+                raise ClusterHTTPError(f"{self.label}: {method} {path}: {describe_error(status, response.body)}",
+                                       status, error_reason(response.body))
             return response.body
 
     def backoff(self, attempt: int) -> float:
