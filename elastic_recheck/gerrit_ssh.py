@@ -155,9 +155,7 @@ class SSHReviewer:
         client = self.gerrit.client
         transport = client.get_transport() if client is not None else None
         if transport is None or not transport.is_active():  # never connected, or the connection dropped:
-            if client is not None:                          # nothing was sent on it, so reconnect and retry
-                client.close()
-            self.gerrit.client = None
+            self._forget_connection()                       # nothing was sent on it, so reconnect
             try:
                 self.gerrit.client = client = self.gerrit.connection.connect()
             except (OSError, EOFError, paramiko.SSHException) as exc:

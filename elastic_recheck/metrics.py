@@ -85,18 +85,21 @@ class Metrics:
             return dict(self._values)
 
     def unflushed(self) -> tuple[dict[str, float], dict[str, float]]:
-        """(counter increments since the last flush, current gauges), and
-        marks them flushed: what the daemon thread adds to the state DB."""
+        """(counter increments, changed gauges) since the last flush, and
+        marks them flushed: what the daemon thread writes to the state DB,
+        nothing at all while the daemon is idle."""
         with self._lock:
-            deltas = {}
+            deltas: dict[str, float] = {}
+            gauges: dict[str, float] = {}
             for name, value in self._values.items():
                 if name in GAUGES:
+                    if self._flushed.get(name) != value:
+                        gauges[name] = value
+                elif value != self._flushed.get(name, 0):
+                    deltas[name] = value - self._flushed.get(name, 0)
+                else:
                     continue
-                delta = value - self._flushed.get(name, 0)
-                if delta:
-                    deltas[name] = delta
-                    self._flushed[name] = value
-            gauges = {name: self._values[name] for name in GAUGES}
+                self._flushed[name] = value
         return deltas, gauges
 
 

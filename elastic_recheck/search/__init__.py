@@ -9,7 +9,7 @@ so a cluster backend can run them as ``query_string`` exactly as written.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterator, Protocol, Sequence
 
 UTC = dt.timezone.utc
@@ -65,7 +65,9 @@ class BuildOutcome:
 
 # Fields whose values are lists; a facet counts a list as one value (DESIGN §3).
 LIST_FIELDS = ("tags",)
-BUILD_FIELDS = ("build_name", "build_queue", "project", "build_change", "build_patchset", "log_url", "voting")
+# The fields a BuildOutcome carries from the build's documents, besides its id and status.
+BUILD_FIELDS = tuple(f.name for f in fields(BuildOutcome) if f.name not in ("build_uuid", "build_status", "hits",
+                                                                            "last_hit"))
 
 
 class IndexWriter(Protocol):
