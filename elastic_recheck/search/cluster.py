@@ -230,9 +230,8 @@ class ClusterBackend:
                         raise BackendError(f"{self.connection.label}: a search failed: {error_reason(answer)}")
                     continue
                 hit = _total(answer.get("hits", {})) > 0
-                failure = shard_failure(answer)
-                if failure and not hit:
-                    raise BackendError(f"{self.connection.label}: {failure}; a match could be missed")
+                if not hit:  # a hit stands however many shards failed; a miss may not
+                    self._complete(answer, "a match could be missed")
                 matched[i] = hit
             if retry:
                 if attempt >= self.settings.retries:
@@ -311,9 +310,14 @@ class _Context:
 
     def __init__(self, fields: dict[str, Any]) -> None:
         self.fields = fields
-        canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
-        self.seed = hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+        self.seed = _digest(fields)
         self.lines = 0
+
+
+def _digest(document: dict[str, Any]) -> str:
+    """A stable id part from a document's content (keys in any order)."""
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
 
 
 class ClusterWriter(WriterBatch):
@@ -354,8 +358,7 @@ class ClusterWriter(WriterBatch):
     def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None:
         document = {k: v for k, v in doc.items() if v is not None}
         document[rq.TIMESTAMP] = rq.iso(timestamp)
-        canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, default=str)
-        digest = hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+        digest = _digest(document)
         seen = self._occurrences[digest] = self._occurrences.get(digest, 0) + 1  # identical lines stay distinct
         self._queue(timestamp, f"{digest}-{seen}", document)
 
