@@ -30,7 +30,8 @@ from .cluster_server import (REJECTED, UNAVAILABLE, RecordedCluster, error_body,
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC)
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "logstash" / "1284371.json"
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata" / "logstash" / "1284371.json"
 
 
 def millis(moment: dt.datetime) -> int:
@@ -500,15 +501,19 @@ def test_the_backend_is_chosen_in_the_config_file_or_environment(tmp_path):
 
 # -- the command line on a cluster ------------------------------------------------
 
-def _cli(*args, cluster_url: str, tmp_path):
+def _cli(*args, env: dict[str, str], stdin: str | None = None, timeout: float = 60):
+    """elastic-recheck as a user runs it, with ``env`` added to the environment."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "ER_DATA_DIR": str(tmp_path), "ER_BACKEND": "elasticsearch",
-           "ER_CLUSTER_URLS": cluster_url, "ER_CLUSTER_RETRIES": "0"}
     return subprocess.run([sys.executable, "-m", "elastic_recheck", *args], capture_output=True, text=True,
-                          env=env, timeout=60, cwd=Path(__file__).resolve().parents[1])
+                          env={**os.environ, **env}, timeout=timeout, cwd=ROOT, input=stdin)
+
+
+def _on_cluster(url: str, data_dir: Path) -> dict[str, str]:
+    return {"ER_DATA_DIR": str(data_dir), "ER_BACKEND": "elasticsearch", "ER_CLUSTER_URLS": url,
+            "ER_CLUSTER_RETRIES": "0"}
 
 
 def test_er_query_on_a_cluster_is_the_same_command(cluster, tmp_path):
@@ -532,7 +537,7 @@ def test_er_query_on_a_cluster_is_the_same_command(cluster, tmp_path):
         "tags": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
     }}}}))
     cluster.on("POST", r"/.*/_search", aggregations)
-    result = _cli("query", "-e", 'message:"boom"', cluster_url=cluster.url, tmp_path=tmp_path)
+    result = _cli("query", "-e", 'message:"boom"', env=_on_cluster(cluster.url, tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "total hits: 2", "build_name", "  100% build_name-x", "tags", "  100% tags-x",
@@ -546,7 +551,7 @@ def test_a_cluster_that_is_down_is_one_line_and_a_non_zero_exit(tmp_path):
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    result = _cli("query", "-e", "boom", cluster_url=f"http://127.0.0.1:{port}", tmp_path=tmp_path)
+    result = _cli("query", "-e", "boom", env=_on_cluster(f"http://127.0.0.1:{port}", tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: Elasticsearch at http://127.0.0.1:{port}: unreachable: " + result.stderr.split("unreachable: ")[1].strip()]
@@ -554,20 +559,14 @@ def test_a_cluster_that_is_down_is_one_line_and_a_non_zero_exit(tmp_path):
 
 def test_moving_from_the_embedded_index_to_a_cluster_and_back(cluster, tmp_path):
     """docs/backends.md: export with er-query --json, load with ingest --docs."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    embedded = {**os.environ, "ER_DATA_DIR": str(tmp_path / "embedded"), "ER_BACKEND": "embedded"}
+    embedded = {"ER_DATA_DIR": str(tmp_path / "embedded"), "ER_BACKEND": "embedded"}
 
     def run(*args, env, stdin=None):
-        result = subprocess.run([sys.executable, "-m", "elastic_recheck", *args], capture_output=True, text=True,
-                                env=env, timeout=120, cwd=root, input=stdin)
+        result = _cli(*args, env=env, stdin=stdin, timeout=120)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    build = root / "examples" / "builds" / sorted(os.listdir(root / "examples" / "builds"))[0]
+    build = sorted((ROOT / "examples" / "builds").iterdir())[0]
     run("ingest", "--logs", str(build), "--metadata", str(build / "build.json"), env=embedded)
     exported = run("query", "--json", "--days", "0", "-e", "*:*", env=embedded)
     documents = [json.loads(line) for line in exported.splitlines()]
@@ -575,14 +574,13 @@ def test_moving_from_the_embedded_index_to_a_cluster_and_back(cluster, tmp_path)
 
     cluster.on("PUT", r"/_index_template/.*", (200, {"acknowledged": True}))
     cluster.on("POST", "/_bulk", lambda request: _bulk_answer(request, lambda n: [201] * n))
-    to_cluster = {**os.environ, "ER_DATA_DIR": str(tmp_path / "state"), "ER_BACKEND": "elasticsearch",
-                  "ER_CLUSTER_URLS": cluster.url}
+    to_cluster = {"ER_DATA_DIR": str(tmp_path / "state"), "ER_BACKEND": "elasticsearch", "ER_CLUSTER_URLS": cluster.url}
     run("ingest", "--docs", "-", env=to_cluster, stdin=exported)
     sent = [line for request in cluster.seen("POST", "/_bulk") for line in request.lines[1::2]]
     assert sorted(map(json.dumps, sent)) == sorted(map(json.dumps, (
         {**d, "@timestamp": d["@timestamp"][:23] + "Z"} for d in documents)))  # milliseconds, as a cluster keeps
 
-    back = {**os.environ, "ER_DATA_DIR": str(tmp_path / "back"), "ER_BACKEND": "embedded"}
+    back = {"ER_DATA_DIR": str(tmp_path / "back"), "ER_BACKEND": "embedded"}
     run("ingest", "--docs", "-", env=back, stdin="\n".join(json.dumps(d) for d in sent))
     assert run("query", "--days", "0", "-e", "*:*", env=back).splitlines()[0] == f"total hits: {len(documents)}"
 
@@ -622,7 +620,7 @@ def test_the_watch_daemon_on_a_cluster(cluster, tmp_path):
     settings = Settings(data_dir=tmp_path, backend="elasticsearch", cluster=ClusterSettings(urls=(cluster.url,)))
     state = StateDB(settings.state_db)
     daemon = Daemon(settings, open_backend(settings), state, PrintingReviewer(out),
-                    FingerprintSet(Path(__file__).resolve().parents[1] / "queries"))
+                    FingerprintSet(ROOT / "queries"))
     daemon.accept(failure(864201, 3, [("tempest-full", "https://zuul.example.org/t/main/build/" + uuid, "FAILURE")]))
     daemon.process_due()
     state.close()
