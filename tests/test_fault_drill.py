@@ -234,7 +234,7 @@ def test_fault_drill(tmp_path, capsys):
         accepted = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         finished = {row[0] for row in db.execute("SELECT key FROM events WHERE status = 'done'")}
         outcomes = db.execute("SELECT change, patchset, kind, pipeline FROM outcomes").fetchall()
-        in_doubt = db.execute("SELECT COUNT(*) FROM comments WHERE state = 'unknown'").fetchone()[0]
+        in_doubt = {(c, p) for c, p in db.execute("SELECT change, patchset FROM comments WHERE state = 'unknown'")}
     classified = {(c, p) for c, p, kind, _ in outcomes if kind in ("bugs", "unrecognized")}
     to_comment = {(c, p) for c, p, kind, _ in outcomes if kind == "bugs"}
     expected_irc = sum(1 for *_, kind, pipeline in outcomes if pipeline == "gate" and kind in ("bugs", "unrecognized"))
@@ -242,7 +242,10 @@ def test_fault_drill(tmp_path, capsys):
     sent = {(int(e["change"]["number"]), int(e["patchSet"]["number"])) for e in failures}
     lost = len(sent - classified)
     duplicates = len(reviewed) - len(set(reviewed))
-    missing_comments = len(to_comment - set(reviewed)) - in_doubt
+    # A post cut off before Gerrit's answer is "in doubt": it may or may not have
+    # arrived, and at most once means it is not sent again. Every other bug found
+    # must have its comment.
+    missing_comments = to_comment - set(reviewed) - in_doubt
     try:
         listener.wait_for(lambda: len(heard) + len(listener.texts(CHANNEL)) >= expected_irc, timeout=20)
     except AssertionError:
@@ -261,7 +264,9 @@ def test_fault_drill(tmp_path, capsys):
         f"  commented:            {len(set(reviewed)):,}",
         f"  duplicates:           {duplicates}",
         f"  lost:                 {lost}",
-        f"  comments in doubt:    {in_doubt} (cut off mid-post; at most once, so not sent again)",
+        f"  comments in doubt:    {len(in_doubt)} (cut off mid-post, {len(in_doubt & set(reviewed))} of them arrived;"
+        " at most once, so not sent again)",
+        f"  comments missing:     {len(missing_comments)}",
         f"  IRC lines:            {irc_lines} of {expected_irc} gate announcements",
         f"  peak RSS (daemon):    {daemon.peak_kib / 1024:.0f} MiB",
         f"  took:                 {time.monotonic() - started:.0f} s",
@@ -272,5 +277,5 @@ def test_fault_drill(tmp_path, capsys):
     with capsys.disabled():
         print("\n" + report)
     assert lost == 0 and duplicates == 0, report
-    assert accepted == len(failures) and missing_comments == 0, report
+    assert accepted == len(failures) and not missing_comments, report
     assert irc_lines > len(heard), report  # the bot came back after the IRC restart
