@@ -71,3 +71,20 @@ def test_indexing_fast_path_gives_the_same_terms_as_queries(text):
     """Lines are analysed in Python at ingest; queries through the tantivy
     analyzer. Both must produce the same terms or phrases would miss."""
     assert index_text(text) == " ".join(analyze(text))
+
+
+_ASCII_EDGES = st.sampled_from(list("aZ09_.:',;-/ \t\"\\") + ["ab", "12", "__", "a.b", "1.2", "a'", "_1", "x:"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_ASCII_EDGES, max_size=40).map("".join))
+def test_native_ascii_scanner_gives_the_same_terms_as_queries(text):
+    """The C scanner ingest runs on ASCII lines, on the characters where word
+    rules turn: underscores, mid-word and mid-number punctuation, edges."""
+    assert index_text(text) == " ".join(analyze(text))
+
+
+def test_native_ascii_scanner_on_log_lines():
+    line = "2026-11-20 10:30:00.123 ERROR nova.compute.manager [req-1a2b] Instance_ID 3f.x don't: 1,000.5;7 __init__ a.1 'q'"
+    assert index_text(line) == " ".join(analyze(line))
+    assert index_text(line).split()[:6] == ["2026", "11", "20", "10", "30", "00.123"]

@@ -1,0 +1,5 @@
+"""Only the native part; everything else is declared in setup.cfg."""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("elastic_recheck._tokens", ["elastic_recheck/_tokens.c"])])
