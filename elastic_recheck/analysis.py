@@ -68,7 +68,7 @@ def analyze(text: str) -> tuple[str, ...]:
 
 
 def build_pretokenized_analyzer() -> tantivy.TextAnalyzer:
-    """For text analysed in Python by :func:`index_text`: split on spaces only."""
+    """For text already analysed by :func:`index_text`: split on spaces only."""
     return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
 
 

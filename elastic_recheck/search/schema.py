@@ -16,7 +16,7 @@ In ``contexts/`` every standard field of DESIGN §3 gets two tantivy fields:
 (``t`` and ``k``), so ingest never loses a field. tantivy cannot run regex or
 range queries on JSON paths, so those work on the standard fields only.
 
-In ``lines/`` the message is analysed in Python (``analysis.index_text``) and
+In ``lines/`` the message is analysed before tantivy sees it (``analysis.index_text``) and
 indexed with a whitespace tokenizer: the same terms, at a fraction of the cost.
 """
 
