@@ -68,7 +68,7 @@ _LOG_ALPHABET = st.sampled_from(list("abzAZ09_.:',;-/ =[]()\"\\\t") + ["é", "ß
 @settings(max_examples=400, deadline=None)
 @given(st.text(_LOG_ALPHABET, max_size=40) | st.text(max_size=20))
 def test_indexing_fast_path_gives_the_same_terms_as_queries(text):
-    """Lines are analysed in Python at ingest; queries through the tantivy
+    """Lines are analysed by index_text at ingest; queries through the tantivy
     analyzer. Both must produce the same terms or phrases would miss."""
     assert index_text(text) == " ".join(analyze(text))
 
