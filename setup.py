@@ -2,4 +2,7 @@
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("elastic_recheck._tokens", ["elastic_recheck/_tokens.c"])])
+setup(ext_modules=[
+    Extension("elastic_recheck._tokens", ["elastic_recheck/_tokens.c"]),
+    Extension("elastic_recheck._logline", ["elastic_recheck/_logline.c"]),
+])

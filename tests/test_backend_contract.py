@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from elastic_recheck.config import ClusterSettings
-from elastic_recheck.search import ALL_TIME, TimeWindow
+from elastic_recheck.search import ALL_TIME, TimeWindow, epoch_micros
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -48,13 +48,13 @@ def write_build(writer, build_uuid: str, errors: int = 2) -> None:
     base = AGE[build_uuid]
     console = writer.context({**fields, "filename": "job-output.txt", "tags": ["job-output.txt", "console"],
                               "log_url": f"https://logs.example.org/{build_uuid}/job-output.txt"})
-    writer.add_line(console, at(base, 0), "Running tempest")
-    writer.add_line(console, at(base, 60), f"Build {BUILDS[build_uuid]['build_status']}")
+    writer.add_line(console, epoch_micros(at(base, 0)), "Running tempest")
+    writer.add_line(console, epoch_micros(at(base, 60)), f"Build {BUILDS[build_uuid]['build_status']}")
     cpu = writer.context({**fields, "filename": "logs/screen-n-cpu.txt", "loglevel": "ERROR",
                           "tags": ["screen-n-cpu.txt", "ERROR"],
                           "log_url": f"https://logs.example.org/{build_uuid}/logs/screen-n-cpu.txt"})
     for n in range(errors):
-        writer.add_line(cpu, at(base, 10 + n), f"{TIMEOUT} (attempt {n})")
+        writer.add_line(cpu, epoch_micros(at(base, 10 + n)), f"{TIMEOUT} (attempt {n})")
 
 
 def _cluster_backend(product: str):

@@ -20,7 +20,7 @@ import pytest
 
 from elastic_recheck.config import ClusterSettings, load_settings
 from elastic_recheck.errors import BackendError, ConfigError, QuerySyntaxError
-from elastic_recheck.search import ALL_TIME, TimeWindow, open_backend
+from elastic_recheck.search import ALL_TIME, TimeWindow, epoch_micros, open_backend
 from elastic_recheck.search import cluster_requests as rq
 from elastic_recheck.search.cluster import ClusterBackend
 from elastic_recheck.search.cluster_connection import ClusterConnection
@@ -415,7 +415,7 @@ def test_ingest_installs_the_template_deletes_the_old_build_then_bulk_writes_day
         for n, moment in enumerate([dt.datetime(2026, 11, 20, 23, 59, tzinfo=UTC),
                                     dt.datetime(2026, 11, 21, 0, 1, tzinfo=UTC),
                                     dt.datetime(2026, 11, 21, 0, 2, tzinfo=UTC)]):
-            writer.add_line(context, moment, f"line {n}")
+            writer.add_line(context, epoch_micros(moment), f"line {n}")
     order = [(r.method, r.path) for r in cluster.requests if r.path != "/"]
     assert order[0] == ("PUT", "/_index_template/elastic-recheck")
     assert order[1] == ("POST", "/logstash-*/_delete_by_query")
@@ -460,7 +460,7 @@ def test_partial_bulk_failures_are_retried_and_reported_if_they_persist(cluster)
     writer = backend.writer()
     context = _context(writer)
     for n in range(3):
-        writer.add_line(context, dt.datetime(2026, 11, 21, 0, n, tzinfo=UTC), f"line {n}")
+        writer.add_line(context, epoch_micros(dt.datetime(2026, 11, 21, 0, n, tzinfo=UTC)), f"line {n}")
     with pytest.raises(BackendError, match=r"refused 1 of the documents \(the others were indexed\): "
                                            r"logstash-2026.11.21/.*document_parsing_exception"):
         writer.commit()

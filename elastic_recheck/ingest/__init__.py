@@ -84,7 +84,7 @@ def ingest_build(
                             fields["loglevel"] = level
                         fields["tags"] = [*base_tags, level] if level else base_tags
                         context = contexts[level] = writer.context(fields)
-                    writer.add_line(context, event.timestamp, event.message)
+                    writer.add_line(context, event.micros, event.message)
                     report.documents += 1
                     if progress and report.documents % 1000 == 0:
                         progress(1000)

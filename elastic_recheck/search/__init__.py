@@ -13,6 +13,20 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterator, Protocol, Sequence
 
 UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(moment: dt.datetime) -> int:
+    """Microseconds since the epoch; naive moments are UTC. Log lines cross
+    the writer contract this way: parsing yields it without a datetime per line."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_epoch_micros(value: int | float) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=int(value))
 
 
 @dataclass(frozen=True)
@@ -80,8 +94,9 @@ class IndexWriter(Protocol):
     def context(self, fields: dict[str, Any]) -> Any:
         """A handle for fields many lines share (a build's file at one level)."""
 
-    def add_line(self, context: Any, timestamp: dt.datetime, message: str) -> None:
-        """One log event with the fields of ``context``: the ingest fast path."""
+    def add_line(self, context: Any, micros: int, message: str) -> None:
+        """One log event with the fields of ``context``, at ``micros``
+        (:func:`epoch_micros`): the ingest fast path."""
 
     def commit(self) -> None: ...
 

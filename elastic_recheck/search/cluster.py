@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from ..config import ClusterSettings
 from ..errors import BackendError, QuerySyntaxError
 from ..ingest.documents import parse_timestamp
-from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch
+from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch, from_epoch_micros
 from . import cluster_requests as rq
 from .cluster_connection import RETRY_STATUSES, ClusterConnection, ClusterHTTPError, error_reason, shard_failure
 from .day_indices import DayIndices
@@ -348,7 +348,8 @@ class ClusterWriter(WriterBatch):
     def context(self, fields: dict[str, Any]) -> _Context:
         return _Context({k: v for k, v in fields.items() if v is not None and k not in (rq.MESSAGE, rq.TIMESTAMP)})
 
-    def add_line(self, context: _Context, timestamp: dt.datetime, message: str) -> None:
+    def add_line(self, context: _Context, micros: int, message: str) -> None:
+        timestamp = from_epoch_micros(micros)
         context.lines += 1
         document = dict(context.fields)
         document[rq.TIMESTAMP] = rq.iso(timestamp)

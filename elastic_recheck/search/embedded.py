@@ -456,10 +456,10 @@ class EmbeddedWriter(WriterBatch):
             self._prefixes[cid] = sch.line_prefix(cid, fields)
         return cid
 
-    def add_line(self, cid: int, timestamp: dt.datetime, message: str) -> None:
+    def add_line(self, cid: int, micros: int, message: str) -> None:
         """One log event of a context from :meth:`context`: the ingest fast path."""
         try:
-            self._lines.add_json(sch.line_json(self._prefixes[cid], sch.micros(timestamp), message, index_text(message)))
+            self._lines.add_json(sch.line_json(self._prefixes[cid], micros, message, index_text(message)))
         except ValueError as exc:
             raise RecheckError(f"document rejected by the index: {exc}") from None
         self.added += 1
@@ -470,7 +470,7 @@ class EmbeddedWriter(WriterBatch):
             message = "\n".join(sch.facet_value(part) for part in message)
         elif message is not None and not isinstance(message, str):
             message = sch.facet_value(message)
-        self.add_line(self.context(doc), timestamp, message or "")
+        self.add_line(self.context(doc), sch.micros(timestamp), message or "")
 
     def commit(self) -> None:
         self._contexts.commit()

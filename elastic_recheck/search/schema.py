@@ -31,6 +31,7 @@ from typing import Any
 import tantivy
 
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME
+from . import epoch_micros as micros, from_epoch_micros as from_micros  # noqa: F401 - the names this layout uses
 
 LAYOUT_VERSION = 3
 TIMESTAMP_FIELD = "@timestamp"
@@ -134,21 +135,6 @@ def _text_value(value: Any) -> Any:
     if isinstance(value, list):
         return [facet_value(v) for v in value]
     return facet_value(value)
-
-
-def micros(moment: dt.datetime) -> int:
-    """``ts`` of a moment; naive moments are UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    delta = moment - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def from_micros(value: int | float) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=int(value))
 
 
 def format_timestamp(moment: dt.datetime) -> str:
