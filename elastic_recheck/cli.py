@@ -346,7 +346,7 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     else:
         from .gerrit_ssh import EventStream
 
-        stream = EventStream(settings.gerrit, events)
+        stream = EventStream(settings.gerrit, events, backoff_max=settings.watch.retry_max)
         stream.start()
     try:
         daemon.run(events, exit_when_exhausted=bool(events_file))

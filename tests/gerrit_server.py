@@ -67,13 +67,21 @@ class GerritServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            # Each handshake in its own thread: start_server() blocks until key
+            # exchange is done, and one connection cut off mid-handshake (the
+            # tests drop connections at random moments) must neither hold up
+            # nor end the accept loop.
+            threading.Thread(target=self._negotiate, args=(conn,), daemon=True).start()
+
+    def _negotiate(self, conn: socket.socket) -> None:
+        try:
             transport = paramiko.Transport(conn)
             transport.add_server_key(self.host_key)
-            self.transports.append(transport)
-            try:
-                transport.start_server(server=_Handler(self))
-            except (paramiko.SSHException, EOFError, OSError):
-                continue
+            with self.lock:
+                self.transports.append(transport)
+            transport.start_server(server=_Handler(self))
+        except Exception:  # noqa: BLE001 - whatever a half-open connection raises, the server goes on
+            conn.close()
 
     def _command(self, channel: paramiko.Channel, command: str) -> None:
         time.sleep(self.command_delay)  # let the transport acknowledge the exec request first
@@ -155,5 +163,7 @@ class GerritServer:
     def close(self) -> None:
         self.stopping = True
         self.sock.close()
-        for transport in self.transports:
+        with self.lock:
+            transports = list(self.transports)
+        for transport in transports:
             transport.close()

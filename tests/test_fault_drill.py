@@ -224,6 +224,9 @@ def test_fault_drill(tmp_path, capsys):
               timeout=300)
         time.sleep(1.0)  # anything that would come twice comes now
         assert daemon.stop() == 0
+    except BaseException:
+        print("the daemon's log, last 60 lines:\n" + "".join(daemon.log.read_text().splitlines(True)[-60:]))
+        raise
     finally:
         if daemon.proc and daemon.proc.poll() is None:
             daemon.proc.kill()
