@@ -22,6 +22,10 @@ class _Handler(paramiko.ServerInterface):
         return "publickey"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        with self.server.lock:
+            if self.server.refuse_logins > 0:
+                self.server.refuse_logins -= 1
+                return paramiko.AUTH_FAILED
         if username == self.server.user and key.get_base64() == self.server.client_key.get_base64():
             return paramiko.AUTH_SUCCESSFUL
         return paramiko.AUTH_FAILED
@@ -55,6 +59,7 @@ class GerritServer:
         self.streams: list[paramiko.Channel] = []
         self.backlog: list[str] = []
         self.fail_reviews = 0
+        self.refuse_logins = 0  # refuse the next N logins, as a Gerrit starting up or overloaded does
         self.vanish_after_reviews = 0  # record a review, then drop the connection before answering
         self.lock = threading.Lock()
         self.stopping = False

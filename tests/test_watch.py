@@ -238,6 +238,18 @@ def test_gerrit_stream_to_review_over_ssh_survives_a_dropped_connection(data_dir
     assert "skipped a malformed event" in err and "event stream" in err
 
 
+def test_a_gerrit_refusing_logins_is_retried_no_slower_than_retry_max(data_dir, tmp_path, gerrit):
+    gerrit.refuse_logins = 6  # at doubling delays from 1 s with no cap, the sixth retry would come after 63 s
+    started = time.monotonic()
+    proc = _watch(data_dir, config=_config(tmp_path, gerrit, retry_max=0.5))
+    try:
+        gerrit.wait_for_stream(timeout=30)
+        assert time.monotonic() - started < 20
+    finally:
+        err = _stop(proc)
+    assert err.count("cannot connect") == 6, err
+
+
 def test_an_unknown_host_key_is_refused(data_dir, tmp_path, gerrit):
     gerrit.known_hosts.write_text(f"[127.0.0.1]:{gerrit.port} ssh-ed25519 "
                                   "AAAAC3NzaC1lZDI1NTE5AAAAIJvZfcYzbC6qzUZwR4YoB5dEGO6wZ4eUfpQzHVBOGBpq\n")
