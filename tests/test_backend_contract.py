@@ -170,6 +170,15 @@ def test_one_build_against_many_fingerprints(backend):
     assert backend.match_build("nope0000", queries) == [False] * 4
 
 
+def test_classifying_build_after_build_answers_what_each_query_alone_would(backend):
+    queries = [f'message:"{TIMEOUT}" AND NOT build_queue:gate', '(build_name:grenade OR voting:0) AND message:Build',
+               f'message:"{TIMEOUT}" AND @timestamp:[now-2d TO now]', 'tags:console AND NOT message:SUCCESS',
+               'loglevel:ERROR OR build_status:SUCCESS', "NOT message:tempest"]
+    for build_uuid in ("a1a1a1a1", "b2b2b2b2", "c3c3c3c3", "a1a1a1a1"):
+        alone = [backend.count(f'({q}) AND build_uuid:"{build_uuid}"') > 0 for q in queries]
+        assert backend.match_build(build_uuid, queries) == alone, build_uuid
+
+
 def test_a_builds_files_tell_whether_its_logs_are_indexed(backend):
     assert backend.build_files("a1a1a1a1") == {"job-output.txt": 2, "logs/screen-n-cpu.txt": 2}
     assert backend.build_files("nope0000") == {}

@@ -21,7 +21,7 @@ from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_p
 from ..errors import BackendError, RecheckError
 from . import schema as sch
 from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch
-from .translate import Translator, prepare
+from .translate import Plan, Translator, prepare
 
 UTC = dt.timezone.utc
 _FIELDS_FILE = "er-fields.json"
@@ -61,6 +61,7 @@ class EmbeddedBackend:
         self._compiled: dict[str, tuple[int, Query]] = {}
         self._context_fields: dict[int, dict[str, Any]] = {}
         self._leaves: dict[lucene.Node, Query | None] = {}
+        self._plans: dict[str, Plan] = {}
         self._lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------
@@ -76,6 +77,19 @@ class EmbeddedBackend:
                     self._parsed.clear()
                 self._parsed[query] = node
         return node
+
+    def _plan(self, query: str, resolver: "_ContextLookup") -> Plan:
+        """A fingerprint translated once for every build it is run against."""
+        with self._lock:
+            plan = self._plans.get(query)
+        if plan is None:
+            plan = Translator(self.schema, query, contexts=resolver, leaf_cache=self._leaves).plan(self.parse(query))
+            with self._lock:
+                if len(self._plans) > 10_000:
+                    self._plans.clear()
+                    self._leaves.clear()
+                self._plans[query] = plan
+        return plan
 
     def compile(self, query: str) -> Query:
         """The tantivy query over ``lines/`` for a Lucene query string. Cached
@@ -306,14 +320,10 @@ class EmbeddedBackend:
         if not build_cids:
             return matched
         resolver = _ContextLookup(self, context_searcher, within=build_cids)
-        if len(self._leaves) > 100_000:
-            self._leaves.clear()
-        compiled = [
-            Translator(self.schema, q, contexts=resolver, leaf_cache=self._leaves).translate(self.parse(q), prepared=True)
-            for q in queries
-        ]
+        translator = Translator(self.schema, "", contexts=resolver, context_cache={})
+        compiled = [translator.instantiate(self._plan(q, resolver)) for q in queries]
         searcher = self._searcher()
-        build = Query.term_query(self.schema, sch.BUILD, build_uuid)
+        build = self._in_contexts(build_cids)
 
         def any_match(indices: Sequence[int]) -> bool:
             group = (
@@ -338,7 +348,7 @@ class EmbeddedBackend:
         return matched
 
     def build_files(self, build_uuid: str) -> dict[str, int]:
-        counts = self._context_counts(Query.term_query(self.schema, sch.BUILD, build_uuid))
+        counts = self._context_counts(self._in_contexts(self._build_cids(self._context_searcher(), build_uuid)))
         return _sum_by_value(counts, self.context_fields(list(counts)), "filename")
 
     def field_names(self) -> list[str]:
@@ -370,6 +380,7 @@ class EmbeddedBackend:
         self._compiled.clear()
         self._context_fields.clear()
         self._leaves.clear()
+        self._plans.clear()
 
 
 def _sum_by_value(counts: dict[int, int], contexts: dict[int, dict[str, Any]], name: str) -> dict[str, int]:
@@ -436,7 +447,8 @@ class EmbeddedWriter(WriterBatch):
             raise BackendError(f"cannot write to the index in {self.backend.path}: {exc}") from None
 
     def replace_build(self, build_uuid: str) -> None:
-        self._lines.delete_documents_by_term(sch.BUILD, build_uuid)
+        for cid in self.backend._build_cids(self._searcher, build_uuid):
+            self._lines.delete_documents_by_term(sch.CID, cid)
 
     def context(self, fields: dict[str, Any]) -> int:
         """The ``cid`` for these fields (message and @timestamp ignored),
@@ -453,7 +465,7 @@ class EmbeddedWriter(WriterBatch):
                     raise RecheckError(f"document rejected by the index: {exc}") from None
             self._fields.update(name for name in fields if not sch.is_indexed_field(name))
             self._cids[canonical] = cid
-            self._prefixes[cid] = sch.line_prefix(cid, fields)
+            self._prefixes[cid] = sch.line_prefix(cid)
         return cid
 
     def add_line(self, cid: int, micros: int, message: str) -> None:

@@ -33,12 +33,11 @@ import tantivy
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME
 from . import epoch_micros as micros, from_epoch_micros as from_micros  # noqa: F401 - the names this layout uses
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 TIMESTAMP_FIELD = "@timestamp"
 MESSAGE = "message"
 TS = "ts"  # microseconds since the epoch
 CID = "cid"
-BUILD = "build"  # the build_uuid again, in lines/: one term selects a build's lines
 SOURCE = "src"
 EXTRA_TEXT = "t"
 EXTRA_FACET = "k"
@@ -94,7 +93,6 @@ def line_schema() -> tantivy.Schema:
     # term per line into the dictionary (a third of the indexing CPU, measured).
     builder.add_integer_field(TS, stored=False, indexed=False, fast=True)
     builder.add_integer_field(CID, stored=True, indexed=True, fast=True)
-    builder.add_text_field(BUILD, tokenizer_name="raw", index_option="basic")
     builder.add_text_field(MESSAGE, tokenizer_name=PRETOKENIZED_NAME, index_option="position")
     builder.add_bytes_field(SOURCE, stored=True, indexed=False)
     return builder.build()
@@ -175,12 +173,12 @@ def context_json(cid: int, canonical: str) -> str:
     return json.dumps(row, ensure_ascii=False)
 
 
-def line_prefix(cid: int, fields: dict[str, Any]) -> str:
-    """The start of the JSON of every line of one context (see :func:`line_json`)."""
-    build = fields.get("build_uuid")
-    if build is None:
-        return f'{{"cid":{cid},'
-    return f'{{"cid":{cid},"{BUILD}":{json.dumps(facet_value(build), ensure_ascii=False)},'
+def line_prefix(cid: int) -> str:
+    """The start of the JSON of every line of one context (see :func:`line_json`).
+
+    A line holds no build field: a build's lines are its contexts' lines, and
+    a term per line for it cost an eighth of the indexing time (measured)."""
+    return f'{{"cid":{cid},'
 
 
 def line_json(prefix: str, ts: int, message: str, tokens: str) -> str:

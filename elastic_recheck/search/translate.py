@@ -23,6 +23,11 @@ from . import schema as sch
 _MAX_CODEPOINT = 0x10FFFF
 
 
+# A query translated but for its context clauses (Translator.plan):
+# ("query", Query | None) | ("contexts", node) | ("leaf", node) | ("bool", must, should, must_not)
+Plan = tuple
+
+
 class ContextResolver(Protocol):
     """Answers clauses on context fields (see ``schema``) with the ``cid`` of
     every matching context; ``key`` identifies the clause for caching.
@@ -79,14 +84,19 @@ class Translator:
         now: dt.datetime | None = None,
         contexts: ContextResolver | None = None,
         leaf_cache: dict[lucene.Node, Query | None] | None = None,
+        context_cache: dict[lucene.Node, Query | None] | None = None,
     ) -> None:
         """``leaf_cache``: translated leaves kept across queries on one schema,
-        so classifying a build does not rebuild a thousand phrase queries."""
+        so classifying a build does not rebuild a thousand phrase queries.
+        ``context_cache``: context clauses as ``cid`` sets, kept across queries
+        answered by the same ``contexts`` (a thousand fingerprints name a few
+        dozen distinct ``tags``/``build_name`` clauses)."""
         self.schema = schema
         self.query = query
         self.now = now
         self.contexts = contexts
         self.leaf_cache = leaf_cache
+        self.context_cache = context_cache
         self._context_translator = Translator(contexts.schema, query, now) if contexts else None
 
     def translate(self, node: lucene.Node, prepared: bool = False) -> Query:
@@ -152,6 +162,15 @@ class Translator:
         raise self.unsupported(f"unsupported clause {node!r}")
 
     def _context_set(self, node: lucene.Node) -> Query | None:
+        if self.context_cache is None:
+            return self._lookup_context_set(node)
+        try:
+            return self.context_cache[node]
+        except KeyError:
+            translated = self.context_cache[node] = self._lookup_context_set(node)
+            return translated
+
+    def _lookup_context_set(self, node: lucene.Node) -> Query | None:
         assert self.contexts is not None and self._context_translator is not None
         query = self._context_translator._node(node)
         if query is None:  # analyses to nothing: Lucene drops the clause
@@ -161,10 +180,48 @@ class Translator:
             return Query.all_query()
         return sch.in_contexts(self.schema, cids)
 
+    def plan(self, node: lucene.Node) -> Plan:
+        """The translation of a prepared query with its context clauses left
+        open, so classifying build after build translates each fingerprint
+        once; :meth:`instantiate` fills them in for the build at hand."""
+        if isinstance(node, ContextClause):
+            assert self._context_translator is not None
+            self._context_translator._node(node.clause)  # an unsupported clause fails now, naming its query
+            return ("contexts", node.clause)
+        if isinstance(node, lucene.Bool):
+            return ("bool", tuple(map(self.plan, node.must)), tuple(map(self.plan, node.should)),
+                    tuple(map(self.plan, node.must_not)))
+        if getattr(node, "field", None) == sch.TIMESTAMP_FIELD:  # date math depends on now
+            return ("leaf", node)
+        return ("query", self._node(node))
+
+    def instantiate(self, plan: Plan) -> Query:
+        result = self._instantiate(plan)
+        return result if result is not None else Query.empty_query()
+
+    def _instantiate(self, plan: Plan) -> Query | None:
+        kind = plan[0]
+        if kind == "query":
+            return plan[1]
+        if kind == "contexts":
+            return self._context_set(plan[1])
+        if kind == "leaf":
+            return self._node(plan[1])
+        return self._combine(
+            [q for q in map(self._instantiate, plan[1]) if q is not None],
+            [q for q in map(self._instantiate, plan[2]) if q is not None],
+            [q for q in map(self._instantiate, plan[3]) if q is not None],
+        )
+
     def _bool(self, node: lucene.Bool) -> Query | None:
-        must = [q for q in map(self._node, node.must) if q is not None]
-        should = [q for q in map(self._node, node.should) if q is not None]
-        must_not = [q for q in map(self._node, node.must_not) if q is not None]
+        return self._combine(
+            [q for q in map(self._node, node.must) if q is not None],
+            [q for q in map(self._node, node.should) if q is not None],
+            [q for q in map(self._node, node.must_not) if q is not None],
+        )
+
+    @staticmethod
+    def _combine(must: list[Query], should: list[Query], must_not: list[Query]) -> Query | None:
         if not must and not should:
             if not must_not:
                 return None
