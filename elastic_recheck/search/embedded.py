@@ -176,7 +176,9 @@ class EmbeddedBackend:
             raise BackendError(f"embedded search failed: {exc}") from None
 
     def _count(self, searcher: tantivy.Searcher, query: Query) -> int:
-        return self._run(searcher, query, limit=1).count or 0
+        # Ordered by a fast field, so nothing is scored: BM25 statistics for
+        # every term made a thousand-fingerprint count 2-3x slower (measured).
+        return self._run(searcher, query, limit=1, order_by_field=sch.CID).count or 0
 
     def _aggregate(self, searcher: tantivy.Searcher, query: Query, aggs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -214,7 +216,7 @@ class EmbeddedBackend:
         if missing:
             searcher = self._context_searcher()
             query = sch.in_contexts(self.context_schema, missing)
-            result = self._run(searcher, query, limit=len(missing))
+            result = self._run(searcher, query, limit=len(missing), order_by_field=sch.CID)
             loaded = dict(sch.stored_context(searcher.doc(address)) for _, address in result.hits)
             with self._lock:
                 if len(self._context_fields) + len(loaded) > _CONTEXT_CACHE:
