@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -102,6 +103,8 @@ def _progress(label: str) -> Any:
 @click.option("--docs", "docs_file", type=click.Path(dir_okay=False, allow_dash=True),
               help="Logstash documents: NDJSON or an Elasticsearch search response ('-' for stdin).")
 @click.option("--logs", help="The build's log directory: a path or an http(s) URL.")
+@click.option("--builds", "builds_dir", type=click.Path(file_okay=False),
+              help="Many builds at once: a directory holding a directory per build (its logs and build.json).")
 @click.option("--metadata", type=click.Path(dir_okay=False), help="Build metadata as a JSON file.")
 @click.option("--zuul-build", help="Zuul build API URL to read the metadata (and log URL) from.")
 @click.option("--build-uuid", help="Build id (with the other --build-* options instead of --metadata).")
@@ -118,13 +121,25 @@ def _progress(label: str) -> Any:
 @click.option("--build-ref")
 @click.option("--keep-debug", is_flag=True, help="Keep DEBUG lines (dropped by default).")
 @_pass_context
-def ingest(ctx: _Context, docs_file: str | None, logs: str | None, metadata: str | None, zuul_build: str | None,
-           keep_debug: bool, voting: bool | None, build_uuid: str | None, **options: str | None) -> None:
-    """Index CI logs: one build's log directory, or exported documents (--docs)."""
-    from .ingest import ingest_build, ingest_documents
+def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: str | None, metadata: str | None,
+           zuul_build: str | None, keep_debug: bool, voting: bool | None, build_uuid: str | None,
+           **options: str | None) -> None:
+    """Index CI logs: one build's log directory, many builds (--builds), or exported documents (--docs)."""
+    from .ingest import ingest_build, ingest_build_dirs, ingest_documents
     from .ingest.sources import fetch_zuul_build, load_metadata_file, metadata_from_mapping, open_logs
 
     backend = ctx.backend()
+    if builds_dir:
+        if docs_file or logs or metadata or zuul_build or build_uuid:
+            raise click.UsageError("--builds takes each build's metadata from its build.json; give it alone")
+        bar = _progress(f"indexing the builds in {builds_dir}")
+        report = ingest_build_dirs(backend, Path(builds_dir), keep_debug=keep_debug,
+                                   progress=bar.update if bar else None)
+        if bar:
+            bar.render_finish()
+        _finish_report(report, f"{report.builds} builds: {report.documents} log events from {report.files} files "
+                               f"indexed ({report.skipped_debug} DEBUG lines dropped)")
+        return
     if docs_file:
         if logs or metadata or zuul_build:
             raise click.UsageError("--docs cannot be combined with a build's --logs/--metadata/--zuul-build")

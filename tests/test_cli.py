@@ -35,6 +35,15 @@ def examples(tmp_path):
     return tmp_path
 
 
+def test_ingest_many_builds_at_once_indexes_what_one_by_one_does(examples, tmp_path):
+    builds = sorted((ROOT / "examples" / "builds").iterdir())
+    bulk = tmp_path / "bulk"
+    out = run("elastic-recheck", "ingest", "--builds", str(ROOT / "examples" / "builds"), data_dir=bulk).stdout
+    assert out.startswith(f"{len(builds)} builds: ")
+    query = ["er-query", "--days", "0", "--verbose", "-e", "tags:console OR loglevel:ERROR OR loglevel:WARNING"]
+    assert run(*query, data_dir=bulk).stdout == run(*query, data_dir=examples).stdout
+
+
 def test_er_query_shows_the_attribute_spread(examples):
     out = run("er-query", "--days", "0", "queries/2000001.yaml", data_dir=examples).stdout.splitlines()
     assert out[0] == "total hits: 2"

@@ -7,15 +7,17 @@ import gzip
 import http.server
 import io
 import json
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from elastic_recheck.errors import IngestError
-from elastic_recheck.ingest import ingest_build, ingest_documents
+from elastic_recheck.errors import BackendError, IngestError
+from elastic_recheck.ingest import ingest_build, ingest_build_dirs, ingest_documents
 from elastic_recheck.ingest.sources import BuildMetadata, fetch_zuul_build, open_logs
 from elastic_recheck.search import ALL_TIME
+from elastic_recheck.search.embedded import EmbeddedBackend
 
 META = BuildMetadata(
     build_uuid="6d1b2f0c9f1e4c3a8e0b6a3f9a1c2d3e", build_name="tempest-full", build_change="864201",
@@ -102,6 +104,50 @@ def test_reingesting_a_build_replaces_it(backend, build_dir):
     ingest_build(backend, open_logs(str(build_dir)), META)
     assert backend.count("*:*") == before + 1
     assert backend.build_files(META.build_uuid)["job-output.txt"] == 4
+
+
+def _builds(root: Path, build_dir: Path, count: int) -> list[Path]:
+    dirs = []
+    for n in range(count):
+        target = root / f"build-{n}"
+        shutil.copytree(build_dir, target)
+        fields = {**META.fields(), "build_uuid": f"{n:032x}", "build_change": str(900000 + n)}
+        (target / "build.json").write_text(json.dumps(fields))
+        dirs.append(target)
+    return dirs
+
+
+def test_many_builds_in_one_session_each_commit_on_its_own(backend, build_dir, tmp_path):
+    one = ingest_build(backend, open_logs(str(build_dir)), META).documents
+    dirs = _builds(tmp_path / "many", build_dir, 3)
+    (dirs[1] / "build.json").write_text("{not json")
+    report = ingest_build_dirs(backend, tmp_path / "many")
+    assert (report.builds, report.documents) == (2, 2 * one)
+    assert [str(e) for e in report.errors] == [f"{dirs[1] / 'build.json'}:1: build metadata is not JSON: "
+                                               "Expecting property name enclosed in double quotes"]
+    assert backend.count(f'build_uuid:"{0:032x}" OR build_uuid:"{2:032x}"') == 2 * one
+    report = ingest_build_dirs(backend, tmp_path / "many")  # again: replaced, not doubled
+    assert backend.count("*:*") == 3 * one
+
+
+def test_an_ingest_session_holds_the_index_for_writing_until_it_ends(backend, build_dir, tmp_path):
+    reader = EmbeddedBackend(backend.path)  # as another process would open it
+    with backend.ingest_session():
+        ingest_build(backend, open_logs(str(build_dir)), META)
+        assert reader.count("*:*") > 0  # committed with its batch
+        with pytest.raises(BackendError, match="being written by another process"):
+            reader.writer()
+        with pytest.raises(RuntimeError), backend.writer() as writer:  # a failed batch rolls back alone
+            writer.replace_build(META.build_uuid)
+            raise RuntimeError("cut off")
+        before = reader.count("*:*")
+        assert before > 0
+        ingest_build(backend, open_logs(str(build_dir)), META)  # and the session writes on
+        assert reader.count("*:*") == before
+        assert backend.build_files(META.build_uuid)["job-output.txt"] == 3
+    with reader.writer() as writer:
+        writer.replace_build(META.build_uuid)
+    assert reader.count("*:*") == 0
 
 
 def test_huge_lines_are_truncated_not_fatal(backend, tmp_path):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from ..errors import IngestError
 from ..search import SearchBackend
 from .documents import parse_timestamp, read_documents
 from .logparse import parse_lines
-from .sources import BuildMetadata, HttpLogs, LocalLogs, logical_name
+from .sources import BuildMetadata, HttpLogs, LocalLogs, load_metadata_file, logical_name
 
 CONSOLE_LOGS = ("job-output.txt", "console.html")
 UTC = dt.timezone.utc
@@ -23,6 +24,7 @@ class IngestReport:
     documents: int = 0
     files: int = 0
     skipped_debug: int = 0
+    builds: int = 0
     errors: list[IngestError] = field(default_factory=list)
 
 
@@ -91,6 +93,37 @@ def ingest_build(
             except (OSError, EOFError) as exc:  # truncated .gz, dropped connection
                 report.errors.append(IngestError(relative, f"read failed part way: {exc}"))
     return report
+
+
+def ingest_build_dirs(
+    backend: SearchBackend, root: Path, *, keep_debug: bool = False, progress: Progress | None = None
+) -> IngestReport:
+    """Every build under ``root``: a directory per build holding its logs and
+    a ``build.json``. One ingest session (see ``SearchBackend.ingest_session``),
+    one commit per build; a build that cannot be read is reported and the
+    others are indexed all the same."""
+    try:
+        build_dirs = sorted(path for path in root.iterdir() if (path / "build.json").is_file())
+    except OSError as exc:
+        raise IngestError(str(root), f"cannot list builds: {exc.strerror}") from None
+    if not build_dirs:
+        raise IngestError(str(root), "no builds found (expected a directory per build, each with a build.json)")
+    total = IngestReport()
+    with backend.ingest_session():
+        for build_dir in build_dirs:
+            try:
+                metadata = load_metadata_file(str(build_dir / "build.json"))
+                report = ingest_build(backend, LocalLogs(str(build_dir)), metadata, keep_debug=keep_debug,
+                                      progress=progress)
+            except IngestError as exc:
+                total.errors.append(exc)
+                continue
+            total.builds += 1
+            total.documents += report.documents
+            total.files += report.files
+            total.skipped_debug += report.skipped_debug
+            total.errors.extend(report.errors)
+    return total
 
 
 def ingest_documents(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, ContextManager, Iterator, Protocol, Sequence
 
 UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -166,6 +166,11 @@ class SearchBackend(Protocol):
     def health(self) -> dict[str, Any]: ...
 
     def writer(self) -> IndexWriter: ...
+
+    def ingest_session(self) -> ContextManager[None]:
+        """Around many writer batches in a row (ingesting many builds in one
+        run): a backend may keep what it sets up per batch. Each batch still
+        commits on its own."""
 
     def close(self) -> None: ...
 

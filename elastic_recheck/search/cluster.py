@@ -9,6 +9,7 @@ only the day indices of the time window that exist.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -16,7 +17,7 @@ import logging
 import threading
 import time
 import urllib.parse
-from typing import Any, Iterator, Sequence
+from typing import Any, ContextManager, Iterator, Sequence
 
 from ..config import ClusterSettings
 from ..errors import BackendError, QuerySyntaxError
@@ -280,6 +281,9 @@ class ClusterBackend:
 
     def writer(self) -> "ClusterWriter":
         return ClusterWriter(self)
+
+    def ingest_session(self) -> ContextManager[None]:
+        return contextlib.nullcontext()  # a bulk request per batch either way
 
     def ensure_template(self) -> None:
         """Install the index template, so day indices created by ingest get

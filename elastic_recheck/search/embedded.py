@@ -6,6 +6,7 @@ process, see each commit as it lands because every read reloads first.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -62,6 +63,7 @@ class EmbeddedBackend:
         self._context_fields: dict[int, dict[str, Any]] = {}
         self._leaves: dict[lucene.Node, Query | None] = {}
         self._plans: dict[str, Plan] = {}
+        self._held: _HeldWriters | None = None
         self._lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------
@@ -375,7 +377,23 @@ class EmbeddedBackend:
         }
 
     def writer(self) -> "EmbeddedWriter":
-        return EmbeddedWriter(self)
+        return EmbeddedWriter(self, self._held)
+
+    @contextlib.contextmanager
+    def ingest_session(self) -> Iterator[None]:
+        """Keep the tantivy writers open across batches. Opening and closing
+        them costs ~4 ms each per batch on an index of a few segments
+        (measured), about a tenth of ingesting a build; meanwhile no other
+        process can write to the index."""
+        if self._held is not None:  # already in one
+            yield
+            return
+        self._held = _HeldWriters(self)
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            held.close()
 
     def close(self) -> None:
         self._parsed.clear()
@@ -423,30 +441,15 @@ class EmbeddedWriter(WriterBatch):
     twice or half. Contexts commit before lines, so no reader ever sees a line
     whose context it cannot find."""
 
-    def __init__(self, backend: EmbeddedBackend) -> None:
+    def __init__(self, backend: EmbeddedBackend, held: "_HeldWriters | None" = None) -> None:
         self.backend = backend
-        self._lines = self._open(backend.lines, _LINES_HEAP, 1)
-        try:
-            self._contexts = self._open(backend.contexts, _CONTEXTS_HEAP, 1)
-        except BackendError:
-            self._lines.rollback()
-            self._lines.wait_merging_threads()
-            raise
+        self._held = held
+        self._lines, self._contexts = held.writers() if held else _open_writers(backend)
         self._searcher = backend._context_searcher()
         self._cids: dict[str, int] = {}
         self._prefixes: dict[int, str] = {}
         self._fields: set[str] = set()
         self.added = 0
-
-    def _open(self, index: tantivy.Index, heap: int, threads: int | None) -> tantivy.IndexWriter:
-        try:
-            return index.writer(heap, threads) if threads else index.writer(heap)
-        except ValueError as exc:
-            if "lock" in str(exc).lower():
-                raise BackendError(
-                    f"the index in {self.backend.path} is being written by another process; try again when it is done"
-                ) from None
-            raise BackendError(f"cannot write to the index in {self.backend.path}: {exc}") from None
 
     def replace_build(self, build_uuid: str) -> None:
         for cid in self.backend._build_cids(self._searcher, build_uuid):
@@ -498,8 +501,49 @@ class EmbeddedWriter(WriterBatch):
         self._contexts.rollback()
 
     def close(self) -> None:
-        self._lines.wait_merging_threads()
-        self._contexts.wait_merging_threads()
+        if self._held is None:
+            self._lines.wait_merging_threads()
+            self._contexts.wait_merging_threads()
+
+
+def _open_writers(backend: EmbeddedBackend) -> tuple[tantivy.IndexWriter, tantivy.IndexWriter]:
+    lines = _open_writer(backend, backend.lines, _LINES_HEAP)
+    try:
+        return lines, _open_writer(backend, backend.contexts, _CONTEXTS_HEAP)
+    except BackendError:
+        lines.rollback()
+        lines.wait_merging_threads()
+        raise
+
+
+def _open_writer(backend: EmbeddedBackend, index: tantivy.Index, heap: int) -> tantivy.IndexWriter:
+    try:
+        return index.writer(heap, 1)
+    except ValueError as exc:
+        if "lock" in str(exc).lower():
+            raise BackendError(
+                f"the index in {backend.path} is being written by another process; try again when it is done"
+            ) from None
+        raise BackendError(f"cannot write to the index in {backend.path}: {exc}") from None
+
+
+class _HeldWriters:
+    """The writers of an ingest session, opened by its first batch."""
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self.backend = backend
+        self._writers: tuple[tantivy.IndexWriter, tantivy.IndexWriter] | None = None
+
+    def writers(self) -> tuple[tantivy.IndexWriter, tantivy.IndexWriter]:
+        if self._writers is None:
+            self._writers = _open_writers(self.backend)
+        return self._writers
+
+    def close(self) -> None:
+        if self._writers is not None:
+            for writer in self._writers:
+                writer.wait_merging_threads()
+            self._writers = None
 
 
 def _check_layout(path: Path) -> None:
