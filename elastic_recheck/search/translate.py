@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import tantivy
 from tantivy import Occur, Query
@@ -76,6 +76,18 @@ def prepare(node: lucene.Node) -> lucene.Node:
     return lucene.Bool(must=new_must, should=tuple(map(prepare, node.should)), must_not=new_must_not)
 
 
+def _cached(
+    cache: dict[lucene.Node, Query | None] | None, node: lucene.Node, translate: Callable[[lucene.Node], Query | None]
+) -> Query | None:
+    if cache is None:
+        return translate(node)
+    try:
+        return cache[node]
+    except KeyError:
+        translated = cache[node] = translate(node)
+        return translated
+
+
 class Translator:
     def __init__(
         self,
@@ -120,13 +132,7 @@ class Translator:
             return Query.all_query()
         if node.field == sch.TIMESTAMP_FIELD:  # date math depends on now: never cached
             return self._timestamp(node)
-        if self.leaf_cache is None:
-            return self._leaf(node)
-        try:
-            return self.leaf_cache[node]
-        except KeyError:
-            translated = self.leaf_cache[node] = self._leaf(node)
-            return translated
+        return _cached(self.leaf_cache, node, self._leaf)
 
     def _leaf(self, node: lucene.Node) -> Query | None:
         if node.field == "*":
@@ -162,13 +168,7 @@ class Translator:
         raise self.unsupported(f"unsupported clause {node!r}")
 
     def _context_set(self, node: lucene.Node) -> Query | None:
-        if self.context_cache is None:
-            return self._lookup_context_set(node)
-        try:
-            return self.context_cache[node]
-        except KeyError:
-            translated = self.context_cache[node] = self._lookup_context_set(node)
-            return translated
+        return _cached(self.context_cache, node, self._lookup_context_set)
 
     def _lookup_context_set(self, node: lucene.Node) -> Query | None:
         assert self.contexts is not None and self._context_translator is not None
