@@ -192,6 +192,7 @@ class Translator:
             return ("bool", tuple(map(self.plan, node.must)), tuple(map(self.plan, node.should)),
                     tuple(map(self.plan, node.must_not)))
         if getattr(node, "field", None) == sch.TIMESTAMP_FIELD:  # date math depends on now
+            self._node(node)  # an unsupported clause fails now, naming its query
             return ("leaf", node)
         return ("query", self._node(node))
 
