@@ -75,6 +75,22 @@ def test_match_build_answers_every_query_in_one_call(idx):
     assert [i for i, m in enumerate(matched) if m] == [0, 1, 40]
 
 
+def test_more_contexts_than_one_aggregation_holds_are_counted_in_parts(index_docs, tmp_path):
+    docs = []
+    for build in range(60):  # 120 contexts: a build's console at two levels
+        for level in ("INFO", "ERROR"):
+            docs += _docs(1 + build % 3, build % 9, build_uuid=f"b{build:02}", build_name=f"job-{build % 7}",
+                          filename="job-output.txt", loglevel=level)
+    whole = index_docs(docs)
+    parts = EmbeddedBackend(whole.path, max_buckets=8)  # at most 8 contexts an aggregation: split 16+ ways
+    fields = ["build_name", "build_uuid", "loglevel"]
+    assert parts.facets("boom", ALL_TIME, fields, size=100) == whole.facets("boom", ALL_TIME, fields, size=100)
+    assert len(parts.facets("boom", ALL_TIME, ["build_uuid"], size=100)["build_uuid"]) == 60
+    assert parts.builds("boom") == whole.builds("boom")
+    day = dt.timedelta(days=1)
+    assert parts.histogram("boom", ALL_TIME, day, "build_name") == whole.histogram("boom", ALL_TIME, day, "build_name")
+
+
 def test_empty_index(backend):
     assert backend.newest_timestamp() is None
     assert backend.search("boom").total == 0

@@ -27,7 +27,7 @@ from .translate import Plan, Translator, prepare
 UTC = dt.timezone.utc
 _FIELDS_FILE = "er-fields.json"
 _LAYOUT_FILE = "er-layout.json"
-_MAX_BUCKETS = 60_000  # below tantivy's 65,000-bucket guard
+_MAX_BUCKETS = 60_000  # per aggregation, below tantivy's 65,000-bucket guard
 _MAX_SPLIT_SERIES = 100
 _LINES_HEAP = 64 * 1024 * 1024
 _CONTEXTS_HEAP = 32 * 1024 * 1024
@@ -47,8 +47,10 @@ def _open_index(path: Path, schema: tantivy.Schema) -> tantivy.Index:
 class EmbeddedBackend:
     name = "embedded"
 
-    def __init__(self, index_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, index_dir: str | os.PathLike[str], max_buckets: int = _MAX_BUCKETS) -> None:
+        """``max_buckets``: contexts per aggregation (tests make it small)."""
         self.path = Path(index_dir)
+        self.max_buckets = max_buckets
         self.path.mkdir(parents=True, exist_ok=True)
         _check_layout(self.path)
         try:
@@ -194,18 +196,30 @@ class EmbeddedBackend:
         """Hits per context: every facet on a context field is a sum over these."""
         return {cid: count for cid, (count, _) in self._context_buckets(query, newest=False).items()}
 
-    def _context_buckets(self, query: Query, newest: bool) -> dict[int, tuple[int, int | None]]:
-        """Hits per context, and with ``newest`` the newest hit's timestamp (micros)."""
-        terms: dict[str, Any] = {"field": sch.CID, "size": _MAX_BUCKETS, "segment_size": _MAX_BUCKETS}
+    def _context_buckets(
+        self, query: Query, newest: bool, low: int = 0, high: int = sch.CID_END
+    ) -> dict[int, tuple[int, int | None]]:
+        """Hits per context with ``cid`` in ``[low, high)``, and with ``newest``
+        the newest hit's timestamp (micros).
+
+        One aggregation holds at most ``max_buckets`` contexts (tantivy refuses
+        more than 65,000 buckets), and a broad query over days of CI matches
+        lines of far more. ``cid`` is a uniform hash, so halving its range
+        halves the contexts: a full answer is split until each half fits."""
+        searcher = self._searcher()
+        scoped = query
+        if (low, high) != (0, sch.CID_END):
+            upper = None if high == sch.CID_END else high  # 2**63 is past the integer field's range
+            span = Query.range_query(self.schema, sch.CID, tantivy.FieldType.Integer, low, upper, True, upper is None)
+            scoped = Query.boolean_query([(Occur.Must, query), (Occur.Must, span)])
+        terms: dict[str, Any] = {"field": sch.CID, "size": self.max_buckets, "segment_size": self.max_buckets}
         aggs: dict[str, Any] = {"c": {"terms": terms}}
         if newest:
             aggs["c"]["aggs"] = {"newest": {"max": {"field": sch.TS}}}
-        buckets = self._aggregate(self._searcher(), query, aggs).get("c", {}).get("buckets", [])
-        if len(buckets) >= _MAX_BUCKETS:
-            raise BackendError(
-                f"the query matches lines of more than {_MAX_BUCKETS:,} distinct builds/files; "
-                "narrow the time window"
-            )
+        buckets = self._aggregate(searcher, scoped, aggs).get("c", {}).get("buckets", [])
+        if len(buckets) >= self.max_buckets and high - low > 1:
+            middle = low + (high - low) // 2
+            return {**self._context_buckets(query, newest, low, middle), **self._context_buckets(query, newest, middle, high)}
         out: dict[int, tuple[int, int | None]] = {}
         for bucket in buckets:
             value = bucket.get("newest", {}).get("value") if newest else None

@@ -147,6 +147,9 @@ def canonical_context(fields: dict[str, Any]) -> str:
     )
 
 
+CID_END = 1 << 63  # every cid is below it
+
+
 def context_id(canonical: str) -> int:
     """63 bits of BLAKE2b: collisions are not a practical concern."""
     digest = hashlib.blake2b(canonical.encode(), digest_size=8).digest()
