@@ -15,7 +15,7 @@ import pytest
 
 from elastic_recheck.errors import BackendError, IngestError
 from elastic_recheck.ingest import ingest_build, ingest_build_dirs, ingest_documents
-from elastic_recheck.ingest.sources import BuildMetadata, fetch_zuul_build, open_logs
+from elastic_recheck.ingest.sources import BuildMetadata, HttpRetry, fetch_zuul_build, open_logs
 from elastic_recheck.search import ALL_TIME
 from elastic_recheck.search.embedded import EmbeddedBackend
 
@@ -165,8 +165,10 @@ def test_an_empty_directory_is_a_clear_error(backend, tmp_path):
 
 
 class _Server:
-    def __init__(self, root: Path) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(root))
+    def __init__(self, root: Path, busy: int = 0) -> None:
+        """``busy``: answer each path's first ``busy`` requests with 503, as a loaded log server does."""
+        self.requests: list[tuple[str, int]] = []
+        handler = functools.partial(_QuietHandler, directory=str(root), busy=busy, requests=self.requests)
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -178,6 +180,21 @@ class _Server:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, busy: int, requests: list, **kwargs) -> None:
+        self.busy, self.requests = busy, requests
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        if sum(1 for path, _ in self.requests if path == self.path) < self.busy:
+            self.requests.append((self.path, 503))
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.requests.append((self.path, 200))
+        super().do_GET()
+
     def log_message(self, *args) -> None:  # keep test output clean
         pass
 
@@ -186,8 +203,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def server(tmp_path):
     servers = []
 
-    def start(root: Path) -> _Server:
-        servers.append(_Server(root))
+    def start(root: Path, busy: int = 0) -> _Server:
+        servers.append(_Server(root, busy))
         return servers[-1]
 
     yield start
@@ -230,9 +247,29 @@ def test_metadata_from_the_zuul_build_api(tmp_path, server):
                                                                                        "2", "gate")
 
 
+QUICK_RETRY = HttpRetry(attempts=3, delay=0.01)
+
+
+def test_a_busy_log_server_is_asked_again(backend, build_dir, server):
+    srv = server(build_dir.parent, busy=2)  # every path: 503, 503, then the file
+    report = ingest_build(backend, open_logs(srv.url + "build/", QUICK_RETRY), META)
+    assert report.files == 3 and not report.errors
+    assert [status for path, status in srv.requests if path == "/build/job-output.txt"] == [503, 503, 200]
+
+
+def test_a_log_server_busy_for_longer_is_a_clear_error_and_a_missing_file_is_not_retried(backend, build_dir, server):
+    srv = server(build_dir.parent, busy=5)
+    with pytest.raises(IngestError, match=r"HTTP 503 .* \(after 3 attempts\)"):
+        ingest_build(backend, open_logs(srv.url + "build/", QUICK_RETRY), META)
+    srv = server(build_dir.parent)
+    with pytest.raises(IngestError, match="HTTP 404"):
+        open_logs(srv.url + "build/", QUICK_RETRY).open("logs/gone.txt")
+    assert [path for path, _ in srv.requests].count("/build/logs/gone.txt") == 1
+
+
 def test_unreachable_log_server_is_a_clear_error(backend):
-    with pytest.raises(IngestError, match="cannot fetch"):
-        ingest_build(backend, open_logs("http://127.0.0.1:9/nowhere/"), META)
+    with pytest.raises(IngestError, match=r"cannot fetch: .* \(after 3 attempts\)"):
+        ingest_build(backend, open_logs("http://127.0.0.1:9/nowhere/", QUICK_RETRY), META)
 
 
 # -- exported documents ---------------------------------------------------------

@@ -8,6 +8,7 @@ import html.parser
 import io
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,6 +21,16 @@ from ..errors import IngestError
 LOG_SUFFIXES = (".txt", ".log", ".html", ".out", ".err")
 LOG_NAMES = ("syslog", "messages", "kern.log")
 HTTP_TIMEOUT = 60
+HTTP_RETRY_STATUSES = (429, 500, 502, 503, 504)
+MAX_RETRY_AFTER = 30
+
+
+@dataclass(frozen=True)
+class HttpRetry:
+    """How a log server that is busy (429/5xx) or drops the connection is asked again."""
+
+    attempts: int = 3
+    delay: float = 0.5  # seconds before the second attempt, doubling
 MAX_LISTING_DEPTH = 6
 
 
@@ -116,14 +127,27 @@ def fetch_zuul_build(url: str) -> BuildMetadata:
     return metadata_from_mapping(data, url)
 
 
-def _open_url(url: str) -> IO[bytes]:
+def _open_url(url: str, retry: HttpRetry = HttpRetry()) -> IO[bytes]:
+    """Log servers under load answer 429/5xx or drop connections now and then:
+    those are tried again (backing off, honouring a short Retry-After);
+    anything else, a 404 say, fails at once."""
     request = urllib.request.Request(url, headers={"User-Agent": "elastic-recheck", "Accept-Encoding": "gzip"})
-    try:
-        response = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT)  # noqa: S310 - http(s) only
-    except urllib.error.HTTPError as exc:
-        raise IngestError(url, f"HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise IngestError(url, f"cannot fetch: {getattr(exc, 'reason', exc)}") from None
+    attempts = max(retry.attempts, 1)
+    for attempt in range(1, attempts + 1):
+        delay = retry.delay * 2 ** (attempt - 1)
+        try:
+            response = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT)  # noqa: S310 - http(s) only
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code not in HTTP_RETRY_STATUSES or attempt == attempts:
+                raise IngestError(url, f"HTTP {exc.code} {exc.reason}" + _after(attempt)) from None
+            retry_after = exc.headers.get("Retry-After", "") if exc.headers else ""
+            if retry_after.isdigit() and int(retry_after) <= MAX_RETRY_AFTER:
+                delay = max(delay, int(retry_after))
+        except (urllib.error.URLError, OSError) as exc:
+            if attempt == attempts:
+                raise IngestError(url, f"cannot fetch: {getattr(exc, 'reason', exc)}" + _after(attempt)) from None
+        time.sleep(delay)
     if response.headers.get("Content-Encoding") == "gzip":
         return gzip.GzipFile(fileobj=response)  # type: ignore[return-value]
     return response  # type: ignore[no-any-return]
@@ -166,9 +190,10 @@ class HttpLogs:
     """A log server directory. Zuul's ``zuul-manifest.json`` lists the tree
     when present; otherwise the server's HTML index pages are followed."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry: HttpRetry = HttpRetry()) -> None:
         self.base = url if url.endswith("/") else url + "/"
         self.location = self.base
+        self.retry = retry
 
     def files(self) -> list[str]:
         manifest = self._manifest()
@@ -177,7 +202,7 @@ class HttpLogs:
 
     def _manifest(self) -> list[str] | None:
         try:
-            with _open_url(self.base + "zuul-manifest.json") as response:
+            with _open_url(self.base + "zuul-manifest.json", self.retry) as response:
                 tree = json.load(response).get("tree", [])
         except (IngestError, ValueError, AttributeError):
             return None
@@ -193,7 +218,7 @@ class HttpLogs:
         return list(walk(tree, ""))
 
     def _crawl(self, prefix: str, depth: int) -> Iterator[str]:
-        with _open_url(self.base + prefix) as response:
+        with _open_url(self.base + prefix, self.retry) as response:
             page = response.read().decode("utf-8", "replace")
         for href in _links(page):
             target = urllib.parse.unquote(href.split("?")[0].split("#")[0])
@@ -206,11 +231,15 @@ class HttpLogs:
                 yield prefix + target
 
     def open(self, relative: str) -> IO[bytes]:
-        handle = _open_url(self.base + urllib.parse.quote(relative))
+        handle = _open_url(self.base + urllib.parse.quote(relative), self.retry)
         if relative.endswith(".gz"):
             data = handle.read()
             return io.BytesIO(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
         return handle
+
+
+def _after(attempts: int) -> str:
+    return f" (after {attempts} attempts)" if attempts > 1 else ""
 
 
 def _links(page: str) -> list[str]:
@@ -228,7 +257,7 @@ def _links(page: str) -> list[str]:
     return parser.hrefs
 
 
-def open_logs(location: str) -> LocalLogs | HttpLogs:
+def open_logs(location: str, retry: HttpRetry = HttpRetry()) -> LocalLogs | HttpLogs:
     if location.startswith(("http://", "https://")):
-        return HttpLogs(location)
+        return HttpLogs(location, retry)
     return LocalLogs(location)
