@@ -11,6 +11,7 @@ import datetime as dt
 from hypothesis import given, settings, strategies as st
 
 from elastic_recheck._logline import line_head
+from elastic_recheck.ingest.logparse import parse_lines
 
 from . import logline_reference as reference
 
@@ -43,6 +44,14 @@ def test_iso_offsets_are_applied():
 def test_syslog_lines_take_the_year_they_are_given():
     line = b"Nov  5 10:00:01 host kernel: WARN: disk slow"
     assert line_head(line, 2025, True) == (micros(2025, 11, 5, 10, 0, 1), "WARNING")
+
+
+def test_syslog_lines_from_before_new_year_read_after_it_keep_their_year():
+    lines = [b"Dec 31 23:59:58 host kernel: x\n", b"2027-06-01T00:00:00Z a clock in the future\n",
+             b"Jan  1 00:00:05 host kernel: y\n"]
+    events = list(parse_lines(lines, default_time=dt.datetime(2027, 1, 1, 0, 30, tzinfo=UTC)))
+    assert [e.micros for e in events] == [micros(2026, 12, 31, 23, 59, 58), micros(2027, 6, 1),
+                                          micros(2027, 1, 1, 0, 0, 5)]
 
 
 def test_fatal_is_critical_and_warn_is_warning():

@@ -21,6 +21,7 @@ from ..search import epoch_micros
 MAX_LINE_BYTES = 64 * 1024
 MAX_FOLDED_LINES = 500
 MAX_MESSAGE_CHARS = 256 * 1024
+_DAY_MICROS = 86_400 * 1_000_000
 
 
 @dataclass
@@ -46,6 +47,7 @@ def parse_lines(
     folded: list[str] = []
     last_time = epoch_micros(default_time)
     year = default_time.year
+    future = last_time + _DAY_MICROS  # later than this, a syslog line (no year) is from the year before
 
     def finish() -> LogEvent:
         assert current is not None
@@ -60,6 +62,8 @@ def parse_lines(
     for lineno, raw in enumerate(lines, 1):
         raw = raw.rstrip(b"\r\n")
         head = line_head(raw, year, detect_level)
+        if head is not None and head[0] > future:  # "Dec 31 23:59:58" read on January 1st
+            head = line_head(raw, year - 1, detect_level) or head  # the same for an ISO line
         if head is None and current is not None and len(folded) < MAX_FOLDED_LINES:
             if raw.strip():
                 folded.append(_decode(raw))
