@@ -94,8 +94,11 @@ _METADATA_OPTIONS = (
 
 
 def _progress(label: str) -> Any:
+    """A progress bar on a terminal, counting log events: how many there are
+    is only known at the end, so the bar shows activity and the count."""
     if sys.stderr.isatty():
-        return click.progressbar(length=0, label=label, file=sys.stderr, show_pos=True, show_percent=False)
+        unknown_length = (item for item in ())
+        return click.progressbar(unknown_length, label=label, file=sys.stderr, show_pos=True, show_percent=False)
     return None
 
 

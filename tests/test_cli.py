@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,34 @@ def test_ingest_many_builds_at_once_indexes_what_one_by_one_does(examples, tmp_p
     assert out.startswith(f"{len(builds)} builds: ")
     query = ["er-query", "--days", "0", "--verbose", "-e", "tags:console OR loglevel:ERROR OR loglevel:WARNING"]
     assert run(*query, data_dir=bulk).stdout == run(*query, data_dir=examples).stdout
+
+
+def test_ingest_on_a_terminal_shows_a_progress_count_and_elsewhere_nothing(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "job-output.txt").write_text("".join(f"2026-11-20 10:00:{n % 60:02d}.000 | step {n}\n" for n in range(2500)))
+    (build / "build.json").write_text(json.dumps({"build_uuid": "0123456789abcdef"}))
+    exe = [str(BIN / "elastic-recheck")] if (BIN / "elastic-recheck").exists() else [sys.executable, "-m", "elastic_recheck"]
+    command = [*exe, "ingest", "--logs", str(build), "--metadata", str(build / "build.json"),
+               "--data-dir", str(tmp_path / "data")]
+    terminal, other_end = pty.openpty()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=other_end, cwd=ROOT)
+    os.close(other_end)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the process closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    assert proc.wait(timeout=60) == 0
+    assert b"indexing build 0123456" in shown and b"  2000" in shown and b"/0" not in shown
+    assert proc.stdout.read().startswith(b"build 0123456789abcdef: 2500 log events")
+    piped = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ""
 
 
 def test_er_query_shows_the_attribute_spread(examples):
