@@ -207,3 +207,16 @@ def test_reingesting_a_build_replaces_it(backend):
         writer.replace_build("c3c3c3c3")
         write_build(writer, "c3c3c3c3")
     assert backend.count('build_uuid:"c3c3c3c3"', ALL_TIME) == 4
+
+
+def test_in_an_ingest_session_each_batch_is_searchable_when_it_commits(backend):
+    with backend.ingest_session():
+        for errors in (1, 3):
+            with backend.writer() as writer:
+                writer.replace_build("c3c3c3c3")
+                write_build(writer, "c3c3c3c3", errors=errors)
+            assert backend.count('build_uuid:"c3c3c3c3"', ALL_TIME) == 2 + errors
+        with backend.writer() as writer:  # back as the other tests expect it
+            writer.replace_build("c3c3c3c3")
+            write_build(writer, "c3c3c3c3")
+    assert backend.count('build_uuid:"c3c3c3c3"', ALL_TIME) == 4
