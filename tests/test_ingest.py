@@ -130,6 +130,18 @@ def test_many_builds_in_one_session_each_commit_on_its_own(backend, build_dir, t
     assert backend.count("*:*") == 3 * one
 
 
+def test_many_builds_stop_at_a_backend_refusal_naming_the_build(backend, build_dir, tmp_path):
+    dirs = _builds(tmp_path / "many", build_dir, 2)
+    other = EmbeddedBackend(backend.path).writer()  # another ingest holds the index
+    try:
+        with pytest.raises(BackendError, match=rf"^{dirs[0]}: .*being written by another process.*"
+                                               r"\(the 0 builds before it are indexed\)"):
+            ingest_build_dirs(backend, tmp_path / "many")
+    finally:
+        other.rollback()
+        other.close()
+
+
 def test_an_ingest_session_holds_the_index_for_writing_until_it_ends(backend, build_dir, tmp_path):
     reader = EmbeddedBackend(backend.path)  # as another process would open it
     with backend.ingest_session():

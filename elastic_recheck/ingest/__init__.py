@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from ..errors import IngestError
+from ..errors import BackendError, IngestError, RecheckError
 from ..search import SearchBackend
 from .documents import parse_timestamp, read_documents
 from .logparse import parse_lines
@@ -118,6 +118,8 @@ def ingest_build_dirs(
             except IngestError as exc:
                 total.errors.append(exc)
                 continue
+            except RecheckError as exc:  # the backend refused: the builds after this one would fare no better
+                raise BackendError(f"{build_dir}: {exc} (the {total.builds} builds before it are indexed)") from exc
             total.builds += 1
             total.documents += report.documents
             total.files += report.files
