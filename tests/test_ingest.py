@@ -130,12 +130,26 @@ def test_many_builds_in_one_session_each_commit_on_its_own(backend, build_dir, t
     assert backend.count("*:*") == 3 * one
 
 
+@pytest.mark.parametrize("commit_every", [1, 20, 10_000])  # a commit per build, every few builds, one for all
+def test_many_builds_committed_together_are_each_replaced_whole(backend, build_dir, tmp_path, commit_every):
+    one = ingest_build(backend, open_logs(str(build_dir)), META).documents
+    dirs = _builds(tmp_path / "many", build_dir, 4)
+    shutil.copytree(dirs[2], tmp_path / "many" / "build-2-again")  # the same build twice in one run
+    (tmp_path / "many" / "build-2-again" / "job-output.txt").write_bytes(CONSOLE + CONSOLE)
+    report = ingest_build_dirs(backend, tmp_path / "many", commit_every=commit_every)
+    assert (report.builds, report.documents) == (5, 5 * one + 3)
+    assert backend.count(f'build_uuid:"{2:032x}"') == one + 3  # the later copy only
+    assert backend.count("*:*") == 5 * one + 3
+    ingest_build_dirs(backend, tmp_path / "many", commit_every=commit_every)  # again: replaced, not doubled
+    assert backend.count("*:*") == 5 * one + 3
+
+
 def test_many_builds_stop_at_a_backend_refusal_naming_the_build(backend, build_dir, tmp_path):
     dirs = _builds(tmp_path / "many", build_dir, 2)
     other = EmbeddedBackend(backend.path).writer()  # another ingest holds the index
     try:
         with pytest.raises(BackendError, match=rf"^{dirs[0]}: .*being written by another process.*"
-                                               r"\(the 0 builds before it are indexed\)"):
+                                               r"\(the 0 builds before build-0 are indexed; build-0 and the"):
             ingest_build_dirs(backend, tmp_path / "many")
     finally:
         other.rollback()

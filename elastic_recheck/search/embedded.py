@@ -462,11 +462,15 @@ class EmbeddedWriter(WriterBatch):
         self._searcher = backend._context_searcher()
         self._cids: dict[str, int] = {}
         self._prefixes: dict[int, str] = {}
+        self._batch_cids: dict[str, set[int]] = {}  # build_uuid -> contexts added by this batch
         self._fields: set[str] = set()
         self.added = 0
 
     def replace_build(self, build_uuid: str) -> None:
-        for cid in self.backend._build_cids(self._searcher, build_uuid):
+        """Its lines go, committed ones and any this batch added already (a
+        build met twice in one batch ends up once)."""
+        cids = set(self.backend._build_cids(self._searcher, build_uuid)) | self._batch_cids.get(build_uuid, set())
+        for cid in cids:
             self._lines.delete_documents_by_term(sch.CID, cid)
 
     def context(self, fields: dict[str, Any]) -> int:
@@ -485,6 +489,9 @@ class EmbeddedWriter(WriterBatch):
             self._fields.update(name for name in fields if not sch.is_indexed_field(name))
             self._cids[canonical] = cid
             self._prefixes[cid] = sch.line_prefix(cid)
+            build = fields.get("build_uuid")
+            if build is not None:
+                self._batch_cids.setdefault(sch.facet_value(build), set()).add(cid)
         return cid
 
     def add_line(self, cid: int, micros: int, message: str) -> None:
@@ -504,8 +511,11 @@ class EmbeddedWriter(WriterBatch):
         self.add_line(self.context(doc), sch.micros(timestamp), message or "")
 
     def commit(self) -> None:
-        self._contexts.commit()
-        self._lines.commit()
+        try:
+            self._contexts.commit()
+            self._lines.commit()
+        except ValueError as exc:  # a full disk, a directory gone read-only
+            raise BackendError(f"cannot commit to the index in {self.backend.path}: {exc}") from None
         known = set(_read_fields(self.backend.path))
         if self._fields - known:
             _write_fields(self.backend.path, self._fields | known)
