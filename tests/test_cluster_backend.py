@@ -105,8 +105,10 @@ def test_facets_histograms_and_builds_are_server_side_aggregations():
     assert histogram["aggs"]["s"]["aggs"]["h"] == {
         "date_histogram": {"field": "@timestamp", "fixed_interval": "3600s", "min_doc_count": 1}}
     builds = rq.builds_body("boom", ALL_TIME, "keyword")["aggs"]["b"]
-    assert builds["terms"]["field"] == "build_uuid.keyword" and builds["terms"]["size"] == 10_000
+    assert builds["composite"] == {"size": 1000, "sources": [{"build": {"terms": {"field": "build_uuid.keyword"}}}]}
     assert builds["aggs"]["newest"]["top_hits"]["sort"] == [{"@timestamp": {"order": "desc"}}]
+    after = rq.builds_body("boom", ALL_TIME, "keyword", after={"build": "b9"})["aggs"]["b"]["composite"]
+    assert after["after"] == {"build": "b9"}
 
 
 def test_day_indices_of_a_window():
@@ -323,8 +325,8 @@ def test_aggregations_are_read_into_the_contract_shapes(cluster):
         "f1": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0,
                "buckets": [{"key": "console job-output.txt", "doc_count": 9}]},
     } if "f0" in request.json["aggs"] else {
-        "b": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": [
-            {"key": "b1", "doc_count": 6, "newest": {"hits": {"total": {"value": 6, "relation": "eq"},
+        "b": {"after_key": {"build": "b1"}, "buckets": [
+            {"key": {"build": "b1"}, "doc_count": 6, "newest": {"hits": {"total": {"value": 6, "relation": "eq"},
              "max_score": None, "hits": [hit(day(-1), "x", {
                  "@timestamp": "2026-11-21T10:00:00.000Z", "build_status": "FAILURE", "build_name": "grenade",
                  "build_queue": "gate", "voting": "1", "log_url": "https://logs.example.org/b1/job-output.txt",
@@ -345,11 +347,21 @@ def test_aggregations_are_read_into_the_contract_shapes(cluster):
         "": [(dt.datetime(2026, 11, 21, 10, tzinfo=UTC), 4)]}
 
 
-def test_too_many_builds_is_an_error_not_a_truncated_list(cluster):
-    cluster.on("POST", r"/.*/_search", (200, search_response([], total=10**6, aggregations={
-        "b": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 5, "buckets": []}})))
-    with pytest.raises(BackendError, match="more than 10,000 distinct builds"):
-        backend_for(cluster).builds("*:*")
+def test_builds_are_paged_however_many_there_are_then_ranked_by_hits(cluster):
+    def page(request):
+        after = request.json["aggs"]["b"]["composite"].get("after")
+        first = 0 if after is None else int(after["build"][1:]) + 1
+        numbers = range(first, min(first + 1000, 1005))
+        return 200, search_response([], total=10**6, aggregations={"b": {
+            **({"after_key": {"build": f"b{numbers[-1]:04}"}} if numbers else {}),
+            "buckets": [{"key": {"build": f"b{n:04}"}, "doc_count": 1 + n % 7,
+                         "newest": {"hits": {"hits": []}}} for n in numbers]}})
+
+    cluster.on("POST", r"/.*/_search", page)
+    builds = backend_for(cluster).builds("*:*")
+    assert len(builds) == 1005 and len(cluster.seen("POST", r"/.*/_search")) == 2
+    assert [(b.build_uuid, b.hits) for b in builds[:3]] == [("b0006", 7), ("b0013", 7), ("b0020", 7)]
+    assert [b.hits for b in builds] == sorted((b.hits for b in builds), reverse=True)
 
 
 def test_health_and_newest_timestamp_for_the_dashboard_header(cluster):
@@ -520,8 +532,8 @@ def test_er_query_on_a_cluster_is_the_same_command(cluster, tmp_path):
     def aggregations(request):
         aggs = request.json.get("aggs", {})
         if "b" in aggs:
-            return 200, search_response([], total=2, aggregations={"b": {"sum_other_doc_count": 0, "buckets": [
-                {"key": "b1", "doc_count": 2, "newest": {"hits": {"hits": [hit(day(-1), "x", {
+            return 200, search_response([], total=2, aggregations={"b": {"after_key": {"build": "b1"}, "buckets": [
+                {"key": {"build": "b1"}, "doc_count": 2, "newest": {"hits": {"hits": [hit(day(-1), "x", {
                     "@timestamp": "2026-11-21T10:00:00Z", "build_status": "SUCCESS"}, 0)]}}}]}})
         answers = {}
         for key, spec in aggs.items():

@@ -185,22 +185,26 @@ class ClusterBackend:
         return "interval" if info.product == "elasticsearch" and info.version < (7, 2) else "fixed_interval"
 
     def builds(self, query: str, window: TimeWindow = ALL_TIME) -> list[BuildOutcome]:
-        response = self._search(self.index_for(window), rq.builds_body(query, window, self.suffix), query)
-        terms = response.get("aggregations", {}).get("b", {})
-        if terms.get("sum_other_doc_count"):
-            raise BackendError(
-                f"the query matches more than {rq.MAX_BUILDS:,} distinct builds; narrow the time window"
-            )
+        index = self.index_for(window)
         outcomes = []
-        for bucket in terms.get("buckets", []):
-            newest = (bucket.get("newest", {}).get("hits", {}).get("hits") or [{}])[0]
-            source = newest.get("_source", {})
-            fields = {name: facet_value(source[name]) for name in ("build_status", *BUILD_FIELDS)
-                      if source.get(name) is not None}
-            outcomes.append(BuildOutcome(
-                _key(bucket), **{"build_status": "", **fields}, hits=int(bucket["doc_count"]),
-                last_hit=_hit(newest).timestamp if newest else None,
-            ))
+        after = None
+        while True:
+            response = self._search(index, rq.builds_body(query, window, self.suffix, after), query)
+            page = response.get("aggregations", {}).get("b", {})
+            buckets = page.get("buckets", [])
+            for bucket in buckets:
+                newest = (bucket.get("newest", {}).get("hits", {}).get("hits") or [{}])[0]
+                source = newest.get("_source", {})
+                fields = {name: facet_value(source[name]) for name in ("build_status", *BUILD_FIELDS)
+                          if source.get(name) is not None}
+                outcomes.append(BuildOutcome(
+                    facet_value(bucket["key"]["build"]), **{"build_status": "", **fields},
+                    hits=int(bucket["doc_count"]), last_hit=_hit(newest).timestamp if newest else None,
+                ))
+            after = page.get("after_key")
+            if len(buckets) < rq.BUILDS_PAGE or after is None:  # a short page is the last
+                break
+        outcomes.sort(key=lambda outcome: (-outcome.hits, outcome.build_uuid))  # the contract's order
         return outcomes
 
     def match_build(self, build_uuid: str, queries: Sequence[str]) -> list[bool]:

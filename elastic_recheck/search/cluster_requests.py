@@ -17,7 +17,7 @@ from . import BUILD_FIELDS, LIST_FIELDS, TimeWindow
 UTC = dt.timezone.utc
 TIMESTAMP = "@timestamp"
 MESSAGE = "message"
-MAX_BUILDS = 10_000  # buckets of one terms aggregation (Elasticsearch 7's search.max_buckets)
+BUILDS_PAGE = 1_000  # builds per page of the composite aggregation (each with its newest hit)
 MAX_SPLIT_SERIES = 100
 MAX_FILES = 10_000
 PAGE = 1000  # hits per scroll page
@@ -137,7 +137,10 @@ def histogram_body(
     return {"size": 0, "query": filtered(query, window), "aggs": aggs}
 
 
-def builds_body(query: str, window: TimeWindow, suffix: str) -> dict[str, Any]:
+def builds_body(query: str, window: TimeWindow, suffix: str, after: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One page of the builds with hits: a composite aggregation, paged with
+    ``after``, so no number of builds is too many (a terms aggregation stops at
+    ``search.max_buckets``, 10,000 on Elasticsearch 7)."""
     newest = {
         "top_hits": {
             "size": 1,
@@ -145,15 +148,15 @@ def builds_body(query: str, window: TimeWindow, suffix: str) -> dict[str, Any]:
             "_source": {"includes": [TIMESTAMP, "build_status", *BUILD_FIELDS]},
         }
     }
+    composite: dict[str, Any] = {
+        "size": BUILDS_PAGE, "sources": [{"build": {"terms": {"field": keyword("build_uuid", suffix)}}}],
+    }
+    if after is not None:
+        composite["after"] = after
     return {
         "size": 0,
         "query": filtered(query, window),
-        "aggs": {
-            "b": {
-                "terms": {"field": keyword("build_uuid", suffix), "size": MAX_BUILDS, "order": _by_count()},
-                "aggs": {"newest": newest},
-            }
-        },
+        "aggs": {"b": {"composite": composite, "aggs": {"newest": newest}}},
     }
 
 
