@@ -171,8 +171,6 @@ def _commit_group(
                 group.append(_write_build(writer, logs, files, metadata, keep_debug, None, progress))
                 if sum(report.documents for report in group) >= commit_every:
                     break
-    except IngestError:
-        raise
     except RecheckError as exc:  # the backend refused: the builds after these would fare no better
         raise BackendError(
             f"{first}: {exc} (the {total.builds} builds before {first.name} are indexed; "

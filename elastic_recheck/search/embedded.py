@@ -21,7 +21,9 @@ from .. import lucene
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text
 from ..errors import BackendError, RecheckError
 from . import schema as sch
-from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch
+from . import (
+    ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch, epoch_micros, from_epoch_micros,
+)
 from .translate import Plan, Translator, prepare
 
 UTC = dt.timezone.utc
@@ -117,8 +119,8 @@ class EmbeddedBackend:
             return query
         span = Query.range_query(
             self.schema, sch.TS, tantivy.FieldType.Integer,
-            sch.micros(window.start) if window.start else None,
-            sch.micros(window.end) if window.end else None,
+            epoch_micros(window.start) if window.start else None,
+            epoch_micros(window.end) if window.end else None,
             True, window.end is None,
         )
         return Query.boolean_query([(Occur.Must, query), (Occur.Must, span)])
@@ -150,7 +152,7 @@ class EmbeddedBackend:
         rows = []
         for order_key, address in result.hits[:size]:
             doc = searcher.doc(address)
-            rows.append((sch.from_micros(order_key), doc.get_first(sch.CID), doc))
+            rows.append((from_epoch_micros(order_key), doc.get_first(sch.CID), doc))
         contexts = self.context_fields([cid for _, cid, _ in rows if cid is not None])
         hits = []
         for stamp, cid, doc in rows:
@@ -279,7 +281,7 @@ class EmbeddedBackend:
         def series(q: Query) -> list[tuple[dt.datetime, int]]:
             result = self._aggregate(searcher, q, aggs)
             return [
-                (sch.from_micros(b["key"]), int(b["doc_count"]))
+                (from_epoch_micros(b["key"]), int(b["doc_count"]))
                 for b in result.get("h", {}).get("buckets", [])
                 if b["doc_count"]
             ]
@@ -320,7 +322,7 @@ class EmbeddedBackend:
         return [
             BuildOutcome(
                 uuid, **{"build_status": "", **entry["fields"]}, hits=entry["hits"],
-                last_hit=None if entry["newest"] is None else sch.from_micros(entry["newest"]),
+                last_hit=None if entry["newest"] is None else from_epoch_micros(entry["newest"]),
             )
             for uuid, entry in ranked
         ]
@@ -377,7 +379,7 @@ class EmbeddedBackend:
         result = self._run(self._searcher(), Query.all_query(), limit=1, order_by_field=sch.TS, order=Order.Desc)
         if not result.hits:
             return None
-        return sch.from_micros(result.hits[0][0])
+        return from_epoch_micros(result.hits[0][0])
 
     def health(self) -> dict[str, Any]:
         searcher = self._searcher()
@@ -508,7 +510,7 @@ class EmbeddedWriter(WriterBatch):
             message = "\n".join(sch.facet_value(part) for part in message)
         elif message is not None and not isinstance(message, str):
             message = sch.facet_value(message)
-        self.add_line(self.context(doc), sch.micros(timestamp), message or "")
+        self.add_line(self.context(doc), epoch_micros(timestamp), message or "")
 
     def commit(self) -> None:
         try:

@@ -31,7 +31,6 @@ from typing import Any
 import tantivy
 
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME
-from . import epoch_micros as micros, from_epoch_micros as from_micros  # noqa: F401 - the names this layout uses
 
 LAYOUT_VERSION = 4
 TIMESTAMP_FIELD = "@timestamp"

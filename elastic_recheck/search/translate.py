@@ -18,6 +18,7 @@ from tantivy import Occur, Query
 from .. import lucene
 from ..analysis import analyze
 from ..errors import UnsupportedQueryError
+from . import epoch_micros
 from . import schema as sch
 
 _MAX_CODEPOINT = 0x10FFFF
@@ -263,7 +264,7 @@ class Translator:
             return Query.all_query()
         return Query.range_query(
             self.schema, sch.TS, tantivy.FieldType.Integer,
-            sch.micros(low) if low else None, sch.micros(high) if high else None,
+            epoch_micros(low) if low else None, epoch_micros(high) if high else None,
             node.include_low if low else True, node.include_high if high else True,
         )
 
