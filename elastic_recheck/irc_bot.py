@@ -61,7 +61,8 @@ class IRCBot(threading.Thread):
         self._last = time.monotonic()
         for event, handler in (("welcome", self._on_welcome), ("join", self._on_join), ("kick", self._on_kick),
                                ("nicknameinuse", self._on_nick_taken), ("nickcollision", self._on_nick_taken),
-                               ("erroneusnickname", self._on_nick_taken), ("disconnect", self._on_disconnect)):
+                               ("erroneusnickname", self._on_nick_taken), ("disconnect", self._on_disconnect),
+                               ("error", self._on_server_error)):
             self.reactor.add_global_handler(event, handler)
 
     # -- the daemon's side ------------------------------------------------------
@@ -188,6 +189,14 @@ class IRCBot(threading.Thread):
 
     def _on_disconnect(self, connection: Any, event: Any) -> None:
         self.joined.clear()
+
+    def _on_server_error(self, connection: Any, event: Any) -> None:
+        """``ERROR`` is the server closing the link ("Server going down"): a
+        line written after it would go into a dead connection and be lost, so
+        nothing more is sent until the bot has reconnected and joined again."""
+        self.joined.clear()
+        log.warning("IRC: the server is closing the connection: %s",
+                    strip_controls(" ".join(event.arguments or [])))
 
 
 __all__ = ["IRCBot", "PrintingNotifier"]
