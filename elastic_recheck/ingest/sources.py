@@ -21,6 +21,7 @@ from ..errors import IngestError
 LOG_SUFFIXES = (".txt", ".log", ".html", ".out", ".err")
 LOG_NAMES = ("syslog", "messages", "kern.log")
 HTTP_TIMEOUT = 60
+MAX_LISTING_DEPTH = 6
 HTTP_RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_RETRY_AFTER = 30
 
@@ -31,7 +32,6 @@ class HttpRetry:
 
     attempts: int = 3
     delay: float = 0.5  # seconds before the second attempt, doubling
-MAX_LISTING_DEPTH = 6
 
 
 @dataclass(frozen=True)
