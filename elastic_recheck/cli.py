@@ -291,8 +291,7 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
         click.echo(f"warning: skipped {error}", err=True)
     backend = ctx.backend()
     tests = failed_tests(backend, build_uuid) if any(fp.test_ids for fp in fingerprints) else None
-    matches = Classifier(backend, [fp for fp in fingerprints if not fp.suppress_notification] if change else
-                         fingerprints).classify(build_uuid, tests)
+    matches = Classifier(backend, fingerprints).classify(build_uuid, tests)
     if change is not None:
         if patchset is None:
             raise click.UsageError("--change needs --patchset")
@@ -303,7 +302,14 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
 
         job = FailedJob(job_name or build_uuid, "", "", build_uuid=build_uuid)
         report = FailureReport(change, patchset, "", "", "", "", dt.datetime.now(dt.timezone.utc), (job,))
-        review = Review(report, [JobResult(job, build_uuid, tuple(fp.bug for fp in matches))])
+        # The comment names only the bugs that may be announced; the build is explained all the same.
+        review = Review(report, [JobResult(job, build_uuid,
+                                           tuple(fp.bug for fp in matches if not fp.suppress_notification),
+                                           silent_bugs=tuple(fp.bug for fp in matches if fp.suppress_notification))])
+        if not review.worth_commenting(settings.watch.comment_unrecognized):
+            click.echo(f"review {change},{patchset}: none (" + (
+                "only bugs marked suppress-notification" if review.all_recognized else "no known bug") + " found)")
+            return
         click.echo(f"review {change},{patchset}:\n{render_review(review, settings.watch)}")
         return
     if not matches:
@@ -325,6 +331,7 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     import queue
     import signal
 
+    from .instance_lock import InstanceLock
     from .irc_bot import IRCBot
     from .reporting import PrintingReviewer, RESTReviewer
     from .state import StateDB
@@ -344,8 +351,17 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         from .gerrit_ssh import SSHReviewer
 
         reviewer = SSHReviewer(settings.gerrit)
+    stream = None
+    if not events_file:
+        from .gerrit_ssh import EventStream
+
+        events: queue.Queue[Any] = queue.Queue()
+        stream = EventStream(settings.gerrit, events, backoff_max=settings.watch.retry_max)
+        stream.preflight()  # a known_hosts or key file that cannot work: one line and a non-zero exit, now
+    else:
+        events = queue.Queue()
+    lock = InstanceLock(settings.data_dir / "watch.lock").acquire()
     notifier, rules = _irc_notifier(settings, dry_run)
-    events: queue.Queue[Any] = queue.Queue()
     state = StateDB(settings.state_db)
     daemon = Daemon(settings, ctx.backend(), state, reviewer, FingerprintSet(settings.watch.queries),
                     notifier=notifier, channels=rules)
@@ -358,13 +374,9 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
 
         metrics_server = MetricsServer(daemon.counters, settings.watch.metrics_address,
                                        settings.watch.metrics_port).start()
-    stream = None
-    if events_file:
-        replay(events_file, events)
+    if stream is None:
+        replay(str(events_file), events)
     else:
-        from .gerrit_ssh import EventStream
-
-        stream = EventStream(settings.gerrit, events, backoff_max=settings.watch.retry_max)
         stream.start()
     try:
         daemon.run(events, exit_when_exhausted=bool(events_file))
@@ -376,6 +388,7 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         if metrics_server is not None:
             metrics_server.stop()
         state.close()
+        lock.release()
         counts = ", ".join(f"{k} {v:g}" for k, v in daemon.counters.snapshot().items() if "seconds" not in k)
         logging.getLogger("elastic_recheck.watch").info("stopped: %s", counts)
 

@@ -8,6 +8,8 @@ URLs ending in the build uuid) and the legacy Jenkins/Zuul v2 one
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -18,6 +20,16 @@ UTC = dt.timezone.utc
 DEFAULT_CI_ACCOUNTS = ("zuul", "jenkins")
 # Results that leave logs worth classifying.
 FAILED_RESULTS = frozenset({"FAILURE", "TIMED_OUT", "POST_FAILURE", "RETRY_LIMIT"})
+# Gerrit numbers changes and patchsets with Java ints: anything outside is not
+# a change of ours (and would overflow SQLite's INTEGER on the way in).
+MAX_NUMBER = 2**31 - 1
+# Event times before this, or more than this far ahead of our clock, are not
+# believed: a wrong eventCreatedOn must not make a build wait for its logs forever.
+EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = dt.timedelta(days=1)
+# Gerrit's biggest events (a comment listing hundreds of jobs) are tens of KiB.
+MAX_EVENT_BYTES = 1 << 20
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _HEADLINE = re.compile(r"^(?:Patch Set \d+:.*\n+)?\s*Build failed(?: \((?P<pipeline>[\w.-]+) pipeline\))?\.", re.M)
 _JOB_LINE = re.compile(
@@ -94,6 +106,7 @@ def parse_failure(event: Any, filters: EventFilter = EventFilter()) -> FailureRe
     comment = event.get("comment")
     if not isinstance(comment, str):
         return None
+    comment = clean_text(comment)
     headline = _HEADLINE.search(comment)
     if not headline:
         return None
@@ -102,18 +115,12 @@ def parse_failure(event: Any, filters: EventFilter = EventFilter()) -> FailureRe
         change, patchset = _change_from_log_urls(comment)
     if not isinstance(change, dict) or not isinstance(patchset, dict):
         raise EventError("a failure comment without change or patchSet")
-    try:
-        number, ps = int(change["number"]), int(patchset["number"])
-        project = str(change.get("project", ""))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EventError(f"a failure comment with a bad change or patchSet: {exc}") from None
+    number = _number(change.get("number"), "change")
+    ps = _number(patchset.get("number"), "patchset")
+    project = clean_text(change.get("project", ""))
     if not filters.wants_project(project):
         return None
-    created_on = event.get("eventCreatedOn") or patchset.get("createdOn")
-    try:
-        created = dt.datetime.fromtimestamp(float(created_on), UTC) if created_on else dt.datetime.now(UTC)
-    except (TypeError, ValueError, OverflowError):
-        raise EventError(f"bad eventCreatedOn {created_on!r}") from None
+    created = _created(event.get("eventCreatedOn") or patchset.get("createdOn"))
     pipeline = headline.group("pipeline") or ""
     jobs = tuple(job for job in _failed_jobs(comment, pipeline) if filters.wants_job(job.name))
     if not jobs:
@@ -122,12 +129,43 @@ def parse_failure(event: Any, filters: EventFilter = EventFilter()) -> FailureRe
         change=number,
         patchset=ps,
         project=project,
-        branch=str(change.get("branch", "")),
-        url=str(change.get("url", "")),
+        branch=clean_text(change.get("branch", "")),
+        url=clean_text(change.get("url", "")),
         pipeline=pipeline or jobs[0].pipeline,
         created=created,
         jobs=jobs,
     )
+
+
+def clean_text(value: Any) -> str:
+    """Event text as a string that can be stored, logged and posted: JSON may
+    carry lone surrogates (``"\\ud800"``), which no UTF-8 encoder takes."""
+    return _LONE_SURROGATE.sub("\ufffd", value if isinstance(value, str) else str(value))
+
+
+def _number(value: Any, what: str) -> int:
+    """A change or patchset number: a positive integer Gerrit could have made."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise EventError(f"a failure comment with a bad {what} number {clean_text(value)[:40]!r}")
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or not 0 < int(text) <= MAX_NUMBER:
+        raise EventError(f"a failure comment with a bad {what} number {clean_text(text)[:40]!r}")
+    return int(text)
+
+
+def _created(value: Any, now: dt.datetime | None = None) -> dt.datetime:
+    """When the event happened; now when it does not say. A time that cannot
+    be right (NaN, before 2000, far in the future) is an error, not a guess."""
+    now = now or dt.datetime.now(UTC)
+    if value in (None, "", 0):
+        return now
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise EventError(f"bad eventCreatedOn {clean_text(value)[:40]!r}") from None
+    if not math.isfinite(seconds) or not EARLIEST_EVENT.timestamp() <= seconds <= (now + CLOCK_SKEW).timestamp():
+        raise EventError(f"eventCreatedOn {clean_text(value)[:40]!r} is not a believable time")
+    return dt.datetime.fromtimestamp(seconds, UTC)
 
 
 _CHANGE_IN_LOG_URL = re.compile(r"/\d{2}/(?P<change>\d+)/(?P<patchset>\d+)/[\w.-]+/[^/]+/[0-9a-f]{7,32}/?$")
@@ -160,13 +198,31 @@ def _failed_jobs(comment: str, pipeline: str) -> Iterable[FailedJob]:
         )
 
 
+def decode_event(line: bytes, where: str) -> Any:
+    """One event line as JSON, or an EventError saying why not."""
+    if len(line) > MAX_EVENT_BYTES:
+        return EventError(f"{where}: an event of {len(line)} bytes (at most {MAX_EVENT_BYTES}) skipped")
+    try:
+        return json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return EventError(f"{where}: not UTF-8 (byte {exc.start + 1})")
+    except RecursionError:
+        return EventError(f"{where}: JSON nested too deep")
+    except ValueError as exc:
+        return EventError(f"{where}: not JSON: {exc}")
+
+
 def describe(event: Any) -> str:
     """A short name for an event in log lines and errors."""
     if not isinstance(event, dict):
         return "a non-object event"
     change = event.get("change") if isinstance(event.get("change"), dict) else {}
     patchset = event.get("patchSet") if isinstance(event.get("patchSet"), dict) else {}
-    return f"{event.get('type', '?')} on {change.get('number', '?')},{patchset.get('number', '?')}"
+
+    def short(value: Any) -> str:
+        return clean_text(value)[:40]
+
+    return f"{short(event.get('type', '?'))} on {short(change.get('number', '?'))},{short(patchset.get('number', '?'))}"
 
 
-__all__: Sequence[str] = ["EventFilter", "FailedJob", "FailureReport", "describe", "parse_failure"]
+__all__: Sequence[str] = ["EventFilter", "FailedJob", "FailureReport", "decode_event", "describe", "parse_failure"]

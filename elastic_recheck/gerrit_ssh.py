@@ -6,7 +6,6 @@ rejects any host key that is not in the configured known_hosts file.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -18,7 +17,8 @@ import paramiko
 from gerritlib import gerrit as gerritlib
 
 from .config import GerritSettings
-from .errors import ConfigError, ReportError
+from .errors import ConfigError, EventError, ReportError
+from .gerrit_events import MAX_EVENT_BYTES, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,26 @@ class VerifiedConnection(gerritlib.GerritConnection):
             keep_alive=30, connection_attempts=connection_attempts, retry_delay=0,
         )
         self.known_hosts = os.path.expanduser(settings.known_hosts)
+
+    def check_files(self) -> None:
+        """The files a connection needs, checked once at start: a missing
+        known_hosts or key file is a configuration error, not an outage."""
+        try:
+            keys = paramiko.HostKeys(self.known_hosts)
+        except OSError as exc:
+            raise ConfigError(f"{self.known_hosts}: cannot read known_hosts: {exc.strerror}") from None
+        except Exception as exc:  # noqa: BLE001 - paramiko's parser raises several kinds
+            raise ConfigError(f"{self.known_hosts}: not a known_hosts file: {exc}") from None
+        host = self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+        if keys.lookup(host) is None and keys.lookup(self.hostname) is None:
+            raise ConfigError(f"{self.known_hosts}: no host key for {host}: every connection would be refused "
+                              f"(add it, e.g. ssh-keyscan -p {self.port} {self.hostname})")
+        if self.keyfile:
+            try:
+                with open(self.keyfile, "rb") as handle:
+                    handle.read(1)
+            except OSError as exc:
+                raise ConfigError(f"{self.keyfile}: cannot read the SSH key (gerrit.key_file): {exc.strerror}") from None
 
     def connect(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -58,8 +78,11 @@ class VerifiedConnection(gerritlib.GerritConnection):
 class EventStream(threading.Thread):
     """``gerrit stream-events``, reconnecting with exponential backoff, onto a queue.
 
-    Lines that are not JSON objects are put on the queue as they are, so the
-    daemon can log and skip them like any other malformed event.
+    The thread never dies while the daemon runs: a line it cannot read is put
+    on the queue as an EventError (the daemon logs and counts it), and any
+    other failure, even one nobody foresaw, is logged and followed by a
+    reconnect. Configuration that cannot work at all is caught before the
+    thread starts (:meth:`preflight`), so ``watch`` exits with one clear line.
     """
 
     def __init__(
@@ -73,6 +96,12 @@ class EventStream(threading.Thread):
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.reconnects = 0
+        self.skipped_lines = 0
+
+    def preflight(self) -> None:
+        """Raise ConfigError for what no reconnect can mend: a known_hosts file
+        or a key file that cannot be read, or a known_hosts without the host."""
+        self.connection.check_files()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -82,23 +111,23 @@ class EventStream(threading.Thread):
         while not self.stopping.is_set():
             try:
                 client = self.connection.connect()
-            except ConfigError as exc:
-                log.error("gerrit: %s", exc)
-                return
-            except (OSError, paramiko.SSHException) as exc:
+            except Exception as exc:  # noqa: BLE001 - wrong host, refused login, files gone: retry, never die
                 log.warning("gerrit: cannot connect to %s:%s (%s); retrying in %.0fs",
-                            self.connection.hostname, self.connection.port, exc, delay)
+                            self.connection.hostname, self.connection.port, _one_line(exc), delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
             try:
                 self._consume(client)
                 delay = self.backoff
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                log.warning("gerrit: event stream broke (%s); reconnecting", exc)
+            except Exception as exc:  # noqa: BLE001 - a broken stream, or a bug: log it, reconnect
+                log.warning("gerrit: event stream broke (%s); reconnecting", _one_line(exc))
             finally:
                 self.connected.clear()
-                client.close()
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing what already broke
+                    pass
             if not self.stopping.is_set():
                 self.reconnects += 1
                 self.stopping.wait(delay)
@@ -110,6 +139,7 @@ class EventStream(threading.Thread):
         self.connected.set()
         log.info("gerrit: streaming events from %s:%s", self.connection.hostname, self.connection.port)
         buffer = b""
+        discarding = False  # inside a line too long to keep: drop it up to its newline
         while not self.stopping.is_set():
             try:
                 chunk = stdout.channel.recv(65536)
@@ -125,15 +155,24 @@ class EventStream(threading.Thread):
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
+                if discarding:
+                    discarding = False
+                    continue
                 if line.strip():
-                    self.events.put(_decode_event(line))
+                    self._put(decode_event(line, "gerrit stream-events"))
+            if len(buffer) > MAX_EVENT_BYTES:
+                self._put(EventError(f"gerrit stream-events: a line of more than {MAX_EVENT_BYTES} bytes skipped"))
+                buffer, discarding = b"", True
+
+    def _put(self, item: Any) -> None:
+        if isinstance(item, EventError):
+            self.skipped_lines += 1
+        self.events.put(item)
 
 
-def _decode_event(line: bytes) -> Any:
-    try:
-        return json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return line.decode("utf-8", "replace")
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def quote_message(message: str) -> str:

@@ -76,7 +76,8 @@ def announcements(review: Review, bug_url: str, bug_projects: Mapping[str, Seque
         affected = {report.project} | {p for _, bug in found for p in bug_projects.get(bug, ())}
         out.append(Announcement("positive", frozenset(affected),
                                 f"{project} change {url} failed because of: {listing}"))
-    unknown = [strip_controls(r.job.name) for r in review.results if not r.bugs and not r.timed_out]
+    unknown = [strip_controls(r.job.name) for r in review.results
+               if not r.recognized and not r.timed_out and not r.ambiguous]
     if unknown:
         out.append(Announcement("negative", frozenset({report.project}),
                                 f"{project} change {url} failed {', '.join(unknown)} in the {pipeline} pipeline "
@@ -86,6 +87,11 @@ def announcements(review: Review, bug_url: str, bug_projects: Mapping[str, Seque
         out.append(Announcement("negative", frozenset({report.project}),
                                 f"{project} change {url}: logs of {', '.join(late)} ({pipeline} pipeline) were not "
                                 f"indexed within {log_timeout / 60:.0f} minutes, so the failure was not classified"))
+    mixed = [strip_controls(r.job.name) for r in review.results if r.ambiguous and not r.recognized]
+    if mixed:
+        out.append(Announcement("negative", frozenset({report.project}),
+                                f"{project} change {url}: {', '.join(mixed)} ({pipeline} pipeline) not classified: "
+                                "the short build id matches several builds of the change"))
     return out
 
 

@@ -27,6 +27,8 @@ COUNTERS = {
     "classified": "failed jobs matched to at least one known bug",
     "unrecognized": "failed jobs no fingerprint explains",
     "timeouts": "failed jobs whose logs were not indexed in time",
+    "ambiguous": "failed jobs whose short build id matched several builds",
+    "errors": "events parked after an unexpected error",
     "commented": "review comments posted on Gerrit",
     "announced": "IRC lines queued",
     "backend_errors": "search backend failures (the event is retried)",

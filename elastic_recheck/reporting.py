@@ -33,8 +33,22 @@ DEFAULT_TEMPLATES = {
 class JobResult:
     job: FailedJob
     build_uuid: str | None
-    bugs: tuple[str, ...] = ()
+    bugs: tuple[str, ...] = ()  # known bugs to tell the change's author about
     timed_out: bool = False
+    silent_bugs: tuple[str, ...] = ()  # known bugs whose fingerprints say suppress-notification
+    ambiguous: tuple[str, ...] = ()  # builds a short build id could not be told apart from
+
+    @property
+    def recognized(self) -> bool:
+        """A known bug explains the failure, whether or not it is announced."""
+        return bool(self.bugs or self.silent_bugs)
+
+    @property
+    def kind(self) -> str:
+        """The outcome recorded for this job."""
+        if self.recognized:
+            return "bugs"
+        return "timeout" if self.timed_out else "ambiguous" if self.ambiguous else "unrecognized"
 
 
 @dataclass
@@ -48,7 +62,13 @@ class Review:
 
     @property
     def all_recognized(self) -> bool:
-        return all(r.bugs for r in self.results)
+        return all(r.recognized for r in self.results)
+
+    def worth_commenting(self, comment_unrecognized: bool) -> bool:
+        """A comment names a bug to recheck on, or (when configured) says a
+        failure went unexplained; builds explained only by bugs marked
+        suppress-notification are never commented on."""
+        return self.found_bugs or (comment_unrecognized and not self.all_recognized)
 
 
 def render_review(review: Review, settings: WatchSettings) -> str:
@@ -59,8 +79,13 @@ def render_review(review: Review, settings: WatchSettings) -> str:
         if result.bugs:
             urls = ", ".join(settings.bug_url.replace("%s", bug) for bug in result.bugs)
             lines.append(f"- {result.job.name}: {urls}")
+        elif result.silent_bugs:  # explained by a bug nobody is to be told about
+            continue
         elif result.timed_out:
             lines.append(f"- {result.job.name}: logs were not indexed in time")
+        elif result.ambiguous:
+            lines.append(f"- {result.job.name}: not classified: its short build id {result.job.short_uuid} "
+                         f"matches {len(result.ambiguous)} builds of this change")
         else:
             lines.append(f"- {result.job.name}: unrecognized error")
     listing = "\n".join(lines)

@@ -25,10 +25,11 @@ CREATE TABLE IF NOT EXISTS events (
     raw TEXT NOT NULL,
     received REAL NOT NULL,
     created REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',  -- pending | done
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending | done | parked (failed in a way a retry cannot mend)
     next_check REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    finished REAL
+    finished REAL,
+    error TEXT  -- why a parked event was parked
 );
 CREATE INDEX IF NOT EXISTS events_due ON events(status, next_check);
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     job TEXT NOT NULL,
     build TEXT NOT NULL,
     url TEXT NOT NULL,
-    kind TEXT NOT NULL,  -- bugs | unrecognized | timeout
+    kind TEXT NOT NULL,  -- bugs | unrecognized | timeout | ambiguous | error
     bugs TEXT NOT NULL,  -- JSON list
     at REAL NOT NULL,
     UNIQUE (event_id, job, build)
@@ -83,9 +84,16 @@ class StateDB:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot open the state database: {exc}") from None
         self._recover()
+
+    def _migrate(self) -> None:
+        """Columns added since the first release, added to an older database."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(events)")}
+        if "error" not in columns:
+            self.db.execute("ALTER TABLE events ADD COLUMN error TEXT")
 
     def _recover(self) -> None:
         """A comment whose posting was interrupted may or may not have been
@@ -134,6 +142,16 @@ class StateDB:
     def finish(self, event_id: int) -> None:
         self.db.execute("UPDATE events SET status = 'done', finished = ? WHERE id = ?", (time.time(), event_id))
 
+    def park(self, event_id: int, error: str) -> None:
+        """Set an event aside for good: working on it failed in a way a retry
+        would only repeat, and the events behind it must not wait for it."""
+        self.db.execute("UPDATE events SET status = 'parked', finished = ?, error = ? WHERE id = ?",
+                        (time.time(), error, event_id))
+
+    def parked(self) -> list[tuple[str, str]]:
+        """(event key, why) of every parked event, oldest first."""
+        return self.db.execute("SELECT key, error FROM events WHERE status = 'parked' ORDER BY id").fetchall()
+
     @staticmethod
     def _event(row: Sequence[Any]) -> StoredEvent:
         return StoredEvent(row[0], row[1], json.loads(row[2]), dt.datetime.fromtimestamp(row[3], dt.timezone.utc),
@@ -143,13 +161,25 @@ class StateDB:
 
     def record_outcome(
         self, event_id: int, change: int, patchset: int, project: str, pipeline: str, job: str, build: str,
-        url: str, kind: str, bugs: Sequence[str],
-    ) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO outcomes (event_id, change, patchset, project, pipeline, job, build, url, kind, "
-            "bugs, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (event_id, change, patchset, project, pipeline, job, build, url, kind, json.dumps(list(bugs)), time.time()),
-        )
+        url: str, kind: str, bugs: Sequence[str], replace: bool = True,
+    ) -> bool:
+        """Record (or, for an event worked on again, replace) a job's outcome;
+        True the first time, so a retried comment does not count a build twice.
+        ``replace=False`` keeps an outcome already there."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            seen = self.db.execute(
+                "SELECT 1 FROM outcomes WHERE event_id = ? AND job = ? AND build = ?", (event_id, job, build)
+            ).fetchone()
+            if seen is not None and not replace:
+                return False
+            self.db.execute(
+                "INSERT OR REPLACE INTO outcomes (event_id, change, patchset, project, pipeline, job, build, url, "
+                "kind, bugs, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (event_id, change, patchset, project, pipeline, job, build, url, kind, json.dumps(list(bugs)),
+                 time.time()),
+            )
+        return seen is None
 
     def outcomes(self) -> Iterator[dict[str, Any]]:
         cursor = self.db.execute(

@@ -22,7 +22,7 @@ from .classify import Classifier, failed_tests
 from .config import Settings
 from .errors import BackendError, EventError, RecheckError, ReportError
 from .fingerprints import Fingerprint, load_fingerprints
-from .gerrit_events import EventFilter, FailedJob, FailureReport, describe, parse_failure
+from .gerrit_events import EventFilter, FailedJob, FailureReport, decode_event, describe, parse_failure
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
 from .metrics import Metrics
@@ -36,28 +36,33 @@ END = object()  # a replay source is exhausted
 
 
 def read_event_file(path: str, handle: Any) -> Iterator[Any]:
-    """Events from a JSON list, ``{"events": [...]}`` or JSON lines. A bad
-    line is yielded as an EventError naming the file and line."""
-    text = handle.read()
-    stripped = text.lstrip()
-    if stripped.startswith("[") or (stripped.startswith("{") and '"events"' in stripped[:200]):
+    """Events from a JSON list, ``{"events": [...]}`` or JSON lines (a binary
+    or text handle). A line that is not UTF-8, not JSON, or nested too deep is
+    yielded as an EventError naming the file and line; the others replay."""
+    data = handle.read()
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    stripped = raw.lstrip()
+    if stripped.startswith(b"[") or (stripped.startswith(b"{") and b'"events"' in stripped[:200]):
         try:
-            data = json.loads(text)
-        except ValueError:
-            data = None  # not one document: JSON lines after all
-        if isinstance(data, list):
-            yield from data
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:  # one bad byte need not cost the whole file
+            line = raw.count(b"\n", 0, exc.start) + 1
+            yield EventError(f"{path}:{line}: not UTF-8 (replaced with U+FFFD)")
+            text = raw.decode("utf-8", "replace")
+        try:
+            whole = json.loads(text)
+        except (ValueError, RecursionError):
+            whole = None  # not one document: JSON lines after all
+        if isinstance(whole, list):
+            yield from whole
             return
-        if isinstance(data, dict) and isinstance(data.get("events"), list):
-            yield from data["events"]
+        if isinstance(whole, dict) and isinstance(whole.get("events"), list):
+            yield from whole["events"]
             return
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            yield json.loads(line)
-        except ValueError as exc:
-            yield EventError(f"{path}:{number}: not JSON: {exc}")
+        yield decode_event(line, f"{path}:{number}")
 
 
 def replay(path: str, events: "queue.Queue[Any]") -> threading.Thread:
@@ -67,12 +72,12 @@ def replay(path: str, events: "queue.Queue[Any]") -> threading.Thread:
     def run() -> None:
         try:
             if path == "-":
-                items = list(read_event_file("<stdin>", sys.stdin))
+                items = list(read_event_file("<stdin>", sys.stdin.buffer))
             else:
-                with open(path, encoding="utf-8") as handle:
+                with open(path, "rb") as handle:
                     items = list(read_event_file(path, handle))
-        except (OSError, UnicodeDecodeError) as exc:
-            items = [EventError(f"{path}: cannot read: {exc}")]
+        except OSError as exc:
+            items = [EventError(f"{path}: cannot read: {exc.strerror or exc}")]
         for item in items:
             events.put(item)
         events.put(END)
@@ -146,8 +151,17 @@ class Daemon:
     # -- intake ---------------------------------------------------------------
 
     def accept(self, raw: Any) -> int | None:
-        """Persist a failure report; everything else is logged and dropped."""
+        """Persist a failure report; everything else is logged and dropped.
+        No event, however odd, gets past this as an exception."""
         self.counters.inc("events")
+        try:
+            return self._accept(raw)
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the daemon
+            self.counters.inc("malformed")
+            log.error("skipped an event that could not be accepted (%s): %s", describe(raw), _why(exc))
+            return None
+
+    def _accept(self, raw: Any) -> int | None:
         if isinstance(raw, EventError):
             self.counters.inc("malformed")
             log.warning("skipped a malformed event: %s", raw)
@@ -165,7 +179,10 @@ class Daemon:
         if report is None:
             return None
         key = f"{report.key}:" + ",".join(sorted(job.key for job in report.jobs))
-        event_id = self.state.add_event(key, raw, report.created)
+        # Never later than now: the log timeout counts from this, and a clock a
+        # little ahead must not make a build wait for its logs longer than it should.
+        created = min(report.created, dt.datetime.fromtimestamp(self.clock(), UTC))
+        event_id = self.state.add_event(key, raw, created)
         if event_id is None:
             self.counters.inc("duplicates")
             log.info("event for %s seen before; ignored", report.key)
@@ -190,7 +207,31 @@ class Daemon:
                 return
 
     def process(self, event: StoredEvent) -> bool:
-        """False when the search backend failed (the event is retried later)."""
+        """False when the search backend failed (the event is retried later).
+
+        Anything else that goes wrong with this one event parks it: recorded,
+        counted and logged in one line, never retried in a loop, never in the
+        way of the events behind it."""
+        try:
+            return self._process(event)
+        except Exception as exc:  # noqa: BLE001 - the daemon outlives any one event
+            self._park(event, exc)
+            return True
+
+    def _park(self, event: StoredEvent, exc: BaseException) -> None:
+        why = _why(exc)
+        self.counters.inc("errors")
+        log.error("event %s parked (not retried): %s", event.key, why)
+        try:
+            report = parse_failure(event.raw, self.filters)
+        except Exception:  # noqa: BLE001 - it is being parked for a reason
+            report = None
+        for job in report.jobs if report else ():
+            self.state.record_outcome(event.id, report.change, report.patchset, report.project, report.pipeline,
+                                      job.name, job.key, job.url, "error", (), replace=False)
+        self.state.park(event.id, why)
+
+    def _process(self, event: StoredEvent) -> bool:
         try:
             report = parse_failure(event.raw, self.filters)
         except EventError as exc:  # accepted under another config; nothing to do now
@@ -214,13 +255,13 @@ class Daemon:
             return True
         self.counters.observe(time.monotonic() - started)
         for result in review.results:
-            kind = "bugs" if result.bugs else "timeout" if result.timed_out else "unrecognized"
-            self.state.record_outcome(
+            first = self.state.record_outcome(
                 event.id, report.change, report.patchset, report.project, report.pipeline, result.job.name,
-                result.build_uuid or result.job.key, result.job.url, kind, result.bugs,
+                result.build_uuid or result.job.key, result.job.url, result.kind, result.bugs + result.silent_bugs,
             )
-            self.counters.inc("timeouts" if result.timed_out else "classified" if result.bugs else "unrecognized")
-        if review.found_bugs or self.watch.comment_unrecognized:
+            if first:  # an event worked on again (its comment retried) counts its builds once
+                self.counters.inc(_COUNTER[result.kind])
+        if review.worth_commenting(self.watch.comment_unrecognized):
             if not self._comment(report, review):
                 self.state.retry_later(event.id, self._backoff(event.attempts, self.watch.retry_max))
                 return True
@@ -229,13 +270,19 @@ class Daemon:
         return True
 
     def _classify(self, event: StoredEvent, report: FailureReport) -> Review | None:
-        deadline = report.created.timestamp() + self.watch.log_timeout
+        deadline = event.created.timestamp() + self.watch.log_timeout
         expired = self.clock() >= deadline
-        fingerprints = [fp for fp in self.fingerprints.current() if not fp.suppress_notification]
+        fingerprints = self.fingerprints.current()
+        silent = {fp.bug for fp in fingerprints if fp.suppress_notification}
         classifier = Classifier(self.backend, fingerprints)
         review = Review(report)
         for job in report.jobs:
-            uuid = self._build_uuid(job)
+            uuid, candidates = self._build_uuid(report, job)
+            if len(candidates) > 1:
+                log.warning("%s %s: short build id %s matches %d builds (%s); not classified",
+                            report.key, job.name, job.short_uuid, len(candidates), ", ".join(candidates))
+                review.results.append(JobResult(job, None, ambiguous=candidates))
+                continue
             if uuid is None or not self._ready(uuid, job.name):
                 if not expired:
                     log.info("logs of %s (%s) not indexed yet", job.name, job.key)
@@ -247,19 +294,31 @@ class Daemon:
             tests = failed_tests(self.backend, uuid) if any(fp.test_ids for fp in fingerprints) else None
             bugs = tuple(fp.bug for fp in classifier.classify(uuid, tests))
             log.info("%s %s (%s): %s", report.key, job.name, uuid, ", ".join(bugs) or "unrecognized")
-            review.results.append(JobResult(job, uuid, bugs))
+            review.results.append(JobResult(job, uuid, tuple(b for b in bugs if b not in silent),
+                                            silent_bugs=tuple(b for b in bugs if b in silent)))
         return review
 
-    def _build_uuid(self, job: FailedJob) -> str | None:
+    def _build_uuid(self, report: FailureReport, job: FailedJob) -> tuple[str | None, tuple[str, ...]]:
+        """The build a job line names, and every candidate when it cannot tell.
+
+        A legacy report names its builds by a 7-character short uuid, and those
+        collide across changes; so the build must also be of the report's change
+        and patchset (as the original elastic-recheck scoped its queries), and
+        where that still leaves several, of the job's name and pipeline."""
         if job.build_uuid:
-            return job.build_uuid
+            return job.build_uuid, (job.build_uuid,)
         if not job.short_uuid:
-            return None
-        found = self.backend.builds(f'build_short_uuid:"{job.short_uuid}"')
-        matching = [b.build_uuid for b in found if b.build_uuid.startswith(job.short_uuid)] or [
-            b.build_uuid for b in found
-        ]
-        return matching[0] if len(set(matching)) == 1 else None
+            return None, ()
+        found = self.backend.builds(
+            f'build_short_uuid:"{job.short_uuid}" AND build_change:"{report.change}" '
+            f'AND build_patchset:"{report.patchset}"'
+        )
+        found = [b for b in found if b.build_uuid.startswith(job.short_uuid)]
+        for narrower in (lambda b: b.build_name == job.name, lambda b: b.build_queue == job.pipeline):
+            if len({b.build_uuid for b in found}) > 1 and any(map(narrower, found)):
+                found = [b for b in found if narrower(b)]
+        candidates = tuple(sorted({b.build_uuid for b in found}))
+        return (candidates[0] if len(candidates) == 1 else None), candidates
 
     def _ready(self, build_uuid: str, job_name: str) -> bool:
         """The console log and the job's required files are indexed."""
@@ -285,11 +344,11 @@ class Daemon:
         message = render_review(review, self.watch)
         try:
             self.reviewer.review(report.project, report.change, report.patchset, message)
-        except (ReportError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - anything unexpected leaves the arrival unknown
             self.counters.inc("gerrit_errors")
-            if isinstance(exc, ReportError) and not exc.retry:
+            if not isinstance(exc, (ReportError, OSError)) or (isinstance(exc, ReportError) and not exc.retry):
                 log.error("comment on %s refused for good or its arrival unknown; not retried, so never doubled: %s",
-                          report.key, exc)
+                          report.key, _why(exc) if not isinstance(exc, ReportError) else exc)
                 self.state.comment_unknown(report.change, report.patchset, builds)
                 return True
             log.warning("could not comment on %s: %s", report.key, exc)
@@ -307,7 +366,12 @@ class Daemon:
         projects = {fp.bug: fp.projects for fp in self.fingerprints.current()}
         items = announcements(review, self.watch.bug_url, projects, self.watch.log_timeout)
         for channel, text in route(items, self.channels):
-            self.notifier.send(channel, text)
+            try:
+                self.notifier.send(channel, text)
+            except Exception as exc:  # noqa: BLE001 - IRC failing must not stop Gerrit comments
+                self.counters.inc("irc_errors")
+                log.error("IRC: could not queue a line for %s: %s", channel, _why(exc))
+                continue
             self.counters.inc("announced")
 
     def _backoff(self, attempts: int, cap: float | None = None) -> float:
@@ -367,6 +431,15 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+_COUNTER = {"bugs": "classified", "timeout": "timeouts", "ambiguous": "ambiguous", "unrecognized": "unrecognized"}
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as one short line for the log."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:500]}" if text else type(exc).__name__
 
 
 __all__ = ["Daemon", "END", "FingerprintSet", "read_event_file", "replay"]

@@ -1,0 +1,317 @@
+"""Whatever Gerrit (or a replay file) sends, the daemon lives: a bad event is
+skipped or parked with one log line, and the events around it are worked on
+as if it had never come."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import queue
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from elastic_recheck.config import GerritSettings, Settings, WatchSettings
+from elastic_recheck.errors import EventError
+from elastic_recheck.gerrit_events import parse_failure
+from elastic_recheck.reporting import PrintingReviewer
+from elastic_recheck.search.embedded import EmbeddedBackend
+from elastic_recheck.state import StateDB
+from elastic_recheck.watch import END, Daemon, FingerprintSet, read_event_file
+
+from .gerrit_server import GerritServer
+from .test_watch import BIN, GRENADE, ROOT, TEMPEST, ZUUL, _config, _ingest, _watch, failure
+
+GOOD = failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")])
+EXPECTED_REVIEW = "review 864201,3:\nI noticed Zuul failed, I think you hit bug(s):"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example builds, indexed once for the module (the tests only read)."""
+    path = tmp_path_factory.mktemp("hostile") / "index"
+    backend = EmbeddedBackend(path)
+    for build in (TEMPEST, GRENADE):
+        _ingest(backend, build)
+    backend.close()
+    return path
+
+
+def _daemon(tmp_path: Path, index: Path, out: io.StringIO, backend: Any = None) -> Daemon:
+    settings = Settings(data_dir=tmp_path, watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.01))
+    return Daemon(settings, backend or EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
+                  PrintingReviewer(out), FingerprintSet(settings.watch.queries))
+
+
+def _run(daemon: Daemon, events: list[Any]) -> None:
+    feed: queue.Queue[Any] = queue.Queue()
+    for event in [*events, END]:
+        feed.put(event)
+    daemon.run(feed, exit_when_exhausted=True)
+
+
+# -- the events that used to end the process ----------------------------------------
+
+
+def _with(event: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return json.loads(json.dumps({**event, **changes}))
+
+
+HOSTILE = {
+    "a lone surrogate in a job name": _with(GOOD, comment=GOOD["comment"].replace("tempest-full", "tempest-\ud800")),
+    "a change number of 1e23": _with(GOOD, change={**GOOD["change"], "number": 1e23}),
+    "a change number as a huge string": _with(GOOD, change={**GOOD["change"], "number": "9" * 400}),
+    "eventCreatedOn 1e17": _with(GOOD, eventCreatedOn=1e17),
+    "eventCreatedOn NaN": {**GOOD, "eventCreatedOn": math.nan},
+    "a patchset as an object": _with(GOOD, patchSet={"number": {"n": 1}}),
+    "a comment that is a list": _with(GOOD, comment=["Build failed."]),
+    "an author that is a string": _with(GOOD, author="zuul"),
+    "a change that is a list": _with(GOOD, change=[1, 2]),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_event_is_skipped_and_the_next_one_is_commented(tmp_path, index, name, caplog):
+    out = io.StringIO()
+    daemon = _daemon(tmp_path, index, out)
+    with caplog.at_level(logging.INFO, "elastic_recheck"):
+        _run(daemon, [HOSTILE[name], GOOD])
+    assert out.getvalue().startswith(EXPECTED_REVIEW)
+    assert out.getvalue().count("review ") == 1
+    assert daemon.counters["malformed"] + daemon.counters["errors"] <= 1
+    for record in caplog.records:
+        assert "\n" not in record.getMessage()
+
+
+def test_the_example_events_of_the_issue_are_errors_naming_what_is_wrong():
+    with pytest.raises(EventError, match="change number"):
+        parse_failure(HOSTILE["a change number of 1e23"])
+    with pytest.raises(EventError, match="eventCreatedOn"):
+        parse_failure(HOSTILE["eventCreatedOn 1e17"])
+    report = parse_failure(HOSTILE["a lone surrogate in a job name"])
+    assert report.jobs[0].name == "tempest-\ufffd"  # stored, logged and posted as valid text
+    assert report.jobs[0].name.encode("utf-8")
+
+
+def test_an_event_dated_ahead_of_our_clock_still_times_out_on_time(tmp_path, index):
+    daemon = _daemon(tmp_path, index, io.StringIO())
+    ahead = failure(1, 1, [("ghost", ZUUL + "f" * 32, "FAILURE")], created=time.time() + 3600)
+    daemon.accept(ahead)
+    event = daemon.state.due_events()[0]
+    assert event.created.timestamp() <= time.time()  # counted from when it arrived, not from the future
+
+
+# -- property-based: hostile events never escape as an exception ---------------------
+
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+    st.sampled_from(["\ud800", "\x00\r\n", "Build failed.", "comment-added", "zuul", "1e23", "-1", "0"]),
+)
+_json = st.recursive(_json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=12)
+_event_keys = st.sampled_from(["type", "author", "comment", "change", "patchSet", "eventCreatedOn"])
+
+
+@st.composite
+def hostile_events(draw: st.DrawFn) -> Any:
+    """A real failure report with some of its parts replaced by anything JSON can hold."""
+    if draw(st.booleans()):
+        return draw(_json)
+    event = json.loads(json.dumps(GOOD))
+    for key in draw(st.lists(_event_keys, max_size=3)):
+        event[key] = draw(_json)
+    if draw(st.booleans()):
+        job = draw(st.text(min_size=1, max_size=20).filter(lambda t: not any(c.isspace() for c in t)))
+        event["comment"] = str(event.get("comment")).replace("tempest-full", job)
+    return event
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_events())
+def test_parsing_any_event_gives_a_report_nothing_or_an_event_error(event):
+    try:
+        report = parse_failure(event)
+    except EventError as exc:
+        assert "\n" not in str(exc)
+        return
+    if report is not None:
+        for text in (report.project, report.branch, report.url, *(j.name for j in report.jobs)):
+            text.encode("utf-8")  # no lone surrogate survives the edge
+        assert 0 < report.change < 2**31 and 0 < report.patchset < 2**31
+
+
+def test_a_stream_of_hostile_events_never_stops_the_daemon_nor_costs_the_good_ones(tmp_path, index):
+    examples = _examples(150)
+    out = io.StringIO()
+    daemon = _daemon(tmp_path, index, out)
+    _run(daemon, [*examples[:75], GOOD, *examples[75:],
+                  failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")], project="openstack/neutron")])
+    assert out.getvalue().count("review 864201,3:") == 1
+    assert out.getvalue().count("review 864377,1:") == 1
+    assert daemon.state.pending_count() == 0
+
+
+def _examples(count: int) -> list[Any]:
+    """Hostile events drawn by hypothesis, the same ones every run."""
+    found: list[Any] = []
+
+    @settings(max_examples=count, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(hostile_events())
+    def collect(event: Any) -> None:
+        found.append(event)
+
+    collect()
+    return found[:count]
+
+
+# -- an event that fails in a way nobody foresaw is parked ---------------------------
+
+
+class BrokenForOneBuild:
+    """The real index, with a defect for one build: as if a bug in the code met
+    an input nobody tested. The daemon must park that event and go on."""
+
+    def __init__(self, backend: EmbeddedBackend, build: str) -> None:
+        self.backend = backend
+        self.build = build
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    def build_files(self, build_uuid: str) -> dict[str, int]:
+        if build_uuid == self.build:
+            raise ZeroDivisionError("a defect that only this build meets")
+        return self.backend.build_files(build_uuid)
+
+
+def test_an_event_failing_unexpectedly_is_parked_recorded_and_counted_and_the_rest_go_on(tmp_path, index, caplog):
+    out = io.StringIO()
+    daemon = _daemon(tmp_path, index, out, backend=BrokenForOneBuild(EmbeddedBackend(index), GRENADE))
+    poisoned = failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")], project="openstack/neutron")
+    with caplog.at_level(logging.ERROR, "elastic_recheck"):
+        _run(daemon, [poisoned, GOOD])
+    assert out.getvalue().startswith(EXPECTED_REVIEW)  # the event behind it did not wait
+    assert daemon.counters["errors"] == 1
+    parked = daemon.state.parked()
+    assert len(parked) == 1 and "ZeroDivisionError" in parked[0][1]
+    outcomes = {o["change"]: o["kind"] for o in daemon.state.outcomes()}
+    assert outcomes == {864377: "error", 864201: "bugs"}
+    assert any("parked" in r.getMessage() and "864377" in r.getMessage() for r in caplog.records)
+    daemon.state.close()
+    again = _daemon(tmp_path, index, io.StringIO())  # a restart does not pick the parked event up again
+    assert again.state.pending_count() == 0
+
+
+# -- replay files ---------------------------------------------------------------------
+
+
+def test_a_replay_file_with_a_bad_byte_and_a_deeply_nested_line_replays_the_rest():
+    good = json.dumps(GOOD).encode()
+    data = b"\n".join([good, b'{"type": "comment-added", "comment": "\xff"}', b"[" * 100_000 + b"]" * 100_000, good])
+    items = list(read_event_file("events.jsonl", io.BytesIO(data)))
+    assert items[0] == GOOD and items[3] == GOOD
+    assert isinstance(items[1], EventError) and str(items[1]).startswith("events.jsonl:2: not UTF-8")
+    assert isinstance(items[2], EventError) and str(items[2]).startswith("events.jsonl:3: JSON nested too deep")
+
+
+def test_a_json_list_with_a_bad_byte_is_replayed_with_the_byte_replaced():
+    data = json.dumps([GOOD, GOOD]).encode().replace(b"openstack/nova", b"openstack/nov\xff", 1)
+    items = list(read_event_file("events.json", io.BytesIO(data)))
+    assert isinstance(items[0], EventError) and "events.json:1: not UTF-8" in str(items[0])
+    assert items[1]["change"]["project"] == "openstack/nov\ufffd" and items[2] == GOOD
+
+
+def test_watch_replays_a_hostile_file_to_the_end(tmp_path, index):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.symlink(index, data_dir / "index")
+    events = tmp_path / "events.jsonl"
+    lines = [json.dumps(e).encode() for e in HOSTILE.values()]
+    lines += [b"\xff\xfe not utf-8", b"[" * 50_000, json.dumps(GOOD).encode()]
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    proc = _watch(data_dir, "--events", str(events), "--dry-run")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.count("review ") == 1 and out.startswith(EXPECTED_REVIEW)
+    assert "not UTF-8" in err and "nested too deep" in err
+
+
+# -- the Gerrit stream ------------------------------------------------------------------
+
+
+def test_the_stream_skips_lines_it_cannot_read_and_keeps_streaming(tmp_path, index):
+    from elastic_recheck.gerrit_ssh import EventStream
+
+    gerrit = GerritServer(tmp_path)
+    events: queue.Queue[Any] = queue.Queue()
+    stream = EventStream(GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user,
+                                        key_file=str(gerrit.key_file), known_hosts=str(gerrit.known_hosts)),
+                         events, backoff=0.1)
+    stream.start()
+    try:
+        gerrit.wait_for_stream()
+        for line in ("{not json", "[" * 100_000, '{"comment": "\\ud800"}', "x" * (1 << 21), json.dumps(GOOD)):
+            gerrit.push(line)
+        received = [events.get(timeout=20) for _ in range(5)]
+        assert stream.is_alive() and stream.connected.is_set() and stream.reconnects == 0
+    finally:
+        stream.stop()
+        gerrit.close()
+    assert [type(item).__name__ for item in received] == ["EventError", "EventError", "dict", "EventError", "dict"]
+    assert "more than" in str(received[3]) and received[4] == GOOD
+
+
+def _watch_with(tmp_path: Path, gerrit: GerritServer, **gerrit_settings: str) -> subprocess.CompletedProcess:
+    config = json.loads(_config(tmp_path, gerrit).read_text())
+    config["gerrit"].update(gerrit_settings)
+    path = tmp_path / "broken.yaml"
+    path.write_text(json.dumps(config))
+    return subprocess.run([str(BIN / "elastic-recheck"), "watch", "--config", str(path), "--data-dir",
+                           str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
+
+
+def test_a_gerrit_configuration_that_cannot_work_stops_watch_at_start_with_one_line(tmp_path):
+    gerrit = GerritServer(tmp_path)
+    try:
+        missing = _watch_with(tmp_path, gerrit, known_hosts=str(tmp_path / "nowhere"))
+        no_key = _watch_with(tmp_path, gerrit, key_file=str(tmp_path / "no-such-key"))
+        other = tmp_path / "other_hosts"
+        other.write_text(gerrit.known_hosts.read_text().replace(f"[127.0.0.1]:{gerrit.port}", "[10.9.9.9]:29418"))
+        unknown = _watch_with(tmp_path, gerrit, known_hosts=str(other))
+    finally:
+        gerrit.close()
+    for result, words in ((missing, "cannot read known_hosts"), (no_key, "cannot read the SSH key"),
+                          (unknown, "no host key for [127.0.0.1]")):
+        assert result.returncode != 0
+        assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+
+
+def test_a_second_watch_on_the_same_data_dir_refuses_to_start(tmp_path):
+    data_dir = tmp_path / "data"
+    first = _watch(data_dir, "--events", "-", "--dry-run", stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (data_dir / "watch.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        second = _watch(data_dir, "--events", "-", "--dry-run", stdin=subprocess.DEVNULL)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode != 0
+        assert "another watch" in err and f"pid {first.pid}" in err
+    finally:
+        first.communicate(input="", timeout=60)
+    assert first.returncode == 0
+    third = _watch(data_dir, "--events", "-", "--dry-run", stdin=subprocess.DEVNULL)  # the lock went with it
+    third.communicate(timeout=60)
+    assert third.returncode == 0
+
