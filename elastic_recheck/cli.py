@@ -307,8 +307,9 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
                                            tuple(fp.bug for fp in matches if not fp.suppress_notification),
                                            silent_bugs=tuple(fp.bug for fp in matches if fp.suppress_notification))])
         if not review.worth_commenting(settings.watch.comment_unrecognized):
+            silent = ", ".join(fp.bug for fp in matches)
             click.echo(f"review {change},{patchset}: none (" + (
-                "only bugs marked suppress-notification" if review.all_recognized else "no known bug") + " found)")
+                f"explained by bug {silent}, marked suppress-notification" if matches else "no known bug found") + ")")
             return
         click.echo(f"review {change},{patchset}:\n{render_review(review, settings.watch)}")
         return

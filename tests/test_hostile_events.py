@@ -315,3 +315,130 @@ def test_a_second_watch_on_the_same_data_dir_refuses_to_start(tmp_path):
     third.communicate(timeout=60)
     assert third.returncode == 0
 
+
+
+# -- right build, right change ----------------------------------------------------------
+
+
+def _legacy(change: int, patchset: int, job: str, pipeline: str, short: str) -> dict[str, Any]:
+    url = f"http://logs.example.org/{str(change)[-2:]}/{change}/{patchset}/{pipeline}/{job}/{short}"
+    event = failure(change, patchset, [(job, url, "FAILURE")], pipeline=None, author="jenkins",
+                    created=time.time() - 3600, project="openstack/keystone")
+    return event
+
+
+def _index_as(index: Path, source: str, uuid: str, **fields: str) -> None:
+    import dataclasses
+
+    from elastic_recheck.ingest import ingest_build
+    from elastic_recheck.ingest.sources import load_metadata_file, open_logs
+
+    from .test_watch import EXAMPLES
+
+    backend = EmbeddedBackend(index)
+    for directory in EXAMPLES.iterdir():
+        meta = load_metadata_file(str(directory / "build.json"))
+        if meta.build_uuid == source:
+            ingest_build(backend, open_logs(str(directory)), dataclasses.replace(meta, build_uuid=uuid, **fields))
+    backend.close()
+
+
+def test_a_short_uuid_shared_by_two_changes_gets_each_change_its_own_bugs(tmp_path, realdata):
+    """Two real recorded reports, of changes 64749 and 64750, name their builds
+    by the same short uuids (d3fd328, 5dd41fe)."""
+    recorded = json.loads((realdata / "gerrit" / "gerrit-events.json").read_text())
+    reports = [r for r in (parse_failure(e) for e in recorded) if r and r.change in (64749, 64750)]
+    shared = {j.short_uuid for j in reports[0].jobs} & {j.short_uuid for j in reports[1].jobs}
+    assert "d3fd328" in shared
+    index = tmp_path / "data" / "index"
+    _index_as(index, TEMPEST, "d3fd328" + "a" * 25, build_change="64749", build_patchset="6",
+              build_name="gate-keystone-python26", build_queue="check")
+    _index_as(index, GRENADE, "d3fd328" + "b" * 25, build_change="64750", build_patchset="6",
+              build_name="gate-keystone-python26", build_queue="gate")
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([_legacy(64749, 6, "gate-keystone-python26", "check", "d3fd328"),
+                                  _legacy(64750, 6, "gate-keystone-python26", "gate", "d3fd328")]))
+    proc = _watch(tmp_path / "data", "--events", str(events), "--dry-run")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    first, second = out.split("review 64750,6:")
+    assert first.startswith("review 64749,6:") and "bugs/2000001" in first and "2000002" not in first
+    assert "bugs/2000002" in second and "2000001" not in second
+    assert "timed out" not in err
+
+
+def test_several_builds_left_for_one_short_uuid_are_reported_as_such_never_as_a_timeout(tmp_path):
+    index = tmp_path / "data" / "index"
+    for uuid in ("d3fd328" + "a" * 25, "d3fd328" + "b" * 25):  # a retried job: same change, job and pipeline
+        _index_as(index, TEMPEST, uuid, build_change="64749", build_patchset="6",
+                  build_name="gate-keystone-python26", build_queue="check")
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"watch": {"comment_unrecognized": True}}))
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([_legacy(64749, 6, "gate-keystone-python26", "check", "d3fd328")]))
+    proc = _watch(tmp_path / "data", "--events", str(events), "--dry-run", config=config)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "- gate-keystone-python26: not classified: its short build id d3fd328 matches 2 builds" in out
+    assert "matches 2 builds" in err and "timed out" not in err and "not indexed in time" not in out
+    state = StateDB(tmp_path / "data" / "state.sqlite3")
+    assert [o["kind"] for o in state.outcomes()] == ["ambiguous"]
+    assert state.metrics()["ambiguous"] == 1
+
+
+# -- suppress-notification, and counting each build once --------------------------------
+
+
+def test_a_build_explained_only_by_a_silent_bug_is_neither_commented_nor_called_unrecognized(tmp_path, index):
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "3000001.yaml").write_text('query: message:"Hash Sum mismatch" AND tags:console\n'
+                                          "suppress-notification: true\n")
+    channels = tmp_path / "channels.yaml"
+    channels.write_text('"#qa": {projects: all, events: [positive, negative]}\n')
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"watch": {"comment_unrecognized": True},
+                                  "irc": {"channels": str(channels), "pipelines": ["gate"]}}))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.symlink(index, data_dir / "index")
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")])]))
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_CONFIG": str(config)}
+    run = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(queries), "--events", str(events),
+                          "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""  # no review, no IRC line, not even "unrecognized"
+    status = subprocess.run([str(BIN / "elastic-recheck"), "status"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert "failed jobs matched to at least one known bug" in status.stdout
+    figures = {line.rsplit("  ", 1)[0].strip(): line.rsplit(" ", 1)[1] for line in status.stdout.splitlines()
+               if "  " in line}
+    assert figures["failed jobs matched to at least one known bug"] == "1"
+    assert figures["failed jobs no fingerprint explains"] == "0"
+    classify = [str(BIN / "elastic-recheck"), "classify", "--build", GRENADE, "--queries", str(queries)]
+    alone = subprocess.run(classify, capture_output=True, text=True, env=env, timeout=60)
+    for_change = subprocess.run([*classify, "--change", "864377", "--patchset", "1"], capture_output=True,
+                                text=True, env=env, timeout=60)
+    assert alone.stdout == f"build {GRENADE}: bug 3000001\n"
+    assert for_change.stdout == "review 864377,1: none (explained by bug 3000001, marked suppress-notification)\n"
+
+
+def test_a_comment_retried_after_gerrit_failed_counts_its_build_once(tmp_path, index):
+    from elastic_recheck.gerrit_ssh import SSHReviewer
+
+    gerrit = GerritServer(tmp_path)
+    gerrit.fail_reviews = 2
+    settings = Settings(data_dir=tmp_path, gerrit=GerritSettings(
+        host="127.0.0.1", port=gerrit.port, user=gerrit.user, key_file=str(gerrit.key_file),
+        known_hosts=str(gerrit.known_hosts)), watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.05,
+                                                                 retry_max=0.2))
+    daemon = Daemon(settings, EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
+                    SSHReviewer(settings.gerrit), FingerprintSet(settings.watch.queries))
+    try:
+        _run(daemon, [GOOD])
+    finally:
+        gerrit.close()
+    assert len(gerrit.reviews) == 1
+    assert daemon.counters["gerrit_errors"] == 2
+    assert daemon.counters["classified"] == 1
