@@ -402,6 +402,7 @@ def status(ctx: _Context, prometheus: bool) -> None:
     import datetime as dt
 
     from .metrics import exposition, summary_lines
+    from .sanitize import strip_controls
     from .state import StateDB
 
     settings = ctx.settings()
@@ -412,6 +413,7 @@ def status(ctx: _Context, prometheus: bool) -> None:
         values = state.metrics()
         values["queue_depth"] = state.pending_count()
         last = state.last_received()
+        parked = state.parked()
     finally:
         state.close()
     if prometheus:
@@ -421,6 +423,10 @@ def status(ctx: _Context, prometheus: bool) -> None:
         click.echo(line)
     seen = dt.datetime.fromtimestamp(last, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if last else "never"
     click.echo(f"last failure report received: {seen}")
+    if parked:
+        click.echo(f"parked events (failed unexpectedly, not retried): {len(parked)}")
+        for key, why in parked[-10:]:
+            click.echo(strip_controls(f"  {key}: {why}"))
 
 
 def _irc_notifier(settings: Settings, dry_run: bool) -> tuple[Any, list[Any]]:

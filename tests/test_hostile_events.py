@@ -207,9 +207,14 @@ def test_an_event_failing_unexpectedly_is_parked_recorded_and_counted_and_the_re
     outcomes = {o["change"]: o["kind"] for o in daemon.state.outcomes()}
     assert outcomes == {864377: "error", 864201: "bugs"}
     assert any("parked" in r.getMessage() and "864377" in r.getMessage() for r in caplog.records)
+    daemon.flush_metrics()
     daemon.state.close()
     again = _daemon(tmp_path, index, io.StringIO())  # a restart does not pick the parked event up again
     assert again.state.pending_count() == 0
+    status = subprocess.run([str(BIN / "elastic-recheck"), "status", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert "parked events (failed unexpectedly, not retried): 1" in status.stdout
+    assert "864377,1:" in status.stdout and "ZeroDivisionError" in status.stdout
 
 
 # -- replay files ---------------------------------------------------------------------
