@@ -447,3 +447,22 @@ def test_a_comment_retried_after_gerrit_failed_counts_its_build_once(tmp_path, i
     assert len(gerrit.reviews) == 1
     assert daemon.counters["gerrit_errors"] == 2
     assert daemon.counters["classified"] == 1
+
+
+def test_a_megabyte_comment_of_blank_lines_is_read_in_linear_time():
+    """A headline pattern that could span lines made this quadratic (40,000
+    newlines took 4 s; a megabyte would take most of an hour)."""
+    import signal
+
+    def too_slow(*_: object) -> None:
+        raise AssertionError("parsing a 1 MiB comment did not finish within 30 s")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(30)
+    try:
+        for filler in ("\n", " \n", "\t\n\n", "- a\n"):
+            event = _with(GOOD, comment=filler * ((1 << 20) // len(filler)))
+            assert parse_failure(event) is None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
