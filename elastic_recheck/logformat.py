@@ -12,28 +12,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import sys
 
-# C0 controls, DEL, C1 controls (NEL and CSI among them), the Unicode line and
-# paragraph separators, and lone surrogates (not encodable as UTF-8).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with line breaks and other control characters written as
-    escapes (``\\n``, ``\\x1b``, ``\\u2028``); backslashes are kept as they
-    are, so paths and regexes stay readable."""
-    return _UNSAFE.sub(_escape, text)
+from .sanitize import escape_controls
 
 
 class EscapingFormatter(logging.Formatter):
@@ -52,4 +33,4 @@ def configure_logging(level: int, fmt: str, force: bool = False) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=force)
 
 
-__all__ = ["EscapingFormatter", "configure_logging", "escape_controls"]
+__all__ = ["EscapingFormatter", "configure_logging"]

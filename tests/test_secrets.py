@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from elastic_recheck.config import ClusterSettings, GerritSettings, Settings, WatchSettings, load_settings
+from elastic_recheck.config import GerritSettings, Settings, WatchSettings, load_settings
 from elastic_recheck.errors import ConfigError, ReportError
 from elastic_recheck.gerrit_ssh import SSHReviewer, review_command
 from elastic_recheck.ingest import ingest_build
