@@ -14,6 +14,7 @@ import click
 from . import __version__
 from .config import Settings, load_settings
 from .errors import ConfigError, IngestError, RecheckError
+from .logformat import configure_logging
 from .search import SearchBackend, TimeWindow, open_backend
 
 
@@ -79,7 +80,7 @@ def _fail(ctx: click.Context, exc: Exception) -> None:
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, data_dir: str | None, debug: bool | None) -> None:
     """elastic-recheck: which known bug made this CI build fail?"""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if debug else logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     # The cluster client logs each request and node-pool change; our own messages say what matters.
     logging.getLogger("elastic_transport").setLevel(logging.DEBUG if debug else logging.ERROR)
     ctx.obj = _Context(bool(debug), config, data_dir)
@@ -338,8 +339,8 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     from .state import StateDB
     from .watch import Daemon, FingerprintSet, replay
 
-    logging.basicConfig(force=True, level=logging.DEBUG if ctx.debug else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if ctx.debug else logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s",
+                      force=True)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     settings = ctx.settings()
     if queries_dir:
@@ -516,8 +517,8 @@ def dashboard(ctx: _Context, output: str, queries_dir: str | None, every: str | 
                         progress=_fingerprint_progress("fingerprints"))
         click.echo(f"dashboard written: open {publisher.output / 'index.html'}")
         return
-    logging.basicConfig(force=True, level=logging.DEBUG if ctx.debug else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if ctx.debug else logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s",
+                      force=True)
     log = logging.getLogger("elastic_recheck.dashboard")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -137,6 +138,35 @@ _SECTIONS = {
 }
 
 
+# Settings holding URLs the daemon sends credentials to, checked at load by
+# check_http_url, and where those credentials go instead.
+GERRIT_CREDENTIALS = "gerrit.user and gerrit.rest_password"
+CLUSTER_CREDENTIALS = "cluster.username/password or cluster.api_key"
+_URL_SETTINGS = {("gerrit", "rest_url"): GERRIT_CREDENTIALS, ("cluster", "urls"): CLUSTER_CREDENTIALS}
+
+
+def check_http_url(where: str, url: str, credentials_in: str = "their own settings") -> str:
+    """``url`` if it is an http(s) URL with a host and no ``user:password@``.
+
+    Credentials belong in their own settings (``credentials_in``), never in a
+    URL: URLs are written to logs and error messages. The error never repeats
+    the URL, since it may be the very thing holding a secret; ``where`` names
+    the setting instead.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: not a valid URL (not repeated here: it may hold a secret)") from None
+    if "@" in parts.netloc:
+        raise ConfigError(f"{where}: put credentials in {credentials_in}, not in the URL "
+                          "(user:password@ is refused)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: must be an http:// or https:// URL with a host "
+                          "(not repeated here: it may hold a secret)")
+    return url
+
+
 def _coerce(where: str, kind: Any, value: Any) -> Any:
     """A config or environment value as the type the setting declares."""
     text = str(kind)
@@ -177,11 +207,20 @@ def _section(name: str, loaded: Any, env: Mapping[str, str], source: str) -> Any
     unknown = set(loaded) - set(fields)
     if unknown:
         raise ConfigError(f"{source}: unknown setting(s) in {name}: {', '.join(sorted(unknown))}")
-    values = {key: _coerce(f"{source}: {name}.{key}", fields[key].type, value) for key, value in loaded.items()}
+    origins = {key: f"{source}: {name}.{key}" for key in loaded}
+    values = {key: _coerce(origins[key], fields[key].type, value) for key, value in loaded.items()}
     for key, spec in fields.items():
         env_value = env.get(f"ER_{name.upper()}_{key.upper()}")
         if env_value:
-            values[key] = _coerce(f"ER_{name.upper()}_{key.upper()}", spec.type, env_value)
+            origins[key] = f"ER_{name.upper()}_{key.upper()}"
+            values[key] = _coerce(origins[key], spec.type, env_value)
+    for key in values:
+        if (name, key) in _URL_SETTINGS:
+            urls = values[key] if isinstance(values[key], tuple) else (values[key],)
+            for number, url in enumerate(urls, 1):
+                if url:
+                    check_http_url(origins[key] if len(urls) == 1 else f"{origins[key]} (URL {number})", url,
+                                   _URL_SETTINGS[(name, key)])
     return cls(**values)
 
 
@@ -193,7 +232,7 @@ def read_yaml_mapping(path: str | os.PathLike[str], what: str, shape: str) -> di
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None  # one line
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: {what} {shape}")
     return loaded

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shlex
 import threading
 import time
 from typing import Any
@@ -175,9 +176,28 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def quote_message(message: str) -> str:
-    """A review message as one double-quoted argument of Gerrit's SSH command line."""
-    return '"' + message.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def quote_argument(argument: str) -> str:
+    """One argument of Gerrit's SSH command line, in POSIX shell single quotes.
+
+    Gerrit splits the command line itself (``CommandFactoryProvider.split``):
+    spaces and tabs separate arguments; inside single quotes every character,
+    backslash and newline included, is literal; a single quote is written as
+    ``'"'"'`` (close, a double-quoted quote, reopen), which Gerrit reads the same
+    way a shell does. So ``shlex.quote`` output means one and the same argument
+    to Gerrit and to a shell. Gerrit drops empty arguments, so an empty one
+    cannot be passed at all: the caller must leave such an option out.
+    """
+    return shlex.quote(argument)
+
+
+def review_command(project: str, change: int, patchset: int, message: str) -> str:
+    """``gerrit review`` with every argument quoted: a project name with spaces
+    or ``;`` and any message text arrive as one argument each."""
+    words = ["gerrit", "review", f"{int(change)},{int(patchset)}"]
+    if project:  # legacy events may lack the project; Gerrit finds the change without it
+        words += ["--project", project]
+    words += ["--message", message]
+    return " ".join(quote_argument(word) for word in words)
 
 
 class SSHReviewer:
@@ -191,6 +211,8 @@ class SSHReviewer:
         """Post one review. Raises ReportError with ``retry`` only when the
         command certainly did not take effect, so a comment is never doubled."""
         what = f"gerrit review {change},{patchset}"
+        if not message:  # Gerrit drops an empty argument: `--message` would take none, and fail the same every time
+            raise ReportError(f"{what}: empty review message; nothing posted", retry=False)
         client = self.gerrit.client
         transport = client.get_transport() if client is not None else None
         if transport is None or not transport.is_active():  # never connected, or the connection dropped:
@@ -200,10 +222,8 @@ class SSHReviewer:
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 raise ReportError(f"{what}: cannot connect: {exc}") from None
             transport = client.get_transport()
-        command = f"gerrit review {change},{patchset}"
-        if project:  # legacy events may lack the project; Gerrit finds the change without it
-            command += f" --project {project}"
-        command += f" --message {quote_message(message)}"
+        # Text Gerrit's UTF-8 cannot carry (a lone surrogate from an event) becomes "?" rather than failing the post.
+        command = review_command(project, change, patchset, message).encode("utf-8", "replace")
         try:
             channel = transport.open_session(timeout=30)
         except (OSError, EOFError, paramiko.SSHException) as exc:  # no command was sent

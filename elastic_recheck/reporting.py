@@ -6,11 +6,12 @@ import base64
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import IO, Protocol, Sequence
 
-from .config import GerritSettings, WatchSettings
+from .config import GERRIT_CREDENTIALS, GerritSettings, WatchSettings, check_http_url
 from .errors import ReportError
 from .gerrit_events import FailedJob, FailureReport
 
@@ -118,14 +119,24 @@ class PrintingReviewer:
             raise ReportError(f"review {change},{patchset}: the output was closed", retry=False) from None
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would resend the Authorization header to
+    wherever Gerrit (or anything in front of it) points, another host
+    included, and turn the POST into a GET that "succeeds" without posting."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
 class RESTReviewer:
     """Posts reviews through Gerrit's REST API (``gerrit.rest_url``), HTTP basic auth."""
 
     def __init__(self, settings: GerritSettings, timeout: float = 30) -> None:
-        self.base = settings.rest_url.rstrip("/")
+        self.base = check_http_url("gerrit.rest_url", settings.rest_url, GERRIT_CREDENTIALS).rstrip("/")
         self.user = settings.user
         self.password = settings.rest_password
         self.timeout = timeout
+        self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def review(self, project: str, change: int, patchset: int, message: str) -> None:
         url = f"{self.base}/a/changes/{change}/revisions/{patchset}/review"
@@ -136,14 +147,46 @@ class RESTReviewer:
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=self.timeout) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                raise _redirect_refused(url, exc) from None
             # 4xx (bad credentials, no such change) will not get better by retrying; 408/429/5xx may.
             final = 400 <= exc.code < 500 and exc.code not in (408, 429)
             raise ReportError(f"POST {url} refused: HTTP {exc.code}", retry=not final) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ReportError(f"POST {url} failed: {exc}") from None
+
+
+# A redirect answering the POST is never followed (see _RefuseRedirects). Whether
+# the review may be retried depends on what the status says happened:
+# 301/302/307/308 say the resource lives elsewhere: whatever answered (Gerrit's
+# canonical-URL redirect, or a proxy sending http to https) did not carry out the
+# POST, so nothing was posted and a retry cannot double the comment; the event
+# waits (with backoff) until gerrit.rest_url is corrected, and is then posted.
+# 303 is the answer to a POST that *was* processed ("see the result over there"),
+# and the other 3xx mean nothing defined for a POST: the outcome is unknown, so
+# no retry; the comment is recorded as unknown, as for a connection lost mid-post.
+_REDIRECTS_NOTHING_DONE = (301, 302, 307, 308)
+
+
+def _redirect_refused(url: str, exc: urllib.error.HTTPError) -> ReportError:
+    # Only the scheme and host of the target are named: its path or userinfo may hold anything.
+    try:
+        location = urllib.parse.urlsplit(urllib.parse.urljoin(url, exc.headers.get("Location") or ""))
+        host = f"[{location.hostname}]" if ":" in (location.hostname or "") else location.hostname
+        port = f":{location.port}" if location.port else ""
+        target = f"{location.scheme}://{host}{port}" if host else "an unnamed place"
+    except ValueError:  # a Location that is not a URL
+        target = "an unnamed place"
+    retry = exc.code in _REDIRECTS_NOTHING_DONE
+    return ReportError(
+        f"POST {url} refused: HTTP {exc.code} redirects to {target}; redirects are not followed "
+        f"(the credentials would go along){'' if retry else '; the review may have been posted'}"
+        "; check gerrit.rest_url",
+        retry=retry,
+    )
 
 
 def bug_list(results: Sequence[JobResult]) -> list[str]:

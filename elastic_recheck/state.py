@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import RecheckError
+from .private_paths import looser_than_private, private_dir, private_file
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -78,7 +82,13 @@ class StateError(RecheckError):
 class StateDB:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner only: it holds every report received. An existing file is left as it is (see private_paths).
+        private_dir(self.path.parent)
+        private_file(self.path)
+        mode = looser_than_private(self.path)
+        if mode:
+            log.warning("%s is readable by other users (mode %s); `chmod 600` it unless that is intended",
+                        self.path, mode)
         try:
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")

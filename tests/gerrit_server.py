@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import socket
 import threading
 import time
@@ -12,6 +11,34 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+
+
+def gerrit_split(command: str) -> list[str]:
+    """A command line split the way Gerrit's SSH daemon splits it
+    (``CommandFactoryProvider.split``), which is close to but not a POSIX
+    shell: only space and tab separate; single quotes make everything
+    literal; a backslash outside them takes the next character as it is (in
+    double quotes too); empty arguments are dropped."""
+    argv: list[str] = []
+    word: list[str] = []
+    single = double = False
+    chars = iter(command)
+    for char in chars:
+        if char in " \t" and not (single or double):
+            if word:
+                argv.append("".join(word))
+                word = []
+        elif char == '"' and not single:
+            double = not double
+        elif char == "'" and not double:
+            single = not single
+        elif char == "\\" and not single:
+            word.append(next(chars, "\\"))
+        else:
+            word.append(char)
+    if word:
+        argv.append("".join(word))
+    return argv
 
 
 class _Handler(paramiko.ServerInterface):
@@ -90,7 +117,7 @@ class GerritServer:
 
     def _command(self, channel: paramiko.Channel, command: str) -> None:
         time.sleep(self.command_delay)  # let the transport acknowledge the exec request first
-        argv = shlex.split(command)
+        argv = gerrit_split(command)
         if argv[:2] == ["gerrit", "stream-events"]:
             with self.lock:
                 self.streams.append(channel)
@@ -108,7 +135,7 @@ class GerritServer:
                     return
                 options = dict(zip(argv[3::2], argv[4::2]))
                 change, patchset = argv[2].split(",")
-                self.reviews.append({"change": int(change), "patchset": int(patchset),
+                self.reviews.append({"change": int(change), "patchset": int(patchset), "argv": argv,
                                      "project": options.get("--project", ""), "message": options.get("--message")})
                 vanish = self.vanish_after_reviews > 0
                 self.vanish_after_reviews -= vanish

@@ -180,8 +180,10 @@ def open_backend(settings: Any) -> SearchBackend:
     from ..errors import ConfigError
 
     if settings.backend == "embedded":
+        from ..private_paths import private_dir
         from .embedded import EmbeddedBackend
 
+        private_dir(settings.data_dir)  # owner only, like everything elastic-recheck creates in it
         return EmbeddedBackend(settings.index_dir)
     if settings.backend in ("elasticsearch", "opensearch"):
         from .cluster import ClusterBackend

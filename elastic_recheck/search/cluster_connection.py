@@ -32,7 +32,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TlsError, TransportError
 from elasticsearch import Elasticsearch
 
-from ..config import ClusterSettings
+from ..config import CLUSTER_CREDENTIALS, ClusterSettings, check_http_url
 from ..errors import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -70,20 +70,13 @@ class ServerInfo:
 
 
 def check_urls(urls: tuple[str, ...]) -> list[str]:
-    """The node URLs, refusing credentials in them: they would end up in logs."""
+    """The node URLs, refusing credentials in them (they would end up in logs):
+    the same check as at config load, for settings built some other way."""
     if not urls:
         raise ConfigError("cluster.urls: give at least one URL of the cluster")
-    checked = []
-    for url in urls:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"cluster.urls: {url!r} is not an http(s) URL")
-        if parts.username or parts.password:
-            raise ConfigError(
-                "cluster.urls: put credentials in cluster.username/password or cluster.api_key, not in the URL"
-            )
-        checked.append(url.rstrip("/"))
-    return checked
+    where = "cluster.urls" if len(urls) == 1 else "cluster.urls (URL {})"
+    return [check_http_url(where.format(number), url, CLUSTER_CREDENTIALS).rstrip("/")
+            for number, url in enumerate(urls, 1)]
 
 
 def auth_header(settings: ClusterSettings) -> str | None:

@@ -20,6 +20,7 @@ from tantivy import Occur, Order, Query
 from .. import lucene
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text
 from ..errors import BackendError, RecheckError
+from ..private_paths import private_dir
 from . import schema as sch
 from . import (
     ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch, epoch_micros, from_epoch_micros,
@@ -53,7 +54,7 @@ class EmbeddedBackend:
         """``max_buckets``: contexts per aggregation (tests make it small)."""
         self.path = Path(index_dir)
         self.max_buckets = max_buckets
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path)  # 0700: the logs can hold anything a job printed
         _check_layout(self.path)
         try:
             self.lines = _open_index(self.path / "lines", sch.line_schema())
