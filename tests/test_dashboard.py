@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,6 +150,38 @@ def test_the_site_has_pages_and_json_data_files(site, tmp_path):
     assert "https://bugs.launchpad.net/bugs/100001" in page
     assert ("https://kibana.example.org/app/discover#/?_a=(query:(language:lucene,query:&#39;"
             "message:%22Timed%20out%20waiting%20for%20a%20reply%22%20AND%20tags:%22screen-n-cpu.txt%22&#39;))") in page
+
+
+def _newest_shown(site_dir: Path) -> str:
+    """The page header's "Newest indexed log line" as a reader sees it."""
+    html = (site_dir / "index.html").read_text()
+    shown = re.search(r'<dd id="newest">(.*?)</dd>', html, re.S).group(1)
+    return " ".join(re.sub(r"<[^>]+>", "", shown).split())
+
+
+def test_a_line_dated_in_the_future_is_shown_as_such_and_the_lag_still_counts_from_now(tmp_path):
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    with backend.writer() as w:
+        add_build(w, "1" * 32, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=3), {})
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    settings = Settings(data_dir=tmp_path / "data")
+    honest = _newest_shown(_render(settings, backend, queries, tmp_path / "before"))
+    assert honest == f"{(NOW - dt.timedelta(hours=3)):%Y-%m-%d %H:%M} UTC (2h 59m behind)"  # its last line: 3 h - 1 s
+
+    with backend.writer() as w:  # a log whose clock is two days ahead
+        add_build(w, "2" * 32, "grenade", "FAILURE", "gate", -dt.timedelta(days=2), {})
+    out = _render(settings, backend, queries, tmp_path / "after")
+    shown = _newest_shown(out)
+    ahead = NOW + dt.timedelta(days=2)
+    assert shown.startswith(f"the newest line is dated in the future: {ahead:%Y-%m-%d %H:%M} UTC, "
+                            "2d 0h ahead of this page (a log's clock or time zone is wrong); ")
+    assert shown.endswith(f"newest line dated up to now: {(NOW - dt.timedelta(hours=3)):%Y-%m-%d %H:%M} UTC "
+                          "(2h 59m behind)")
+    assert "0s behind" not in shown
+    data = json.loads((out / "data" / "all.json").read_text())
+    assert data["newest_in_future"] is True and 3 * 3600 - 2 <= data["lag_seconds"] <= 3 * 3600
+    assert data["newest_indexed"] > data["generated"] > data["newest_until_now"]
 
 
 @pytest.fixture
