@@ -164,7 +164,7 @@ def _honour_test_ids(backend: SearchBackend, fingerprints: Sequence[Fingerprint]
             if build_uuid not in failed:
                 try:
                     failed[build_uuid] = failed_tests(backend, build_uuid)
-                except RecheckError as exc:
+                except Exception as exc:  # one fingerprint's error, on its row: never the end of the run
                     log.warning("fingerprint %s: the failed tests of build %s could not be read: %s", bug, build_uuid,
                                 exc)
                     errors[bug] = f"the failed tests of build {build_uuid} could not be read: {exc}"
