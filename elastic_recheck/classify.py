@@ -27,12 +27,14 @@ class Classifier:
         build's ``failed`` tests, when those are known (None: unknown)."""
         if not self.backend.build_files(build_uuid):
             raise BackendError(f"build {build_uuid} has no indexed logs")
-        candidates = [fp for fp in self.fingerprints if _tests_allow(fp, failed)]
+        candidates = [fp for fp in self.fingerprints if tests_allow(fp, failed)]
         matched = self.backend.match_build(build_uuid, [fp.voting_query for fp in candidates])
         return [fp for fp, hit in zip(candidates, matched) if hit]
 
 
-def _tests_allow(fingerprint: Fingerprint, failed: Collection[str] | None) -> bool:
+def tests_allow(fingerprint: Fingerprint, failed: Collection[str] | None) -> bool:
+    """Whether the build's ``failed`` tests (None: unknown) let ``fingerprint``
+    count: the one rule for ``test_ids``, in classify, watch and the dashboard."""
     if not fingerprint.test_ids or failed is None:
         return True
     return any(test == wanted or test.startswith(wanted + ".") or test.startswith(wanted + "[")

@@ -374,8 +374,10 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     if settings.watch.metrics_port:
         from .metrics import MetricsServer
 
-        metrics_server = MetricsServer(daemon.counters, settings.watch.metrics_address,
-                                       settings.watch.metrics_port).start()
+        metrics_server = MetricsServer(daemon.counters, settings.watch.metrics_address, settings.watch.metrics_port,
+                                       max_connections=settings.watch.metrics_connections,
+                                       timeout=settings.watch.metrics_timeout,
+                                       max_request_bytes=settings.watch.metrics_request_bytes).start()
     if stream is None:
         replay(str(events_file), events)
     else:

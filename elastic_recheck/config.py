@@ -55,6 +55,9 @@ class WatchSettings:
     templates: tuple[tuple[str, str], ...] = ()
     metrics_port: int = 0  # serve Prometheus metrics on this port (0: off)
     metrics_address: str = "127.0.0.1"  # where the metrics port listens; 0.0.0.0 for every interface
+    metrics_connections: int = 64  # open at once; one more closes the oldest (a scrape takes milliseconds)
+    metrics_timeout: float = 10.0  # seconds for a connection's whole request and answer
+    metrics_request_bytes: int = 8192  # request line and headers; beyond that 431
 
 
 @dataclass(frozen=True)

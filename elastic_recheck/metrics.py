@@ -5,6 +5,13 @@ Counters live in memory (Prometheus' rule: they start at zero with the
 process) and the daemon thread adds what changed to the state database about
 once a second, so ``elastic-recheck status`` shows the totals since the data
 directory was made, across restarts.
+
+The text format comes from ``prometheus_client`` (its escaping and layout are
+the reference scrapers are tested against); the port is served by our own
+:class:`MetricsServer`, because ``http.server`` — and ``prometheus_client``'s
+``start_http_server``, built on it — spends a thread per connection and has
+no deadline for a request: 60 idle connections once left the daemon unable to
+start a thread for its Gerrit reviewer.
 """
 
 from __future__ import annotations
@@ -12,10 +19,13 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
-from .errors import ConfigError
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+
+from .metrics_http import Answer, BoundedHTTPServer
 
 log = logging.getLogger(__name__)
 PREFIX = "elastic_recheck_"
@@ -40,6 +50,7 @@ GAUGES = {"queue_depth": "failure reports waiting for logs or for a retry"}
 LATENCY = "classification_seconds"
 LATENCY_HELP = "time to classify one failure report against every fingerprint"
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
 
 
 def bucket_name(bound: float) -> str:
@@ -105,23 +116,30 @@ class Metrics:
         return deltas, gauges
 
 
+class _Snapshot:
+    """A prometheus_client collector over one snapshot of the values."""
+
+    def __init__(self, values: Mapping[str, float]) -> None:
+        self.values = values
+
+    def collect(self) -> Iterator[Metric]:
+        values = self.values
+        for name, help_text in COUNTERS.items():
+            yield CounterMetricFamily(PREFIX + name, help_text, value=values.get(name, 0))
+        for name, help_text in GAUGES.items():
+            yield GaugeMetricFamily(PREFIX + name, help_text, value=values.get(name, 0))
+        count = values.get(f"{LATENCY}_count", 0)
+        buckets = [(f"{bound:g}", values.get(bucket_name(bound), 0)) for bound in BUCKETS] + [("+Inf", count)]
+        yield HistogramMetricFamily(PREFIX + LATENCY, LATENCY_HELP, buckets=buckets,
+                                    sum_value=values.get(f"{LATENCY}_sum", 0.0))
+
+
 def exposition(values: Mapping[str, float]) -> str:
-    """The Prometheus text format (version 0.0.4)."""
-    lines: list[str] = []
-    for name, help_text in COUNTERS.items():
-        lines += [f"# HELP {PREFIX}{name}_total {help_text}", f"# TYPE {PREFIX}{name}_total counter",
-                  f"{PREFIX}{name}_total {_number(values.get(name, 0))}"]
-    for name, help_text in GAUGES.items():
-        lines += [f"# HELP {PREFIX}{name} {help_text}", f"# TYPE {PREFIX}{name} gauge",
-                  f"{PREFIX}{name} {_number(values.get(name, 0))}"]
-    metric = PREFIX + LATENCY
-    lines += [f"# HELP {metric} {LATENCY_HELP}", f"# TYPE {metric} histogram"]
-    for bound in BUCKETS:
-        lines.append(f'{metric}_bucket{{le="{bound:g}"}} {_number(values.get(bucket_name(bound), 0))}')
-    count = values.get(f"{LATENCY}_count", 0)
-    lines += [f'{metric}_bucket{{le="+Inf"}} {_number(count)}',
-              f"{metric}_sum {values.get(f'{LATENCY}_sum', 0.0):.6f}", f"{metric}_count {_number(count)}"]
-    return "\n".join(lines) + "\n"
+    """The Prometheus text format (version 0.0.4): ``elastic_recheck_*_total``
+    counters, the ``queue_depth`` gauge, the ``classification_seconds`` histogram."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(values))
+    return generate_latest(registry).decode("utf-8")
 
 
 def summary_lines(values: Mapping[str, float]) -> Iterable[str]:
@@ -144,44 +162,26 @@ def _number(value: float) -> str:
 
 
 class MetricsServer:
-    """``GET /metrics`` on ``address:port``, in a thread of its own."""
+    """``GET /metrics`` on ``address:port``, in a thread of its own; the limits
+    on connections, time and request size are :class:`BoundedHTTPServer`'s."""
 
-    def __init__(self, metrics: Metrics, address: str, port: int) -> None:
+    def __init__(self, metrics: Metrics, address: str, port: int, *, max_connections: int = 64,
+                 timeout: float = 10.0, max_request_bytes: int = 8192) -> None:
         self.metrics = metrics
-        handler = self._handler_class()
-        try:
-            self.server = ThreadingHTTPServer((address, port), handler)
-        except OSError as exc:
-            raise ConfigError(f"watch.metrics_port: cannot listen on {address}:{port}: {exc.strerror}") from None
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.2,), name="metrics", daemon=True)
+        self.server = BoundedHTTPServer(self._answer, address, port, max_connections=max_connections,
+                                        timeout=timeout, max_request_bytes=max_request_bytes, name="metrics",
+                                        setting="watch.metrics_port")
+        self.port = self.server.port
 
     def start(self) -> "MetricsServer":
-        self.thread.start()
-        log.info("metrics on http://%s:%d/metrics", self.server.server_address[0], self.port)
+        self.server.start()
+        log.info("metrics on http://%s:%d/metrics", self.server.address, self.port)
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        metrics = self.metrics
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (the http.server API)
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404)
-                    return
-                body = exposition(metrics.snapshot()).encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
+    def _answer(self, method: str, path: str) -> Answer:
+        if path not in ("/metrics", "/"):
+            return 404, "text/plain; charset=utf-8", b"404 Not Found: the metrics are at /metrics\n"
+        return 200, CONTENT_TYPE, exposition(self.metrics.snapshot()).encode()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from elastic_recheck.classify import Classifier, failed_tests
 from elastic_recheck.config import DashboardSettings, Settings
 from elastic_recheck.dashboard import build_dashboard, gather
 from elastic_recheck.dashboard.publish import Busy, PublishError, Publisher
 from elastic_recheck.dashboard.trends import trends
+from elastic_recheck.fingerprints import load_fingerprints
 from elastic_recheck.search.embedded import EmbeddedBackend
 
 from .browser import Chromium, chromium_binary
@@ -149,6 +152,38 @@ def test_the_site_has_pages_and_json_data_files(site, tmp_path):
     assert "https://bugs.launchpad.net/bugs/100001" in page
     assert ("https://kibana.example.org/app/discover#/?_a=(query:(language:lucene,query:&#39;"
             "message:%22Timed%20out%20waiting%20for%20a%20reply%22%20AND%20tags:%22screen-n-cpu.txt%22&#39;))") in page
+
+
+def _newest_shown(site_dir: Path) -> str:
+    """The page header's "Newest indexed log line" as a reader sees it."""
+    html = (site_dir / "index.html").read_text()
+    shown = re.search(r'<dd id="newest">(.*?)</dd>', html, re.S).group(1)
+    return " ".join(re.sub(r"<[^>]+>", "", shown).split())
+
+
+def test_a_line_dated_in_the_future_is_shown_as_such_and_the_lag_still_counts_from_now(tmp_path):
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    with backend.writer() as w:
+        add_build(w, "1" * 32, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=3), {})
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    settings = Settings(data_dir=tmp_path / "data")
+    honest = _newest_shown(_render(settings, backend, queries, tmp_path / "before"))
+    assert honest == f"{(NOW - dt.timedelta(hours=3)):%Y-%m-%d %H:%M} UTC (2h 59m behind)"  # its last line: 3 h - 1 s
+
+    with backend.writer() as w:  # a log whose clock is two days ahead
+        add_build(w, "2" * 32, "grenade", "FAILURE", "gate", -dt.timedelta(days=2), {})
+    out = _render(settings, backend, queries, tmp_path / "after")
+    shown = _newest_shown(out)
+    ahead = NOW + dt.timedelta(days=2)
+    assert shown.startswith(f"the newest line is dated in the future: {ahead:%Y-%m-%d %H:%M} UTC, "
+                            "2d 0h ahead of this page (a log's clock or time zone is wrong); ")
+    assert shown.endswith(f"newest line dated up to now: {(NOW - dt.timedelta(hours=3)):%Y-%m-%d %H:%M} UTC "
+                          "(2h 59m behind)")
+    assert "0s behind" not in shown
+    data = json.loads((out / "data" / "all.json").read_text())
+    assert data["newest_in_future"] is True and 3 * 3600 - 2 <= data["lag_seconds"] <= 3 * 3600
+    assert data["newest_indexed"] > data["generated"] > data["newest_until_now"]
 
 
 @pytest.fixture
@@ -300,3 +335,72 @@ def test_uncategorized_command_prints_the_list(site, tmp_path):
     assert lines[2] == "tempest-full: 2 of 7 failures uncategorized (71.4% classified)"
     assert lines[3].split()[2:4] == [f"f{0:031d}", "FAILURE"] and "https://logs.example.org/" in lines[3]
     assert "fingerprint 100005 could not run" in result.stderr
+
+
+UPDATE_NAME = "tempest.api.compute.servers.test_servers.ServersTest.test_update_server_name"
+ATTACH = "tempest.api.volume.test_volumes.VolumesTest.test_attach_volume"
+
+
+@pytest.fixture
+def known_failures(tmp_path: Path):
+    """Builds whose console logs say which tests failed, and fingerprints with
+    ``test_ids`` or ``suppress-notification``."""
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    cpu = "logs/screen-n-cpu.txt"
+    with backend.writer() as w:
+        for uuid, test, age in (("1" * 32, UPDATE_NAME, 2), ("2" * 32, ATTACH, 3)):  # the same log line in both
+            add_build(w, uuid, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=age),
+                      {"job-output.txt": ["Running tempest", f"{{0}} {test} [1.2s] ... FAILED", "Job failed"],
+                       cpu: [TIMEOUT]})
+        add_build(w, "3" * 32, "nova-next", "FAILURE", "gate", dt.timedelta(hours=4),
+                  {"logs/screen-n-api.txt": ["quota exceeded for ram"]})
+        add_build(w, "4" * 32, "grenade", "FAILURE", "gate", dt.timedelta(hours=5), {"job-output.txt": [MIRROR]})
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    fingerprint(queries, "200001", f'query: message:"Timed out waiting for a reply"\ntest_ids: [{UPDATE_NAME}]\n')
+    fingerprint(queries, "200002", 'query: message:"quota exceeded"\nsuppress-notification: true\n')
+    fingerprint(queries, "200003", 'query: message:"Hash Sum mismatch"\nsuppress-notification: true\n'
+                "suppress-graph: true\n")
+    return Settings(data_dir=tmp_path / "data"), backend, queries
+
+
+def test_test_ids_count_a_build_only_when_one_of_those_tests_failed_in_it(known_failures, tmp_path):
+    settings, backend, queries = known_failures
+    fingerprints, _ = load_fingerprints(queries)
+    classifier = Classifier(backend, fingerprints)
+    for uuid, bugs in (("1" * 32, ["200001"]), ("2" * 32, [])):  # what classify and watch decide
+        assert [fp.bug for fp in classifier.classify(uuid, failed_tests(backend, uuid))] == bugs
+
+    out = _render(settings, backend, queries, tmp_path / "site")
+    rows = {row["bug"]: row for row in json.loads((out / "data" / "all.json").read_text())["bugs"]}
+    assert (rows["200001"]["fails_window"], rows["200001"]["builds_window"]) == (1, 1)  # not the ATTACH build
+    assert rows["200001"]["jobs"][0]["failures"] == 1
+    uncategorized = json.loads((out / "data" / "uncategorized.json").read_text())
+    assert (uncategorized["failures"], uncategorized["count"]) == (4, 1)
+    [group] = [g for g in uncategorized["groups"] if g["uncategorized"]]
+    assert [b["build_uuid"] for b in group["uncategorized"]] == ["2" * 32]
+
+    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data")}
+    listed = subprocess.run([str(BIN / "elastic-recheck"), "uncategorized", "--queries", str(queries)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "4 failed voting builds in 10 days, 1 uncategorized; classification rate 75.0%"
+    assert lines[2] == "tempest-full: 1 of 2 failures uncategorized (50.0% classified)"
+    assert "2" * 32 in lines[3] and "1" * 32 not in listed.stdout
+
+
+def test_suppress_notification_builds_count_as_categorized_and_only_suppress_graph_hides_a_row(known_failures,
+                                                                                                tmp_path):
+    settings, backend, queries = known_failures
+    collected, _ = gather(settings, backend, queries, now=NOW)
+    result = trends(collected, "all")
+    unexplained = {b.build_uuid for g in result.uncategorized.groups for b in g.uncategorized}
+    assert "3" * 32 not in unexplained and "4" * 32 not in unexplained  # known bugs, only kept quiet
+    assert {g.job: g.rate for g in result.uncategorized.groups if g.job != "tempest-full"} == {
+        "nova-next": 1.0, "grenade": 1.0}
+    rows = {row.bug: row for row in result.rows}
+    assert rows["200002"].fails_24h == 1  # suppress-notification alone keeps its row on the page
+    assert "200003" not in rows  # suppress-graph hides it
+    page = (_render(settings, backend, queries, tmp_path / "site") / "index.html").read_text()
+    assert "200002" in page and "200003" not in page

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from elastic_recheck.errors import BackendError
+from elastic_recheck.querysummary import summarize
 from elastic_recheck.search import ALL_TIME, TimeWindow
 from elastic_recheck.search.embedded import EmbeddedBackend
 
@@ -51,8 +52,20 @@ def test_hits_come_newest_first_across_pages(idx):
 def test_facets_count_exact_values(idx):
     facets = idx.facets("boom", ALL_TIME, ["build_name", "tags", "build_status"])
     assert facets["build_name"] == [("grenade", 3), ("tempest-full", 3)]  # ties by value
-    assert facets["tags"] == [("console job-output.txt", 6)]  # a list: distinct values, sorted
+    assert facets["tags"] == [("job-output.txt console", 6)]  # a list: its entries in stored order
     assert facets["build_status"] == [("FAILURE", 4), ("SUCCESS", 2)]
+
+
+def test_a_list_facet_keeps_the_stored_order_as_the_original_er_query_printed_it(index_docs):
+    backend = index_docs(
+        _docs(3, 1, build_uuid="old-style", filename="console.html", tags=["console.html", "console"])
+        + _docs(1, 1, build_uuid="reversed", tags=["console", "console.html"])
+        + _docs(1, 1, build_uuid="untagged", tags=[])
+    )
+    facets = backend.facets("boom", ALL_TIME, ["tags"])
+    assert facets["tags"] == [("console.html console", 3), ("console console.html", 1)]
+    summary = summarize(backend, "boom", ALL_TIME)
+    assert summary.attributes["tags"] == [(60, "console.html console"), (20, "console console.html")]
 
 
 def test_histogram_split_by_status(idx):

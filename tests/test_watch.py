@@ -530,7 +530,7 @@ def test_the_daemon_serves_prometheus_metrics_and_status_reads_them_back(data_di
     assert "last failure report received: 20" in status.stdout
     prometheus = subprocess.run([str(BIN / "elastic-recheck"), "status", "--prometheus"], capture_output=True,
                                 text=True, env=env, timeout=60).stdout
-    assert "elastic_recheck_commented_total 1\n" in prometheus and "elastic_recheck_accepted_total 2\n" in prometheus
+    assert "elastic_recheck_commented_total 1.0\n" in prometheus and "elastic_recheck_accepted_total 2.0\n" in prometheus
 
 
 def test_a_review_cut_off_before_gerrit_answers_is_never_sent_again(tmp_path, gerrit):

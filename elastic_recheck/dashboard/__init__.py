@@ -10,9 +10,9 @@ from typing import Any, Callable, Iterable
 from ..config import Settings
 from ..errors import RecheckError
 from ..fingerprints import Fingerprint, load_fingerprints
-from ..search import SearchBackend
+from ..search import SearchBackend, TimeWindow
 from .publish import Publisher
-from .site import Header, render_site
+from .site import FUTURE_TOLERANCE, Header, render_site
 from .trends import Collected, collect
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,20 @@ def gather(
         window_start=collected.start, load_errors=[str(e) for e in bad],
         timeouts=log_timeouts(settings, collected.start),
     )
+    if header.future_dated:
+        header.newest_until_now = newest_until(backend, now)
     return collected, header
+
+
+def newest_until(backend: SearchBackend, now: dt.datetime) -> dt.datetime | None:
+    """The newest line dated up to ``now``: asked only when the newest line
+    is dated in the future, so that the lag figure still means something."""
+    try:
+        hits = backend.search("*:*", TimeWindow(end=now + FUTURE_TOLERANCE), size=1).hits
+    except RecheckError as exc:
+        log.warning("could not find the newest log line dated up to now: %s", exc)
+        return None
+    return hits[0].timestamp if hits else None
 
 
 def build_dashboard(settings: Settings, backend: SearchBackend, queries: str | Path, publisher: Publisher,

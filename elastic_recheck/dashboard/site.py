@@ -19,6 +19,9 @@ from .charts import hourly_chart
 from .trends import Collected, Trends, as_json, hours, trends
 
 UTC = dt.timezone.utc
+# A newest line dated this far past the page's own time is "in the future": a
+# log clock or time zone is wrong. Less is clocks differing by a little.
+FUTURE_TOLERANCE = dt.timedelta(minutes=1)
 PAGES = (("index.html", "all", "All pipelines", None), ("gate.html", "gate", "Gate pipeline", "gate"))
 
 
@@ -30,10 +33,29 @@ class Header:
     window_start: dt.datetime
     load_errors: list[str]
     timeouts: list[dict[str, Any]]
+    # The newest line dated up to ``generated``: what ingestion's lag is measured
+    # from when ``newest`` is in the future (one wrongly dated line would
+    # otherwise make the page say "0s behind" for as long as it is the newest).
+    newest_until_now: dt.datetime | None = None
+
+    @property
+    def future_dated(self) -> bool:
+        return self.newest is not None and self.newest > self.generated + FUTURE_TOLERANCE
+
+    @property
+    def ahead_seconds(self) -> float | None:
+        """How far in the future the newest line is dated, when it is."""
+        return (self.newest - self.generated).total_seconds() if self.future_dated and self.newest else None
+
+    @property
+    def lag_from(self) -> dt.datetime | None:
+        """The newest line dated up to the page's time (or a few seconds past it)."""
+        return self.newest_until_now if self.future_dated else self.newest
 
     @property
     def lag_seconds(self) -> float | None:
-        return None if self.newest is None else max(0.0, (self.generated - self.newest).total_seconds())
+        """How far behind ingestion is: the page's time less :attr:`lag_from`."""
+        return None if self.lag_from is None else max(0.0, (self.generated - self.lag_from).total_seconds())
 
 
 def template_dir(settings: Settings) -> Path:
@@ -103,6 +125,8 @@ def render_site(collected: Collected, header: Header, settings: Settings) -> dic
     )
     files: dict[str, bytes] = {}
     data: dict[str, Any] = {"generated": as_json(header.generated), "newest_indexed": as_json(header.newest),
+                            "newest_in_future": header.future_dated,
+                            "newest_until_now": as_json(header.lag_from),
                             "lag_seconds": header.lag_seconds, "health": header.health,
                             "window_start": as_json(header.window_start)}
     by_name: dict[str, Trends] = {}

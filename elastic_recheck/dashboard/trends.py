@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
+from ..classify import failed_tests, tests_allow
 from ..errors import RecheckError
 from ..fingerprints import Fingerprint
 from ..search import BuildOutcome, SearchBackend, TimeWindow
@@ -134,12 +135,44 @@ def collect(
             errors[fp.bug] = str(exc)
             continue
         records.extend((fp.bug, b.build_uuid, b.build_status, b.build_name, b.build_queue, b.last_hit) for b in found)
+
+    records = _honour_test_ids(backend, fingerprints, records, errors)
     failed = backend.builds(FAILED_BUILDS_QUERY, window)
     return Collected(
         start=window.start or now, now=now, fingerprints=list(fingerprints),
         hits=_frame(records, HIT_COLUMNS), failures=_frame([_build_record(b) for b in failed], BUILD_COLUMNS),
         errors=errors,
     )
+
+
+def _honour_test_ids(backend: SearchBackend, fingerprints: Sequence[Fingerprint], records: list[tuple[Any, ...]],
+                     errors: dict[str, str]) -> list[tuple[Any, ...]]:
+    """A fingerprint with ``test_ids`` hits a build only when one of those
+    tests failed in it (when its failed tests are known), as ``classify``
+    decides, build by build; a build it does not hit stays uncategorized.
+    Each build's failed tests are read once, for the builds such a
+    fingerprint matched only. A build whose failed tests cannot be read puts
+    the error on that fingerprint's row."""
+    picky = {fp.bug: fp for fp in fingerprints if fp.test_ids}
+    if not picky:
+        return records
+    failed: dict[str, set[str] | None] = {}
+    kept = []
+    for record in records:
+        bug, build_uuid = record[0], record[1]
+        if bug in picky and bug not in errors:
+            if build_uuid not in failed:
+                try:
+                    failed[build_uuid] = failed_tests(backend, build_uuid)
+                except Exception as exc:  # one fingerprint's error, on its row: never the end of the run
+                    log.warning("fingerprint %s: the failed tests of build %s could not be read: %s", bug, build_uuid,
+                                exc)
+                    errors[bug] = f"the failed tests of build {build_uuid} could not be read: {exc}"
+                    continue
+            if not tests_allow(picky[bug], failed[build_uuid]):
+                continue
+        kept.append(record)
+    return [record for record in kept if record[0] not in errors]
 
 
 def _build_record(build: BuildOutcome) -> tuple[Any, ...]:

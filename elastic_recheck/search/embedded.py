@@ -421,12 +421,14 @@ class EmbeddedBackend:
 
 
 def _sum_by_value(counts: dict[int, int], contexts: dict[int, dict[str, Any]], name: str) -> dict[str, int]:
-    """Hits per facet value of ``name``, from hits per context."""
+    """Hits per facet value of ``name``, from hits per context. A list shows
+    as its entries in stored order joined by spaces (``console.html console``),
+    as the original er-query printed it; an empty list is no value."""
     tally: dict[str, int] = {}
     for cid, hits in counts.items():
         value = contexts[cid].get(name)
-        if value is not None:
-            key = sch.facet_label(value)
+        if value is not None and value != []:
+            key = sch.facet_value(value)
             tally[key] = tally.get(key, 0) + hits
     return tally
 

@@ -120,14 +120,6 @@ def facet_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def facet_label(value: Any) -> str:
-    """How a facet shows a value: a list as its distinct entries sorted and
-    joined by spaces, the way a cluster's doc values hold it."""
-    if isinstance(value, list):
-        return " ".join(sorted({facet_value(v) for v in value}))
-    return facet_value(value)
-
-
 def _text_value(value: Any) -> Any:
     if isinstance(value, list):
         return [facet_value(v) for v in value]
