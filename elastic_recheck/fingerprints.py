@@ -85,10 +85,10 @@ def inspect_fingerprint(
     where = printable(str(path))
 
     def error(message: str, line: int | None = None) -> None:
-        found.errors.append(FingerprintError(where, message, line))
+        found.errors.append(FingerprintError(where, printable(_one_line(message)), line))
 
     if not BUG_ID.fullmatch(path.stem):
-        error(f"the file name {printable(path.stem)!r} is not a bug id "
+        error(f"the file name {path.stem!r} is not a bug id "
               "(letters, digits, '.', '_' and '-', starting with a letter or digit)")
     data, lines = _read_yaml(path, limits, found)
     if data is None:
@@ -103,7 +103,7 @@ def inspect_fingerprint(
             error(f"'{key}' must be a list of strings", lines.get(key))
     for key, value in data.items():
         if _has_surrogate(key) or _has_surrogate(value):
-            error(f"{printable(str(key))!r} holds text that is not valid Unicode (a lone surrogate)",
+            error(f"{str(key)!r} holds text that is not valid Unicode (a lone surrogate)",
                   lines.get(key) if isinstance(key, str) else None)
     query = data.get("query")
     if "query" not in data:
@@ -131,14 +131,11 @@ def inspect_fingerprint(
             check(fingerprint.voting_query)
         except BackendError:
             raise  # the backend's trouble, not the fingerprint's
-        except QuerySyntaxError as exc:
+        except Exception as exc:  # noqa: BLE001 - a check failing any other way is this query's bug too
+            why = exc.detail if isinstance(exc, QuerySyntaxError) else f"{type(exc).__name__}: {exc}"
             found.errors.append(FingerprintQueryError(
-                where, f"the search engine cannot run the query: {_one_line(exc.detail)}", fingerprint.query_line,
+                where, f"the search engine cannot run the query: {printable(_one_line(why))}", fingerprint.query_line,
                 fingerprint))
-        except Exception as exc:  # a check that fails any other way is this query's bug too
-            found.errors.append(FingerprintQueryError(
-                where, f"the search engine cannot run the query: {type(exc).__name__}: {_one_line(exc)}",
-                fingerprint.query_line, fingerprint))
     return found
 
 
@@ -152,15 +149,17 @@ def _check_query(query: str, line: int | None, limits: FingerprintSettings, erro
         try:
             lucene.parse(query)
         except QuerySyntaxError as exc:
-            error(f"query does not parse: {_one_line(exc.detail)}", line)
+            error(f"query does not parse: {exc.detail}", line)
 
 
-def _read_yaml(path: Path, limits: FingerprintSettings, found: Inspection) -> tuple[dict[Any, Any] | None, dict[str, int]]:
+def _read_yaml(
+    path: Path, limits: FingerprintSettings, found: Inspection
+) -> tuple[dict[Any, Any] | None, dict[str, int]]:
     """The file's mapping and the line of each key, or None (the error recorded)."""
     where = printable(str(path))
 
     def fail(message: str, line: int | None = None) -> tuple[None, dict[str, int]]:
-        found.errors.append(FingerprintError(where, message, line))
+        found.errors.append(FingerprintError(where, printable(_one_line(message)), line))
         return None, {}
 
     if not path.is_file():
@@ -184,11 +183,11 @@ def _read_yaml(path: Path, limits: FingerprintSettings, found: Inspection) -> tu
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = ", ".join(filter(None, (exc.context, exc.problem))) or "invalid YAML"
-        return fail(f"YAML error: {_one_line(problem)}", mark.line + 1 if mark else None)
+        return fail(f"YAML error: {problem}", mark.line + 1 if mark else None)
     except yaml.YAMLError as exc:
-        return fail(f"YAML error: {_one_line(exc)}")
+        return fail(f"YAML error: {exc}")
     except (ValueError, OverflowError, TypeError, RecursionError) as exc:  # a value PyYAML cannot build
-        return fail(f"YAML value cannot be read: {_one_line(exc)[:200]}")
+        return fail(f"YAML value cannot be read: {str(exc)[:200]}")
     finally:
         if loader is not None:
             loader.dispose()
@@ -317,9 +316,9 @@ class LintWarning:
     message: str
 
     def __str__(self) -> str:
-        path = printable(str(self.fingerprint.path))
+        path = str(self.fingerprint.path)
         where = f"{path}:{self.fingerprint.query_line}" if self.fingerprint.query_line else path
-        return f"{where}: warning: {self.message}"
+        return f"{printable(where)}: warning: {printable(_one_line(self.message))}"
 
 
 def lint_warnings(
@@ -350,7 +349,7 @@ def lint_warnings(
     if known_fields is not None:
         unknown = sorted(lucene.fields_used(tree) - set(known_fields) - {"*"})
         if unknown:
-            names = ", ".join(repr(printable(name)) for name in unknown)
+            names = ", ".join(map(repr, unknown))
             warnings.append(LintWarning(fingerprint, f"unknown field(s) {names}; fields {fields_source} knows: "
                                                      f"{', '.join(sorted(known_fields))}"))
     return warnings

@@ -31,7 +31,7 @@ from elastic_recheck.config import DashboardSettings, Settings
 from elastic_recheck.dashboard import gather
 from elastic_recheck.dashboard.trends import collect, trends
 from elastic_recheck.errors import BackendError, FingerprintError, FingerprintQueryError, QuerySyntaxError
-from elastic_recheck.fingerprints import KNOWN_KEYS, Fingerprint, inspect_fingerprint, load_fingerprints
+from elastic_recheck.fingerprints import KNOWN_KEYS, Fingerprint, inspect_fingerprint, lint_warnings, load_fingerprints
 from elastic_recheck.search import TimeWindow
 from elastic_recheck.search.cluster import check_cluster_query
 from elastic_recheck.search.embedded import EmbeddedBackend
@@ -193,6 +193,7 @@ def test_any_query_either_runs_in_classification_and_the_dashboard_or_is_refused
         assert_one_line_error_naming(path, found.errors)
         return
     fingerprint = found.fingerprint
+    assert all("\n" not in str(warning) for warning in lint_warnings(fingerprint, ["message", "tags"]))
     # Run for real: the classifier's batched pass, beside a good fingerprint, and the dashboard's aggregation.
     index.match_build(BUILD, [fingerprint.voting_query, f"({GOOD_QUERY}) AND voting:1"])
     good = Fingerprint("1", Path("1.yaml"), GOOD_QUERY)
@@ -251,15 +252,19 @@ def test_any_file_either_loads_and_runs_or_is_refused_in_one_line(index, text):
 
 # -- YAML and size limits -----------------------------------------------------------------------
 
+def inspect_measuring_memory(path: Path):
+    """The inspection, and the most memory Python allocated during it (bytes)."""
+    tracemalloc.start()
+    try:
+        return inspect_fingerprint(path), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("key", ["test_ids", "projects", "<<"])
 def test_an_alias_bomb_is_refused_with_bounded_memory(tmp_path, key):
     path = write(tmp_path, "1.yaml", billion_laughs(key=key))
-    tracemalloc.start()
-    try:
-        found = inspect_fingerprint(path)
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+    found, peak = inspect_measuring_memory(path)
     assert [str(e) for e in found.errors] == [
         f"{path}:2: YAML error: a YAML alias may repeat a plain value, not a list or mapping"]
     assert peak < 2_000_000  # expanded, the bomb is 387 million strings
@@ -301,12 +306,7 @@ def test_deep_yaml_nesting_is_refused(tmp_path):
 
 def test_a_one_megabyte_file_is_refused_before_it_is_parsed(tmp_path):
     path = write(tmp_path, "1.yaml", "query: " + "a " * 500_000 + "\n")
-    tracemalloc.start()
-    try:
-        found = inspect_fingerprint(path)
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+    found, peak = inspect_measuring_memory(path)
     assert [str(e) for e in found.errors] == [
         f"{path}: the file is over 65,536 bytes (setting fingerprints.max_file_bytes)"]
     assert peak < 200_000  # only the first 64 KiB were read
@@ -316,8 +316,10 @@ def test_the_limits_are_settings(tmp_path):
     query = " OR ".join(f"message:w{i}" for i in range(2500)) + " AND tags:console"
     path = write(tmp_path, "1.yaml", f"query: {query}\n")
     assert [e.detail for e in inspect_fingerprint(path).errors] == [
-        f"the query is {len(query):,} characters long; at most 10,000 are allowed (setting fingerprints.max_query_chars)"]
-    config = write(tmp_path.parent, f"{tmp_path.name}-config.yaml", "fingerprints:\n  max_query_chars: 50000\n  max_file_bytes: 100000\n")
+        f"the query is {len(query):,} characters long; at most 10,000 are allowed "
+        "(setting fingerprints.max_query_chars)"]
+    config = write(tmp_path.parent, f"{tmp_path.name}-config.yaml",
+                   "fingerprints:\n  max_query_chars: 50000\n  max_file_bytes: 100000\n")
     result = lint(tmp_path, tmp_path, "--config", str(config))
     assert result.exit_code == 0, result.stderr
     result = lint(tmp_path, tmp_path, env={"ER_FINGERPRINTS_MAX_FILE_BYTES": "1000"})
@@ -328,7 +330,8 @@ def test_values_yaml_cannot_build_are_errors_not_exceptions(tmp_path):
     cases = {
         "1": ("query: tags:console\ntitle: 2026-13-45\n", "YAML value cannot be read: month must be in 1..12"),
         "2": ("query: tags:console\ntest_ids: [" + "9" * 5000 + "]\n", "YAML value cannot be read: Exceeds the limit"),
-        "3": ("query: tags:console\n---\nquery: x\n", "YAML error: expected a single document in the stream, but found another document"),
+        "3": ("query: tags:console\n---\nquery: x\n",
+              "YAML error: expected a single document in the stream, but found another document"),
         "4": ("query: !!python/object/apply:os.system [echo]\n", "YAML error: could not determine a constructor"),
         "5": ("query: tags:console\ntest_ids: [[a], {b: c}]\n", "'test_ids' must be a list of strings"),
     }
@@ -342,7 +345,7 @@ def test_values_yaml_cannot_build_are_errors_not_exceptions(tmp_path):
 def test_a_file_name_that_is_not_a_bug_id_is_an_error_in_one_line(tmp_path):
     path = write(tmp_path, "12\n34.yaml", "query: tags:console\n")
     [error] = inspect_fingerprint(path).errors
-    assert str(error) == (f"{tmp_path}/12\\x0a34.yaml: the file name '12\\\\x0a34' is not a bug id "
+    assert str(error) == (f"{tmp_path}/12\\x0a34.yaml: the file name '12\\n34' is not a bug id "
                           "(letters, digits, '.', '_' and '-', starting with a letter or digit)")
 
 
@@ -361,8 +364,8 @@ def test_lint_reports_every_error_of_a_file_each_with_its_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"error: {path}:2: 'suppress-graph' must be a bool, not str",
         f"error: {path}:1: 'test_ids' must be a list, not int",
-        f"error: {path}:3: query does not parse: syntax error: Syntax error in input : unexpected end of expression (maybe due to unmatched "
-        "parenthesis) at the end!",
+        f"error: {path}:3: query does not parse: syntax error: Syntax error in input : unexpected end of expression "
+        "(maybe due to unmatched parenthesis) at the end!",
     ]
     assert result.stdout == "1 fingerprints: 3 errors, 0 warnings\n"
 

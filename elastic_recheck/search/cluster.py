@@ -14,9 +14,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
-import re
 import urllib.parse
 from typing import Any, ContextManager, Iterator, Sequence
 
