@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Collection, Sequence
 
 from .errors import BackendError
-from .fingerprints import Fingerprint
+from .fingerprints import Fingerprint, printable
 from .search import ALL_TIME, SearchBackend
+
+log = logging.getLogger(__name__)
 
 # stestr/testr console lines: "{0} tempest.api.compute.test_x.Test.test_y [1.2s] ... FAILED"
 # and unittest's "FAIL: test_y (tempest.api.compute.test_x.Test)".
@@ -28,8 +31,33 @@ class Classifier:
         if not self.backend.build_files(build_uuid):
             raise BackendError(f"build {build_uuid} has no indexed logs")
         candidates = [fp for fp in self.fingerprints if tests_allow(fp, failed)]
-        matched = self.backend.match_build(build_uuid, [fp.voting_query for fp in candidates])
+        failures: list[Exception] = []
+        matched = self._match(build_uuid, candidates, failures)
+        if len(failures) == len(candidates) > 1:  # not one fingerprint's fault: no answer rather than a wrong one
+            raise failures[-1]
         return [fp for fp, hit in zip(candidates, matched) if hit]
+
+    def _match(self, build_uuid: str, fingerprints: Sequence[Fingerprint], failures: list[Exception]) -> list[bool]:
+        """One batched pass. If the batch fails for any reason but the backend
+        being unavailable (BackendError: raised, so the caller retries later),
+        a fingerprint is at fault: the batch is halved until the culprits are
+        found, each logged in one line, added to ``failures`` and counted as no
+        match, and the others still classify."""
+        if not fingerprints:
+            return []
+        try:
+            return self.backend.match_build(build_uuid, [fp.voting_query for fp in fingerprints])
+        except BackendError:
+            raise
+        except Exception as exc:
+            if len(fingerprints) == 1:
+                log.error("fingerprint %s skipped for build %s: it cannot run: %s: %s", fingerprints[0].bug,
+                          printable(build_uuid), type(exc).__name__, printable(" ".join(str(exc).split()))[:300])
+                failures.append(exc)
+                return [False]
+        middle = len(fingerprints) // 2
+        return (self._match(build_uuid, fingerprints[:middle], failures)
+                + self._match(build_uuid, fingerprints[middle:], failures))
 
 
 def tests_allow(fingerprint: Fingerprint, failed: Collection[str] | None) -> bool:

@@ -199,20 +199,56 @@ def _finish_report(report: Any, summary: str) -> None:
 
 @cli.command()
 @click.argument("directory", default="queries", type=click.Path())
+@click.option("--offline", is_flag=True,
+              help="Check field names against the standard logstash fields, without opening the index.")
 @_pass_context
-def lint(ctx: _Context, directory: str) -> None:
-    """Check every fingerprint in DIRECTORY; non-zero exit on any error."""
-    from .fingerprints import lint_warnings, load_fingerprints
+def lint(ctx: _Context, directory: str, offline: bool) -> None:
+    """Check every fingerprint in DIRECTORY; non-zero exit on any error.
 
-    good, bad = load_fingerprints(directory)
-    for error in bad:
+    Each query is planned exactly as the configured backend will run it (no
+    index or cluster needed), so a queries repository can gate on this."""
+    from .lint import lint_directory
+    from .search import query_checker
+
+    settings = ctx.settings()
+    known, source = _known_fields(settings, offline)
+    report = lint_directory(directory, query_checker(settings), settings.fingerprints, known, source)
+    for error in report.errors:
         click.echo(f"error: {error}", err=True)
-    warnings = [w for fp in good for w in lint_warnings(fp)]
-    for warning in warnings:
+    for warning in report.warnings:
         click.echo(str(warning), err=True)
-    click.echo(f"{len(good) + len(bad)} fingerprints: {len(bad)} errors, {len(warnings)} warnings")
-    if bad:
+    click.echo(f"{report.files} fingerprints: {len(report.errors)} errors, {len(report.warnings)} warnings")
+    if report.errors:
         sys.exit(1)
+
+
+def _known_fields(settings: Settings, offline: bool) -> tuple[list[str], str]:
+    """The fields the index knows, or the standard logstash fields when
+    there is no index yet (or it cannot be reached, said in one line)."""
+    from .errors import BackendError
+    from .search.schema import STANDARD_FIELDS, TIMESTAMP_FIELD
+
+    standard = sorted({*STANDARD_FIELDS, TIMESTAMP_FIELD}), "the standard logstash schema"
+    if offline:
+        return standard
+    if settings.backend == "embedded":
+        from .search.embedded import EmbeddedBackend
+
+        if not EmbeddedBackend.exists(settings.index_dir):
+            return standard
+    try:
+        backend = open_backend(settings)
+        try:
+            names = backend.field_names()
+        finally:
+            backend.close()
+    except BackendError as exc:
+        click.echo(f"note: field names checked against the standard logstash schema: {exc}", err=True)
+        return standard
+    known = set(names) - {TIMESTAMP_FIELD}
+    if not known:  # a cluster with no index yet
+        return standard
+    return sorted(known | {TIMESTAMP_FIELD}), "the index"
 
 
 # -- query --------------------------------------------------------------------
@@ -239,9 +275,10 @@ def _run_query(ctx: _Context, file: str | None, expression: str | None, days: fl
 
     if bool(file) == bool(expression):
         raise click.UsageError("give a fingerprint FILE or -e 'QUERY' (one of them)")
-    query = load_fingerprint(file).query if file else str(expression)
+    settings = ctx.settings()
+    query = load_fingerprint(file, limits=settings.fingerprints).query if file else str(expression)
     parse(query)
-    backend = ctx.backend()
+    backend = open_backend(settings)
     window = TimeWindow.last_days(days)
     if as_json:
         for number, hit in enumerate(backend.scan(query, window), 1):
@@ -287,10 +324,11 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
     from .fingerprints import load_fingerprints
 
     settings = ctx.settings()
-    fingerprints, bad = load_fingerprints(queries_dir or settings.watch.queries)
+    backend = open_backend(settings)
+    fingerprints, bad = load_fingerprints(queries_dir or settings.watch.queries, backend.check_query,
+                                          settings.fingerprints)
     for error in bad:
         click.echo(f"warning: skipped {error}", err=True)
-    backend = ctx.backend()
     tests = failed_tests(backend, build_uuid) if any(fp.test_ids for fp in fingerprints) else None
     matches = Classifier(backend, fingerprints).classify(build_uuid, tests)
     if change is not None:
@@ -365,8 +403,9 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     lock = InstanceLock(settings.data_dir / "watch.lock").acquire()
     notifier, rules = _irc_notifier(settings, dry_run)
     state = StateDB(settings.state_db)
-    daemon = Daemon(settings, ctx.backend(), state, reviewer, FingerprintSet(settings.watch.queries),
-                    notifier=notifier, channels=rules)
+    backend = open_backend(settings)
+    fingerprints = FingerprintSet(settings.watch.queries, backend.check_query, settings.fingerprints)
+    daemon = Daemon(settings, backend, state, reviewer, fingerprints, notifier=notifier, channels=rules)
     daemon.fingerprints.current()  # fail now on an unreadable directory
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
@@ -534,6 +573,9 @@ def dashboard(ctx: _Context, output: str, queries_dir: str | None, every: str | 
             log.warning("run skipped: %s", exc)
         except RecheckError as exc:  # the next run may well succeed
             log.error("dashboard run failed: %s", exc)
+        except Exception as exc:  # a bug met by one run must not end the ones after it
+            log.error("dashboard run failed: %s: %s", type(exc).__name__, " ".join(str(exc).split())[:500],
+                      exc_info=ctx.debug)
         wait = interval - (time.monotonic() - started)
         if wait < 0:
             log.warning("the run took longer than --every %s; starting the next one now", every)

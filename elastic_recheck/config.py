@@ -92,6 +92,16 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
+class FingerprintSettings:
+    """Limits on fingerprint files (section ``fingerprints:``), far above any
+    real one: a file past one is refused, with one line naming it, before it is
+    parsed, so a hostile file costs neither time nor memory."""
+
+    max_file_bytes: int = 64 * 1024  # the largest real fingerprints are about 500 bytes
+    max_query_chars: int = 10_000
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """An Elasticsearch or OpenSearch cluster (section ``cluster:``), used
     when ``backend`` is ``elasticsearch`` or ``opensearch``."""
@@ -122,6 +132,7 @@ class Settings:
     irc: IRCSettings = IRCSettings()
     dashboard: DashboardSettings = DashboardSettings()
     cluster: ClusterSettings = ClusterSettings()
+    fingerprints: FingerprintSettings = FingerprintSettings()
 
     @property
     def index_dir(self) -> Path:
@@ -138,6 +149,7 @@ _SECTIONS = {
     "irc": IRCSettings,
     "dashboard": DashboardSettings,
     "cluster": ClusterSettings,
+    "fingerprints": FingerprintSettings,
 }
 
 

@@ -22,6 +22,15 @@ class FingerprintError(RecheckError):
         super().__init__(f"{where}: {message}")
 
 
+class FingerprintQueryError(FingerprintError):
+    """The file is a valid fingerprint but the search engine refuses its query.
+    Carries the fingerprint, so a page can still show its row with the error."""
+
+    def __init__(self, path: str, message: str, line: int | None, fingerprint: object) -> None:
+        super().__init__(path, message, line)
+        self.fingerprint = fingerprint
+
+
 class QuerySyntaxError(RecheckError):
     """A query does not parse, or uses syntax the engine cannot run."""
 

@@ -1,15 +1,26 @@
-"""Fingerprints: ``queries/<bug>.yaml``, one known bug each (DESIGN §4)."""
+"""Fingerprints: ``queries/<bug>.yaml``, one known bug each.
+
+Every byte of a fingerprint file is treated as hostile: a file is refused,
+with one line naming it (and the line in it), when it is too big, is not
+UTF-8, is YAML that would cost more than a fingerprint ever needs (aliases of
+lists, deep nesting), has a key of the wrong type, or holds a query that does
+not parse or that the search engine would refuse (``check``). Refused files
+are skipped; the others load.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Collection
 
 import yaml
+from yaml.composer import ComposerError
 
 from . import lucene
-from .errors import FingerprintError, QuerySyntaxError
+from .config import FingerprintSettings
+from .errors import BackendError, FingerprintError, FingerprintQueryError, QuerySyntaxError
 
 KNOWN_KEYS = {
     "query": str,
@@ -20,6 +31,16 @@ KNOWN_KEYS = {
     "title": str,
     "projects": list,
 }
+# The file name is the bug id: it goes into bug URLs, comments, IRC and HTML.
+BUG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A fingerprint is a flat mapping with a few short lists; these bound what a
+# hostile file can make the YAML loader build (fixed: no real file comes near).
+MAX_YAML_DEPTH = 16
+MAX_YAML_ALIASES = 8
+
+QueryCheck = Callable[[str], None]
+"""Raises QuerySyntaxError for a query the search engine would refuse
+(``SearchBackend.check_query``, or ``search.query_checker`` without a backend)."""
 
 
 @dataclass(frozen=True)
@@ -44,54 +65,166 @@ class Fingerprint:
         return f"({self.query}) AND voting:1"
 
 
-def load_fingerprint(path: str | Path) -> Fingerprint:
-    """Read and validate one file; errors name the file and, where known, the line."""
+@dataclass
+class Inspection:
+    """One file read as a fingerprint: every error found, not only the first.
+    ``fingerprint`` is set when the file's content could be read, even if the
+    search engine refuses its query (then the errors say so)."""
+
+    path: Path
+    fingerprint: Fingerprint | None = None
+    errors: list[FingerprintError] = field(default_factory=list)
+
+
+def inspect_fingerprint(
+    path: str | Path, check: QueryCheck | None = None, limits: FingerprintSettings = FingerprintSettings()
+) -> Inspection:
+    """Read and validate one file, collecting every error (for ``lint``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FingerprintError(str(path), f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise FingerprintError(str(path), f"not UTF-8 text: {exc.reason}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise FingerprintError(str(path), f"YAML error: {problem}", mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise FingerprintError(str(path), f"YAML error: {exc}") from None
-    if not isinstance(data, dict):
-        raise FingerprintError(str(path), "a fingerprint must be a mapping with a 'query' key", 1)
-    lines = _key_lines(node)
-    if "query" not in data:
-        raise FingerprintError(str(path), "missing required key 'query'", 1)
+    found = Inspection(path)
+    where = printable(str(path))
+
+    def error(message: str, line: int | None = None) -> None:
+        found.errors.append(FingerprintError(where, printable(_one_line(message)), line))
+
+    if not BUG_ID.fullmatch(path.stem):
+        error(f"the file name {path.stem!r} is not a bug id "
+              "(letters, digits, '.', '_' and '-', starting with a letter or digit)")
+    data, lines = _read_yaml(path, limits, found)
+    if data is None:
+        return found
     for key, kind in KNOWN_KEYS.items():
-        if key in data and data[key] is not None and not isinstance(data[key], kind):
-            raise FingerprintError(
-                str(path), f"'{key}' must be a {kind.__name__}, not {type(data[key]).__name__}", lines.get(key)
-            )
-    query = data["query"]
-    if not query or not query.strip():
-        raise FingerprintError(str(path), "'query' is empty", lines.get("query"))
-    try:
-        lucene.parse(query)
-    except QuerySyntaxError as exc:
-        raise FingerprintError(str(path), f"query does not parse: {exc.detail}", lines.get("query")) from None
-    return Fingerprint(
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            error(f"'{key}' must be a {kind.__name__}, not {type(value).__name__}", lines.get(key))
+        elif kind is list and not all(isinstance(item, (str, int, float)) for item in value):
+            error(f"'{key}' must be a list of strings", lines.get(key))
+    for key, value in data.items():
+        if _has_surrogate(key) or _has_surrogate(value):
+            error(f"{str(key)!r} holds text that is not valid Unicode (a lone surrogate)",
+                  lines.get(key) if isinstance(key, str) else None)
+    query = data.get("query")
+    if "query" not in data:
+        error("missing required key 'query'", 1)
+    elif isinstance(query, str) and not _has_surrogate(query):
+        _check_query(query, lines.get("query"), limits, error)
+    if found.errors:
+        return found
+    fingerprint = Fingerprint(
         bug=path.stem,
         path=path,
-        query=query.strip(),
+        query=str(query).strip(),
         suppress_graph=bool(data.get("suppress-graph") or False),
         suppress_notification=bool(data.get("suppress-notification") or False),
         allow_nonvoting=bool(data.get("allow-nonvoting") or False),
         test_ids=tuple(str(t) for t in data.get("test_ids") or ()),
         title=data.get("title"),
         projects=tuple(str(p) for p in data.get("projects") or ()),
-        unknown_keys=tuple(sorted(str(k) for k in data if k not in KNOWN_KEYS)),
+        unknown_keys=tuple(sorted(printable(str(k)) for k in data if k not in KNOWN_KEYS)),
         query_line=lines.get("query"),
     )
+    found.fingerprint = fingerprint
+    if check is not None:
+        try:
+            check(fingerprint.voting_query)
+        except BackendError:
+            raise  # the backend's trouble, not the fingerprint's
+        except Exception as exc:  # noqa: BLE001 - a check failing any other way is this query's bug too
+            why = exc.detail if isinstance(exc, QuerySyntaxError) else f"{type(exc).__name__}: {exc}"
+            found.errors.append(FingerprintQueryError(
+                where, f"the search engine cannot run the query: {printable(_one_line(why))}", fingerprint.query_line,
+                fingerprint))
+    return found
+
+
+def _check_query(query: str, line: int | None, limits: FingerprintSettings, error: Callable[..., None]) -> None:
+    if not query.strip():
+        error("'query' is empty", line)
+    elif len(query) > limits.max_query_chars:
+        error(f"the query is {len(query):,} characters long; at most {limits.max_query_chars:,} are allowed "
+              "(setting fingerprints.max_query_chars)", line)
+    else:
+        try:
+            lucene.parse(query)
+        except QuerySyntaxError as exc:
+            error(f"query does not parse: {exc.detail}", line)
+
+
+def _read_yaml(
+    path: Path, limits: FingerprintSettings, found: Inspection
+) -> tuple[dict[Any, Any] | None, dict[str, int]]:
+    """The file's mapping and the line of each key, or None (the error recorded)."""
+    where = printable(str(path))
+
+    def fail(message: str, line: int | None = None) -> tuple[None, dict[str, int]]:
+        found.errors.append(FingerprintError(where, printable(_one_line(message)), line))
+        return None, {}
+
+    if not path.is_file():
+        return fail("not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limits.max_file_bytes + 1)
+    except OSError as exc:
+        return fail(f"cannot read: {exc.strerror}")
+    if len(raw) > limits.max_file_bytes:
+        return fail(f"the file is over {limits.max_file_bytes:,} bytes (setting fingerprints.max_file_bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return fail(f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+    loader = None
+    try:
+        loader = _BoundedLoader(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = ", ".join(filter(None, (exc.context, exc.problem))) or "invalid YAML"
+        return fail(f"YAML error: {problem}", mark.line + 1 if mark else None)
+    except yaml.YAMLError as exc:
+        return fail(f"YAML error: {exc}")
+    except (ValueError, OverflowError, TypeError, RecursionError) as exc:  # a value PyYAML cannot build
+        return fail(f"YAML value cannot be read: {str(exc)[:200]}")
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if not isinstance(data, dict):
+        return fail("a fingerprint must be a mapping with a 'query' key", 1)
+    return data, _key_lines(node)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what a fingerprint never needs and an
+    attacker does: an alias of a list or mapping (the "billion laughs" bomb
+    expands that way), many aliases, and deep nesting (the composer recurses)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise ComposerError(None, None, f"more than {MAX_YAML_ALIASES} YAML aliases", event.start_mark)
+            target = self.anchors.get(event.anchor)
+            if target is not None and not isinstance(target, yaml.ScalarNode):
+                raise ComposerError(None, None, "a YAML alias may repeat a plain value, not a list or mapping",
+                                    event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _key_lines(node: Any) -> dict[str, int]:
@@ -100,22 +233,80 @@ def _key_lines(node: Any) -> dict[str, int]:
     return {key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
 
 
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(map(_has_surrogate, value))
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    return False
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a one-line message: control characters and lone
+    surrogates (undecodable file names) escaped."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+def load_fingerprint(
+    path: str | Path, check: QueryCheck | None = None, limits: FingerprintSettings = FingerprintSettings()
+) -> Fingerprint:
+    """One valid fingerprint, or the file's first error (FingerprintError)."""
+    found = inspect_fingerprint(path, check, limits)
+    if found.errors:
+        raise _first_error(found)
+    assert found.fingerprint is not None
+    return found.fingerprint
+
+
+def _first_error(found: Inspection) -> FingerprintError:
+    first = found.errors[0]
+    if len(found.errors) == 1:
+        return first
+    more = f" (and {len(found.errors) - 1} more: run lint)"
+    if isinstance(first, FingerprintQueryError):
+        return FingerprintQueryError(first.path, first.detail + more, first.line, first.fingerprint)
+    return FingerprintError(first.path, first.detail + more, first.line)
+
+
 def fingerprint_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
-        raise FingerprintError(str(directory), "not a directory of fingerprints")
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        raise FingerprintError(printable(str(directory)), "not a directory of fingerprints")
+    try:
+        return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    except OSError as exc:
+        raise FingerprintError(printable(str(directory)), f"cannot list: {exc.strerror}") from None
 
 
-def load_fingerprints(directory: str | Path) -> tuple[list[Fingerprint], list[FingerprintError]]:
-    """Every valid fingerprint, and an error for each bad one (skipped, not fatal)."""
+def load_fingerprints(
+    directory: str | Path, check: QueryCheck | None = None, limits: FingerprintSettings = FingerprintSettings()
+) -> tuple[list[Fingerprint], list[FingerprintError]]:
+    """Every valid fingerprint, and one error for each bad one (skipped, not
+    fatal). With ``check``, a fingerprint the search engine would refuse is
+    bad too (a FingerprintQueryError carrying it): every command that runs
+    fingerprints drops such a one here, through the same check ``lint`` uses."""
     good: list[Fingerprint] = []
     bad: list[FingerprintError] = []
     for path in fingerprint_files(directory):
-        try:
-            good.append(load_fingerprint(path))
-        except FingerprintError as exc:
-            bad.append(exc)
+        found = inspect_fingerprint(path, check, limits)
+        if found.errors:
+            bad.append(_first_error(found))
+        elif found.fingerprint is not None:
+            good.append(found.fingerprint)
     return good, bad
 
 
@@ -125,16 +316,21 @@ class LintWarning:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.fingerprint.path}:{self.fingerprint.query_line}" if self.fingerprint.query_line else str(
-            self.fingerprint.path
-        )
-        return f"{where}: warning: {self.message}"
+        path = str(self.fingerprint.path)
+        where = f"{path}:{self.fingerprint.query_line}" if self.fingerprint.query_line else path
+        return f"{printable(where)}: warning: {printable(_one_line(self.message))}"
 
 
-def lint_warnings(fingerprint: Fingerprint) -> list[LintWarning]:
-    """Patterns that hurt the search engine or precision."""
+def lint_warnings(
+    fingerprint: Fingerprint, known_fields: Collection[str] | None = None, fields_source: str = "the index"
+) -> list[LintWarning]:
+    """Patterns that hurt the search engine or precision. ``known_fields``:
+    the fields ``fields_source`` knows, to warn about a name that matches nothing."""
     tree = lucene.parse(fingerprint.query)
     warnings = [LintWarning(fingerprint, f"unknown key '{key}'") for key in fingerprint.unknown_keys]
+    if not fingerprint.bug.isdigit():
+        warnings.append(LintWarning(fingerprint, f"the file name {fingerprint.bug!r} is not a number; "
+                                                 "the file name is the bug id"))
     restricted = False
     for leaf in lucene.iter_leaves(tree):
         if isinstance(leaf, lucene.Wildcard):
@@ -150,4 +346,10 @@ def lint_warnings(fingerprint: Fingerprint) -> list[LintWarning]:
         warnings.append(
             LintWarning(fingerprint, "no field restriction besides message: add tags:, filename: or build_name:")
         )
+    if known_fields is not None:
+        unknown = sorted(lucene.fields_used(tree) - set(known_fields) - {"*"})
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            warnings.append(LintWarning(fingerprint, f"unknown field(s) {names}; fields {fields_source} knows: "
+                                                     f"{', '.join(sorted(known_fields))}"))
     return warnings

@@ -29,6 +29,14 @@ from luqum.parser import parser
 from .errors import QuerySyntaxError
 
 DEFAULT_FIELD = "message"
+# How deep a query may nest: every group, operator, NOT/+/- and field counts a
+# level. Real fingerprints use about ten; the limit keeps every recursive walk
+# of the tree (here and in each engine's translation) far from Python's
+# recursion limit, so a hostile query is a one-line error, never a crash.
+MAX_DEPTH = 64
+# Phrase slop beyond this is refused: Lucene reads it as a Java int, and
+# tantivy as an unsigned 32-bit one.
+MAX_SLOP = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -107,10 +115,33 @@ def parse(query: str) -> Node:
     try:
         luqum_tree = parser.parse(_rewrite_symbolic_operators(query))
     except ParseError as exc:
-        raise QuerySyntaxError(query, f"syntax error: {exc}") from None
+        raise QuerySyntaxError(query, f"syntax error: {_one_line(exc)}") from None
     except Exception as exc:  # luqum's lexer raises a few bare errors
-        raise QuerySyntaxError(query, f"syntax error: {exc}") from None
-    return _Converter(query).convert(luqum_tree, DEFAULT_FIELD)
+        raise QuerySyntaxError(query, f"syntax error: {_one_line(exc)}") from None
+    depth = _depth(luqum_tree)
+    if depth > MAX_DEPTH:
+        raise QuerySyntaxError(query, f"the query nests {depth} levels deep; at most {MAX_DEPTH} are allowed "
+                                      "(each group, operator and field is a level)")
+    try:
+        return _Converter(query).convert(luqum_tree, DEFAULT_FIELD)
+    except (ValueError, OverflowError, RecursionError) as exc:  # a value out of every engine's range
+        raise QuerySyntaxError(query, f"cannot be read: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _depth(root: tree.Item) -> int:
+    """The luqum tree's depth, walked without recursion (the tree is hostile)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:  # no need to walk further than the limit
+            stack.extend((child, depth + 1) for child in node.children)
+    return deepest
 
 
 def iter_leaves(node: Node) -> Iterator[Node]:
@@ -224,7 +255,10 @@ class _Converter:
         if isinstance(node, tree.Proximity):
             if not isinstance(node.term, tree.Phrase):
                 raise self.error("'~N' after a word is fuzziness; use it after a phrase for slop")
-            return Phrase(fieldname, _unescape(node.term.value[1:-1]), int(float(str(node.degree))))
+            slop = int(float(str(node.degree)))
+            if not 0 <= slop <= MAX_SLOP:
+                raise self.error(f"phrase slop ~{node.degree} is out of range (0 to {MAX_SLOP})")
+            return Phrase(fieldname, _unescape(node.term.value[1:-1]), slop)
         if isinstance(node, tree.Fuzzy):
             if not isinstance(node.term, tree.Word):
                 raise self.error("fuzziness '~' applies to a single word")

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .classify import Classifier, failed_tests
-from .config import Settings
+from .config import FingerprintSettings, Settings
 from .errors import BackendError, EventError, RecheckError, ReportError
-from .fingerprints import Fingerprint, load_fingerprints
+from .fingerprints import Fingerprint, QueryCheck, fingerprint_files, load_fingerprints
 from .gerrit_events import EventFilter, FailedJob, FailureReport, decode_event, describe, parse_failure
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
@@ -92,27 +92,49 @@ class Notifier(Protocol):
 
 
 class FingerprintSet:
-    """The fingerprints in a directory, reloaded when its files change."""
+    """The fingerprints in a directory, reloaded when its files change.
 
-    def __init__(self, directory: str | Path) -> None:
+    ``check`` (the backend's ``check_query``) drops, at load, a fingerprint
+    the search engine would refuse, with one log line naming it; the others
+    load. If the directory cannot be read on a reload, the fingerprints already
+    loaded stay in use (said once); only the first load fails."""
+
+    def __init__(self, directory: str | Path, check: QueryCheck | None = None,
+                 limits: FingerprintSettings = FingerprintSettings()) -> None:
         self.directory = Path(directory)
+        self.check = check
+        self.limits = limits
         self._stamp: tuple[Any, ...] | None = None
+        self._reload_error: str | None = None
         self.fingerprints: list[Fingerprint] = []
 
     def current(self) -> list[Fingerprint]:
         try:
-            stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                                 for p in self.directory.glob("*.yaml")))
-        except OSError as exc:
-            raise RecheckError(f"{self.directory}: cannot read the fingerprints: {exc}") from None
-        if stamp != self._stamp:
-            good, bad = load_fingerprints(self.directory)
-            for error in bad:
-                log.error("fingerprint skipped: %s", error)
-            self.fingerprints = good
-            self._stamp = stamp
-            log.info("loaded %d fingerprints from %s", len(good), self.directory)
+            self._reload()
+        except (OSError, RecheckError) as exc:
+            if isinstance(exc, BackendError):
+                raise  # checking needs the backend: retried like any other backend outage
+            message = str(exc) if isinstance(exc, RecheckError) else f"{self.directory}: {exc}"
+            if self._stamp is None:
+                raise RecheckError(f"cannot read the fingerprints: {message}") from None
+            if message != self._reload_error:
+                log.error("cannot reload the fingerprints; the %d loaded stay in use: %s", len(self.fingerprints),
+                          message)
+            self._reload_error = message
         return self.fingerprints
+
+    def _reload(self) -> None:
+        stamp = tuple((p.name, st.st_mtime_ns, st.st_size)
+                      for p in fingerprint_files(self.directory) for st in (p.stat(),))
+        if stamp == self._stamp:
+            return
+        good, bad = load_fingerprints(self.directory, self.check, self.limits)
+        for error in bad:
+            log.error("fingerprint skipped: %s", error)
+        self.fingerprints = good
+        self._stamp = stamp
+        self._reload_error = None
+        log.info("loaded %d fingerprints from %s", len(good), self.directory)
 
 
 class Daemon:

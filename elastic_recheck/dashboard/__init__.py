@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..config import Settings
-from ..errors import RecheckError
+from ..errors import FingerprintQueryError, RecheckError
 from ..fingerprints import Fingerprint, load_fingerprints
 from ..search import SearchBackend, TimeWindow
 from .publish import Publisher
@@ -51,13 +51,18 @@ def gather(
 ) -> tuple[Collected, Header]:
     """Run every fingerprint over the window; what the pages and the terminal list share."""
     now = now or dt.datetime.now(UTC)
-    good, bad = load_fingerprints(queries)
-    for error in bad:
+    good, bad = load_fingerprints(queries, backend.check_query, settings.fingerprints)
+    # One the engine refuses keeps its row, showing why it cannot run; a file
+    # that is not a fingerprint at all is listed among the load errors.
+    refused = {e.fingerprint: e.detail for e in bad if isinstance(e, FingerprintQueryError)}
+    unreadable = [e for e in bad if not isinstance(e, FingerprintQueryError)]
+    for error in unreadable:
         log.error("fingerprint skipped: %s", error)
-    collected = collect(backend, good, now, settings.dashboard.days, progress)
+    runnable = sorted([*good, *refused], key=lambda fp: fp.path)
+    collected = collect(backend, runnable, now, settings.dashboard.days, progress, refused)
     header = Header(
         generated=now, newest=backend.newest_timestamp(), health=backend_health(backend),
-        window_start=collected.start, load_errors=[str(e) for e in bad],
+        window_start=collected.start, load_errors=[str(e) for e in unreadable],
         timeouts=log_timeouts(settings, collected.start),
     )
     if header.future_dated:

@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -121,18 +121,27 @@ def collect(
     now: dt.datetime,
     days: float,
     progress: Callable[[Iterable[Fingerprint]], Iterable[Fingerprint]] = lambda items: items,
+    refused: Mapping[Fingerprint, str] | None = None,
 ) -> Collected:
-    """Run every fingerprint once; a fingerprint whose query fails is an
-    error on its own row, not the end of the run."""
+    """Run every fingerprint once; a fingerprint whose query fails, whatever
+    the exception, is an error on its own row, not the end of the run.
+    ``refused``: fingerprints the engine refused at load, with why (not run)."""
     window = TimeWindow(start=now - dt.timedelta(days=days), end=now)
     records: list[tuple[Any, ...]] = []
     errors: dict[str, str] = {}
+    refused = refused or {}
     for fp in progress(fingerprints):
+        if fp in refused:
+            log.warning("fingerprint %s could not run: %s", fp.bug, refused[fp])
+            errors[fp.bug] = refused[fp]
+            continue
         try:
             found = backend.builds(fp.voting_query, window)
-        except RecheckError as exc:
-            log.warning("fingerprint %s could not run: %s", fp.bug, exc)
-            errors[fp.bug] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one fingerprint's failure, whatever it is, stays on its row
+            message = str(exc) if isinstance(exc, RecheckError) else f"{type(exc).__name__}: {exc}"
+            message = " ".join(message.split())
+            log.warning("fingerprint %s could not run: %s", fp.bug, message)
+            errors[fp.bug] = message
             continue
         records.extend((fp.bug, b.build_uuid, b.build_status, b.build_name, b.build_queue, b.last_hit) for b in found)
 

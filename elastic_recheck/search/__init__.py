@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields
-from typing import Any, ContextManager, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
 
 UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,6 +130,11 @@ class WriterBatch:
 class SearchBackend(Protocol):
     name: str
 
+    def check_query(self, query: str) -> None:
+        """Raise QuerySyntaxError (naming why) unless this backend can run
+        ``query``: fingerprints are checked this way when they are loaded, so
+        one the engine refuses is dropped there, never met mid-build."""
+
     def search(self, query: str, window: TimeWindow = ALL_TIME, size: int = 10, offset: int = 0) -> SearchResult:
         """Hits newest first, with the exact total."""
 
@@ -175,6 +180,21 @@ class SearchBackend(Protocol):
     def close(self) -> None: ...
 
 
+def query_checker(settings: Any) -> Callable[[str], None]:
+    """The backend's ``check_query`` without opening it (no index, no
+    cluster needed): what ``lint`` runs, so a queries repository can gate on
+    exactly what the configured engine will run."""
+    if settings.backend in ("elasticsearch", "opensearch"):
+        import functools
+
+        from .cluster import check_cluster_query
+
+        return functools.partial(check_cluster_query, engine=settings.backend)
+    from .translate import QueryPlanner
+
+    return QueryPlanner().check
+
+
 def open_backend(settings: Any) -> SearchBackend:
     """Build the backend the settings name."""
     from ..errors import ConfigError
@@ -204,5 +224,6 @@ __all__ = [
     "TimeWindow",
     "WriterBatch",
     "open_backend",
+    "query_checker",
 ]
 

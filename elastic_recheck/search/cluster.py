@@ -14,11 +14,13 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
 from typing import Any, ContextManager, Iterator, Sequence
 
+from .. import lucene
 from ..config import ClusterSettings
 from ..errors import BackendError, QuerySyntaxError
 from ..ingest.documents import parse_timestamp
@@ -47,6 +49,10 @@ class ClusterBackend:
         self._existing: tuple[float, list[str]] | None = None
         self._template_done = False
         self._lock = threading.Lock()
+
+    def check_query(self, query: str) -> None:
+        """Raise QuerySyntaxError for what is knowable without asking the cluster."""
+        check_cluster_query(query, self.name)
 
     # -- which indices ---------------------------------------------------------
 
@@ -434,6 +440,25 @@ class ClusterWriter(WriterBatch):
     def rollback(self) -> None:
         """Drop what is still buffered. What a full buffer already sent stays."""
         self._buffer, self._bytes, self._deletes = [], 0, []
+
+
+# An @timestamp bound the cluster reads: date math on now, or a date (ISO or
+# epoch millis, optionally followed by ``||`` and date math).
+_DATE_BOUND = re.compile(r"(?:now|[0-9-][^|]*(?:\|\|)?)(?:[+-]\d+[yMwdhHms]|/[yMwdhHms])*")
+
+
+def check_cluster_query(query: str, engine: str = "elasticsearch") -> None:
+    """What a cluster would refuse that can be known without one (``lint``
+    runs this when the backend is a cluster): the query parses within the
+    limits, and every ``@timestamp`` range bound is a date or date math. The
+    rest (a regex too complex to determinize, say) only the cluster can tell;
+    it then refuses that one search, not the others."""
+    for leaf in lucene.iter_leaves(lucene.parse(query)):
+        if isinstance(leaf, lucene.Range) and leaf.field == rq.TIMESTAMP:
+            for bound in (leaf.low, leaf.high):
+                if bound is not None and not _DATE_BOUND.fullmatch(bound):
+                    raise QuerySyntaxError(query, f"@timestamp range: not a date or date math: {bound[:40]!r}",
+                                           engine=engine)
 
 
 def _quote(index: str) -> str:

@@ -25,7 +25,7 @@ from . import schema as sch
 from . import (
     ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch, epoch_micros, from_epoch_micros,
 )
-from .translate import Plan, Translator, prepare
+from .translate import Plan, QueryPlanner, Translator, prepare
 
 UTC = dt.timezone.utc
 _FIELDS_FILE = "er-fields.json"
@@ -66,10 +66,15 @@ class EmbeddedBackend:
         self._parsed: dict[str, lucene.Node] = {}
         self._compiled: dict[str, tuple[int, Query]] = {}
         self._context_fields: dict[int, dict[str, Any]] = {}
-        self._leaves: dict[lucene.Node, Query | None] = {}
+        self._planner = QueryPlanner(self.schema, self.context_schema)
         self._plans: dict[str, Plan] = {}
         self._held: _HeldWriters | None = None
         self._lock = threading.Lock()
+
+    @staticmethod
+    def exists(index_dir: str | os.PathLike[str]) -> bool:
+        """Whether an index was made in ``index_dir`` (opening one makes it)."""
+        return (Path(index_dir) / _LAYOUT_FILE).is_file()
 
     # -- queries ------------------------------------------------------------
 
@@ -85,18 +90,24 @@ class EmbeddedBackend:
                 self._parsed[query] = node
         return node
 
-    def _plan(self, query: str, resolver: "_ContextLookup") -> Plan:
-        """A fingerprint translated once for every build it is run against."""
+    def _plan(self, query: str) -> Plan:
+        """A query translated once for every build and every search it is run
+        in; the one path every query takes (``check_query`` included)."""
         with self._lock:
             plan = self._plans.get(query)
         if plan is None:
-            plan = Translator(self.schema, query, contexts=resolver, leaf_cache=self._leaves).plan(self.parse(query))
+            plan = self._planner.plan(query, self.parse(query))
             with self._lock:
                 if len(self._plans) > 10_000:
                     self._plans.clear()
-                    self._leaves.clear()
+                    self._planner.leaves.clear()
                 self._plans[query] = plan
         return plan
+
+    def check_query(self, query: str) -> None:
+        """Raise QuerySyntaxError unless this engine can run ``query``. The plan
+        is kept, so the check costs nothing when the query is run."""
+        self._plan(query)
 
     def compile(self, query: str) -> Query:
         """The tantivy query over ``lines/`` for a Lucene query string. Cached
@@ -107,8 +118,9 @@ class EmbeddedBackend:
             cached = self._compiled.get(query)
         if cached is not None and cached[0] == generation:
             return cached[1]
+        plan = self._plan(query)
         resolver = _ContextLookup(self, searcher)
-        compiled = Translator(self.schema, query, contexts=resolver).translate(self.parse(query), prepared=True)
+        compiled = Translator(self.schema, query, contexts=resolver).instantiate(plan)
         with self._lock:
             if len(self._compiled) > 10_000:
                 self._compiled.clear()
@@ -342,7 +354,7 @@ class EmbeddedBackend:
             return matched
         resolver = _ContextLookup(self, context_searcher, within=build_cids)
         translator = Translator(self.schema, "", contexts=resolver, context_cache={})
-        compiled = [translator.instantiate(self._plan(q, resolver)) for q in queries]
+        compiled = [translator.instantiate(self._plan(q)) for q in queries]
         searcher = self._searcher()
         build = self._in_contexts(build_cids)
 
@@ -416,7 +428,7 @@ class EmbeddedBackend:
         self._parsed.clear()
         self._compiled.clear()
         self._context_fields.clear()
-        self._leaves.clear()
+        self._planner.leaves.clear()
         self._plans.clear()
 
 

@@ -17,11 +17,14 @@ from tantivy import Occur, Query
 
 from .. import lucene
 from ..analysis import analyze
-from ..errors import UnsupportedQueryError
+from ..errors import QuerySyntaxError, UnsupportedQueryError
 from . import epoch_micros
 from . import schema as sch
 
 _MAX_CODEPOINT = 0x10FFFF
+# A range over text becomes a regex whose size grows with the square of its
+# bounds' length: 4,000 characters took 9 s to refuse. Real bounds are short.
+_MAX_RANGE_BOUND = 256
 
 
 # A query translated but for its context clauses (Translator.plan):
@@ -98,26 +101,24 @@ class Translator:
         contexts: ContextResolver | None = None,
         leaf_cache: dict[lucene.Node, Query | None] | None = None,
         context_cache: dict[lucene.Node, Query | None] | None = None,
+        context_schema: tantivy.Schema | None = None,
     ) -> None:
         """``leaf_cache``: translated leaves kept across queries on one schema,
         so classifying a build does not rebuild a thousand phrase queries.
         ``context_cache``: context clauses as ``cid`` sets, kept across queries
         answered by the same ``contexts`` (a thousand fingerprints name a few
-        dozen distinct ``tags``/``build_name`` clauses)."""
+        dozen distinct ``tags``/``build_name`` clauses).
+        ``context_schema``: enough for :meth:`plan` when no index is at hand
+        (``contexts`` is only needed to answer context clauses)."""
         self.schema = schema
         self.query = query
         self.now = now
         self.contexts = contexts
         self.leaf_cache = leaf_cache
         self.context_cache = context_cache
-        self._context_translator = Translator(contexts.schema, query, now) if contexts else None
-
-    def translate(self, node: lucene.Node, prepared: bool = False) -> Query:
-        """``prepared``: ``node`` already went through :func:`prepare`."""
-        if self.contexts is not None and not prepared:
-            node = prepare(node)
-        result = self._node(node)
-        return result if result is not None else Query.empty_query()
+        if context_schema is None and contexts is not None:
+            context_schema = contexts.schema
+        self._context_translator = Translator(context_schema, query, now) if context_schema is not None else None
 
     def unsupported(self, detail: str) -> UnsupportedQueryError:
         return UnsupportedQueryError(self.query, detail, engine="embedded")
@@ -158,15 +159,27 @@ class Translator:
         if isinstance(node, lucene.Wildcard):
             if node.pattern.strip("*") == "":
                 return self._exists(node.field)
-            return Query.regex_query(self.schema, text_field, wildcard_to_regex(node.pattern.lower()))
+            return self._regex(text_field, wildcard_to_regex(node.pattern.lower()), "wildcard")
         if isinstance(node, lucene.Regexp):
-            return Query.regex_query(self.schema, text_field, self._lucene_regex(node.pattern))
+            return self._regex(text_field, self._lucene_regex(node.pattern), "regular expression")
         if isinstance(node, lucene.Range):
             low = node.low.lower() if node.low is not None else None
             high = node.high.lower() if node.high is not None else None
+            if max(len(low or ""), len(high or "")) > _MAX_RANGE_BOUND:
+                raise self.unsupported(f"a range bound longer than {_MAX_RANGE_BOUND} characters is not supported "
+                                       "by the embedded engine")
             pattern = range_to_regex(low, high, node.include_low, node.include_high)
-            return Query.regex_query(self.schema, text_field, pattern) if pattern else Query.empty_query()
+            return self._regex(text_field, pattern, "range") if pattern else Query.empty_query()
         raise self.unsupported(f"unsupported clause {node!r}")
+
+    def _regex(self, text_field: str, pattern: str, what: str) -> Query:
+        """tantivy compiles the automaton here, and refuses one past its size
+        limits (``/a{1000}/``) with a ValueError: the query's fault, said so."""
+        try:
+            return Query.regex_query(self.schema, text_field, pattern)
+        except ValueError as exc:
+            reason = " ".join(str(exc).split("RegexQueryError: ")[-1].strip("'\" ").split())
+            raise self.unsupported(f"this {what} is too complex for the embedded engine ({reason})") from None
 
     def _context_set(self, node: lucene.Node) -> Query | None:
         return _cached(self.context_cache, node, self._lookup_context_set)
@@ -258,8 +271,11 @@ class Translator:
             return Query.all_query()
         if not isinstance(node, lucene.Range):
             raise self.unsupported("@timestamp supports ranges only, e.g. @timestamp:[now-1d TO now]")
-        low = parse_date_math(node.low, self.now) if node.low else None
-        high = parse_date_math(node.high, self.now) if node.high else None
+        try:
+            low = parse_date_math(node.low, self.now) if node.low else None
+            high = parse_date_math(node.high, self.now) if node.high else None
+        except (ValueError, OverflowError) as exc:
+            raise self.unsupported(f"@timestamp range: {exc}") from None
         if low is None and high is None:
             return Query.all_query()
         return Query.range_query(
@@ -273,6 +289,38 @@ class Translator:
             return lucene_regex_to_rust(pattern)
         except ValueError as exc:
             raise self.unsupported(str(exc)) from None
+
+
+class QueryPlanner:
+    """Plans queries for the embedded engine from its two schemas alone.
+
+    The backend plans every query through one of these (and caches the
+    plans), and ``lint`` uses one with no index at all: so lint refuses
+    exactly what classification and the dashboard would refuse."""
+
+    def __init__(self, schema: tantivy.Schema | None = None, context_schema: tantivy.Schema | None = None) -> None:
+        self.schema = schema if schema is not None else sch.line_schema()
+        self.context_schema = context_schema if context_schema is not None else sch.context_schema()
+        self.leaves: dict[lucene.Node, Query | None] = {}  # translated leaves, shared by every plan
+
+    def plan(self, query: str, node: lucene.Node | None = None) -> Plan:
+        """``node``: the query already parsed and :func:`prepare`-d (the
+        backend keeps those too). Any failure is the query's, and says so."""
+        try:
+            if node is None:
+                node = prepare(lucene.parse(query))
+            translator = Translator(self.schema, query, leaf_cache=self.leaves, context_schema=self.context_schema)
+            return translator.plan(node)
+        except QuerySyntaxError:
+            raise
+        except (ValueError, OverflowError, RecursionError) as exc:  # tantivy and Python refusing a value
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise UnsupportedQueryError(query, f"the embedded engine cannot run this query: {reason}",
+                                        engine="embedded") from None
+
+    def check(self, query: str) -> None:
+        """Raise QuerySyntaxError (naming why) unless the engine can run ``query``."""
+        self.plan(query)
 
 
 def _any_of(queries: list[Query]) -> Query | None:
@@ -448,9 +496,13 @@ def parse_date_math(text: str, now: dt.datetime | None = None) -> dt.datetime:
         moment = now or dt.datetime.now(dt.timezone.utc)
         for sign, amount, unit in re.findall(r"([+-])(\d+)([yMwdhHms])", match["ops"]):
             if unit in "yM":
-                raise ValueError(f"date math in months or years is not supported: {text}")
-            delta = dt.timedelta(seconds=int(amount) * _UNITS[unit])
-            moment = moment + delta if sign == "+" else moment - delta
+                raise ValueError(f"date math in months or years is not supported by the embedded engine: {text} "
+                                 "(use days, e.g. now-30d)")
+            try:
+                delta = dt.timedelta(seconds=int(amount) * _UNITS[unit])
+                moment = moment + delta if sign == "+" else moment - delta
+            except (OverflowError, ValueError):
+                raise ValueError(f"date math out of range: {text}") from None
         if match["round"] == "d":
             moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
         elif match["round"] in ("h", "H"):
@@ -459,5 +511,6 @@ def parse_date_math(text: str, now: dt.datetime | None = None) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not a date: {text!r}") from None
+        raise ValueError(f"not a date: {text[:40]!r} (give an ISO date such as 2024-05-01T12:00:00Z, "
+                         "or date math such as now-7d)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
