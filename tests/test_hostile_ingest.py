@@ -25,8 +25,8 @@ from typing import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from elastic_recheck.config import IngestSettings
-from elastic_recheck.errors import IngestError
+from elastic_recheck.config import IngestSettings, load_settings
+from elastic_recheck.errors import ConfigError, IngestError
 from elastic_recheck.ingest import ingest_build, ingest_build_dirs, ingest_documents
 from elastic_recheck.ingest.sources import BuildMetadata, HttpRetry, fetch_zuul_build, open_log_url, open_logs
 from elastic_recheck.search import ALL_TIME
@@ -236,6 +236,32 @@ def test_the_cli_refuses_a_local_log_url_from_metadata_but_takes_the_operators_l
     taken = subprocess.run([*command, "--logs", str(build)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert taken.returncode == 0, taken.stderr
     assert taken.stdout.startswith("build 0123456789abcdef: 20 log events from 1 files indexed")
+
+
+def test_the_limits_are_settings_with_environment_overrides_and_must_be_positive(tmp_path):
+    config = tmp_path / "er.yaml"
+    config.write_text("ingest: {max_file_bytes: 1000, file_timeout: 2.5}\n")
+    loaded = load_settings(str(config), env={"ER_INGEST_MAX_LINE_BYTES": "512", "ER_INGEST_FILE_TIMEOUT": "7"})
+    assert loaded.ingest == IngestSettings(max_file_bytes=1000, max_line_bytes=512, file_timeout=7.0)
+    assert load_settings(env={}).ingest == IngestSettings()
+    for value in ("0", "-1", "nan", "inf"):
+        with pytest.raises(ConfigError, match="ingest.file_timeout must be a positive number"):
+            load_settings(env={"ER_INGEST_FILE_TIMEOUT": value})
+
+
+def test_the_cli_takes_the_limits_from_the_environment_and_warns_at_a_cut(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "job-output.txt").write_bytes(CONSOLE)
+    (build / "bomb.txt.gz").write_bytes(gzip_bomb(4))
+    env = {**os.environ, "ER_INGEST_MAX_DECOMPRESSED_BYTES": "65536"}
+    result = subprocess.run([sys.executable, "-m", "elastic_recheck", "ingest", "--data-dir", str(tmp_path / "data"),
+                             "--logs", str(build), "--build-uuid", "0123456789abcdef"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (f"warning: {build}/bomb.txt.gz: more than 65536 bytes after decompression "
+                             "(ingest.max_decompressed_bytes); the first 65536 bytes (1 log event) are indexed\n")
+    assert result.stdout.startswith("build 0123456789abcdef: 22 log events from 2 files indexed")
 
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x.txt", "data:text/plain,root:x:0:0"])
@@ -593,27 +619,51 @@ _LOG_PIECES = st.sampled_from([
 ])
 
 
+@pytest.fixture(scope="module")
+def shared_server():
+    server = HostileLogServer()
+    yield server
+    server.close()
+
+
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.lists(st.one_of(_LOG_PIECES, st.binary(max_size=64)), max_size=40).map(b"".join),
-       compress=st.sampled_from(["plain", "gzip", "truncated gzip"]))
-def test_any_log_bytes_are_indexed_or_reported_and_the_rest_of_the_build_is_intact(body, compress):
+       compress=st.sampled_from(["plain", "gzip", "truncated gzip", "gzip for the transfer"]),
+       where=st.sampled_from(["local", "http"]))
+def test_any_log_bytes_are_indexed_or_reported_and_the_rest_of_the_build_is_intact(shared_server, body, compress,
+                                                                                   where):
+    name, headers = "hostile.txt", {}
     if compress != "plain":
         body = gzip.compress(body)
         if compress == "truncated gzip":
             body = body[: len(body) // 2]
-    limits = IngestSettings(max_line_bytes=256, max_decompressed_bytes=4096)
+        if compress == "gzip for the transfer" and where == "http":
+            headers = {"Content-Encoding": "gzip"}
+        else:
+            name = "hostile.txt.gz"
+    limits = IngestSettings(max_line_bytes=256, max_decompressed_bytes=4096, file_timeout=5.0)
     with tempfile.TemporaryDirectory() as directory:
-        build = Path(directory) / "b"
-        build.mkdir()
-        (build / "job-output.txt").write_bytes(CONSOLE)
-        (build / ("hostile.txt.gz" if compress != "plain" else "hostile.txt")).write_bytes(body)
+        if where == "local":
+            build = Path(directory) / "b"
+            build.mkdir()
+            (build / "job-output.txt").write_bytes(CONSOLE)
+            (build / name).write_bytes(body)
+            logs = open_logs(str(build), QUICK, limits)
+        else:
+            shared_server.routes.clear()
+            logs = open_logs(build_on(shared_server, {"job-output.txt": serve(CONSOLE),
+                                                      name: serve(body, headers=headers)}), QUICK, limits)
         backend = EmbeddedBackend(Path(directory) / "index")
-        report = ingest_build(backend, open_logs(str(build), QUICK, limits), META)
-        assert len(one_line(report.errors)) + len(one_line(report.warnings)) <= 1
+        report = ingest_build(backend, logs, META)
+        problems = one_line(report.errors) + one_line(report.warnings)
+        assert len(problems) <= 1 and all(p.startswith(logs.describe(name) + ": ") for p in problems)
         assert backend.count("tags:console") == 20
-        for doc in docs(backend):
-            if doc["filename"] == "hostile.txt":
-                assert len(doc["message"].encode()) <= 500 * (256 + 1) + 100
+        hostile = [doc["message"] for doc in docs(backend) if doc["filename"] == "hostile.txt"]
+        markers = [m for m in hostile if m.startswith("[elastic-recheck] the rest of this file is not indexed")]
+        assert len(markers) == len(problems)
+        for message in hostile:
+            if message not in markers:
+                assert all(len(part) <= limits.max_line_bytes for part in message.split("\n")), message
 
 
 # -- exported documents --------------------------------------------------------------
@@ -750,7 +800,7 @@ _HOSTILE_LINES = st.one_of(
 )
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile=st.lists(_HOSTILE_LINES, min_size=1, max_size=6))
 def test_any_ndjson_line_is_indexed_or_skipped_with_its_line_and_the_good_ones_are_all_searchable(hostile):
     text, bad = _ndjson(hostile)

@@ -140,17 +140,6 @@ def logical_name(relative: str) -> str:
     return relative[:-3] if relative.endswith(".gz") else relative
 
 
-def is_log_file(name: str) -> bool:
-    base = name[:-3] if name.endswith(".gz") else name
-    base = base.rsplit("/", 1)[-1]
-    return base.endswith(LOG_SUFFIXES) or base in LOG_NAMES or base.startswith(LOG_NAMES)
-
-
-def logical_name(relative: str) -> str:
-    """``logs/screen-n-cpu.txt.gz`` is indexed as ``logs/screen-n-cpu.txt``."""
-    return relative[:-3] if relative.endswith(".gz") else relative
-
-
 def plain_path(name: str) -> bool:
     """A relative path that stays where it starts: no empty, ``.`` or ``..`` part, not absolute."""
     return bool(name) and all(part not in ("", ".", "..") for part in name.split("/"))
