@@ -455,6 +455,22 @@ def test_a_slow_drip_gives_up_at_the_deadline_and_the_rest_of_the_build_is_index
     assert backend.count("tags:console") == 20 and backend.count("later") == 4
 
 
+def test_a_busy_server_asking_for_more_time_than_the_file_has_is_not_waited_for(log_server, backend):
+    def busy(handler: _Handler) -> None:
+        handler.send_response(503)
+        handler.send_header("Retry-After", "30")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    url = build_on(log_server(), {"job-output.txt": serve(CONSOLE), "n-cpu.txt": busy})
+    started = time.monotonic()
+    report = ingest_build(backend, open_logs(url, HttpRetry(attempts=3, delay=0.01), SMALL), META)
+    assert time.monotonic() - started < 3
+    assert one_line(report.errors) == [f"{url}n-cpu.txt: HTTP 503 Service Unavailable; no time left to ask again "
+                                       "within 1 s (ingest.file_timeout)"]
+    assert backend.count("tags:console") == 20
+
+
 def test_a_server_that_drips_its_headers_is_given_up_on_too(log_server, backend):
     server = log_server()
     url = build_on(server, {"job-output.txt": serve(CONSOLE), "logs/slow.txt": drip_headers()})

@@ -254,18 +254,21 @@ def open_url(url: str, retry: HttpRetry, timeout: float) -> Response:
                 raise IngestError(url, f"cannot fetch: {_reason(exc)}") from None
             except urllib.error.HTTPError as exc:
                 exc.close()
+                failure = f"HTTP {exc.code} {_reason(exc)}"
                 if exc.code not in HTTP_RETRY_STATUSES or attempt == attempts:
-                    raise IngestError(url, f"HTTP {exc.code} {_reason(exc)}" + _after(attempt)) from None
+                    raise IngestError(url, failure + _after(attempt)) from None
                 retry_after = exc.headers.get("Retry-After", "") if exc.headers else ""
                 if retry_after.isdigit() and int(retry_after) <= MAX_RETRY_AFTER:
                     delay = max(delay, int(retry_after))
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 if deadline.expired:
                     raise IngestError(url, deadline.cut().reason) from None
+                failure = f"cannot fetch: {_reason(exc)}"
                 if attempt == attempts:
-                    raise IngestError(url, f"cannot fetch: {_reason(exc)}" + _after(attempt)) from None
+                    raise IngestError(url, failure + _after(attempt)) from None
             if delay >= deadline.remaining():
-                raise IngestError(url, deadline.cut().reason + _after(attempt))
+                raise IngestError(url, f"{failure}{_after(attempt)}; no time left to ask again "
+                                       f"within {timeout:g} s (ingest.file_timeout)")
             time.sleep(delay)
     except BaseException:
         deadline.close()
