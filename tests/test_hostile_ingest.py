@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -71,7 +72,7 @@ Behaviour = Callable[["_Handler"], None]
 class HostileLogServer:
     """An HTTP server on 127.0.0.1 answering each path as told, recording every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Behaviour] = {}
         self.requests: list[str] = []
         self.stopping = threading.Event()
@@ -82,7 +83,9 @@ class HostileLogServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}/"
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
@@ -180,8 +183,8 @@ def listing(*hrefs: str) -> Behaviour:
 def log_server():
     servers: list[HostileLogServer] = []
 
-    def start() -> HostileLogServer:
-        servers.append(HostileLogServer())
+    def start(tls: ssl.SSLContext | None = None) -> HostileLogServer:
+        servers.append(HostileLogServer(tls))
         return servers[-1]
 
     yield start
@@ -469,6 +472,25 @@ def test_a_busy_server_asking_for_more_time_than_the_file_has_is_not_waited_for(
     assert one_line(report.errors) == [f"{url}n-cpu.txt: HTTP 503 Service Unavailable; no time left to ask again "
                                        "within 1 s (ingest.file_timeout)"]
     assert backend.count("tags:console") == 20
+
+
+def test_the_deadline_holds_over_https_too(log_server, backend, tmp_path, monkeypatch):
+    """The deadline shuts the socket under a TLS read as under a plain one."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this server, as a deployment's CA bundle would
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = log_server(tls)
+    url = build_on(server, {"job-output.txt": serve(CONSOLE), "logs/slow.txt": drip(oslo(2, "arrived"))})
+    started = time.monotonic()
+    report = ingest_build(backend, open_logs(url, QUICK, SMALL), META)
+    assert time.monotonic() - started < 5
+    (error,) = one_line(report.errors)
+    assert error.startswith(f"{url}logs/slow.txt: gave up after 1 s (ingest.file_timeout); the first ")
+    assert backend.count("tags:console") == 20 and backend.count("arrived") == 2
 
 
 def test_a_server_that_drips_its_headers_is_given_up_on_too(log_server, backend):

@@ -189,8 +189,9 @@ def _message(value: Any) -> str | None:
         return None
     if isinstance(value, list):
         parts = [_as_text(part) for part in value]
-        if any(part is None for part in parts):
-            raise BadDocument("message must be text or a list of text, not a list holding an object or list")
+        for part, text_part in zip(value, parts):
+            if text_part is None:
+                raise BadDocument(f"message must be text or a list of text, not a list holding {_kind(part)}")
         text = "\n".join(parts)  # type: ignore[arg-type]
     else:
         text = _as_text(value)  # type: ignore[assignment]
