@@ -106,7 +106,8 @@ def _progress(label: str) -> Any:
 @cli.command()
 @click.option("--docs", "docs_file", type=click.Path(dir_okay=False, allow_dash=True),
               help="Logstash documents: NDJSON or an Elasticsearch search response ('-' for stdin).")
-@click.option("--logs", help="The build's log directory: a path or an http(s) URL.")
+@click.option("--logs", help="The build's log directory: a path or an http(s) URL (a log_url from metadata "
+                             "or Zuul must be http(s)).")
 @click.option("--builds", "builds_dir", type=click.Path(file_okay=False),
               help="Many builds at once: a directory holding a directory per build (its logs and build.json).")
 @click.option("--metadata", type=click.Path(dir_okay=False), help="Build metadata as a JSON file.")
@@ -130,15 +131,19 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
            **options: str | None) -> None:
     """Index CI logs: one build's log directory, many builds (--builds), or exported documents (--docs)."""
     from .ingest import ingest_build, ingest_build_dirs, ingest_documents
-    from .ingest.sources import fetch_zuul_build, load_metadata_file, metadata_from_mapping, open_logs
+    from .ingest.sources import (
+        HttpRetry, fetch_zuul_build, load_metadata_file, metadata_from_mapping, open_log_url, open_logs,
+    )
 
-    backend = ctx.backend()
+    settings = ctx.settings()
+    limits = settings.ingest
+    backend = open_backend(settings)
     if builds_dir:
         if docs_file or logs or metadata or zuul_build or build_uuid:
             raise click.UsageError("--builds takes each build's metadata from its build.json; give it alone")
         bar = _progress(f"indexing the builds in {builds_dir}")
         report = ingest_build_dirs(backend, Path(builds_dir), keep_debug=keep_debug,
-                                   progress=bar.update if bar else None)
+                                   progress=bar.update if bar else None, limits=limits)
         if bar:
             bar.render_finish()
         _finish_report(report, f"{report.builds} builds: {report.documents} log events from {report.files} files "
@@ -157,7 +162,7 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
         return
     fields: dict[str, Any] = {}
     if zuul_build:
-        fields.update(fetch_zuul_build(zuul_build).fields())
+        fields.update(fetch_zuul_build(zuul_build, HttpRetry(), limits).fields())
     if metadata:
         fields.update(load_metadata_file(metadata).fields())
     if build_uuid:
@@ -167,13 +172,15 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
         fields["voting"] = "1" if voting else "0"
     if not fields.get("build_uuid"):
         raise click.UsageError("say which build: --metadata FILE, --zuul-build URL or --build-uuid ID (or use --docs)")
-    build = metadata_from_mapping(fields, metadata or zuul_build or "options")
-    location = logs or build.log_url
-    if not location:
+    origin = metadata or zuul_build or "options"
+    build = metadata_from_mapping(fields, origin)
+    if not logs and not build.log_url:
         raise click.UsageError("where are the logs? give --logs (or a log_url in the metadata)")
+    # --logs is the operator's own choice (a local directory is fine); a
+    # log_url read from metadata or an API answer must be http(s).
+    source = open_logs(logs, limits=limits) if logs else open_log_url(build.log_url, origin, limits=limits)
     bar = _progress(f"indexing build {build.build_short_uuid}")
-    report = ingest_build(backend, open_logs(location), build, keep_debug=keep_debug,
-                          progress=bar.update if bar else None)
+    report = ingest_build(backend, source, build, keep_debug=keep_debug, progress=bar.update if bar else None)
     if bar:
         bar.render_finish()
     _finish_report(report, f"build {build.build_uuid}: {report.documents} log events from {report.files} files "
@@ -188,6 +195,8 @@ def _open_text(path: str) -> Any:
 
 
 def _finish_report(report: Any, summary: str) -> None:
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
     click.echo(summary)

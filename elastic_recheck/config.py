@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import urllib.parse
 from dataclasses import dataclass, field
@@ -124,6 +125,30 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """What one log file and one build may cost at ingest (section ``ingest:``).
+
+    Every byte of a build's logs comes from outside: a gzip bomb, a log server
+    that drips a byte a second, a line with no end. Past a limit the file is
+    cut where it got to, with a marker line and a warning; the rest of the
+    build is still indexed. The defaults are far above what real CI logs need.
+    """
+
+    max_file_bytes: int = 1 << 30  # bytes fetched (or read from disk) for one file, before decompression
+    max_decompressed_bytes: int = 4 << 30  # bytes of one file after decompression
+    max_build_bytes: int = 16 << 30  # all of one build's files together, after decompression
+    max_files: int = 20_000  # log files per build
+    max_line_bytes: int = 64 * 1024  # a longer line is cut, with a marker saying how much was dropped
+    file_timeout: float = 600.0  # seconds for one file from a log server, from the request to the last byte
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if not (0 < value < math.inf):
+                raise ConfigError(f"ingest.{item.name} must be a positive number, not {value!r}")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     backend: str = "embedded"
@@ -133,6 +158,7 @@ class Settings:
     dashboard: DashboardSettings = DashboardSettings()
     cluster: ClusterSettings = ClusterSettings()
     fingerprints: FingerprintSettings = FingerprintSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @property
     def index_dir(self) -> Path:
@@ -150,6 +176,7 @@ _SECTIONS = {
     "dashboard": DashboardSettings,
     "cluster": ClusterSettings,
     "fingerprints": FingerprintSettings,
+    "ingest": IngestSettings,
 }
 
 

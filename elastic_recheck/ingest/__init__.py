@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from ..config import IngestSettings
 from ..errors import BackendError, IngestError, RecheckError
-from ..search import IndexWriter, SearchBackend
-from .documents import parse_timestamp, read_documents
+from ..search import IndexWriter, SearchBackend, epoch_micros
+from .documents import read_documents, replace_surrogates
 from .logparse import parse_lines
-from .sources import BuildMetadata, HttpLogs, LocalLogs, load_metadata_file, logical_name
+from .sources import BuildMetadata, HttpLogs, Listing, LocalLogs, load_metadata_file, logical_name
+from .streams import BuildBudget, Cut
 
 CONSOLE_LOGS = ("job-output.txt", "console.html")
 COMMIT_EVERY = 100_000  # log events per commit when many builds are ingested at once
@@ -23,16 +26,22 @@ Progress = Callable[[int], None]
 
 @dataclass
 class IngestReport:
+    """What an ingest did. ``errors``: input that is broken (a truncated
+    file, a server too slow, a bad document); ``warnings``: input left out on
+    purpose (a limit reached, a symlink out of the build). Either way the
+    rest was indexed."""
+
     documents: int = 0
     files: int = 0
     skipped_debug: int = 0
     builds: int = 0
     errors: list[IngestError] = field(default_factory=list)
+    warnings: list[IngestError] = field(default_factory=list)
 
 
-def _lines(handle: IO[bytes]) -> Iterator[bytes]:
-    with handle:
-        yield from handle
+def cut_marker(cut: Cut) -> str:
+    """The line indexed where a file was cut, so whoever reads its lines sees the gap."""
+    return f"[elastic-recheck] the rest of this file is not indexed: {cut.reason}"
 
 
 def ingest_build(
@@ -47,37 +56,59 @@ def ingest_build(
     """Index one build's logs, replacing whatever was indexed for it before.
 
     The replacement is one commit: readers see the old build or the new one,
-    never both and never half.
+    never both and never half. What one file and the build may cost is
+    ``logs.limits`` (the ``ingest:`` settings).
     """
-    files = _log_files(logs)
+    listing = _log_files(logs)
     with backend.writer() as writer:
-        return _write_build(writer, logs, files, metadata, keep_debug, default_time, progress)
+        return _write_build(writer, logs, listing, metadata, keep_debug, default_time, progress)
 
 
-def _log_files(logs: LocalLogs | HttpLogs) -> list[str]:
-    files = logs.files()
-    if not files:
-        raise IngestError(logs.location, "no log files found (expected job-output.txt, console.html, *.txt, *.log)")
-    return files
+def _log_files(logs: LocalLogs | HttpLogs) -> Listing:
+    listing = logs.files()
+    if not listing.names:
+        skipped = f"; {len(listing.skipped)} skipped, the first: {listing.skipped[0]}" if listing.skipped else ""
+        raise IngestError(logs.location,
+                          f"no log files found (expected job-output.txt, console.html, *.txt, *.log){skipped}")
+    return listing
+
+
+def _console_first(names: list[str]) -> list[str]:
+    """Console logs first: when the build's byte budget runs out, what goes
+    is a service log, not the log most fingerprints read."""
+    return sorted(names, key=lambda name: (logical_name(name).rsplit("/", 1)[-1] not in CONSOLE_LOGS, name))
 
 
 def _write_build(
     writer: IndexWriter,
     logs: LocalLogs | HttpLogs,
-    files: list[str],
+    listing: Listing,
     metadata: BuildMetadata,
     keep_debug: bool,
     default_time: dt.datetime | None,
     progress: Progress | None,
 ) -> IngestReport:
     """One build into a writer batch: its old documents dropped, its logs added."""
-    report = IngestReport(builds=1)
+    limits = logs.limits
+    report = IngestReport(builds=1, warnings=list(listing.skipped))
     default_time = default_time or dt.datetime.now(UTC)
     base_fields = metadata.fields()
     log_url = (metadata.log_url or (logs.location if isinstance(logs, HttpLogs) else "")).rstrip("/")
+    budget = BuildBudget(limits.max_build_bytes)
+    names = _console_first(listing.names)
+    if len(names) > limits.max_files:
+        report.warnings.append(IngestError(logs.location, f"{len(names)} log files, more than {limits.max_files} "
+                                                          f"(ingest.max_files): {len(names) - limits.max_files} "
+                                                          "are not indexed"))
+        names = names[: limits.max_files]
     writer.replace_build(metadata.build_uuid)
-    for relative in files:
-        name = logical_name(relative)
+    for position, relative in enumerate(names):
+        if budget.left <= 0:
+            report.warnings.append(IngestError(
+                logs.location, f"{len(names) - position} files not indexed, from {relative} on: the build's "
+                               f"{budget.limit} bytes (ingest.max_build_bytes) are used up"))
+            break
+        name = replace_surrogates(logical_name(relative))  # a file name in bytes that are not UTF-8
         base = name.rsplit("/", 1)[-1]
         is_console = base in CONSOLE_LOGS
         file_fields = dict(base_fields)
@@ -87,31 +118,44 @@ def _write_build(
         base_tags = [base, "console"] if is_console else [base]
         # One context per level: build and file fields are stored once, not per line.
         contexts: dict[str | None, object] = {}
+
+        def context(level: str | None) -> object:
+            found = contexts.get(level)
+            if found is None:
+                fields = dict(file_fields)
+                if level:
+                    fields["loglevel"] = level
+                fields["tags"] = [*base_tags, level] if level else base_tags
+                found = contexts[level] = writer.context(fields)
+            return found
+
         try:
-            handle = logs.open(relative)
-        except (IngestError, OSError) as exc:
-            report.errors.append(exc if isinstance(exc, IngestError) else IngestError(relative, str(exc)))
+            stream = logs.open(relative, budget)
+        except IngestError as exc:
+            report.errors.append(exc)
             continue
         report.files += 1
-        try:
-            for event in parse_lines(_lines(handle), default_time, detect_level=not is_console):
+        before = report.documents
+        last = epoch_micros(default_time)
+        with stream:
+            for event in parse_lines(stream.lines(), default_time, detect_level=not is_console, max_line_bytes=None):
+                last = event.micros
                 level = event.level
                 if level == "DEBUG" and not keep_debug:
                     report.skipped_debug += 1
                     continue
-                context = contexts.get(level)
-                if context is None:
-                    fields = dict(file_fields)
-                    if level:
-                        fields["loglevel"] = level
-                    fields["tags"] = [*base_tags, level] if level else base_tags
-                    context = contexts[level] = writer.context(fields)
-                writer.add_line(context, event.micros, event.message)
+                writer.add_line(context(level), event.micros, event.message)
                 report.documents += 1
                 if progress and report.documents % 1000 == 0:
                     progress(1000)
-        except (OSError, EOFError) as exc:  # truncated .gz, dropped connection
-            report.errors.append(IngestError(relative, f"read failed part way: {exc}"))
+        cut = stream.cut
+        if cut is not None:
+            writer.add_line(context(None), last, cut_marker(cut))
+            report.documents += 1
+            events = report.documents - before - 1
+            gap = IngestError(logs.describe(relative), f"{cut.reason}; the first {stream.kept} bytes "
+                                                       f"({events} log event{'' if events == 1 else 's'}) are indexed")
+            (report.errors if cut.broken else report.warnings).append(gap)
     return report
 
 
@@ -122,6 +166,7 @@ def ingest_build_dirs(
     keep_debug: bool = False,
     progress: Progress | None = None,
     commit_every: int = COMMIT_EVERY,
+    limits: IngestSettings = IngestSettings(),
 ) -> IngestReport:
     """Every build under ``root``: a directory per build holding its logs and
     a ``build.json`` (a backfill). Builds are committed together, a commit
@@ -129,17 +174,26 @@ def ingest_build_dirs(
     whole (its old documents go in the commit that brings the new), and a
     commit per build would have tantivy merge its small segments over and
     over, half of the CPU of an ingest (measured). A build that cannot be
-    read is reported and the others are indexed all the same."""
+    read is reported and the others are indexed all the same. A build
+    directory that is a link out of ``root`` is skipped with a warning."""
+    total = IngestReport()
     try:
-        build_dirs = sorted(path for path in root.iterdir() if (path / "build.json").is_file())
+        real_root = os.path.realpath(root)
+        build_dirs = []
+        for path in sorted(root.iterdir()):
+            if not (path / "build.json").is_file():
+                continue
+            if os.path.commonpath([real_root, os.path.realpath(path / "build.json")]) != real_root:
+                total.warnings.append(IngestError(str(path), "skipped: a link to a build outside the directory"))
+                continue
+            build_dirs.append(path)
     except OSError as exc:
         raise IngestError(str(root), f"cannot list builds: {exc.strerror}") from None
     if not build_dirs:
         raise IngestError(str(root), "no builds found (expected a directory per build, each with a build.json)")
-    total = IngestReport()
     pending = iter(build_dirs)
     with backend.ingest_session():
-        while _commit_group(backend, pending, total, keep_debug, progress, commit_every):
+        while _commit_group(backend, pending, total, keep_debug, progress, commit_every, limits):
             pass
     return total
 
@@ -151,6 +205,7 @@ def _commit_group(
     keep_debug: bool,
     progress: Progress | None,
     commit_every: int,
+    limits: IngestSettings,
 ) -> bool:
     """The next builds, up to ``commit_every`` log events, in one commit.
     False when there were none left."""
@@ -163,12 +218,12 @@ def _commit_group(
             for build_dir in itertools.chain([first], pending):
                 try:
                     metadata = load_metadata_file(str(build_dir / "build.json"))
-                    logs = LocalLogs(str(build_dir))
-                    files = _log_files(logs)
+                    logs = LocalLogs(str(build_dir), limits)
+                    listing = _log_files(logs)
                 except IngestError as exc:  # nothing of this build was written
                     total.errors.append(exc)
                     continue
-                group.append(_write_build(writer, logs, files, metadata, keep_debug, None, progress))
+                group.append(_write_build(writer, logs, listing, metadata, keep_debug, None, progress))
                 if sum(report.documents for report in group) >= commit_every:
                     break
     except RecheckError as exc:  # the backend refused: the builds after these would fare no better
@@ -182,26 +237,28 @@ def _commit_group(
         total.files += report.files
         total.skipped_debug += report.skipped_debug
         total.errors.extend(report.errors)
+        total.warnings.extend(report.warnings)
     return True
 
 
 def ingest_documents(
     backend: SearchBackend, handle: IO[str], source: str, progress: Progress | None = None
 ) -> IngestReport:
-    """Index exported documents. Bad ones are reported with their line; the
-    good ones are committed all the same."""
+    """Index exported documents. A bad one is reported with its line and the
+    reason, and skipped; the good ones are committed all the same."""
     report = IngestReport()
     with backend.writer() as writer:
-        for number, item in read_documents(handle, source):
+        for place, item in read_documents(handle, source):
             if isinstance(item, IngestError):
                 report.errors.append(item)
                 continue
             try:
-                timestamp = parse_timestamp(item.get("@timestamp"))
-            except ValueError as exc:
-                report.errors.append(IngestError(source, f"bad @timestamp: {exc}", number))
+                writer.add(item.fields, item.timestamp)
+            except BackendError:
+                raise
+            except RecheckError as exc:  # the index refused this one document
+                report.errors.append(place.error(source, str(exc)))
                 continue
-            writer.add(item, timestamp)
             report.documents += 1
             if progress and report.documents % 1000 == 0:
                 progress(1000)

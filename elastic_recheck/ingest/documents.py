@@ -1,19 +1,67 @@
 """Documents exported from an existing logstash / Elasticsearch.
 
-Accepts NDJSON (one document, or one search hit, per line) and whole
-Elasticsearch search responses (``hits.hits[]._source``); each document in the
-flat logstash format or the old ``@fields``/``@message``/``@tags`` one.
+Accepts NDJSON (one document, or one search hit, per line), JSON lists, and
+whole Elasticsearch search responses (``hits.hits[]._source``); each document
+in the flat logstash format or the old ``@fields``/``@message``/``@tags`` one.
+
+An export is outside input like any other: one document nested a hundred
+thousand levels deep, dated 1e300, holding a lone surrogate or an object
+where the message goes must cost that document only, reported with its line
+and the reason, while every other one is indexed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from dataclasses import dataclass
 from typing import Any, Iterator, TextIO
 
 from ..errors import IngestError
+from .logparse import MAX_MESSAGE_CHARS
 
 UTC = dt.timezone.utc
+MAX_DEPTH = 20  # levels of objects and lists in a document: Elasticsearch's default index.mapping.depth.limit
+MAX_LINE_CHARS = 16 * 1024 * 1024  # one NDJSON line
+# Fields read as one value (a build's id, its job, the file): text, or a number or true/false taken as text.
+ONE_VALUE_FIELDS = frozenset({
+    "filename", "build_uuid", "build_short_uuid", "build_name", "build_change", "build_patchset", "build_queue",
+    "build_status", "build_branch", "build_master", "build_node", "build_ref", "project", "voting", "log_url",
+    "loglevel", "severity",
+})
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.S)
+
+
+class BadDocument(ValueError):
+    """Why a document cannot be indexed."""
+
+
+@dataclass(frozen=True)
+class Document:
+    fields: dict[str, Any]
+    timestamp: dt.datetime
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a document is in its file: the line (when known) and, in a
+    JSON list or search response, its position among the hits."""
+
+    line: int | None
+    hit: int | None = None
+
+    def error(self, source: str, why: str) -> IngestError:
+        return IngestError(source, f"hit {self.hit}: {why}" if self.hit else why, self.line)
+
+
+def replace_surrogates(text: str) -> str:
+    """A lone surrogate (``"\\ud800"`` in JSON) is no character: no UTF-8
+    encoder takes it, so it becomes U+FFFD, as undecodable log bytes do."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def normalize(doc: dict[str, Any]) -> dict[str, Any]:
@@ -23,7 +71,11 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in doc.items():
         if key == "@fields":
-            for name, field_value in (value or {}).items():
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise BadDocument(f"@fields must be an object, not {_kind(value)}")
+            for name, field_value in value.items():
                 if isinstance(field_value, list) and len(field_value) == 1:
                     field_value = field_value[0]
                 flat[name] = field_value
@@ -37,8 +89,15 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_timestamp(value: Any) -> dt.datetime:
+    """A document's time, in UTC: ISO text, or milliseconds since 1970."""
+    if isinstance(value, bool):
+        raise ValueError("true/false is not a time")
     if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            moment = dt.datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"{_shown(value)} milliseconds since 1970 is out of range") from None
+        return moment
     if isinstance(value, list) and len(value) == 1:
         return parse_timestamp(value[0])
     if not isinstance(value, str):
@@ -46,61 +105,303 @@ def parse_timestamp(value: Any) -> dt.datetime:
     text = value.strip().replace("Z", "+00:00")
     if len(text) > 10 and text[10] == " ":
         text = text[:10] + "T" + text[11:]
-    moment = dt.datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time: {_shown(value)}") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)  # a search shows it in UTC; one past year 9999 there cannot be shown
+    except OverflowError:
+        raise ValueError(f"out of range in UTC: {_shown(value)}") from None
 
 
-def _unwrap(item: Any) -> Any:
+def clean_document(item: Any) -> Document:
+    """The document as the index takes it, or :class:`BadDocument` saying why not."""
     if isinstance(item, dict) and isinstance(item.get("_source"), dict):
-        return item["_source"]
-    return item
+        item = item["_source"]
+    if not isinstance(item, dict):
+        raise BadDocument(f"not a JSON object but {_kind(item)}")
+    flat = _checked_tree(normalize(item))
+    try:
+        timestamp = parse_timestamp(flat.get("@timestamp"))
+    except ValueError as exc:
+        raise BadDocument(f"bad @timestamp: {exc}") from None
+    fields: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key == "message":
+            value = _message(value)
+        elif key == "tags":
+            value = _tags(value)
+        elif key in ONE_VALUE_FIELDS:
+            value = _one_value(key, value)
+        if value is not None:
+            fields[key] = value
+    return Document(fields, timestamp)
 
 
-def read_documents(handle: TextIO, source: str) -> Iterator[tuple[int, dict[str, Any] | IngestError]]:
-    """``(line, document)`` pairs, or ``(line, IngestError)`` for a bad one, so
-    one bad document never costs the good ones."""
-    first = handle.readline()
+def _checked_tree(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with lone surrogates replaced in its keys and text; refused
+    when nested deeper than :data:`MAX_DEPTH` (walked without recursion)."""
+    pending: list[tuple[Any, int]] = [(doc, 1)]
+    surrogates = False
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise BadDocument(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            surrogates = surrogates or any(isinstance(k, str) and replace_surrogates(k) is not k for k in item)
+            values = item.values()
+        else:
+            values = item
+        for value in values:
+            if isinstance(value, (dict, list)):
+                pending.append((value, depth + 1))
+            elif isinstance(value, str) and not surrogates:
+                surrogates = replace_surrogates(value) is not value
+    return _replaced(doc) if surrogates else doc
+
+
+def _replaced(value: Any) -> Any:
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    if isinstance(value, dict):
+        return {replace_surrogates(k): _replaced(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v) for v in value]
+    return value
+
+
+def _as_text(value: Any) -> str | None:
+    """Text, or a number or true/false as text (Elasticsearch takes them so into a text field)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return None
+
+
+def _message(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        parts = [_as_text(part) for part in value]
+        for part, text_part in zip(value, parts):
+            if text_part is None:
+                raise BadDocument(f"message must be text or a list of text, not a list holding {_kind(part)}")
+        text = "\n".join(parts)  # type: ignore[arg-type]
+    else:
+        text = _as_text(value)  # type: ignore[assignment]
+        if text is None:
+            raise BadDocument(f"message must be text, not {_kind(value)}")
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + " [... truncated]"
+    return text
+
+
+def _tags(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
+        return value
+    raise BadDocument(f"tags must be text or a list of text, not {_kind(value)}")
+
+
+def _one_value(key: str, value: Any) -> str | None:
+    if isinstance(value, list):
+        if not value:
+            return None
+        if len(value) > 1:
+            raise BadDocument(f"{key} must be one value, not a list of {len(value)}")
+        value = value[0]
+    if value is None:
+        return None
+    text = _as_text(value)
+    if text is None:
+        raise BadDocument(f"{key} must be text, not {_kind(value)}")
+    return text
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return "text"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value from the input, as one short line in a message."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return number
+
+
+def _loads(text: str) -> Any:
+    """JSON as the standard defines it: no NaN or Infinity, no number past a double."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+
+
+def _why(exc: ValueError | RecursionError) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg}"
+    return f"invalid JSON: {exc}"
+
+
+Item = tuple[Place, "Document | IngestError"]
+
+
+def read_documents(handle: TextIO, source: str) -> Iterator[Item]:
+    """``(place, document)`` pairs, or ``(place, IngestError)`` for a bad one,
+    so one bad document never costs the good ones."""
+    first = handle.readline(MAX_LINE_CHARS + 1)
     first_line = 1
     while first and not first.strip():
-        first = handle.readline()
+        first = handle.readline(MAX_LINE_CHARS + 1)
         first_line += 1
     if not first:
         return
+    if _is_ndjson(first):
+        yield from _ndjson(handle, first, first_line, source)
+    else:
+        yield from _whole(first + handle.read(), source)
+
+
+def _is_ndjson(first: str) -> bool:
+    """One document per line: the first line is an object that is not a
+    search response, or an object on one line that does not parse."""
     try:
-        head = json.loads(first)
-    except json.JSONDecodeError:
-        head = None
-    if isinstance(head, dict) and "hits" not in head:
-        yield from _ndjson_line(first, source, first_line)
-        for lineno, line in enumerate(handle, first_line + 1):
-            if line.strip():
-                yield from _ndjson_line(line, source, lineno)
+        head = _loads(first)
+    except (ValueError, RecursionError):
+        line = first.strip()
+        return line.startswith("{") and line.endswith("}") and _item_spans(line) is None
+    return isinstance(head, dict) and "hits" not in head
+
+
+def _ndjson(handle: TextIO, first: str, first_line: int, source: str) -> Iterator[Item]:
+    line, number = first, first_line
+    while line:
+        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+            while line and not line.endswith("\n"):  # the rest of it, never held whole
+                line = handle.readline(MAX_LINE_CHARS)
+            yield Place(number), IngestError(source, f"longer than {MAX_LINE_CHARS} characters", number)
+        elif line.strip():
+            yield Place(number), _document(line, Place(number), source)
+        line = handle.readline(MAX_LINE_CHARS + 1)
+        number += 1
+
+
+def _document(text: str, place: Place, source: str) -> Document | IngestError:
+    try:
+        item = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        return place.error(source, _why(exc))
+    try:
+        return clean_document(item)
+    except BadDocument as exc:
+        return place.error(source, str(exc))
+
+
+def _whole(text: str, source: str) -> Iterator[Item]:
+    try:
+        whole = _loads(text)
+    except RecursionError:
+        yield from _each_span(text, source)
         return
-    text = first + handle.read()
-    try:
-        whole = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise IngestError(source, f"not JSON or NDJSON: {exc.msg}", exc.lineno) from None
+    except ValueError as exc:
+        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
+        raise IngestError(source, f"not JSON or NDJSON: {_why(exc).removeprefix('invalid JSON: ')}", line) from None
     if isinstance(whole, dict) and isinstance(whole.get("hits"), dict):
         items = whole["hits"].get("hits") or []
     elif isinstance(whole, list):
         items = whole
     else:
         raise IngestError(source, "expected NDJSON, a JSON list, or a search response with hits.hits")
-    for index, item in enumerate(items, 1):
-        yield index, _checked(_unwrap(item), source, index, "hit")
+    if not isinstance(items, list):
+        raise IngestError(source, "hits.hits is not a list")
+    for number, item in enumerate(items, 1):
+        place = Place(None, number)
+        try:
+            yield place, clean_document(item)
+        except BadDocument as exc:
+            yield place, place.error(source, str(exc))
 
 
-def _ndjson_line(line: str, source: str, lineno: int) -> Iterator[tuple[int, dict[str, Any] | IngestError]]:
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as exc:
-        yield lineno, IngestError(source, f"invalid JSON: {exc.msg}", lineno)
-        return
-    yield lineno, _checked(_unwrap(item), source, lineno, "line")
+def _each_span(text: str, source: str) -> Iterator[Item]:
+    """The items of a list or search response too deep for the parser as a
+    whole: each parsed on its own, so the deep one costs only itself."""
+    spans = _item_spans(text)
+    if spans is None:
+        raise IngestError(source, "nested too deeply to read (and not a JSON list or search response)")
+    line, counted = 1, 0
+    for number, (start, end) in enumerate(spans, 1):
+        line += text.count("\n", counted, start)
+        counted = start
+        offset = len(text[start:end]) - len(text[start:end].lstrip())
+        place = Place(line + text.count("\n", start, start + offset), number)
+        yield place, _document(text[start:end], place, source)
 
 
-def _checked(item: Any, source: str, number: int, unit: str) -> dict[str, Any] | IngestError:
-    if not isinstance(item, dict):
-        return IngestError(source, f"{unit} {number} is not a JSON object", number if unit == "line" else None)
-    return normalize(item)
+def _item_spans(text: str) -> list[tuple[int, int]] | None:
+    """Where each item of a JSON list, or of a search response's
+    ``hits.hits``, starts and ends, found by the brackets and strings alone
+    (no parser, no recursion). None when the text is neither."""
+    stack: list[str] = []  # the open containers, "{" or "["
+    keys: list[str | None] = []  # the key each open container is the value of
+    key: str | None = None
+    expect_key = False
+    depth_of_items = 0
+    begin = 0
+    spans: list[tuple[int, int]] = []
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        char = token[0]
+        depth = len(stack)
+        if char == '"':
+            if expect_key:
+                key, expect_key = token[1:-1], False
+        elif char == ",":
+            if depth_of_items and depth == depth_of_items:
+                spans.append((begin, match.start()))
+                begin = match.end()
+            expect_key = bool(stack) and stack[-1] == "{"
+        elif char in "[{":
+            keys.append(key if stack and stack[-1] == "{" else None)
+            stack.append(char)
+            key, expect_key = None, char == "{"
+            if not depth_of_items and (stack == ["["] or (stack == ["{", "{", "["] and keys == [None, "hits", "hits"])):
+                depth_of_items, begin = len(stack), match.end()
+        elif char in "]}":
+            if depth_of_items and depth == depth_of_items:
+                if text[begin:match.start()].strip():
+                    spans.append((begin, match.start()))
+                return spans
+            if not stack:
+                return None
+            stack.pop()
+            keys.pop()
+            key, expect_key = None, False
+    return None

@@ -32,17 +32,22 @@ class LogEvent:
     lineno: int
 
 
-def _decode(raw: bytes) -> str:
-    if len(raw) > MAX_LINE_BYTES:
-        dropped = len(raw) - MAX_LINE_BYTES
-        return raw[:MAX_LINE_BYTES].decode("utf-8", "replace") + f" [... {dropped} bytes truncated]"
+def _decode(raw: bytes, limit: int | None) -> str:
+    if limit is not None and len(raw) > limit:
+        dropped = len(raw) - limit
+        return raw[:limit].decode("utf-8", "replace") + f" [... {dropped} bytes truncated]"
     return raw.decode("utf-8", "replace")
 
 
 def parse_lines(
-    lines: Iterable[bytes], default_time: dt.datetime, detect_level: bool = True
+    lines: Iterable[bytes],
+    default_time: dt.datetime,
+    detect_level: bool = True,
+    max_line_bytes: int | None = MAX_LINE_BYTES,
 ) -> Iterator[LogEvent]:
-    """Events of one log file. Bytes in, so undecodable input never stops it."""
+    """Events of one log file. Bytes in, so undecodable input never stops it.
+    A line longer than ``max_line_bytes`` is cut with a marker (None: the
+    lines come cut already, as ``streams.bounded_lines`` gives them)."""
     current: LogEvent | None = None
     folded: list[str] = []
     last_time = epoch_micros(default_time)
@@ -66,7 +71,7 @@ def parse_lines(
             head = line_head(raw, year - 1, detect_level) or head  # the same for an ISO line
         if head is None and current is not None and len(folded) < MAX_FOLDED_LINES:
             if raw.strip():
-                folded.append(_decode(raw))
+                folded.append(_decode(raw, max_line_bytes))
             continue
         if current is not None:
             yield finish()
@@ -76,7 +81,7 @@ def parse_lines(
         level = None
         if head is not None:
             last_time, level = head
-        current = LogEvent(last_time, _decode(raw), level, lineno)
+        current = LogEvent(last_time, _decode(raw, max_line_bytes), level, lineno)
         if head is None:  # a file without timestamps: every line stands alone
             yield finish()
             current = None

@@ -520,12 +520,17 @@ class EmbeddedWriter(WriterBatch):
         self.added += 1
 
     def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None:
-        message = doc.get(sch.MESSAGE)
-        if isinstance(message, list):
-            message = "\n".join(sch.facet_value(part) for part in message)
-        elif message is not None and not isinstance(message, str):
-            message = sch.facet_value(message)
-        self.add_line(self.context(doc), epoch_micros(timestamp), message or "")
+        """A document the index cannot take (text no UTF-8 encoder takes,
+        nesting too deep to encode) is refused alone, the batch goes on."""
+        try:
+            message = doc.get(sch.MESSAGE)
+            if isinstance(message, list):
+                message = "\n".join(sch.facet_value(part) for part in message)
+            elif message is not None and not isinstance(message, str):
+                message = sch.facet_value(message)
+            self.add_line(self.context(doc), epoch_micros(timestamp), message or "")
+        except (ValueError, RecursionError, OverflowError) as exc:
+            raise RecheckError(f"document rejected by the index: {exc}") from None
 
     def commit(self) -> None:
         try:

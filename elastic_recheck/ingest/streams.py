@@ -1,0 +1,290 @@
+"""One log file read as a stream within its limits.
+
+Every byte of a log file comes from outside: a gzip bomb, a log server that
+drips a byte a second, a download cut short, a line with no end. The file is
+read in chunks and decompressed as it arrives, so memory stays bounded
+whatever comes in. Whatever stops the reading (a limit, the deadline, broken
+input) ends the stream cleanly and is kept as a :class:`Cut`: the lines read
+before it are indexed and the gap is reported, never the whole file lost.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ..config import IngestSettings
+
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 64 * 1024
+
+Chunks = Callable[[int], bytes]  # up to n bytes (fewer as they come); b"" at the end
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Why the rest of a file is not indexed. ``broken``: the input is at
+    fault (cut short, too slow, corrupt), not merely over a limit."""
+
+    reason: str
+    broken: bool
+
+
+class StopReading(Exception):
+    """Raised by a layer of the stream: the file ends here, for ``cut``'s reason."""
+
+    def __init__(self, cut: Cut) -> None:
+        super().__init__(cut.reason)
+        self.cut = cut
+
+
+class BuildBudget:
+    """The bytes after decompression a build may still read (``ingest.max_build_bytes``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def left(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+def _at_limit(read: Chunks, cut: Cut) -> bytes:
+    """A layer that may give no more: a file exactly at the limit is whole,
+    one with a byte more is cut."""
+    if read(1):
+        raise StopReading(cut)
+    return b""
+
+
+class FetchedBytes:
+    """The file's bytes as fetched or read from disk: at most ``max_file_bytes``."""
+
+    def __init__(self, read: Chunks, limit: int) -> None:
+        self._read = read
+        self.limit = limit
+        self.count = 0
+
+    def read(self, size: int) -> bytes:
+        room = self.limit - self.count
+        if room <= 0:
+            return _at_limit(self._read, Cut(f"more than {self.limit} bytes to fetch (ingest.max_file_bytes)", False))
+        data = self._read(min(size, room))
+        self.count += len(data)
+        return data
+
+
+class Gunzip:
+    """gzip data decompressed as it streams in, at most ``size`` bytes per read
+    whatever the ratio. Members written one after another (``cat a.gz b.gz``)
+    are read on; bytes after the last member that are no gzip are ignored, as
+    ``gunzip`` does; data ending inside a member is a cut."""
+
+    def __init__(self, read: Chunks) -> None:
+        self._read = read
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""  # compressed bytes given but not yet taken
+        self._in_member = False
+        self._members = 0
+        self._done = False
+
+    def read(self, size: int) -> bytes:
+        while not self._done:
+            data = self._pending or self._read(CHUNK)
+            if not data:
+                self._done = True
+                if self._in_member:
+                    raise StopReading(Cut("the gzip data ends early (truncated)", True))
+                return b""
+            try:
+                out = self._inflate.decompress(data, size)
+            except zlib.error as exc:
+                self._done = True
+                if self._members and not self._in_member:
+                    return b""  # trailing bytes after the last member
+                raise StopReading(Cut(f"corrupt gzip data ({exc})", True)) from None
+            self._in_member = True
+            self._pending = self._inflate.unconsumed_tail
+            if self._inflate.eof:
+                self._members += 1
+                self._pending = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._in_member = False
+            if out:
+                return out
+        return b""
+
+
+class GzipIfMagic:
+    """A ``.gz`` file: decompressed when it starts like gzip. Log servers often
+    answer for ``x.txt.gz`` with the text itself (the transfer already
+    decompressed), so the name alone does not say."""
+
+    def __init__(self, read: Chunks) -> None:
+        self._read = read
+        self._head = b""
+        self._source: Chunks | None = None
+
+    def read(self, size: int) -> bytes:
+        if self._source is None:
+            while len(self._head) < len(GZIP_MAGIC):
+                more = self._read(CHUNK)
+                if not more:
+                    break
+                self._head += more
+            head, self._head = self._head, b""
+            replay = _Replay(head, self._read)
+            self._source = Gunzip(replay.read).read if head.startswith(GZIP_MAGIC) else replay.read
+        return self._source(size)
+
+
+class _Replay:
+    """Bytes already taken from a source, given out again before the rest of it."""
+
+    def __init__(self, head: bytes, read: Chunks) -> None:
+        self._head = head
+        self._read = read
+
+    def read(self, size: int) -> bytes:
+        if self._head:
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        return self._read(size)
+
+
+class DecompressedBytes:
+    """Bytes after decompression: at most ``max_decompressed_bytes`` of this
+    file and what is left of the build's budget."""
+
+    def __init__(self, read: Chunks, limit: int, budget: BuildBudget) -> None:
+        self._read = read
+        self.limit = limit
+        self.budget = budget
+        self.count = 0
+
+    def read(self, size: int) -> bytes:
+        room = min(self.limit - self.count, self.budget.left)
+        if room <= 0:
+            if self.count >= self.limit:
+                cut = Cut(f"more than {self.limit} bytes after decompression (ingest.max_decompressed_bytes)", False)
+            else:
+                cut = Cut(f"the build's {self.budget.limit} bytes are used up (ingest.max_build_bytes)", False)
+            return _at_limit(self._read, cut)
+        data = self._read(min(size, room))
+        self.count += len(data)
+        self.budget.used += len(data)
+        return data
+
+
+class _Raw(io.RawIOBase):
+    """The top of the layers as a raw stream, so io's buffered ``readline``
+    (in C) splits the lines. A cut ends the stream and is kept."""
+
+    def __init__(self, read: Chunks) -> None:
+        self._read = read
+        self.cut: Cut | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.cut is not None:
+            return 0
+        try:
+            data = self._read(len(buffer))
+        except StopReading as stop:
+            self.cut = stop.cut
+            return 0
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class LogStream:
+    """One log file's lines, within the limits. Iteration ends early at a
+    cut; :attr:`cut` then says why and :attr:`kept` how many bytes (after
+    decompression) were read before it."""
+
+    def __init__(
+        self,
+        read: Chunks,
+        *,
+        gzip_name: bool,
+        limits: IngestSettings,
+        budget: BuildBudget,
+        transfer_gzip: bool = False,
+        close: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``read``: the bytes as they arrive (raising :class:`StopReading`
+        when the source fails part way); ``transfer_gzip``: the server
+        compressed them for the transfer (``Content-Encoding: gzip``);
+        ``gzip_name``: the file is a ``.gz``."""
+        fetched = FetchedBytes(read, limits.max_file_bytes)
+        layer: Chunks = fetched.read
+        if transfer_gzip:
+            layer = Gunzip(layer).read
+        if gzip_name:
+            layer = GzipIfMagic(layer).read
+        self._decompressed = DecompressedBytes(layer, limits.max_decompressed_bytes, budget)
+        self._raw = _Raw(self._decompressed.read)
+        self._buffered = io.BufferedReader(self._raw, CHUNK)
+        self._close = close
+        self.max_line_bytes = limits.max_line_bytes
+
+    @property
+    def cut(self) -> Cut | None:
+        return self._raw.cut
+
+    @property
+    def kept(self) -> int:
+        return self._decompressed.count
+
+    def lines(self) -> Iterator[bytes]:
+        return bounded_lines(self._buffered, self.max_line_bytes)
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> "LogStream":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def bounded_lines(handle: io.BufferedReader, limit: int) -> Iterator[bytes]:
+    """The lines of ``handle``, none longer than ``limit`` bytes: a longer one
+    is cut, ending with a marker that says how much was dropped, and the rest
+    of it is skipped without ever being held whole."""
+    readline = handle.readline
+    while True:
+        line = readline(limit + 1)
+        if len(line) <= limit or line[-1:] == b"\n":
+            if not line:
+                return
+            yield line
+            continue
+        total = len(line)
+        while True:
+            rest = readline(CHUNK)
+            total += len(rest)
+            if rest[-1:] == b"\n":
+                total -= 1
+            if not rest or rest[-1:] == b"\n":
+                break
+        yield cut_line(line, total, limit)
+
+
+def cut_line(head: bytes, total: int, limit: int) -> bytes:
+    """A line of ``total`` bytes, of which ``head`` are the first, cut to at
+    most ``limit`` bytes with its marker (when the limit leaves room for one)."""
+    keep = limit
+    for _ in range(3):  # the marker's length depends on the number it holds
+        keep = max(limit - len(_marker(total - keep)), 0)
+    return head[:keep] + _marker(total - keep)
+
+
+def _marker(dropped: int) -> bytes:
+    return f" [... {dropped} bytes truncated]".encode()
