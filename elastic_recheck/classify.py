@@ -7,7 +7,7 @@ import re
 from typing import Collection, Sequence
 
 from .errors import BackendError
-from .fingerprints import Fingerprint, printable
+from .fingerprints import Fingerprint
 from .search import ALL_TIME, SearchBackend
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ class Classifier:
             raise
         except Exception as exc:
             if len(fingerprints) == 1:
+                # one line: the daemon's log formatter escapes what the exception text holds
                 log.error("fingerprint %s skipped for build %s: it cannot run: %s: %s", fingerprints[0].bug,
-                          printable(build_uuid), type(exc).__name__, printable(" ".join(str(exc).split()))[:300])
+                          build_uuid, type(exc).__name__, " ".join(str(exc).split())[:300])
                 failures.append(exc)
                 return [False]
         middle = len(fingerprints) // 2

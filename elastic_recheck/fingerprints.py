@@ -21,6 +21,7 @@ from yaml.composer import ComposerError
 from . import lucene
 from .config import FingerprintSettings
 from .errors import BackendError, FingerprintError, FingerprintQueryError, QuerySyntaxError
+from .sanitize import escape_controls
 
 KNOWN_KEYS = {
     "query": str,
@@ -82,10 +83,10 @@ def inspect_fingerprint(
     """Read and validate one file, collecting every error (for ``lint``)."""
     path = Path(path)
     found = Inspection(path)
-    where = printable(str(path))
+    where = escape_controls(str(path))
 
     def error(message: str, line: int | None = None) -> None:
-        found.errors.append(FingerprintError(where, printable(_one_line(message)), line))
+        found.errors.append(FingerprintError(where, escape_controls(_one_line(message)), line))
 
     if not BUG_ID.fullmatch(path.stem):
         error(f"the file name {path.stem!r} is not a bug id "
@@ -122,7 +123,7 @@ def inspect_fingerprint(
         test_ids=tuple(str(t) for t in data.get("test_ids") or ()),
         title=data.get("title"),
         projects=tuple(str(p) for p in data.get("projects") or ()),
-        unknown_keys=tuple(sorted(printable(str(k)) for k in data if k not in KNOWN_KEYS)),
+        unknown_keys=tuple(sorted(escape_controls(str(k)) for k in data if k not in KNOWN_KEYS)),
         query_line=lines.get("query"),
     )
     found.fingerprint = fingerprint
@@ -134,8 +135,8 @@ def inspect_fingerprint(
         except Exception as exc:  # noqa: BLE001 - a check failing any other way is this query's bug too
             why = exc.detail if isinstance(exc, QuerySyntaxError) else f"{type(exc).__name__}: {exc}"
             found.errors.append(FingerprintQueryError(
-                where, f"the search engine cannot run the query: {printable(_one_line(why))}", fingerprint.query_line,
-                fingerprint))
+                where, f"the search engine cannot run the query: {escape_controls(_one_line(why))}",
+                fingerprint.query_line, fingerprint))
     return found
 
 
@@ -156,10 +157,10 @@ def _read_yaml(
     path: Path, limits: FingerprintSettings, found: Inspection
 ) -> tuple[dict[Any, Any] | None, dict[str, int]]:
     """The file's mapping and the line of each key, or None (the error recorded)."""
-    where = printable(str(path))
+    where = escape_controls(str(path))
 
     def fail(message: str, line: int | None = None) -> tuple[None, dict[str, int]]:
-        found.errors.append(FingerprintError(where, printable(_one_line(message)), line))
+        found.errors.append(FingerprintError(where, escape_controls(_one_line(message)), line))
         return None, {}
 
     if not path.is_file():
@@ -247,16 +248,6 @@ def _has_surrogate(value: Any) -> bool:
     return False
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """``text`` safe for a one-line message: control characters and lone
-    surrogates (undecodable file names) escaped."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _one_line(value: object) -> str:
     return " ".join(str(value).split())
 
@@ -285,11 +276,11 @@ def _first_error(found: Inspection) -> FingerprintError:
 def fingerprint_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
-        raise FingerprintError(printable(str(directory)), "not a directory of fingerprints")
+        raise FingerprintError(escape_controls(str(directory)), "not a directory of fingerprints")
     try:
         return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     except OSError as exc:
-        raise FingerprintError(printable(str(directory)), f"cannot list: {exc.strerror}") from None
+        raise FingerprintError(escape_controls(str(directory)), f"cannot list: {exc.strerror}") from None
 
 
 def load_fingerprints(
@@ -318,7 +309,7 @@ class LintWarning:
     def __str__(self) -> str:
         path = str(self.fingerprint.path)
         where = f"{path}:{self.fingerprint.query_line}" if self.fingerprint.query_line else path
-        return f"{printable(where)}: warning: {printable(_one_line(self.message))}"
+        return f"{escape_controls(where)}: warning: {escape_controls(_one_line(self.message))}"
 
 
 def lint_warnings(
@@ -335,9 +326,11 @@ def lint_warnings(
     for leaf in lucene.iter_leaves(tree):
         if isinstance(leaf, lucene.Wildcard):
             if leaf.pattern[:1] in ("*", "?"):
-                warnings.append(LintWarning(fingerprint, f"leading wildcard in {leaf.field}:{leaf.pattern} scans every term"))
+                warnings.append(LintWarning(fingerprint,
+                                            f"leading wildcard in {leaf.field}:{leaf.pattern} scans every term"))
             if leaf.field == "build_name":
-                warnings.append(LintWarning(fingerprint, f"wildcard on build_name ({leaf.pattern}): name the jobs instead"))
+                warnings.append(LintWarning(fingerprint,
+                                            f"wildcard on build_name ({leaf.pattern}): name the jobs instead"))
         if isinstance(leaf, lucene.Regexp) and leaf.pattern.startswith((".*", ".+")):
             warnings.append(LintWarning(fingerprint, f"regular expression /{leaf.pattern}/ starts with a wildcard"))
         if getattr(leaf, "field", lucene.DEFAULT_FIELD) != lucene.DEFAULT_FIELD:

@@ -23,10 +23,10 @@ FAILED_RESULTS = frozenset({"FAILURE", "TIMED_OUT", "POST_FAILURE", "RETRY_LIMIT
 # Gerrit numbers changes and patchsets with Java ints: anything outside is not
 # a change of ours (and would overflow SQLite's INTEGER on the way in).
 MAX_NUMBER = 2**31 - 1
-# Event times before this, or more than this far ahead of our clock, are not
-# believed: a wrong eventCreatedOn must not make a build wait for its logs forever.
-EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=UTC)
-CLOCK_SKEW = dt.timedelta(days=1)
+# The latest event time taken as one (year 9999 would overflow datetime): an
+# eventCreatedOn past this is garbage; one merely ahead of our clock is clamped
+# to the time it arrived (see Daemon.accept).
+LATEST_EVENT = 253_402_300_799
 # Gerrit's biggest events (a comment listing hundreds of jobs) are tens of KiB.
 MAX_EVENT_BYTES = 1 << 20
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -155,18 +155,17 @@ def _number(value: Any, what: str) -> int:
     return int(text)
 
 
-def _created(value: Any, now: dt.datetime | None = None) -> dt.datetime:
-    """When the event happened; now when it does not say. A time that cannot
-    be right (NaN, before 2000, far in the future) is an error, not a guess."""
-    now = now or dt.datetime.now(UTC)
+def _created(value: Any) -> dt.datetime:
+    """When the event happened; now when it does not say. A time no clock
+    could show (NaN, negative, past year 9999) is an error, not a guess."""
     if value in (None, "", 0):
-        return now
+        return dt.datetime.now(UTC)
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         raise EventError(f"bad eventCreatedOn {clean_text(value)[:40]!r}") from None
-    if not math.isfinite(seconds) or not EARLIEST_EVENT.timestamp() <= seconds <= (now + CLOCK_SKEW).timestamp():
-        raise EventError(f"eventCreatedOn {clean_text(value)[:40]!r} is not a believable time")
+    if not math.isfinite(seconds) or not 0 < seconds <= LATEST_EVENT:
+        raise EventError(f"eventCreatedOn {clean_text(value)[:40]!r} is not a time")
     return dt.datetime.fromtimestamp(seconds, UTC)
 
 

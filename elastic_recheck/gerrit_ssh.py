@@ -54,7 +54,8 @@ class VerifiedConnection(gerritlib.GerritConnection):
                 with open(self.keyfile, "rb") as handle:
                     handle.read(1)
             except OSError as exc:
-                raise ConfigError(f"{self.keyfile}: cannot read the SSH key (gerrit.key_file): {exc.strerror}") from None
+                raise ConfigError(f"{self.keyfile}: cannot read the SSH key (gerrit.key_file): "
+                                  f"{exc.strerror}") from None
 
     def connect(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()

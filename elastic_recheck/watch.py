@@ -33,6 +33,9 @@ from .state import StateDB, StoredEvent
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 END = object()  # a replay source is exhausted
+# Backend failures in a row on one event, while the backend says it is healthy,
+# before that event is parked: a few minutes at the default retry backoff.
+HEALTHY_BACKEND_STRIKES = 8
 
 
 def read_event_file(path: str, handle: Any) -> Iterator[Any]:
@@ -169,6 +172,7 @@ class Daemon:
         self.counters = Metrics()
         self._paused_until = 0.0  # no work before this while the search backend is down (intake goes on)
         self._notifier_errors = (0, 0)
+        self._strikes: dict[int, int] = {}  # event id -> backend failures in a row while the backend was up
 
     # -- intake ---------------------------------------------------------------
 
@@ -268,10 +272,23 @@ class Daemon:
         except BackendError as exc:
             self.counters.inc("backend_errors")
             delay = self._backoff(event.attempts, self.watch.retry_max)
+            if self._backend_healthy():
+                # The backend answers, but not for this event: not an outage, so the
+                # others need not wait; and not for ever, or one event would be retried
+                # for the daemon's whole life.
+                strikes = self._strikes[event.id] = self._strikes.get(event.id, 0) + 1
+                if strikes >= HEALTHY_BACKEND_STRIKES:
+                    raise BackendError(f"the search backend is up but failed {strikes} times in a row on this "
+                                       f"event: {exc}") from None
+                log.warning("search backend failed on %s (%s) though it is up; retrying in %.0fs",
+                            report.key, exc, delay)
+                self.state.retry_later(event.id, delay)
+                return True
             log.warning("search backend unavailable for %s (%s); retrying in %.0fs", report.key, exc, delay)
             self.state.retry_later(event.id, delay)
             self._paused_until = self.clock() + delay  # the others would fail too: probe again after the delay
             return False
+        self._strikes.pop(event.id, None)
         if review is None:  # logs not ready yet
             self.state.retry_later(event.id, self._backoff(event.attempts))
             return True
@@ -395,6 +412,15 @@ class Daemon:
                 log.error("IRC: could not queue a line for %s: %s", channel, _why(exc))
                 continue
             self.counters.inc("announced")
+
+    def _backend_healthy(self) -> bool:
+        """Whether the search backend answers and says it is whole: a failure
+        it gives then is about the event at hand, not an outage."""
+        try:
+            health = self.backend.health()
+        except Exception:  # noqa: BLE001 - any failure to answer means it is not healthy
+            return False
+        return isinstance(health, dict) and health.get("status") in ("green", "yellow")
 
     def _backoff(self, attempts: int, cap: float | None = None) -> float:
         return min(self.watch.poll_initial * (2 ** min(attempts, 16)), cap or self.watch.poll_max)

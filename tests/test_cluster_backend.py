@@ -642,4 +642,4 @@ def test_the_watch_daemon_on_a_cluster(cluster, tmp_path):
     assert "bugs/2000001" in out.getvalue() and "bugs/2000004" in out.getvalue()
     assert len(cluster.seen("POST", "/_msearch")) == 1
     (msearch_request,) = cluster.seen("POST", "/_msearch")
-    assert len(msearch_request.lines) == 2 * 3  # the fingerprints that may comment (2000003 may not)
+    assert len(msearch_request.lines) == 2 * 4  # every fingerprint: suppress-notification ones explain builds too

@@ -466,3 +466,27 @@ def test_a_megabyte_comment_of_blank_lines_is_read_in_linear_time():
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class RefusesOneBuild(BrokenForOneBuild):
+    """A healthy index that refuses, with a backend error, to search one build:
+    what a query that plans but fails at search time would look like."""
+
+    def build_files(self, build_uuid: str) -> dict[str, int]:
+        from elastic_recheck.errors import BackendError
+
+        if build_uuid == self.build:
+            raise BackendError("tantivy: this search cannot be run")
+        return self.backend.build_files(build_uuid)
+
+
+def test_a_backend_that_is_up_but_fails_on_one_event_neither_stalls_the_others_nor_retries_for_ever(tmp_path, index):
+    out = io.StringIO()
+    daemon = _daemon(tmp_path, index, out, backend=RefusesOneBuild(EmbeddedBackend(index), GRENADE))
+    daemon.watch = WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.01, retry_max=0.05)
+    stuck = failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")], project="openstack/neutron")
+    _run(daemon, [stuck, GOOD])
+    assert out.getvalue().startswith(EXPECTED_REVIEW)
+    (parked,) = daemon.state.parked()
+    assert "the search backend is up but failed 8 times in a row" in parked[1]
+    assert daemon.counters["backend_errors"] == 8 and daemon.counters["errors"] == 1

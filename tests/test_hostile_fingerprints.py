@@ -345,7 +345,7 @@ def test_values_yaml_cannot_build_are_errors_not_exceptions(tmp_path):
 def test_a_file_name_that_is_not_a_bug_id_is_an_error_in_one_line(tmp_path):
     path = write(tmp_path, "12\n34.yaml", "query: tags:console\n")
     [error] = inspect_fingerprint(path).errors
-    assert str(error) == (f"{tmp_path}/12\\x0a34.yaml: the file name '12\\n34' is not a bug id "
+    assert str(error) == (f"{tmp_path}/12\\n34.yaml: the file name '12\\n34' is not a bug id "
                           "(letters, digits, '.', '_' and '-', starting with a letter or digit)")
 
 

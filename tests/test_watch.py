@@ -395,7 +395,8 @@ def test_a_search_backend_outage_delays_comments_but_loses_and_doubles_none(data
         loop.join(timeout=30)
     assert len(gerrit.reviews) == 2
     counters = daemons[0].counters
-    assert counters["accepted"] == 2 and counters["duplicates"] == 1 and counters["backend_errors"] >= 6
+    # each failed attempt also asks the backend for its health (refused too): half the refusals are attempts
+    assert counters["accepted"] == 2 and counters["duplicates"] == 1 and counters["backend_errors"] >= 3
     state = StateDB(settings.state_db)
     assert state.pending_count() == 0
     assert sorted((o["change"], o["kind"]) for o in state.outcomes()) == [(864201, "bugs"), (864377, "bugs")]
