@@ -262,11 +262,34 @@ def _known_fields(settings: Settings, offline: bool) -> tuple[list[str], str]:
 
 # -- query --------------------------------------------------------------------
 
+def _check_days(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A window in days: 0 (all time) up to a century; NaN, infinities and negative numbers are refused."""
+    import math
+
+    from .config import MAX_DAYS
+
+    if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_DAYS):
+        raise click.BadParameter(f"{value:g} is not a number of days from 0 (all time) to {MAX_DAYS:g}")
+    return value
+
+
+def _check_regex(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    import re
+
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise click.BadParameter(f"{value!r} is not a regular expression: {exc}") from None
+    return value
+
+
 def _query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed([
         click.argument("file", required=False, type=click.Path(dir_okay=False)),
         click.option("-e", "--expression", help="A query to run instead of a fingerprint file."),
-        click.option("--days", default=10.0, show_default=True, help="Time window in days; 0 for all time."),
+        click.option("--days", default=10.0, show_default=True, callback=_check_days,
+                     help="Time window in days; 0 for all time."),
         click.option("--quantity", default=5, show_default=True, help="Values to show per attribute."),
         click.option("--verbose", is_flag=True, help="Also show the noisy attributes."),
         click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON lines instead."),
@@ -364,13 +387,14 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
     if not matches:
         click.echo(f"build {build_uuid}: no known bug found")
     for fingerprint in matches:
-        click.echo(f"build {build_uuid}: bug {fingerprint.bug}" + (f" ({fingerprint.title})" if fingerprint.title else ""))
+        title = f" ({fingerprint.title})" if fingerprint.title else ""
+        click.echo(f"build {build_uuid}: bug {fingerprint.bug}{title}")
 
 
 @cli.command()
 @click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
               help="Fingerprint directory, reloaded when its files change [default: watch.queries].")
-@click.option("--events", "events_file", default=None,
+@click.option("--events", "events_file", default=None, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="Replay recorded events from FILE (- for stdin) instead of Gerrit's stream; exit when done.")
 @click.option("--dry-run", is_flag=True, help="Post nothing; print each review it would post.")
 @_pass_context
@@ -594,8 +618,10 @@ def dashboard(ctx: _Context, output: str, queries_dir: str | None, every: str | 
 @cli.command()
 @click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
               help="Fingerprint directory [default: watch.queries].")
-@click.option("--days", type=float, default=None, help="The window [default: dashboard.days, 10].")
-@click.option("--job", "job_pattern", default=None, help="Only jobs whose name matches this regex.")
+@click.option("--days", type=float, default=None, callback=_check_days,
+              help="The window [default: dashboard.days, 10]; 0 for all time.")
+@click.option("--job", "job_pattern", default=None, callback=_check_regex,
+              help="Only jobs whose name matches this regex.")
 @_pass_context
 def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, job_pattern: str | None) -> None:
     """Failed voting builds no fingerprint explains, by job, newest first."""

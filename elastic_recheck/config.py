@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +257,8 @@ def _section(name: str, loaded: Any, env: Mapping[str, str], source: str) -> Any
         if env_value:
             origins[key] = f"ER_{name.upper()}_{key.upper()}"
             values[key] = _coerce(origins[key], spec.type, env_value)
+    for key, value in values.items():
+        _check_value(origins[key], name, key, value)
     for key in values:
         if (name, key) in _URL_SETTINGS:
             urls = values[key] if isinstance(values[key], tuple) else (values[key],)
@@ -264,6 +267,30 @@ def _section(name: str, loaded: Any, env: Mapping[str, str], source: str) -> Any
                     check_http_url(origins[key] if len(urls) == 1 else f"{origins[key]} (URL {number})", url,
                                    _URL_SETTINGS[(name, key)])
     return cls(**values)
+
+
+# Settings that are regular expressions, checked when the settings load: a bad
+# one would otherwise make watch drop, or park, every event it meets.
+_REGEX_SETTINGS = {("watch", "include_projects"), ("watch", "exclude_projects"), ("watch", "include_jobs"),
+                   ("watch", "exclude_jobs")}
+MAX_DAYS = 36_500.0  # a window of a century: beyond that dates overflow, and nothing is that old
+
+
+def _check_value(where: str, section: str, key: str, value: Any) -> None:
+    """What a setting's type cannot say: finite, not negative numbers (every
+    number here is a count, a duration or a rate), regexes that compile."""
+    if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{where}: must be a number, 0 or more (not {value})")
+    if (section, key) == ("dashboard", "days") and value > MAX_DAYS:
+        raise ConfigError(f"{where}: at most {MAX_DAYS:g} days")
+    patterns = [value] if (section, key) in _REGEX_SETTINGS else []
+    if (section, key) == ("watch", "required_files"):
+        patterns = [pattern for pattern, _ in value]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where}: not a regular expression: {pattern!r}: {exc}") from None
 
 
 def read_yaml_mapping(path: str | os.PathLike[str], what: str, shape: str) -> dict[Any, Any]:

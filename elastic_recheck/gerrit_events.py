@@ -29,6 +29,7 @@ MAX_NUMBER = 2**31 - 1
 LATEST_EVENT = 253_402_300_799
 # Gerrit's biggest events (a comment listing hundreds of jobs) are tens of KiB.
 MAX_EVENT_BYTES = 1 << 20
+_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?")  # ASCII only: float() also takes '٣'
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Anchored at a line start and never spanning lines: with ``\s*`` here a comment
@@ -124,7 +125,11 @@ def parse_failure(event: Any, filters: EventFilter = EventFilter()) -> FailureRe
         return None
     created = _created(event.get("eventCreatedOn") or patchset.get("createdOn"))
     pipeline = headline.group("pipeline") or ""
-    jobs = tuple(job for job in _failed_jobs(comment, pipeline) if filters.wants_job(job.name))
+    # A build listed twice (under two names, or the same line repeated) is one build: classified and named once.
+    unique: dict[str, FailedJob] = {}
+    for job in _failed_jobs(comment, pipeline):
+        unique.setdefault(job.key, job)
+    jobs = tuple(job for job in unique.values() if filters.wants_job(job.name))
     if not jobs:
         return None
     return FailureReport(
@@ -158,12 +163,13 @@ def _number(value: Any, what: str) -> int:
 def _created(value: Any) -> dt.datetime:
     """When the event happened; now when it does not say. A time no clock
     could show (NaN, negative, past year 9999) is an error, not a guess."""
-    if value in (None, "", 0):
+    if value is None or (isinstance(value, str) and value.strip() in ("", "0")) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0):
         return dt.datetime.now(UTC)
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise EventError(f"bad eventCreatedOn {clean_text(value)[:40]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+            isinstance(value, str) and not _DECIMAL.fullmatch(value.strip())):
+        raise EventError(f"bad eventCreatedOn {clean_text(value)[:40]!r}")
+    seconds = float(value)
     if not math.isfinite(seconds) or not 0 < seconds <= LATEST_EVENT:
         raise EventError(f"eventCreatedOn {clean_text(value)[:40]!r} is not a time")
     return dt.datetime.fromtimestamp(seconds, UTC)

@@ -9,6 +9,7 @@ the others and a restart picks up exactly where the state database says.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import queue
@@ -22,9 +23,12 @@ from .classify import Classifier, failed_tests
 from .config import FingerprintSettings, Settings
 from .errors import BackendError, EventError, RecheckError, ReportError
 from .fingerprints import Fingerprint, QueryCheck, fingerprint_files, load_fingerprints
-from .gerrit_events import EventFilter, FailedJob, FailureReport, decode_event, describe, parse_failure
+from .gerrit_events import (
+    MAX_EVENT_BYTES, EventFilter, FailedJob, FailureReport, decode_event, describe, parse_failure,
+)
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
+from .json_items import item_spans, line_of
 from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
 from .search import SearchBackend
@@ -33,39 +37,92 @@ from .state import StateDB, StoredEvent
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 END = object()  # a replay source is exhausted
+# A replay file in the JSON list form is parsed whole; JSON lines have no such limit.
+MAX_REPLAY_BYTES = 256 << 20
 # Backend failures in a row on one event, while the backend says it is healthy,
 # before that event is parked: a few minutes at the default retry backoff.
 HEALTHY_BACKEND_STRIKES = 8
 
 
 def read_event_file(path: str, handle: Any) -> Iterator[Any]:
-    """Events from a JSON list, ``{"events": [...]}`` or JSON lines (a binary
-    or text handle). A line that is not UTF-8, not JSON, or nested too deep is
-    yielded as an EventError naming the file and line; the others replay."""
-    data = handle.read()
-    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
-    stripped = raw.lstrip()
-    if stripped.startswith(b"[") or (stripped.startswith(b"{") and b'"events"' in stripped[:200]):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:  # one bad byte need not cost the whole file
-            line = raw.count(b"\n", 0, exc.start) + 1
-            yield EventError(f"{path}:{line}: not UTF-8 (replaced with U+FFFD)")
-            text = raw.decode("utf-8", "replace")
-        try:
-            whole = json.loads(text)
-        except (ValueError, RecursionError):
-            whole = None  # not one document: JSON lines after all
-        if isinstance(whole, list):
-            yield from whole
+    """Events from a JSON list, ``{"events": [...]}`` or JSON lines, from a
+    binary (or text) handle; a bad one is yielded as an EventError naming the
+    file and line, and the others are replayed. JSON lines are read one at a
+    time, so a live pipe (``--events -``) is worked on as it comes and a line
+    over the event limit is skipped without being held; a list is read whole,
+    up to MAX_REPLAY_BYTES."""
+    if hasattr(handle, "buffer"):
+        reader = handle.buffer
+    elif isinstance(handle, io.TextIOBase):  # text already in memory (tests, callers with a string)
+        reader = io.BytesIO(handle.read().encode("utf-8", "surrogatepass"))
+    else:
+        reader = handle
+    number = 0
+    while True:
+        line = reader.readline(MAX_EVENT_BYTES + 1)
+        number += 1
+        if not line:
             return
-        if isinstance(whole, dict) and isinstance(whole.get("events"), list):
-            yield from whole["events"]
-            return
-    for number, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        yield decode_event(line, f"{path}:{number}")
+        if line.strip():
+            break
+    head = line.lstrip()
+    if head.startswith(b"[") or (head.startswith(b"{") and _not_one_line(line)):
+        yield from _whole_file(path, line + reader.read(MAX_REPLAY_BYTES), reader, number)
+        return
+    while line:
+        if len(line) > MAX_EVENT_BYTES:
+            while line and not line.endswith(b"\n"):  # the rest of the long line, dropped as it comes
+                line = reader.readline(MAX_EVENT_BYTES)
+            yield EventError(f"{path}:{number}: an event of more than {MAX_EVENT_BYTES} bytes skipped")
+        elif line.strip():
+            item = decode_event(line, f"{path}:{number}")
+            if isinstance(item, dict) and "type" not in item and isinstance(item.get("events"), list):
+                yield from item["events"]  # {"events": [...]} written on one line
+            else:
+                yield item
+        line = reader.readline(MAX_EVENT_BYTES + 1)
+        number += 1
+
+
+def _not_one_line(line: bytes) -> bool:
+    """A first line that is not a JSON object by itself: a pretty-printed document."""
+    try:
+        return not isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):
+        return True
+
+
+def _whole_file(path: str, raw: bytes, reader: Any, first_line: int) -> Iterator[Any]:
+    """A JSON list (or ``{"events": [...]}``): parsed whole, or item by item
+    when one item is beyond the parser, so that one costs only itself."""
+    if len(raw) > MAX_REPLAY_BYTES or reader.read(1):
+        yield EventError(f"{path}: a JSON list of more than {MAX_REPLAY_BYTES} bytes; write it as JSON lines")
+        return
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # one bad byte need not cost the whole file
+        line = first_line + raw.count(b"\n", 0, exc.start)
+        yield EventError(f"{path}:{line}: not UTF-8 (replaced with U+FFFD)")
+        text = raw.decode("utf-8", "replace")
+    try:
+        whole = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        whole = exc
+    if isinstance(whole, list):
+        yield from whole
+        return
+    if isinstance(whole, dict) and isinstance(whole.get("events"), list):
+        yield from whole["events"]
+        return
+    spans = item_spans(text) if text.lstrip().startswith("[") else item_spans(text, ("events",))
+    if spans is None:
+        shape = 'not a JSON list of events, nor {"events": [...]}'
+        reason = f"not JSON: {' '.join(str(whole).split())[:200]}" if isinstance(whole, Exception) else shape
+        yield EventError(f"{path}: {reason}")
+        return
+    for start, end in spans:
+        line = first_line - 1 + line_of(text, start + len(text[start:end]) - len(text[start:end].lstrip()))
+        yield decode_event(text[start:end].encode("utf-8"), f"{path}:{line}")
 
 
 def replay(path: str, events: "queue.Queue[Any]") -> threading.Thread:
@@ -75,15 +132,16 @@ def replay(path: str, events: "queue.Queue[Any]") -> threading.Thread:
     def run() -> None:
         try:
             if path == "-":
-                items = list(read_event_file("<stdin>", sys.stdin.buffer))
+                for item in read_event_file("<stdin>", sys.stdin.buffer):
+                    events.put(item)
             else:
                 with open(path, "rb") as handle:
-                    items = list(read_event_file(path, handle))
-        except OSError as exc:
-            items = [EventError(f"{path}: cannot read: {exc.strerror or exc}")]
-        for item in items:
-            events.put(item)
-        events.put(END)
+                    for item in read_event_file(path, handle):
+                        events.put(item)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be read ends the replay, never hangs it
+            events.put(EventError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"))
+        finally:
+            events.put(END)
 
     thread = threading.Thread(target=run, name="replay", daemon=True)
     thread.start()

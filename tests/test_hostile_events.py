@@ -11,6 +11,7 @@ import math
 import os
 import queue
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -490,3 +491,43 @@ def test_a_backend_that_is_up_but_fails_on_one_event_neither_stalls_the_others_n
     (parked,) = daemon.state.parked()
     assert "the search backend is up but failed 8 times in a row" in parked[1]
     assert daemon.counters["backend_errors"] == 8 and daemon.counters["errors"] == 1
+
+
+def test_a_json_list_holding_an_event_beyond_the_parser_costs_only_that_event():
+    deep = "[" * 100_000 + "]" * 100_000
+    huge = "9" * 5000  # past Python's 4,300-digit limit for int()
+    text = "[\n" + ",\n".join([json.dumps(GOOD), deep, '{"type": "x", "n": ' + huge + "}", json.dumps(GOOD)]) + "\n]\n"
+    items = list(read_event_file("events.json", io.BytesIO(text.encode())))
+    assert items[0] == GOOD and items[3] == GOOD
+    assert str(items[1]).startswith("events.json:3: JSON nested too deep")
+    assert str(items[2]).startswith("events.json:4: not JSON")
+    wrapped = '{"events": [' + ", ".join([json.dumps(GOOD), deep]) + "]}"
+    items = list(read_event_file("wrapped.json", io.BytesIO(wrapped.encode())))
+    assert items[0] == GOOD and isinstance(items[1], EventError)
+
+
+def test_a_replayed_line_without_end_is_skipped_without_being_held_and_the_next_is_read():
+    data = b"x" * (3 * (1 << 20)) + b"\n" + json.dumps(GOOD).encode() + b"\n"
+    items = list(read_event_file("events.jsonl", io.BytesIO(data)))
+    assert len(items) == 2 and "more than 1048576 bytes" in str(items[0]) and items[1] == GOOD
+
+
+def test_watch_reading_a_live_pipe_works_on_each_event_as_it_comes(tmp_path, index):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.symlink(index, data_dir / "index")
+    proc = _watch(data_dir, "--events", "-", "--dry-run", stdin=subprocess.PIPE)
+    watchdog = threading.Timer(60, proc.kill)  # a reader that waits for the end of input would hang here
+    watchdog.start()
+    try:
+        proc.stdin.write(json.dumps(GOOD) + "\n")
+        proc.stdin.flush()
+        first = proc.stdout.readline()  # answered while the pipe is still open
+        assert first == "review 864201,3:\n"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+        proc.stderr.close()
+        watchdog.cancel()
+    assert proc.returncode == 0

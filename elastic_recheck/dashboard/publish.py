@@ -47,8 +47,11 @@ class Publisher:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """One run at a time per output, across processes (cron and --every alike)."""
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_path, "a+")
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_path, "a+")
+        except OSError as exc:
+            raise PublishError(f"cannot write the dashboard beside {self.output}: {exc.strerror}") from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
