@@ -68,11 +68,14 @@ class EventError(RecheckError):
 
 class ReportError(RecheckError):
     """Posting a review (or another report) failed. ``retry``: it certainly
-    did not arrive, so trying again cannot post it twice."""
+    did not arrive, so trying again cannot post it twice. ``answered``:
+    Gerrit itself answered with a refusal (rather than being unreachable), so
+    trying for ever would only repeat it."""
 
-    def __init__(self, message: str, retry: bool = True) -> None:
+    def __init__(self, message: str, retry: bool = True, answered: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
+        self.answered = answered
 
 
 def _shorten(text: str, limit: int = 200) -> str:

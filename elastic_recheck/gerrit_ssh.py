@@ -120,8 +120,8 @@ class EventStream(threading.Thread):
                 delay = min(delay * 2, self.backoff_max)
                 continue
             try:
-                self._consume(client)
-                delay = self.backoff
+                if self._consume(client):
+                    delay = self.backoff  # it streamed: the next break starts the backoff afresh
             except Exception as exc:  # noqa: BLE001 - a broken stream, or a bug: log it, reconnect
                 log.warning("gerrit: event stream broke (%s); reconnecting", _one_line(exc))
             finally:
@@ -135,12 +135,17 @@ class EventStream(threading.Thread):
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.backoff_max)
 
-    def _consume(self, client: paramiko.SSHClient) -> None:
+    def _consume(self, client: paramiko.SSHClient) -> bool:
+        """Put events on the queue until the stream ends; whether any came.
+        A stream Gerrit ends at once (an account without the stream-events
+        capability) is not a healthy one: its reason is logged and the
+        reconnects back off as after a failed login."""
         _, stdout, _ = client.exec_command("gerrit stream-events")
         stdout.channel.settimeout(1.0)
         self.connected.set()
         log.info("gerrit: streaming events from %s:%s", self.connection.hostname, self.connection.port)
         buffer = b""
+        received = False
         discarding = False  # inside a line too long to keep: drop it up to its newline
         while not self.stopping.is_set():
             try:
@@ -152,8 +157,9 @@ class EventStream(threading.Thread):
                     continue
                 raise
             if not chunk:
-                log.warning("gerrit: the event stream ended")
-                return
+                log.warning("gerrit: the event stream ended%s", _why_ended(stdout.channel))
+                return received
+            received = True
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
@@ -165,11 +171,23 @@ class EventStream(threading.Thread):
             if len(buffer) > MAX_EVENT_BYTES:
                 self._put(EventError(f"gerrit stream-events: a line of more than {MAX_EVENT_BYTES} bytes skipped"))
                 buffer, discarding = b"", True
+        return received
 
     def _put(self, item: Any) -> None:
         if isinstance(item, EventError):
             self.skipped_lines += 1
         self.events.put(item)
+
+
+def _why_ended(channel: paramiko.Channel) -> str:
+    """What Gerrit said when it ended the stream (exit status, its error text)."""
+    error = b""
+    while channel.recv_stderr_ready() and len(error) < 1000:
+        error += channel.recv_stderr(1000)
+    text = " ".join(error.decode("utf-8", "replace").split())[:300]
+    status = channel.exit_status if channel.exit_status_ready() else None
+    parts = [f"exit {status}" if status is not None else "", text]
+    return f" ({'; '.join(p for p in parts if p)})" if any(parts) else ""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -242,7 +260,7 @@ class SSHReviewer:
         if status == 0:
             return
         if status > 0:  # Gerrit answered and refused: nothing was posted
-            raise ReportError(f"{what}: Gerrit refused the review (exit {status}: {error[:200]})")
+            raise ReportError(f"{what}: Gerrit refused the review (exit {status}: {error[:200]})", answered=True)
         # The connection went away mid-command: it may or may not have reached Gerrit. Never send it twice.
         self._forget_connection()
         raise ReportError(f"{what}: outcome unknown (connection lost: {error[:200] or 'no exit status'})",

@@ -42,6 +42,11 @@ MAX_REPLAY_BYTES = 256 << 20
 # Backend failures in a row on one event, while the backend says it is healthy,
 # before that event is parked: a few minutes at the default retry backoff.
 HEALTHY_BACKEND_STRIKES = 8
+# Reviews Gerrit answers with a refusal, in a row, before a comment is given up
+# (about 13 minutes at the default backoff): one it will never take (too long,
+# no permission) must not be retried for the daemon's whole life. Gerrit being
+# unreachable is not a refusal: that is waited out however long it takes.
+COMMENT_REFUSALS = 20
 
 
 def read_event_file(path: str, handle: Any) -> Iterator[Any]:
@@ -231,6 +236,7 @@ class Daemon:
         self._paused_until = 0.0  # no work before this while the search backend is down (intake goes on)
         self._notifier_errors = (0, 0)
         self._strikes: dict[int, int] = {}  # event id -> backend failures in a row while the backend was up
+        self._refusals: dict[tuple[int, int], int] = {}  # change, patchset -> reviews Gerrit refused in a row
 
     # -- intake ---------------------------------------------------------------
 
@@ -448,9 +454,16 @@ class Daemon:
                           report.key, _why(exc) if not isinstance(exc, ReportError) else exc)
                 self.state.comment_unknown(report.change, report.patchset, builds)
                 return True
-            log.warning("could not comment on %s: %s", report.key, exc)
             self.state.release_comment(report.change, report.patchset, builds)
+            key = (report.change, report.patchset)
+            refusals = self._refusals[key] = (self._refusals.get(key, 0) + 1) if getattr(exc, "answered", False) else 0
+            if refusals >= COMMENT_REFUSALS:
+                log.error("comment on %s refused by Gerrit %d times in a row; given up: %s", report.key, refusals, exc)
+                self._refusals.pop(key, None)
+                return True
+            log.warning("could not comment on %s: %s", report.key, exc)
             return False
+        self._refusals.pop((report.change, report.patchset), None)
         self.state.comment_posted(report.change, report.patchset, builds)
         self.counters.inc("commented")
         log.info("commented on %s", report.key)

@@ -87,6 +87,8 @@ class GerritServer:
         self.backlog: list[str] = []
         self.fail_reviews = 0
         self.refuse_logins = 0  # refuse the next N logins, as a Gerrit starting up or overloaded does
+        self.refuse_streams = 0  # answer the next N stream-events commands with an error, then exit 1
+        self.stream_requests = 0
         self.vanish_after_reviews = 0  # record a review, then drop the connection before answering
         self.lock = threading.Lock()
         self.stopping = False
@@ -119,6 +121,15 @@ class GerritServer:
         time.sleep(self.command_delay)  # let the transport acknowledge the exec request first
         argv = gerrit_split(command)
         if argv[:2] == ["gerrit", "stream-events"]:
+            with self.lock:
+                self.stream_requests += 1
+                refuse = self.refuse_streams > 0
+                self.refuse_streams -= refuse
+            if refuse:  # as Gerrit answers an account without the streamEvents capability
+                channel.sendall_stderr(b"fatal: elastic-recheck does not have \"Stream Events\" capability.\n")
+                channel.send_exit_status(1)
+                channel.close()
+                return
             with self.lock:
                 self.streams.append(channel)
                 backlog, self.backlog = self.backlog, []

@@ -531,3 +531,46 @@ def test_watch_reading_a_live_pipe_works_on_each_event_as_it_comes(tmp_path, ind
         proc.stderr.close()
         watchdog.cancel()
     assert proc.returncode == 0
+
+
+def test_a_review_gerrit_keeps_refusing_is_given_up_after_a_bounded_number_of_tries(tmp_path, index, caplog):
+    from elastic_recheck.gerrit_ssh import SSHReviewer
+    from elastic_recheck.watch import COMMENT_REFUSALS
+
+    gerrit = GerritServer(tmp_path, command_delay=0.0)
+    gerrit.fail_reviews = 10 * COMMENT_REFUSALS  # e.g. a comment over Gerrit's size limit: refused every time
+    settings = Settings(data_dir=tmp_path, gerrit=GerritSettings(
+        host="127.0.0.1", port=gerrit.port, user=gerrit.user, key_file=str(gerrit.key_file),
+        known_hosts=str(gerrit.known_hosts)), watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.001,
+                                                                 retry_max=0.01))
+    daemon = Daemon(settings, EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
+                    SSHReviewer(settings.gerrit), FingerprintSet(settings.watch.queries))
+    try:
+        with caplog.at_level(logging.ERROR, "elastic_recheck"):
+            _run(daemon, [GOOD])
+    finally:
+        gerrit.close()
+    assert daemon.counters["gerrit_errors"] == COMMENT_REFUSALS and gerrit.reviews == []
+    assert daemon.state.pending_count() == 0
+    assert any(f"refused by Gerrit {COMMENT_REFUSALS} times in a row; given up" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_stream_gerrit_refuses_is_retried_with_backoff_and_the_reason_is_logged(tmp_path, caplog):
+    from elastic_recheck.gerrit_ssh import EventStream
+
+    gerrit = GerritServer(tmp_path, command_delay=0.0)
+    gerrit.refuse_streams = 1000
+    stream = EventStream(GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user,
+                                        key_file=str(gerrit.key_file), known_hosts=str(gerrit.known_hosts)),
+                         queue.Queue(), backoff=0.05, backoff_max=1.0)
+    with caplog.at_level(logging.WARNING, "elastic_recheck"):
+        stream.start()
+        time.sleep(3)
+        stream.stop()
+        stream.join(timeout=10)
+    gerrit.close()
+    # a backoff reset after each refusal would ask ~60 times in 3 s; doubling from 0.05 s asks about 6 times
+    assert 2 <= gerrit.stream_requests <= 10, gerrit.stream_requests
+    assert any("the event stream ended (exit 1; fatal: elastic-recheck does not have" in r.getMessage()
+               for r in caplog.records)
