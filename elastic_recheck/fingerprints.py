@@ -38,6 +38,9 @@ BUG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # hostile file can make the YAML loader build (fixed: no real file comes near).
 MAX_YAML_DEPTH = 16
 MAX_YAML_ALIASES = 8
+# An index can know thousands of field names (one export with odd keys): a
+# warning lists this many, so it stays a line a person reads.
+MAX_FIELDS_LISTED = 40
 
 QueryCheck = Callable[[str], None]
 """Raises QuerySyntaxError for a query the search engine would refuse
@@ -194,6 +197,12 @@ def _read_yaml(
             loader.dispose()
     if not isinstance(data, dict):
         return fail("a fingerprint must be a mapping with a 'query' key", 1)
+    seen: set[str] = set()
+    for key, _ in node.value:  # YAML takes the last of two equal keys: a silently lost query
+        if isinstance(key, yaml.ScalarNode):
+            if key.value in seen:
+                return fail(f"the key {key.value!r} is given twice", key.start_mark.line + 1)
+            seen.add(key.value)
     return data, _key_lines(node)
 
 
@@ -343,6 +352,9 @@ def lint_warnings(
         unknown = sorted(lucene.fields_used(tree) - set(known_fields) - {"*"})
         if unknown:
             names = ", ".join(map(repr, unknown))
+            known = sorted(known_fields)
+            listed = ", ".join(known[:MAX_FIELDS_LISTED]) + (
+                f" and {len(known) - MAX_FIELDS_LISTED} more" if len(known) > MAX_FIELDS_LISTED else "")
             warnings.append(LintWarning(fingerprint, f"unknown field(s) {names}; fields {fields_source} knows: "
-                                                     f"{', '.join(sorted(known_fields))}"))
+                                                     f"{listed}"))
     return warnings

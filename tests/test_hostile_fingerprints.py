@@ -530,3 +530,18 @@ def test_watch_comments_with_the_good_fingerprints_while_poisonous_ones_are_skip
     assert [line.split("fingerprint skipped: ")[1].split(":")[0] for line in skipped] == [
         str(queries / f"{bug}.yaml") for bug in poison]
     assert "loaded 4 fingerprints" in result.stderr
+
+
+def test_a_key_given_twice_is_an_error_naming_its_second_line(tmp_path):
+    path = write(tmp_path, "1234.yaml", "query: tags:console\ntitle: x\nquery: message:other\n")
+    [error] = inspect_fingerprint(path).errors
+    assert str(error) == f"{path}:3: the key 'query' is given twice"
+
+
+def test_the_unknown_field_warning_lists_a_bounded_number_of_known_fields(tmp_path):
+    from elastic_recheck.fingerprints import MAX_FIELDS_LISTED, lint_warnings, load_fingerprint
+
+    fingerprint = load_fingerprint(write(tmp_path, "1234.yaml", "query: nosuchfield:x AND tags:console\n"))
+    known = [f"field_{n:05d}" for n in range(3000)] + ["tags", "message"]
+    (warning,) = [w for w in lint_warnings(fingerprint, known) if "unknown field" in str(w)]
+    assert f"and {len(known) - MAX_FIELDS_LISTED} more" in str(warning) and len(str(warning)) < 1500
