@@ -574,3 +574,18 @@ def test_a_stream_gerrit_refuses_is_retried_with_backoff_and_the_reason_is_logge
     assert 2 <= gerrit.stream_requests <= 10, gerrit.stream_requests
     assert any("the event stream ended (exit 1; fatal: elastic-recheck does not have" in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_build_listed_twice_in_one_report_is_classified_and_named_once():
+    event = failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE"), ("tempest-full-alias", ZUUL + TEMPEST,
+                                                                               "FAILURE"),
+                                ("grenade", ZUUL + GRENADE, "FAILURE"), ("tempest-full", ZUUL + TEMPEST, "FAILURE")])
+    report = parse_failure(event)
+    assert [(job.name, job.build_uuid) for job in report.jobs] == [("tempest-full", TEMPEST), ("grenade", GRENADE)]
+
+
+def test_event_times_are_ascii_numbers_only():
+    for bad in (True, "٣", "1e5", [1], {"t": 1}):
+        with pytest.raises(EventError, match="eventCreatedOn"):
+            parse_failure(_with(GOOD, eventCreatedOn=bad))
+    assert parse_failure(_with(GOOD, eventCreatedOn="1796130000")).created.year == 2026
