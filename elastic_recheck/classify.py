@@ -8,6 +8,7 @@ from typing import Collection, Sequence
 
 from .errors import BackendError
 from .fingerprints import Fingerprint
+from .lucene import quote
 from .search import ALL_TIME, SearchBackend
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def tests_allow(fingerprint: Fingerprint, failed: Collection[str] | None) -> boo
 
 def failed_tests(backend: SearchBackend, build_uuid: str) -> set[str] | None:
     """Test ids the build's console log reports as failed; None if it reports no test run."""
-    query = f'build_uuid:"{build_uuid}" AND (tags:console) AND message:(FAILED OR FAIL)'
+    query = f'build_uuid:{quote(build_uuid)} AND (tags:console) AND message:(FAILED OR FAIL)'
     tests: set[str] = set()
     for hit in backend.scan(query, ALL_TIME):
         message = str(hit.source.get("message", ""))

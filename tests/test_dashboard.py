@@ -390,6 +390,25 @@ def test_test_ids_count_a_build_only_when_one_of_those_tests_failed_in_it(known_
     assert "2" * 32 in lines[3] and "1" * 32 not in listed.stdout
 
 
+def test_a_build_uuid_holding_quotes_and_backslashes_is_searched_as_itself(known_failures, tmp_path):
+    """A build uuid comes from outside (--docs, a Zuul answer) and goes into the
+    failed-tests query: quoted, it is one value, and the test_ids row stays right."""
+    settings, backend, queries = known_failures
+    weird = 'we"ird\\ OR build_uuid:* \\'
+    with backend.writer() as w:
+        add_build(w, weird, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=1),
+                  {"job-output.txt": ["Running tempest", f"{{0}} {UPDATE_NAME} [1.2s] ... FAILED", "Job failed"],
+                   "logs/screen-n-cpu.txt": [TIMEOUT]})
+    assert failed_tests(backend, weird) == {UPDATE_NAME}
+    fingerprints, _ = load_fingerprints(queries)
+    assert [fp.bug for fp in Classifier(backend, fingerprints).classify(weird, failed_tests(backend, weird))] == [
+        "200001"]
+    out = _render(settings, backend, queries, tmp_path / "site")
+    rows = {row["bug"]: row for row in json.loads((out / "data" / "all.json").read_text())["bugs"]}
+    assert rows["200001"]["error"] is None
+    assert (rows["200001"]["fails_window"], rows["200001"]["builds_window"]) == (2, 2)  # "1"*32 and the weird one
+
+
 def test_suppress_notification_builds_count_as_categorized_and_only_suppress_graph_hides_a_row(known_failures,
                                                                                                 tmp_path):
     settings, backend, queries = known_failures
