@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Collection, Sequence
+from typing import Collection, Iterator, Sequence
 
 from .errors import BackendError
 from .fingerprints import Fingerprint
+from .lucene import quote
 from .search import ALL_TIME, SearchBackend
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,35 @@ def tests_allow(fingerprint: Fingerprint, failed: Collection[str] | None) -> boo
                for wanted in fingerprint.test_ids for test in failed)
 
 
-def failed_tests(backend: SearchBackend, build_uuid: str) -> set[str] | None:
+# What one build's console log may cost failed_tests(), which runs for every
+# failed build whenever a fingerprint has test_ids: the log is hostile input and
+# ingest allows a GiB per file. A real run reports a few hundred failures at most,
+# each on a line of a few hundred characters; past these caps the build's failed
+# tests are the ones seen so far (logged), and the rest of the log is not read.
+MAX_FAILED_TESTS = 10_000  # distinct failed test ids kept
+MAX_FAILED_LINES = 100_000  # console lines with FAILED/FAIL looked at
+MAX_FAILED_LINE_CHARS = 1_024  # characters of each such line searched for test ids (a test id line is short)
+
+
+def failed_tests(backend: SearchBackend, build_uuid: str, max_tests: int = MAX_FAILED_TESTS,
+                 max_lines: int = MAX_FAILED_LINES, max_chars: int = MAX_FAILED_LINE_CHARS) -> set[str] | None:
     """Test ids the build's console log reports as failed; None if it reports no test run."""
-    query = f'build_uuid:"{build_uuid}" AND (tags:console) AND message:(FAILED OR FAIL)'
+    query = f'build_uuid:{quote(build_uuid)} AND (tags:console) AND message:(FAILED OR FAIL)'
     tests: set[str] = set()
-    for hit in backend.scan(query, ALL_TIME):
-        message = str(hit.source.get("message", ""))
-        tests.update(m.group(1) for m in _STESTR_FAILED.finditer(message))
-        tests.update(f"{m.group(2)}.{m.group(1)}" for m in _UNITTEST_FAILED.finditer(message))
+    for seen, hit in enumerate(backend.scan(query, ALL_TIME)):
+        if seen == max_lines:
+            log.warning("build %s: its console log has more than %d lines reporting failures; the failed tests "
+                        "are taken from %d of them", build_uuid, max_lines, max_lines)
+            break
+        for test in _test_ids(str(hit.source.get("message", ""))[:max_chars]):
+            if len(tests) == max_tests and test not in tests:
+                log.warning("build %s: its console log reports more than %d failed tests; %d of them are kept",
+                            build_uuid, max_tests, max_tests)
+                return tests
+            tests.add(test)
     return tests or None
+
+
+def _test_ids(message: str) -> Iterator[str]:
+    yield from (m.group(1) for m in _STESTR_FAILED.finditer(message))
+    yield from (f"{m.group(2)}.{m.group(1)}" for m in _UNITTEST_FAILED.finditer(message))

@@ -19,6 +19,7 @@ from typing import IO, Any, Sequence
 
 import irc.client
 import irc.connection
+from jaraco.stream import buffer  # the irc library's own line buffers
 
 from .config import IRCSettings
 from .irc_messages import line_budget, split_text
@@ -49,6 +50,9 @@ class IRCBot(threading.Thread):
         self.channels = sorted(set(channels))
         self.reactor = irc.client.Reactor()
         self.connection = self.reactor.server()
+        # Anyone in a channel can send bytes that are not UTF-8; the default buffer
+        # raises on them out of the reactor. Lines that are not UTF-8 are read as latin-1.
+        self.connection.buffer_class = buffer.LenientDecodingLineBuffer
         self.outbox: collections.deque[tuple[str, str]] = collections.deque()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -94,7 +98,7 @@ class IRCBot(threading.Thread):
         while not self.stopping.is_set():
             try:
                 self._connect()
-            except (irc.client.ServerConnectionError, OSError) as exc:  # ssl.SSLError is an OSError
+            except Exception as exc:  # noqa: BLE001 - ServerConnectionError, OSError (ssl too), anything: retry
                 self.errors += 1
                 log.warning("IRC: cannot connect to %s:%d (%s); retrying in %.0fs",
                             self.settings.server, self.settings.port, exc, delay)
@@ -102,9 +106,15 @@ class IRCBot(threading.Thread):
                 delay = min(delay * 2, self.settings.reconnect_max)
                 continue
             connected_at = time.monotonic()
-            while not self.stopping.is_set() and self.connection.is_connected():
-                self.reactor.process_once(0.1)
-                self._drain()
+            try:
+                while not self.stopping.is_set() and self.connection.is_connected():
+                    self.reactor.process_once(0.1)
+                    self._drain()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any line a server sends
+                self.errors += 1
+                log.error("IRC: unexpected %s from the connection to %s: %s; reconnecting", type(exc).__name__,
+                          self.settings.server, strip_controls(str(exc))[:300])
+                self._hang_up()
             if self.stopping.is_set():
                 break
             if time.monotonic() - connected_at > 60:
@@ -115,6 +125,13 @@ class IRCBot(threading.Thread):
         if self.connection.is_connected():
             self.connection.quit("elastic-recheck stopping")
             self.connection.disconnect()
+
+    def _hang_up(self) -> None:
+        try:
+            self.connection.disconnect("elastic-recheck reconnecting")
+        except Exception as exc:  # noqa: BLE001 - the socket is dropped either way
+            log.warning("IRC: could not close the connection cleanly: %s", strip_controls(str(exc))[:300])
+        self.joined.clear()
 
     def _connect(self) -> None:
         settings = self.settings

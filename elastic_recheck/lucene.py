@@ -128,6 +128,13 @@ def parse(query: str) -> Node:
         raise QuerySyntaxError(query, f"cannot be read: {_one_line(exc)}") from None
 
 
+def quote(text: str) -> str:
+    """``text`` as a Lucene phrase, for a query built from a value (a build
+    uuid, a change number): ``\\`` and ``"`` are escaped, so whatever the value
+    holds (it comes from outside) it stays one phrase and cannot break the query."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 

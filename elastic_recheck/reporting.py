@@ -155,8 +155,17 @@ class RESTReviewer:
             # 4xx (bad credentials, no such change) will not get better by retrying; 408/429/5xx may.
             final = 400 <= exc.code < 500 and exc.code not in (408, 429)
             raise ReportError(f"POST {url} refused: HTTP {exc.code}", retry=not final) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ReportError(f"POST {url} failed: {exc}") from None
+        except urllib.error.URLError as exc:
+            # urllib raises URLError only while connecting and sending (DNS failure,
+            # connection refused, TLS handshake, a send cut short): the whole request
+            # never left, so Gerrit cannot have carried it out and a retry is safe.
+            raise ReportError(f"POST {url} failed before the request was sent: {exc.reason}") from None
+        except Exception as exc:  # noqa: BLE001 - whatever breaks after the request was sent
+            # Waiting for or reading the answer (a timeout, a reset, RemoteDisconnected,
+            # IncompleteRead): Gerrit may have posted the review, so it is never retried;
+            # posting it again could double the comment.
+            raise ReportError(f"POST {url}: outcome unknown (the request was sent, then "
+                              f"{type(exc).__name__}: {exc})"[:500], retry=False) from None
 
 
 # A redirect answering the POST is never followed (see _RefuseRedirects). Whether

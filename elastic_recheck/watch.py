@@ -29,6 +29,7 @@ from .gerrit_events import (
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
 from .json_items import item_spans, line_of
+from .lucene import quote
 from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
 from .search import SearchBackend
@@ -413,7 +414,7 @@ class Daemon:
         if not job.short_uuid:
             return None, ()
         found = self.backend.builds(
-            f'build_short_uuid:"{job.short_uuid}" AND build_change:"{report.change}" '
+            f'build_short_uuid:{quote(job.short_uuid)} AND build_change:"{report.change}" '
             f'AND build_patchset:"{report.patchset}"'
         )
         found = [b for b in found if b.build_uuid.startswith(job.short_uuid)]

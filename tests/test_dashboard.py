@@ -390,6 +390,44 @@ def test_test_ids_count_a_build_only_when_one_of_those_tests_failed_in_it(known_
     assert "2" * 32 in lines[3] and "1" * 32 not in listed.stdout
 
 
+def test_a_build_uuid_holding_quotes_and_backslashes_is_searched_as_itself(known_failures, tmp_path):
+    """A build uuid comes from outside (--docs, a Zuul answer) and goes into the
+    failed-tests query: quoted, it is one value, and the test_ids row stays right."""
+    settings, backend, queries = known_failures
+    weird = 'we"ird\\ OR build_uuid:* \\'
+    with backend.writer() as w:
+        add_build(w, weird, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=1),
+                  {"job-output.txt": ["Running tempest", f"{{0}} {UPDATE_NAME} [1.2s] ... FAILED", "Job failed"],
+                   "logs/screen-n-cpu.txt": [TIMEOUT]})
+    assert failed_tests(backend, weird) == {UPDATE_NAME}
+    fingerprints, _ = load_fingerprints(queries)
+    assert [fp.bug for fp in Classifier(backend, fingerprints).classify(weird, failed_tests(backend, weird))] == [
+        "200001"]
+    out = _render(settings, backend, queries, tmp_path / "site")
+    rows = {row["bug"]: row for row in json.loads((out / "data" / "all.json").read_text())["bugs"]}
+    assert rows["200001"]["error"] is None
+    assert (rows["200001"]["fails_window"], rows["200001"]["builds_window"]) == (2, 2)  # "1"*32 and the weird one
+
+
+def test_failed_tests_read_a_bounded_part_of_a_hostile_console_log(tmp_path, caplog):
+    """Every console line with FAILED is read for test ids, but only so many
+    lines, so many characters of each, and so many distinct ids are kept."""
+    backend = EmbeddedBackend(tmp_path / "index")
+    lines = [f"u.c{n}.a [0.1s] ... FAILED u.c{n}.b [0.1s] ... FAILED" for n in range(50)]  # two ids a line
+    every = {f"u.c{n}.{x}" for n in range(50) for x in "ab"}
+    with backend.writer() as w:
+        add_build(w, "m" * 32, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=1), {"job-output.txt": lines})
+    assert failed_tests(backend, "m" * 32) == every  # within the default caps: every one
+    capped = failed_tests(backend, "m" * 32, max_tests=40)
+    assert len(capped) == 40 and capped < every
+    assert "reports more than 40 failed tests; 40 of them are kept" in caplog.text
+    few_lines = failed_tests(backend, "m" * 32, max_lines=3)
+    assert len(few_lines) == 6 and few_lines < every
+    assert "more than 3 lines reporting failures; the failed tests are taken from 3 of them" in caplog.text
+    cut = failed_tests(backend, "m" * 32, max_chars=len("u.c10.a [0.1s] ... FAILED"))  # each line cut after its 1st id
+    assert cut == {f"u.c{n}.a" for n in range(50)}
+
+
 def test_suppress_notification_builds_count_as_categorized_and_only_suppress_graph_hides_a_row(known_failures,
                                                                                                 tmp_path):
     settings, backend, queries = known_failures

@@ -808,6 +808,38 @@ def test_a_whole_file_too_deep_for_the_parser_costs_only_the_deep_document(backe
     assert [backend.count(f'message:"good document {n}"') for n in range(3)] == [1, 1, 1]
 
 
+@pytest.mark.parametrize("shape", ["list", "search response"])
+@pytest.mark.parametrize("bad, why", [
+    ('{"_source": {"message": "m", "n": ' + "9" * 5000 + "}}",
+     "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"),
+    ('{"message": "m", "@timestamp": 1e400}', "invalid JSON: the number 1e400 is too large"),
+    ('{"message": "m", "@timestamp": NaN}', "invalid JSON: NaN is not a JSON value"),
+    ('{"message": "m" "@timestamp": "2026-11-20T10:00:00Z"}', "invalid JSON: Expecting ',' delimiter"),
+], ids=["an integer past 4,300 digits", "a number past a double", "NaN", "a syntax error inside the hit"])
+def test_a_hit_the_parser_refuses_in_a_pretty_printed_file_costs_only_itself(backend, shape, bad, why):
+    """A search response or list is read whole; when one item fails to parse
+    (a number past Python's 4,300-digit limit, past a double, a syntax error
+    inside it), each item is read on its own and only that one is skipped."""
+    good = [json.dumps({"_source": doc}, indent=2) for doc in GOOD[:3]]
+    items = ",\n".join([good[0], bad, good[1], good[2]])
+    head = "[\n" if shape == "list" else '{\n "took": 3,\n "hits": {\n  "total": 4,\n  "hits": [\n'
+    text = head + items + ("\n]\n" if shape == "list" else "\n  ]\n }\n}\n")
+    line = head.count("\n") + good[0].count("\n") + 2
+    report = ingest_documents(backend, io.StringIO(text), "export.json")
+    [error] = one_line(report.errors)
+    assert error.startswith(f"export.json:{line}: hit 2: {why}")
+    assert report.documents == 3
+    assert [backend.count(f'message:"good document {n}"') for n in range(3)] == [1, 1, 1]
+
+
+def test_a_syntax_error_between_hits_still_refuses_the_file(backend):
+    """Not one item's fault: the file's structure is broken, nothing is guessed."""
+    text = "[\n" + json.dumps(GOOD[0]) + ",\n" + json.dumps(GOOD[1]) + "\n] x\n"
+    with pytest.raises(IngestError, match=r"export.json:4: not JSON or NDJSON: Extra data"):
+        ingest_documents(backend, io.StringIO(text), "export.json")
+    assert backend.count('message:"good document 0"') == 0
+
+
 def test_a_bad_first_line_does_not_cost_the_ndjson_file(backend):
     text = "{not json}\n" + json.dumps(GOOD[0]) + "\n" + DEEP + "\n" + json.dumps(GOOD[1]) + "\n"
     report = ingest_documents(backend, io.StringIO(text), "x.ndjson")

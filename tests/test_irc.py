@@ -8,8 +8,10 @@ import datetime as dt
 import time
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -309,3 +311,86 @@ def test_a_line_the_library_refuses_as_too_long_is_dropped_not_retried_for_ever(
         bot.stop()
         bot.join(10)
         listener.close()
+
+
+def test_a_line_that_is_not_utf8_from_someone_in_the_channel_does_not_stop_the_bot(ircd):
+    """Someone's client speaks latin-1: the bot reads the line as latin-1 and
+    goes on delivering (it used to die on the UnicodeDecodeError)."""
+    listener = Listener(ircd.port, "watcher", ["#qa"])
+    bob = Listener(ircd.port, "bob", ["#qa"])
+    bot = _bot(ircd)
+    try:
+        bot.send("#qa", "before")
+        listener.wait_for(lambda: listener.texts("#qa") == ["before"])
+        bob.sock.sendall(b"PRIVMSG #qa :ol\xe9 caf\xe9\r\nPRIVMSG #qa :marker\r\n")
+        listener.wait_for(lambda: "marker" in listener.texts("#qa"))
+        assert listener.raw[-1].endswith(b"marker") and any(b"caf\xe9" in raw for raw in listener.raw)  # relayed as is
+        time.sleep(0.5)  # the bot has read both lines by now
+        bot.send("#qa", "after")
+        listener.wait_for(lambda: "after" in listener.texts("#qa"))
+        assert bot.is_alive() and bot.errors == 0
+    finally:
+        bot.stop()
+        bot.join(10)
+        bob.close()
+        listener.close()
+
+
+class _ChokingIRCServer:
+    """A plain-socket IRC server on 127.0.0.1 whose first connection gets a
+    malformed ISUPPORT line (``PREFIX=garbage``), on which the irc library
+    raises ValueError; later connections are served normally."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.privmsgs: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(client, self.connections == 1), daemon=True).start()
+
+    def _serve(self, client: socket.socket, choke: bool) -> None:
+        nick = "x"
+        with client, client.makefile("rb") as lines:
+            for raw in lines:
+                line = raw.decode().strip()
+                if line.startswith("NICK "):
+                    nick = line.split()[1]
+                elif line.startswith("USER "):
+                    client.sendall(f":srv 001 {nick} :Welcome\r\n".encode())
+                    if choke:
+                        client.sendall(f":srv 005 {nick} PREFIX=garbage :are supported\r\n".encode())
+                elif line.startswith("JOIN "):
+                    client.sendall(f":{nick}!u@h JOIN {line.split()[1]}\r\n".encode())
+                elif line.startswith("PRIVMSG "):
+                    self.privmsgs.append(line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_server_line_the_irc_library_chokes_on_costs_a_reconnect_not_the_bot(caplog):
+    server = _ChokingIRCServer()
+    bot = IRCBot(IRCSettings(server="127.0.0.1", port=server.port, rate=20, burst=20), ["#qa"])
+    bot.start()
+    try:
+        bot.send("#qa", "delivered after the reconnect")
+        deadline = time.monotonic() + 20
+        while not server.privmsgs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.privmsgs == ["PRIVMSG #qa :delivered after the reconnect"]
+        assert server.connections == 2 and bot.errors == 1 and bot.is_alive()
+    finally:
+        bot.stop()
+        bot.join(10)
+        server.close()
+    [logged] = [r.getMessage() for r in caplog.records if "unexpected" in r.getMessage()]
+    assert logged.startswith("IRC: unexpected ValueError from the connection to 127.0.0.1: ") and "\n" not in logged

@@ -242,3 +242,12 @@ def test_boolean_queries_match_lucene_classic_semantics(word_index, parts):
     expected = sorted(uuid for uuid, words in docs.items() if _reference(tokens, words))
     got = sorted(h.source["build_uuid"] for h in backend.search(query, size=100).hits)
     assert got == expected, query
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(min_size=1))
+def test_a_quoted_value_is_one_phrase_whatever_it_holds(value):
+    """Queries built from a value (a build uuid) quote it: quotes, backslashes
+    and query syntax in it stay text."""
+    assert lucene.parse(f"build_uuid:{lucene.quote(value)} AND tags:console") == lucene.Bool(
+        must=(lucene.Phrase("build_uuid", value), lucene.Term("tags", "console")))

@@ -444,8 +444,65 @@ def test_the_rest_reviewer_posts_the_message_with_basic_auth_and_reports_refusal
     assert path == "/a/changes/864201/revisions/3/review"
     assert auth == "Basic " + base64.b64encode(b"er:s3cret").decode()
     assert body == {"message": 'I noticed "Zuul" failed\n- bug'}
-    with pytest.raises(ReportError, match="failed"):
+    with pytest.raises(ReportError, match="failed before the request was sent") as refused:  # nobody listens
         RESTReviewer(GerritSettings(rest_url=f"http://127.0.0.1:{server.server_port}")).review("p", 1, 1, "x")
+    assert refused.value.retry  # connection refused: nothing reached Gerrit
+
+
+class _GerritTakesThePostThenVanishes(http.server.BaseHTTPRequestHandler):
+    """Reads the whole POST (so Gerrit may have posted it), then cuts the
+    connection without a word, or answers later than the reviewer waits."""
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.posts.append(self.path)  # type: ignore[attr-defined]
+        if self.server.how == "connection cut":  # type: ignore[attr-defined]
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.server.done.wait(timeout=10)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("how", ["connection cut", "answer too slow"])
+def test_a_rest_review_gerrit_took_but_never_answered_is_recorded_unknown_and_never_sent_again(
+        data_dir, tmp_path, how):
+    """Gerrit received the POST, then the connection dropped (or the answer
+    came later than the timeout): the review may be posted, so the daemon
+    records it as unknown and does not post it again."""
+    import sqlite3
+
+    from elastic_recheck.config import GerritSettings, Settings, WatchSettings
+    from elastic_recheck.reporting import RESTReviewer
+    from elastic_recheck.state import StateDB
+    from elastic_recheck.watch import Daemon, FingerprintSet
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GerritTakesThePostThenVanishes)
+    server.posts, server.how, server.done = [], how, threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gerrit = GerritSettings(rest_url=f"http://127.0.0.1:{server.server_port}", user="er", rest_password="s3cret")
+    settings = Settings(data_dir=data_dir, gerrit=gerrit, watch=WatchSettings(queries=str(ROOT / "queries")))
+    state = StateDB(settings.state_db)
+    try:
+        daemon = Daemon(settings, EmbeddedBackend(settings.index_dir), state, RESTReviewer(gerrit, timeout=0.5),
+                        FingerprintSet(settings.watch.queries))
+        assert daemon.accept(failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE")])) is not None
+        daemon.process_due()
+        daemon.process_due()
+        assert server.posts == ["/a/changes/864201/revisions/3/review"]
+        assert state.pending_count() == 0 and state.comment_count() == 0
+        assert daemon.counters["gerrit_errors"] == 1 and daemon.counters["commented"] == 0
+    finally:
+        state.close()
+        server.done.set()
+        server.shutdown()
+        server.server_close()
+    with sqlite3.connect(settings.state_db) as db:
+        assert db.execute("SELECT change, patchset, state FROM comments").fetchall() == [(864201, 3, "unknown")]
 
 
 def test_failed_tests_come_from_the_console_log_and_gate_test_id_fingerprints(data_dir):

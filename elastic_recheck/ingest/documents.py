@@ -328,12 +328,15 @@ def _document(text: str, place: Place, source: str) -> Document | IngestError:
 def _whole(text: str, source: str) -> Iterator[Item]:
     try:
         whole = _loads(text)
-    except RecursionError:
-        yield from _each_span(text, source)
+    except (ValueError, RecursionError) as exc:
+        # One item the parser cannot take (nested too deeply, a number past Python's
+        # 4,300-digit limit or a double, a syntax error inside it) must cost that item
+        # only: the items of the list or of hits.hits are then parsed one by one.
+        spans = _item_spans(text)
+        if spans is None or not _inside_an_item(exc, spans):
+            raise _unreadable(source, exc) from None
+        yield from _each_span(text, spans, source)
         return
-    except ValueError as exc:
-        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
-        raise IngestError(source, f"not JSON or NDJSON: {_why(exc).removeprefix('invalid JSON: ')}", line) from None
     if isinstance(whole, dict) and isinstance(whole.get("hits"), dict):
         items = whole["hits"].get("hits") or []
     elif isinstance(whole, list):
@@ -350,12 +353,25 @@ def _whole(text: str, source: str) -> Iterator[Item]:
             yield place, place.error(source, str(exc))
 
 
-def _each_span(text: str, source: str) -> Iterator[Item]:
-    """The items of a list or search response too deep for the parser as a
-    whole: each parsed on its own, so the deep one costs only itself."""
-    spans = _item_spans(text)
-    if spans is None:
-        raise IngestError(source, "nested too deeply to read (and not a JSON list or search response)")
+def _inside_an_item(exc: ValueError | RecursionError, spans: list[tuple[int, int]]) -> bool:
+    """Whether the failure is one item's: a syntax error must lie inside an
+    item (one between them breaks the file); the others name no place, and
+    parsing each item on its own finds the one at fault."""
+    if isinstance(exc, json.JSONDecodeError):
+        return any(start <= exc.pos < end for start, end in spans)
+    return True
+
+
+def _unreadable(source: str, exc: ValueError | RecursionError) -> IngestError:
+    if isinstance(exc, RecursionError):
+        return IngestError(source, "nested too deeply to read (and not a JSON list or search response)")
+    line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
+    return IngestError(source, f"not JSON or NDJSON: {_why(exc).removeprefix('invalid JSON: ')}", line)
+
+
+def _each_span(text: str, spans: list[tuple[int, int]], source: str) -> Iterator[Item]:
+    """The items of a list or search response, each parsed on its own, so a
+    bad one costs only itself; each named by its line and position."""
     line, counted = 1, 0
     for number, (start, end) in enumerate(spans, 1):
         line += text.count("\n", counted, start)
