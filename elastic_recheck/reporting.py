@@ -154,7 +154,7 @@ class RESTReviewer:
                 raise _redirect_refused(url, exc) from None
             # 4xx (bad credentials, no such change) will not get better by retrying; 408/429/5xx may.
             final = 400 <= exc.code < 500 and exc.code not in (408, 429)
-            raise ReportError(f"POST {url} refused: HTTP {exc.code}", retry=not final) from None
+            raise ReportError(f"POST {url} refused: HTTP {exc.code}", retry=not final, answered=True) from None
         except urllib.error.URLError as exc:
             # urllib raises URLError only while connecting and sending (DNS failure,
             # connection refused, TLS handshake, a send cut short): the whole request
@@ -194,7 +194,7 @@ def _redirect_refused(url: str, exc: urllib.error.HTTPError) -> ReportError:
         f"POST {url} refused: HTTP {exc.code} redirects to {target}; redirects are not followed "
         f"(the credentials would go along){'' if retry else '; the review may have been posted'}"
         "; check gerrit.rest_url",
-        retry=retry,
+        retry=retry, answered=True,
     )
 
 
