@@ -30,7 +30,7 @@ from elastic_recheck.cli import cli
 from elastic_recheck.config import DashboardSettings, Settings
 from elastic_recheck.dashboard import gather
 from elastic_recheck.dashboard.trends import collect, trends
-from elastic_recheck.errors import BackendError, FingerprintError, FingerprintQueryError, QuerySyntaxError
+from elastic_recheck.errors import BackendError, FingerprintError, QuerySyntaxError
 from elastic_recheck.fingerprints import KNOWN_KEYS, Fingerprint, inspect_fingerprint, lint_warnings, load_fingerprints
 from elastic_recheck.search import TimeWindow
 from elastic_recheck.search.cluster import check_cluster_query
