@@ -311,6 +311,7 @@ class Daemon:
 
     def _park(self, event: StoredEvent, exc: BaseException) -> None:
         why = _why(exc)
+        self._strikes.pop(event.id, None)
         self.counters.inc("errors")
         log.error("event %s parked (not retried): %s", event.key, why)
         try:
