@@ -260,9 +260,7 @@ def test_the_stream_skips_lines_it_cannot_read_and_keeps_streaming(tmp_path, ind
 
     gerrit = GerritServer(tmp_path)
     events: queue.Queue[Any] = queue.Queue()
-    stream = EventStream(GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user,
-                                        key_file=str(gerrit.key_file), known_hosts=str(gerrit.known_hosts)),
-                         events, backoff=0.1)
+    stream = EventStream(_gerrit_settings(gerrit), events, backoff=0.1)
     stream.start()
     try:
         gerrit.wait_for_stream()
@@ -430,17 +428,25 @@ def test_a_build_explained_only_by_a_silent_bug_is_neither_commented_nor_called_
     assert for_change.stdout == "review 864377,1: none (explained by bug 3000001, marked suppress-notification)\n"
 
 
-def test_a_comment_retried_after_gerrit_failed_counts_its_build_once(tmp_path, index):
+def _gerrit_settings(gerrit: GerritServer) -> GerritSettings:
+    return GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user, key_file=str(gerrit.key_file),
+                          known_hosts=str(gerrit.known_hosts))
+
+
+def _reviewing_daemon(tmp_path: Path, index: Path, gerrit: GerritServer, **watch: float) -> Daemon:
+    """A daemon posting its reviews over SSH to the test Gerrit."""
     from elastic_recheck.gerrit_ssh import SSHReviewer
 
+    settings = Settings(data_dir=tmp_path, gerrit=_gerrit_settings(gerrit),
+                        watch=WatchSettings(queries=str(ROOT / "queries"), **watch))
+    return Daemon(settings, EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
+                  SSHReviewer(settings.gerrit), FingerprintSet(settings.watch.queries))
+
+
+def test_a_comment_retried_after_gerrit_failed_counts_its_build_once(tmp_path, index):
     gerrit = GerritServer(tmp_path)
     gerrit.fail_reviews = 2
-    settings = Settings(data_dir=tmp_path, gerrit=GerritSettings(
-        host="127.0.0.1", port=gerrit.port, user=gerrit.user, key_file=str(gerrit.key_file),
-        known_hosts=str(gerrit.known_hosts)), watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.05,
-                                                                 retry_max=0.2))
-    daemon = Daemon(settings, EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
-                    SSHReviewer(settings.gerrit), FingerprintSet(settings.watch.queries))
+    daemon = _reviewing_daemon(tmp_path, index, gerrit, poll_initial=0.05, retry_max=0.2)
     try:
         _run(daemon, [GOOD])
     finally:
@@ -534,17 +540,11 @@ def test_watch_reading_a_live_pipe_works_on_each_event_as_it_comes(tmp_path, ind
 
 
 def test_a_review_gerrit_keeps_refusing_is_given_up_after_a_bounded_number_of_tries(tmp_path, index, caplog):
-    from elastic_recheck.gerrit_ssh import SSHReviewer
     from elastic_recheck.watch import COMMENT_REFUSALS
 
     gerrit = GerritServer(tmp_path, command_delay=0.0)
     gerrit.fail_reviews = 10 * COMMENT_REFUSALS  # e.g. a comment over Gerrit's size limit: refused every time
-    settings = Settings(data_dir=tmp_path, gerrit=GerritSettings(
-        host="127.0.0.1", port=gerrit.port, user=gerrit.user, key_file=str(gerrit.key_file),
-        known_hosts=str(gerrit.known_hosts)), watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.001,
-                                                                 retry_max=0.01))
-    daemon = Daemon(settings, EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
-                    SSHReviewer(settings.gerrit), FingerprintSet(settings.watch.queries))
+    daemon = _reviewing_daemon(tmp_path, index, gerrit, poll_initial=0.001, retry_max=0.01)
     try:
         with caplog.at_level(logging.ERROR, "elastic_recheck"):
             _run(daemon, [GOOD])
@@ -561,9 +561,7 @@ def test_a_stream_gerrit_refuses_is_retried_with_backoff_and_the_reason_is_logge
 
     gerrit = GerritServer(tmp_path, command_delay=0.0)
     gerrit.refuse_streams = 1000
-    stream = EventStream(GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user,
-                                        key_file=str(gerrit.key_file), known_hosts=str(gerrit.known_hosts)),
-                         queue.Queue(), backoff=0.05, backoff_max=1.0)
+    stream = EventStream(_gerrit_settings(gerrit), queue.Queue(), backoff=0.05, backoff_max=1.0)
     with caplog.at_level(logging.WARNING, "elastic_recheck"):
         stream.start()
         time.sleep(3)
