@@ -9,6 +9,7 @@ from typing import Collection, Iterator, Sequence
 from .errors import BackendError
 from .fingerprints import Fingerprint
 from .lucene import quote
+from .sanitize import exception_line
 from .search import ALL_TIME, SearchBackend
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ class Classifier:
         except Exception as exc:
             if len(fingerprints) == 1:
                 # one line: the daemon's log formatter escapes what the exception text holds
-                log.error("fingerprint %s skipped for build %s: it cannot run: %s: %s", fingerprints[0].bug,
-                          build_uuid, type(exc).__name__, " ".join(str(exc).split())[:300])
+                log.error("fingerprint %s skipped for build %s: it cannot run: %s", fingerprints[0].bug,
+                          build_uuid, exception_line(exc))
                 failures.append(exc)
                 return [False]
         middle = len(fingerprints) // 2

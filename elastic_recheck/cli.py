@@ -374,9 +374,7 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
         job = FailedJob(job_name or build_uuid, "", "", build_uuid=build_uuid)
         report = FailureReport(change, patchset, "", "", "", "", dt.datetime.now(dt.timezone.utc), (job,))
         # The comment names only the bugs that may be announced; the build is explained all the same.
-        review = Review(report, [JobResult(job, build_uuid,
-                                           tuple(fp.bug for fp in matches if not fp.suppress_notification),
-                                           silent_bugs=tuple(fp.bug for fp in matches if fp.suppress_notification))])
+        review = Review(report, [JobResult.from_matches(job, build_uuid, matches)])
         if not review.worth_commenting(settings.watch.comment_unrecognized):
             silent = ", ".join(fp.bug for fp in matches)
             click.echo(f"review {change},{patchset}: none (" + (

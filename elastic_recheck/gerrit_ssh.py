@@ -20,6 +20,7 @@ from gerritlib import gerrit as gerritlib
 from .config import GerritSettings
 from .errors import ConfigError, EventError, ReportError
 from .gerrit_events import MAX_EVENT_BYTES, decode_event
+from .sanitize import exception_line
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,6 @@ class EventStream(threading.Thread):
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.reconnects = 0
-        self.skipped_lines = 0
 
     def preflight(self) -> None:
         """Raise ConfigError for what no reconnect can mend: a known_hosts file
@@ -115,7 +115,7 @@ class EventStream(threading.Thread):
                 client = self.connection.connect()
             except Exception as exc:  # noqa: BLE001 - wrong host, refused login, files gone: retry, never die
                 log.warning("gerrit: cannot connect to %s:%s (%s); retrying in %.0fs",
-                            self.connection.hostname, self.connection.port, _one_line(exc), delay)
+                            self.connection.hostname, self.connection.port, exception_line(exc), delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
@@ -123,7 +123,7 @@ class EventStream(threading.Thread):
                 if self._consume(client):
                     delay = self.backoff  # it streamed: the next break starts the backoff afresh
             except Exception as exc:  # noqa: BLE001 - a broken stream, or a bug: log it, reconnect
-                log.warning("gerrit: event stream broke (%s); reconnecting", _one_line(exc))
+                log.warning("gerrit: event stream broke (%s); reconnecting", exception_line(exc))
             finally:
                 self.connected.clear()
                 try:
@@ -167,16 +167,12 @@ class EventStream(threading.Thread):
                     discarding = False
                     continue
                 if line.strip():
-                    self._put(decode_event(line, "gerrit stream-events"))
+                    self.events.put(decode_event(line, "gerrit stream-events"))
             if len(buffer) > MAX_EVENT_BYTES:
-                self._put(EventError(f"gerrit stream-events: a line of more than {MAX_EVENT_BYTES} bytes skipped"))
+                self.events.put(EventError(f"gerrit stream-events: a line of more than {MAX_EVENT_BYTES} bytes "
+                                           "skipped"))
                 buffer, discarding = b"", True
         return received
-
-    def _put(self, item: Any) -> None:
-        if isinstance(item, EventError):
-            self.skipped_lines += 1
-        self.events.put(item)
 
 
 def _why_ended(channel: paramiko.Channel) -> str:
@@ -188,11 +184,6 @@ def _why_ended(channel: paramiko.Channel) -> str:
     status = channel.exit_status if channel.exit_status_ready() else None
     parts = [f"exit {status}" if status is not None else "", text]
     return f" ({'; '.join(p for p in parts if p)})" if any(parts) else ""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def quote_argument(argument: str) -> str:

@@ -9,17 +9,16 @@ alone — no parser, no recursion — so each can be parsed, and refused, alone.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Iterator, Sequence
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.S)
 
 
-def item_spans(text: str, path: Sequence[str] = ()) -> list[tuple[int, int]] | None:
-    """``(start, end)`` of each item of the list at ``path`` (the keys leading
-    to it from the top-level object; ``()``: the document is the list).
-    None when the document has no such list."""
-    want_stack = ["{"] * len(path) + ["["]
-    want_keys: list[str | None] = [None, *path]
+def item_spans(text: str, *paths: Sequence[str]) -> list[tuple[int, int]] | None:
+    """``(start, end)`` of each item of the first list found at one of
+    ``paths`` (the keys leading to it from the top-level object; ``()``, the
+    default: the document is the list). None when the document has no such list."""
+    wanted = {(("{",) * len(path) + ("[",), (None, *path)) for path in (paths or ((),))}
     stack: list[str] = []  # the open containers, "{" or "["
     keys: list[str | None] = []  # the key each open container is the value of
     key: str | None = None
@@ -43,7 +42,7 @@ def item_spans(text: str, path: Sequence[str] = ()) -> list[tuple[int, int]] | N
             keys.append(key if stack and stack[-1] == "{" else None)
             stack.append(char)
             key, expect_key = None, char == "{"
-            if not depth_of_items and stack == want_stack and keys == want_keys:
+            if not depth_of_items and (tuple(stack), tuple(keys)) in wanted:
                 depth_of_items, begin = len(stack), match.end()
         elif char in "]}":
             if depth_of_items and depth == depth_of_items:
@@ -58,9 +57,16 @@ def item_spans(text: str, path: Sequence[str] = ()) -> list[tuple[int, int]] | N
     return None
 
 
-def line_of(text: str, offset: int) -> int:
-    """The 1-based line of ``offset`` in ``text``, for error messages."""
-    return text.count("\n", 0, offset) + 1
+def numbered(text: str, spans: Sequence[tuple[int, int]]) -> Iterator[tuple[int, str]]:
+    """Each span's text with the 1-based line its first character is on,
+    counted in one pass over ``text`` (not once per item)."""
+    line, counted = 1, 0
+    for start, end in spans:
+        line += text.count("\n", counted, start)
+        counted = start
+        item = text[start:end]
+        offset = len(item) - len(item.lstrip())
+        yield line + item.count("\n", 0, offset), item
 
 
-__all__ = ["item_spans", "line_of"]
+__all__ = ["item_spans", "numbered"]

@@ -13,6 +13,7 @@ from typing import IO, Protocol, Sequence
 
 from .config import GERRIT_CREDENTIALS, GerritSettings, WatchSettings, check_http_url
 from .errors import ReportError
+from .fingerprints import Fingerprint
 from .gerrit_events import FailedJob, FailureReport
 
 DEFAULT_TEMPLATES = {
@@ -38,6 +39,13 @@ class JobResult:
     timed_out: bool = False
     silent_bugs: tuple[str, ...] = ()  # known bugs whose fingerprints say suppress-notification
     ambiguous: tuple[str, ...] = ()  # builds a short build id could not be told apart from
+
+    @classmethod
+    def from_matches(cls, job: FailedJob, build_uuid: str, matches: Sequence[Fingerprint]) -> "JobResult":
+        """The fingerprints a build matched, split into the bugs to tell the
+        change's author about and those marked suppress-notification."""
+        return cls(job, build_uuid, tuple(fp.bug for fp in matches if not fp.suppress_notification),
+                   silent_bugs=tuple(fp.bug for fp in matches if fp.suppress_notification))
 
     @property
     def recognized(self) -> bool:

@@ -33,4 +33,11 @@ def escape_controls(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-__all__ = ["escape_controls", "strip_controls"]
+def exception_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line for a log: its type, and its text with
+    every run of whitespace (line breaks included) folded to one space."""
+    text = " ".join(str(exc).split())[:limit]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+__all__ = ["escape_controls", "exception_line", "strip_controls"]

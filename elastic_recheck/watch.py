@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import queue
 import re
 import threading
@@ -22,16 +23,17 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 from .classify import Classifier, failed_tests
 from .config import FingerprintSettings, Settings
 from .errors import BackendError, EventError, RecheckError, ReportError
-from .fingerprints import Fingerprint, QueryCheck, fingerprint_files, load_fingerprints
+from .fingerprints import FINGERPRINT_SUFFIXES, Fingerprint, QueryCheck, load_fingerprints
 from .gerrit_events import (
     MAX_EVENT_BYTES, EventFilter, FailedJob, FailureReport, decode_event, describe, parse_failure,
 )
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
-from .json_items import item_spans, line_of
+from .json_items import item_spans, numbered
 from .lucene import quote
 from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
+from .sanitize import exception_line
 from .search import SearchBackend
 from .state import StateDB, StoredEvent
 
@@ -120,15 +122,14 @@ def _whole_file(path: str, raw: bytes, reader: Any, first_line: int) -> Iterator
     if isinstance(whole, dict) and isinstance(whole.get("events"), list):
         yield from whole["events"]
         return
-    spans = item_spans(text) if text.lstrip().startswith("[") else item_spans(text, ("events",))
+    spans = item_spans(text, (), ("events",))
     if spans is None:
         shape = 'not a JSON list of events, nor {"events": [...]}'
         reason = f"not JSON: {' '.join(str(whole).split())[:200]}" if isinstance(whole, Exception) else shape
         yield EventError(f"{path}: {reason}")
         return
-    for start, end in spans:
-        line = first_line - 1 + line_of(text, start + len(text[start:end]) - len(text[start:end].lstrip()))
-        yield decode_event(text[start:end].encode("utf-8"), f"{path}:{line}")
+    for line, item in numbered(text, spans):
+        yield decode_event(item.encode("utf-8"), f"{path}:{first_line - 1 + line}")
 
 
 def replay(path: str, events: "queue.Queue[Any]") -> threading.Thread:
@@ -191,8 +192,7 @@ class FingerprintSet:
         return self.fingerprints
 
     def _reload(self) -> None:
-        stamp = tuple((p.name, st.st_mtime_ns, st.st_size)
-                      for p in fingerprint_files(self.directory) for st in (p.stat(),))
+        stamp = _directory_stamp(self.directory)
         if stamp == self._stamp:
             return
         good, bad = load_fingerprints(self.directory, self.check, self.limits)
@@ -202,6 +202,15 @@ class FingerprintSet:
         self._stamp = stamp
         self._reload_error = None
         log.info("loaded %d fingerprints from %s", len(good), self.directory)
+
+
+def _directory_stamp(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of each fingerprint file: what says the set changed.
+    Asked before every event, so one directory scan and one stat per file."""
+    with os.scandir(directory) as entries:
+        return tuple(sorted((entry.name, stat.st_mtime_ns, stat.st_size) for entry in entries
+                            if os.path.splitext(entry.name)[1] in FINGERPRINT_SUFFIXES and entry.is_file()
+                            for stat in (entry.stat(),)))
 
 
 class Daemon:
@@ -249,7 +258,7 @@ class Daemon:
             return self._accept(raw)
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the daemon
             self.counters.inc("malformed")
-            log.error("skipped an event that could not be accepted (%s): %s", describe(raw), _why(exc))
+            log.error("skipped an event that could not be accepted (%s): %s", describe(raw), exception_line(exc, 500))
             return None
 
     def _accept(self, raw: Any) -> int | None:
@@ -310,7 +319,7 @@ class Daemon:
             return True
 
     def _park(self, event: StoredEvent, exc: BaseException) -> None:
-        why = _why(exc)
+        why = exception_line(exc, 500)
         self._strikes.pop(event.id, None)
         self.counters.inc("errors")
         log.error("event %s parked (not retried): %s", event.key, why)
@@ -378,7 +387,6 @@ class Daemon:
         deadline = event.created.timestamp() + self.watch.log_timeout
         expired = self.clock() >= deadline
         fingerprints = self.fingerprints.current()
-        silent = {fp.bug for fp in fingerprints if fp.suppress_notification}
         classifier = Classifier(self.backend, fingerprints)
         review = Review(report)
         for job in report.jobs:
@@ -397,10 +405,10 @@ class Daemon:
                 review.results.append(JobResult(job, uuid, timed_out=True))
                 continue
             tests = failed_tests(self.backend, uuid) if any(fp.test_ids for fp in fingerprints) else None
-            bugs = tuple(fp.bug for fp in classifier.classify(uuid, tests))
-            log.info("%s %s (%s): %s", report.key, job.name, uuid, ", ".join(bugs) or "unrecognized")
-            review.results.append(JobResult(job, uuid, tuple(b for b in bugs if b not in silent),
-                                            silent_bugs=tuple(b for b in bugs if b in silent)))
+            matches = classifier.classify(uuid, tests)
+            log.info("%s %s (%s): %s", report.key, job.name, uuid,
+                     ", ".join(fp.bug for fp in matches) or "unrecognized")
+            review.results.append(JobResult.from_matches(job, uuid, matches))
         return review
 
     def _build_uuid(self, report: FailureReport, job: FailedJob) -> tuple[str | None, tuple[str, ...]]:
@@ -453,7 +461,7 @@ class Daemon:
             self.counters.inc("gerrit_errors")
             if not isinstance(exc, (ReportError, OSError)) or (isinstance(exc, ReportError) and not exc.retry):
                 log.error("comment on %s refused for good or its arrival unknown; not retried, so never doubled: %s",
-                          report.key, _why(exc) if not isinstance(exc, ReportError) else exc)
+                          report.key, exception_line(exc, 500) if not isinstance(exc, ReportError) else exc)
                 self.state.comment_unknown(report.change, report.patchset, builds)
                 return True
             self.state.release_comment(report.change, report.patchset, builds)
@@ -482,7 +490,7 @@ class Daemon:
                 self.notifier.send(channel, text)
             except Exception as exc:  # noqa: BLE001 - IRC failing must not stop Gerrit comments
                 self.counters.inc("irc_errors")
-                log.error("IRC: could not queue a line for %s: %s", channel, _why(exc))
+                log.error("IRC: could not queue a line for %s: %s", channel, exception_line(exc, 500))
                 continue
             self.counters.inc("announced")
 
@@ -556,11 +564,6 @@ class Daemon:
 
 _COUNTER = {"bugs": "classified", "timeout": "timeouts", "ambiguous": "ambiguous", "unrecognized": "unrecognized"}
 
-
-def _why(exc: BaseException) -> str:
-    """An exception as one short line for the log."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:500]}" if text else type(exc).__name__
 
 
 __all__ = ["Daemon", "END", "FingerprintSet", "read_event_file", "replay"]

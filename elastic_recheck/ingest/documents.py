@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, TextIO
 
 from ..errors import IngestError
+from ..json_items import item_spans, numbered
 from .logparse import MAX_MESSAGE_CHARS
 
 UTC = dt.timezone.utc
@@ -31,7 +32,8 @@ ONE_VALUE_FIELDS = frozenset({
     "loglevel", "severity",
 })
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.S)
+# Where the items are: a JSON list, or a search response's hits.hits.
+_ITEM_PATHS = ((), ("hits", "hits"))
 
 
 class BadDocument(ValueError):
@@ -297,7 +299,7 @@ def _is_ndjson(first: str) -> bool:
         head = _loads(first)
     except (ValueError, RecursionError):
         line = first.strip()
-        return line.startswith("{") and line.endswith("}") and _item_spans(line) is None
+        return line.startswith("{") and line.endswith("}") and item_spans(line, *_ITEM_PATHS) is None
     return isinstance(head, dict) and "hits" not in head
 
 
@@ -332,7 +334,7 @@ def _whole(text: str, source: str) -> Iterator[Item]:
         # One item the parser cannot take (nested too deeply, a number past Python's
         # 4,300-digit limit or a double, a syntax error inside it) must cost that item
         # only: the items of the list or of hits.hits are then parsed one by one.
-        spans = _item_spans(text)
+        spans = item_spans(text, *_ITEM_PATHS)
         if spans is None or not _inside_an_item(exc, spans):
             raise _unreadable(source, exc) from None
         yield from _each_span(text, spans, source)
@@ -372,52 +374,6 @@ def _unreadable(source: str, exc: ValueError | RecursionError) -> IngestError:
 def _each_span(text: str, spans: list[tuple[int, int]], source: str) -> Iterator[Item]:
     """The items of a list or search response, each parsed on its own, so a
     bad one costs only itself; each named by its line and position."""
-    line, counted = 1, 0
-    for number, (start, end) in enumerate(spans, 1):
-        line += text.count("\n", counted, start)
-        counted = start
-        offset = len(text[start:end]) - len(text[start:end].lstrip())
-        place = Place(line + text.count("\n", start, start + offset), number)
-        yield place, _document(text[start:end], place, source)
-
-
-def _item_spans(text: str) -> list[tuple[int, int]] | None:
-    """Where each item of a JSON list, or of a search response's
-    ``hits.hits``, starts and ends, found by the brackets and strings alone
-    (no parser, no recursion). None when the text is neither."""
-    stack: list[str] = []  # the open containers, "{" or "["
-    keys: list[str | None] = []  # the key each open container is the value of
-    key: str | None = None
-    expect_key = False
-    depth_of_items = 0
-    begin = 0
-    spans: list[tuple[int, int]] = []
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        char = token[0]
-        depth = len(stack)
-        if char == '"':
-            if expect_key:
-                key, expect_key = token[1:-1], False
-        elif char == ",":
-            if depth_of_items and depth == depth_of_items:
-                spans.append((begin, match.start()))
-                begin = match.end()
-            expect_key = bool(stack) and stack[-1] == "{"
-        elif char in "[{":
-            keys.append(key if stack and stack[-1] == "{" else None)
-            stack.append(char)
-            key, expect_key = None, char == "{"
-            if not depth_of_items and (stack == ["["] or (stack == ["{", "{", "["] and keys == [None, "hits", "hits"])):
-                depth_of_items, begin = len(stack), match.end()
-        elif char in "]}":
-            if depth_of_items and depth == depth_of_items:
-                if text[begin:match.start()].strip():
-                    spans.append((begin, match.start()))
-                return spans
-            if not stack:
-                return None
-            stack.pop()
-            keys.pop()
-            key, expect_key = None, False
-    return None
+    for number, (line, item) in enumerate(numbered(text, spans), 1):
+        place = Place(line, number)
+        yield place, _document(item, place, source)
