@@ -104,3 +104,8 @@ def failed_tests(backend: SearchBackend, build_uuid: str, max_tests: int = MAX_F
 def _test_ids(message: str) -> Iterator[str]:
     yield from (m.group(1) for m in _STESTR_FAILED.finditer(message))
     yield from (f"{m.group(2)}.{m.group(1)}" for m in _UNITTEST_FAILED.finditer(message))
+
+
+def test_ids_in(message: str) -> list[str]:
+    """The test ids a console line reports as failed (stestr/testr or unittest)."""
+    return list(dict.fromkeys(_test_ids(message)))

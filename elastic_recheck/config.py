@@ -169,6 +169,16 @@ class Settings:
     def state_db(self) -> Path:
         return self.data_dir / "state.sqlite3"
 
+    @property
+    def results_db(self) -> Path:
+        """Each build's stored classification: what the pages read."""
+        return self.data_dir / "results.sqlite3"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where the daemon's fetch workers put a build's logs until they are indexed."""
+        return self.data_dir / "spool"
+
 
 _SECTIONS = {
     "gerrit": GerritSettings,

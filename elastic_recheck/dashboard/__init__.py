@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 from ..config import Settings
 from ..errors import FingerprintQueryError, RecheckError
 from ..fingerprints import Fingerprint, load_fingerprints
+from ..results import ResultStore
 from ..search import SearchBackend, TimeWindow
 from .publish import Publisher
 from .site import FUTURE_TOLERANCE, Header, render_site
@@ -59,7 +60,11 @@ def gather(
     for error in unreadable:
         log.error("fingerprint skipped: %s", error)
     runnable = sorted([*good, *refused], key=lambda fp: fp.path)
-    collected = collect(backend, runnable, now, settings.dashboard.days, progress, refused)
+    store = ResultStore(settings.results_db)
+    try:
+        collected = collect(backend, runnable, now, settings.dashboard.days, progress, refused, store)
+    finally:
+        store.close()
     header = Header(
         generated=now, newest=backend.newest_timestamp(), health=backend_health(backend),
         window_start=collected.start, load_errors=[str(e) for e in unreadable],

@@ -19,7 +19,9 @@ import pandas as pd
 from ..classify import failed_tests, tests_allow
 from ..errors import RecheckError
 from ..fingerprints import Fingerprint
-from ..search import BuildOutcome, SearchBackend, TimeWindow
+from ..lucene import quote
+from ..results import Match, ResultStore, last_hit
+from ..search import BuildOutcome, SearchBackend, TimeWindow, epoch_micros
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -122,66 +124,145 @@ def collect(
     days: float,
     progress: Callable[[Iterable[Fingerprint]], Iterable[Fingerprint]] = lambda items: items,
     refused: Mapping[Fingerprint, str] | None = None,
+    store: ResultStore | None = None,
 ) -> Collected:
-    """Run every fingerprint once; a fingerprint whose query fails, whatever
-    the exception, is an error on its own row, not the end of the run.
-    ``refused``: fingerprints the engine refused at load, with why (not run)."""
-    window = TimeWindow(start=now - dt.timedelta(days=days), end=now)
-    records: list[tuple[Any, ...]] = []
-    errors: dict[str, str] = {}
-    refused = refused or {}
-    for fp in progress(fingerprints):
-        if fp in refused:
-            log.warning("fingerprint %s could not run: %s", fp.bug, refused[fp])
-            errors[fp.bug] = refused[fp]
-            continue
-        try:
-            found = backend.builds(fp.voting_query, window)
-        except Exception as exc:  # noqa: BLE001 - one fingerprint's failure, whatever it is, stays on its row
-            message = str(exc) if isinstance(exc, RecheckError) else f"{type(exc).__name__}: {exc}"
-            message = " ".join(message.split())
-            log.warning("fingerprint %s could not run: %s", fp.bug, message)
-            errors[fp.bug] = message
-            continue
-        records.extend((fp.bug, b.build_uuid, b.build_status, b.build_name, b.build_queue, b.last_hit) for b in found)
+    """The two tables, from each build's stored classification.
 
-    records = _honour_test_ids(backend, fingerprints, records, errors)
-    failed = backend.builds(FAILED_BUILDS_QUERY, window)
+    The index is asked only for what the stored results cannot hold: a
+    fingerprint added or changed since (run alone over the window, its rows
+    replaced), and builds indexed without being classified (exported
+    documents, an index fed by another pipeline), classified once and stored.
+    A fingerprint whose query fails, whatever the exception, is an error on
+    its own row. ``refused``: fingerprints the engine refused at load, with
+    why (not run). Without ``store``, an in-memory one serves this run."""
+    window = TimeWindow(start=now - dt.timedelta(days=days), end=now)
+    refused = refused or {}
+    errors: dict[str, str] = {fp.bug: refused[fp] for fp in fingerprints if fp in refused}
+    for bug, why in errors.items():
+        log.warning("fingerprint %s could not run: %s", bug, why)
+    runnable = [fp for fp in fingerprints if fp not in refused]
+    own = store is None
+    store = store if store is not None else ResultStore(":memory:")
+    try:
+        queries = {fp.bug: fp.voting_query for fp in progress(runnable)}
+        errors.update(catch_up(backend, store, runnable, window))
+        errors.update(store.sync_fingerprints({bug: q for bug, q in queries.items() if bug not in errors},
+                                              lambda bug, query: backend.builds(query, window)))
+        records, failed = _stored_tables(store, fingerprints, window, errors)
+    finally:
+        if own:
+            store.close()
     return Collected(
         start=window.start or now, now=now, fingerprints=list(fingerprints),
-        hits=_frame(records, HIT_COLUMNS), failures=_frame([_build_record(b) for b in failed], BUILD_COLUMNS),
-        errors=errors,
+        hits=_frame(records, HIT_COLUMNS), failures=_frame(failed, BUILD_COLUMNS), errors=errors,
     )
 
 
-def _honour_test_ids(backend: SearchBackend, fingerprints: Sequence[Fingerprint], records: list[tuple[Any, ...]],
-                     errors: dict[str, str]) -> list[tuple[Any, ...]]:
-    """A fingerprint with ``test_ids`` hits a build only when one of those
-    tests failed in it (when its failed tests are known), as ``classify``
-    decides, build by build; a build it does not hit stays uncategorized.
-    Each build's failed tests are read once, for the builds such a
-    fingerprint matched only. A build whose failed tests cannot be read puts
-    the error on that fingerprint's row."""
-    picky = {fp.bug: fp for fp in fingerprints if fp.test_ids}
-    if not picky:
-        return records
-    failed: dict[str, set[str] | None] = {}
-    kept = []
-    for record in records:
-        bug, build_uuid = record[0], record[1]
-        if bug in picky and bug not in errors:
-            if build_uuid not in failed:
-                try:
-                    failed[build_uuid] = failed_tests(backend, build_uuid)
-                except Exception as exc:  # one fingerprint's error, on its row: never the end of the run
-                    log.warning("fingerprint %s: the failed tests of build %s could not be read: %s", bug, build_uuid,
-                                exc)
-                    errors[bug] = f"the failed tests of build {build_uuid} could not be read: {exc}"
-                    continue
-            if not tests_allow(picky[bug], failed[build_uuid]):
+# Builds found indexed but never classified, past which they are classified
+# fingerprint by fingerprint over the window (one query each) rather than
+# build by build (one batched query each).
+CATCH_UP_BY_BUILD = 50
+
+
+def catch_up(backend: SearchBackend, store: ResultStore, fingerprints: Sequence[Fingerprint],
+             window: TimeWindow) -> dict[str, str]:
+    """Classify and store the builds of the window the index has and the
+    store lacks. In steady state (every build classified as it was indexed)
+    this is one aggregation over the window's console lines and nothing else.
+    Returns bug -> why, for fingerprints that could not run."""
+    indexed = backend.builds("tags:console", window)
+    missing = [b for b in indexed if store.build(b.build_uuid) is None]
+    if not missing:
+        return {}
+    errors: dict[str, str] = {}
+    by_build = len(missing) <= CATCH_UP_BY_BUILD
+    for build in missing:
+        matches = []
+        if by_build:
+            for fp, hit in zip(fingerprints, _match_each(backend, build.build_uuid, fingerprints, errors)):
+                if hit:
+                    matches.append(_build_match(backend, fp, build.build_uuid))
+        fields = {"build_uuid": build.build_uuid, "build_name": build.build_name, "build_status": build.build_status,
+                  "build_queue": build.build_queue, "project": build.project, "build_change": build.build_change,
+                  "build_patchset": build.build_patchset, "log_url": build.log_url, "voting": build.voting or "1"}
+        store.store_build(fields, matches, newest=_micros(build.last_hit), lines=build.hits,
+                          failed_tests=_failed_tests_or_none(backend, build.build_uuid, fingerprints))
+    if not by_build:  # each fingerprint over the window: that is its every row, so it is synced too
+        for fp in fingerprints:
+            try:
+                outcomes = backend.builds(fp.voting_query, window)
+            except Exception as exc:  # noqa: BLE001 - one fingerprint's failure, whatever it is, stays on its row
+                errors[fp.bug] = _why(exc)
                 continue
-        kept.append(record)
-    return [record for record in kept if record[0] not in errors]
+            store.replace_matches(fp.bug, fp.voting_query, outcomes)
+    return errors
+
+
+def _match_each(backend: SearchBackend, uuid: str, fingerprints: Sequence[Fingerprint],
+                errors: dict[str, str]) -> list[bool]:
+    try:
+        return backend.match_build(uuid, [fp.voting_query for fp in fingerprints])
+    except Exception:  # noqa: BLE001 - a fingerprint at fault: find it, keep the others
+        if len(fingerprints) == 1:
+            try:
+                backend.match_build(uuid, [fingerprints[0].voting_query])
+            except Exception as exc:  # noqa: BLE001
+                errors[fingerprints[0].bug] = _why(exc)
+            return [False]
+    middle = len(fingerprints) // 2
+    return (_match_each(backend, uuid, fingerprints[:middle], errors)
+            + _match_each(backend, uuid, fingerprints[middle:], errors))
+
+
+def _build_match(backend: SearchBackend, fp: Fingerprint, uuid: str) -> Match:
+    found = backend.builds(f"({fp.voting_query}) AND build_uuid:{quote(uuid)}")
+    if not found:
+        return Match(fp.bug, 0, None)
+    return Match(fp.bug, found[0].hits, _micros(found[0].last_hit))
+
+
+def _failed_tests_or_none(backend: SearchBackend, uuid: str, fingerprints: Sequence[Fingerprint]
+                          ) -> list[str] | None:
+    if not any(fp.test_ids for fp in fingerprints):
+        return None
+    try:
+        tests = failed_tests(backend, uuid)
+    except RecheckError as exc:
+        log.warning("the failed tests of build %s could not be read: %s", uuid, exc)
+        return None
+    return None if tests is None else sorted(tests)
+
+
+def _stored_tables(store: ResultStore, fingerprints: Sequence[Fingerprint], window: TimeWindow,
+                   errors: Mapping[str, str]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Hits (one per fingerprint and build) and failed voting builds, from the stored rows.
+    A fingerprint with ``test_ids`` hits a build only when one of those
+    tests failed in it (when its failed tests are known), as ``classify``
+    decides; a build it does not hit stays uncategorized."""
+    by_bug = {fp.bug: fp for fp in fingerprints}
+    records: list[tuple[Any, ...]] = []
+    failed: list[tuple[Any, ...]] = []
+    for build in store.builds(window.start, window.end):
+        newest = last_hit(build.newest)
+        for match in build.matches:
+            fp = by_bug.get(match.bug)
+            if fp is None or match.bug in errors or not tests_allow(fp, build.failed_tests):
+                continue
+            records.append((match.bug, build.uuid, build.status, build.job, build.pipeline,
+                            last_hit(match.newest) or newest))
+        if build.failed and build.voting:
+            failed.append((build.uuid, build.status, build.job, build.pipeline, build.project, build.change,
+                           build.patchset, build.log_url, newest))
+    return records, failed
+
+
+def _why(exc: BaseException) -> str:
+    message = str(exc) if isinstance(exc, RecheckError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(message.split())
+
+
+def _micros(moment: dt.datetime | None) -> int | None:
+    return None if moment is None else epoch_micros(moment)
 
 
 def _build_record(build: BuildOutcome) -> tuple[Any, ...]:

@@ -64,6 +64,14 @@ def ingest_build(
         return _write_build(writer, logs, listing, metadata, keep_debug, default_time, progress)
 
 
+def write_build(writer: IndexWriter, logs: LocalLogs | HttpLogs, metadata: BuildMetadata, *,
+                keep_debug: bool = False, default_time: dt.datetime | None = None,
+                progress: Progress | None = None) -> IngestReport:
+    """One build into a writer batch that the caller commits (the index
+    pipeline batches builds that arrive together)."""
+    return _write_build(writer, logs, _log_files(logs), metadata, keep_debug, default_time, progress)
+
+
 def _log_files(logs: LocalLogs | HttpLogs) -> Listing:
     listing = logs.files()
     if not listing.names:

@@ -513,8 +513,13 @@ class EmbeddedWriter(WriterBatch):
 
     def add_line(self, cid: int, micros: int, message: str) -> None:
         """One log event of a context from :meth:`context`: the ingest fast path."""
+        self.add_analysed_line(cid, micros, message, index_text(message))
+
+    def add_analysed_line(self, cid: int, micros: int, message: str, tokens: str) -> None:
+        """:meth:`add_line` with the message already analysed (``analysis.index_text``):
+        the pipeline analyses each line once, for the index and the percolator."""
         try:
-            self._lines.add_json(sch.line_json(self._prefixes[cid], micros, message, index_text(message)))
+            self._lines.add_json(sch.line_json(self._prefixes[cid], micros, message, tokens))
         except ValueError as exc:
             raise RecheckError(f"document rejected by the index: {exc}") from None
         self.added += 1

@@ -1,0 +1,327 @@
+"""The one index writer: builds whose logs are on local disk go in whole,
+classified in the same pass, their results stored.
+
+Many producers (the daemon's fetch workers, an operator's ``ingest`` handed
+to the daemon) and one writer: tantivy allows one writer per index, and a
+build queued behind another waits its turn instead of being refused.
+Builds that arrive together are committed together (up to
+``BATCH_LINES`` lines or ``BATCH_SECONDS`` of work), since a commit per
+build has tantivy merge small segments over and over; each build still
+becomes visible whole, in one commit.
+
+As each line is indexed, the percolator (when the backend is the embedded
+index) tells which fingerprints match it, so a build's classification is
+known when its commit lands, without asking the index a question per
+fingerprint. A fingerprint the percolator cannot evaluate exactly, and every
+fingerprint on a cluster backend, is asked of the index after the commit,
+for that build only.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Collection, Sequence
+
+from .builds import Build
+from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, test_ids_in
+from .config import IngestSettings
+from .errors import BackendError, IngestError, RecheckError
+from .fingerprints import Fingerprint
+from .ingest import CONSOLE_LOGS, IngestReport, write_build
+from .ingest.sources import BuildMetadata, open_logs
+from .lucene import quote
+from .results import Match, ResultStore
+from .sanitize import exception_line
+from .search import SearchBackend, TimeWindow, epoch_micros
+
+log = logging.getLogger(__name__)
+
+BATCH_LINES = 200_000  # log events per commit when builds queue up
+BATCH_SECONDS = 2.0  # of indexing before a commit, however few lines
+
+
+@dataclass
+class LogsReady:
+    """A build whose logs are at ``location``; ``spooled``: a copy the
+    daemon fetched, removed once indexed."""
+
+    metadata: BuildMetadata
+    location: str  # a local directory (a spool copy, an operator's) or a log server URL (``ingest --logs``)
+    build: Build | None = None
+    spooled: bool = False
+    failed_tests: Collection[str] | None = None  # from the build's test result file, when it had one
+    fetch_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Indexed:
+    """What the writer tells its producers about a build it finished."""
+
+    item: LogsReady
+    report: IngestReport | None
+    matches: list[Match]
+    error: str | None = None  # the build could not be indexed (its logs, not the backend)
+
+    @property
+    def uuid(self) -> str:
+        return self.item.metadata.build_uuid
+
+
+class BuildClassifier:
+    """Every active fingerprint over one build as its lines are written.
+
+    Wraps the batch's writer for one build: each line goes to the index
+    and to the percolator, analysed once; console lines reporting failed
+    tests are read on the way (for fingerprints with ``test_ids``)."""
+
+    def __init__(self, writer: Any, percolation: Any | None) -> None:
+        self.writer = writer
+        self.percolation = percolation
+        self.lines = 0
+        self.newest: int | None = None
+        self._handles: dict[Any, tuple[Any, bool]] = {}
+        self.failed_tests: set[str] = set()
+        self.saw_test_failures = False
+        self._analysed = hasattr(writer, "add_analysed_line")
+
+    def replace_build(self, build_uuid: str) -> None:
+        self.writer.replace_build(build_uuid)
+
+    def context(self, fields: dict[str, Any]) -> Any:
+        handle = self.writer.context(fields)
+        tags = fields.get("tags") or ()
+        console = "console" in tags or any(tag in CONSOLE_LOGS for tag in tags)
+        mine = self.percolation.context(fields) if self.percolation is not None else None
+        self._handles[handle] = (mine, console)
+        return handle
+
+    def add_line(self, handle: Any, micros: int, message: str) -> None:
+        mine, console = self._handles[handle]
+        if self.percolation is not None:
+            from .analysis import index_text
+
+            tokens = index_text(message)
+            if self._analysed:
+                self.writer.add_analysed_line(handle, micros, message, tokens)
+            else:
+                self.writer.add_line(handle, micros, message)
+            self.percolation.line(mine, micros, message, tokens)
+        else:
+            self.writer.add_line(handle, micros, message)
+        self.lines += 1
+        if self.newest is None or micros > self.newest:
+            self.newest = micros
+        if console and "FAIL" in message and len(self.failed_tests) < MAX_FAILED_TESTS:
+            found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
+            self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+
+    def add(self, doc: dict[str, Any], timestamp: Any) -> None:  # pragma: no cover - builds come as lines
+        raise RecheckError("a build's logs are written line by line")
+
+    def commit(self) -> None:  # the pipeline commits the batch, not one build
+        pass
+
+
+class Percolators:
+    """The percolator for the fingerprints in use, compiled again only when they change."""
+
+    def __init__(self, backend: SearchBackend, enabled: bool = True) -> None:
+        self.enabled = enabled and getattr(backend, "name", "") == "embedded"
+        self._key: tuple[tuple[str, str], ...] | None = None
+        self._percolator: Any = None
+
+    def current(self, fingerprints: Sequence[Fingerprint]) -> Any:
+        if not self.enabled:
+            return None
+        key = tuple((fp.bug, fp.voting_query) for fp in fingerprints)
+        if key != self._key:
+            from .percolate import Percolator
+
+            self._percolator = Percolator(dict(key))
+            self._key = key
+            for bug, why in sorted(self._percolator.fallback.items()):
+                log.info("fingerprint %s is run as an index query after each build (%s)", bug, why)
+        return self._percolator
+
+
+class IndexPipeline:
+    """The writer thread. ``submit`` never blocks for long and never refuses:
+    the queue holds paths, not logs."""
+
+    def __init__(self, backend: SearchBackend, results_path: Path, fingerprints: Callable[[], Sequence[Fingerprint]],
+                 limits: IngestSettings = IngestSettings(), done: Callable[[Indexed], None] = lambda item: None,
+                 batch_lines: int = BATCH_LINES, batch_seconds: float = BATCH_SECONDS,
+                 keep_debug: bool = False, percolate: bool = True, window_days: float = 10.0) -> None:
+        """``percolate=False``: every fingerprint asked of the index after each
+        commit, as on a cluster (the reference the percolator is held to).
+        ``window_days``: how far back a fingerprint added or changed is run
+        again over what is indexed (the dashboard's window)."""
+        self.backend = backend
+        self.results_path = results_path
+        self.fingerprints = fingerprints
+        self.limits = limits
+        self.done = done
+        self.batch_lines = batch_lines
+        self.batch_seconds = batch_seconds
+        self.keep_debug = keep_debug
+        self.queue: "queue.Queue[LogsReady]" = queue.Queue()
+        self.stopping = threading.Event()
+        self.percolators = Percolators(backend, percolate)
+        self.window_days = window_days
+        self._synced: tuple[tuple[str, str], ...] | None = None
+        self._thread: threading.Thread | None = None
+        self.backend_failures = 0
+
+    def submit(self, item: LogsReady) -> None:
+        self.queue.put(item)
+
+    def pending(self) -> int:
+        return self.queue.qsize()
+
+    def start(self) -> "IndexPipeline":
+        self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        store = ResultStore(self.results_path)
+        try:
+            with self.backend.ingest_session():
+                while not self.stopping.is_set():
+                    try:
+                        first = self.queue.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    self.run_batch(store, first)
+        except Exception as exc:  # noqa: BLE001 - logged; the daemon sees the queue stall in status
+            log.error("the index writer stopped: %s", exception_line(exc, 500))
+        finally:
+            store.close()
+
+    def drain(self, store: ResultStore) -> None:
+        """Index everything queued, in this thread (``ingest`` by hand, tests)."""
+        with self.backend.ingest_session():
+            while True:
+                try:
+                    first = self.queue.get_nowait()
+                except queue.Empty:
+                    return
+                self.run_batch(store, first)
+
+    def run_batch(self, store: ResultStore, first: LogsReady) -> list[Indexed]:
+        """``first`` and whatever else is queued, up to the batch limits, in one commit."""
+        fingerprints = list(self.fingerprints())
+        self._sync(store, fingerprints)
+        percolator = self.percolators.current(fingerprints)
+        batch: list[tuple[LogsReady, BuildClassifier | None, IngestReport | None, str | None]] = []
+        started = time.monotonic()
+        try:
+            with self.backend.writer() as writer:
+                item: LogsReady | None = first
+                lines = 0
+                while item is not None:
+                    recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None)
+                    try:
+                        logs = open_logs(item.location, limits=self.limits)
+                        report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug)
+                        batch.append((item, recorder, report, None))
+                        lines += recorder.lines
+                    except IngestError as exc:  # nothing of it to index (no log files): its own outcome
+                        batch.append((item, None, None, str(exc)))
+                    if lines >= self.batch_lines or time.monotonic() - started >= self.batch_seconds:
+                        break
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        item = None
+        except RecheckError as exc:
+            # The backend refused the batch: nothing of it is visible. Its builds
+            # go back in the queue, after a pause, in order.
+            self.backend_failures += 1
+            log.error("could not index %d builds (%s); trying again", len(batch) or 1, exception_line(exc, 300))
+            retry = [entry[0] for entry in batch] or [first]
+            self.stopping.wait(min(0.5 * 2 ** min(self.backend_failures, 6), 30.0))
+            for entry in retry:
+                self.queue.put(entry)
+            return []
+        self.backend_failures = 0
+        finished = []
+        for item, recorder, report, error in batch:
+            finished.append(self._finish(store, fingerprints, percolator, item, recorder, report, error))
+        return finished
+
+    def _sync(self, store: ResultStore, fingerprints: Sequence[Fingerprint]) -> None:
+        """Before builds are classified with a new set of fingerprints, those
+        added or changed are run over what is already indexed (and removed
+        ones dropped), so every stored row is of the fingerprints in use."""
+        key = tuple((fp.bug, fp.voting_query) for fp in fingerprints)
+        if key == self._synced:
+            return
+        window = TimeWindow.last_days(self.window_days)
+        failures = store.sync_fingerprints(dict(key), lambda bug, query: self.backend.builds(query, window))
+        self._synced = key if not failures else None  # the failed ones are tried again with the next batch
+
+    def _finish(self, store: ResultStore, fingerprints: Sequence[Fingerprint], percolator: Any, item: LogsReady,
+                recorder: BuildClassifier | None, report: IngestReport | None, error: str | None) -> Indexed:
+        uuid = item.metadata.build_uuid
+        matches: list[Match] = []
+        if recorder is not None:
+            try:
+                matches = self._matches(fingerprints, percolator, recorder, uuid)
+            except BackendError as exc:
+                error = f"classified in part: the index could not be asked ({exc})"
+                log.error("build %s: %s", uuid, error)
+            tests = item.failed_tests
+            if tests is None and recorder.failed_tests:
+                tests = recorder.failed_tests
+            store.store_build(item.metadata.fields(), matches, newest=recorder.newest, lines=recorder.lines,
+                              failed_tests=None if tests is None else sorted(tests))
+            for problem in (report.errors if report else ()):
+                log.warning("build %s: %s", uuid, problem)
+        if item.spooled:
+            shutil.rmtree(item.location, ignore_errors=True)
+        result = Indexed(item, report, matches, error)
+        try:
+            self.done(result)
+        except Exception as exc:  # noqa: BLE001 - the producer's trouble must not stop the writer
+            log.error("build %s indexed, but its producer failed on the news: %s", uuid, exception_line(exc, 300))
+        return result
+
+    def _matches(self, fingerprints: Sequence[Fingerprint], percolator: Any, recorder: BuildClassifier,
+                 uuid: str) -> list[Match]:
+        matches: list[Match] = []
+        pending = list(fingerprints)
+        if percolator is not None and recorder.percolation is not None:
+            found = recorder.percolation.results()
+            pending = [fp for fp in fingerprints if fp.bug in percolator.fallback]
+            for fp in fingerprints:
+                hit = found.get(fp.bug)
+                if hit is not None and fp.bug not in percolator.fallback:
+                    matches.append(Match(fp.bug, hit.hits, hit.newest_micros, hit.newest_message))
+        if pending:
+            matched = self.backend.match_build(uuid, [fp.voting_query for fp in pending])
+            for fp, hit in zip(pending, matched):
+                if hit:
+                    matches.append(self._index_match(fp, uuid))
+        return matches
+
+    def _index_match(self, fp: Fingerprint, uuid: str) -> Match:
+        query = f"({fp.voting_query}) AND build_uuid:{quote(uuid)}"
+        found = self.backend.search(query, size=1)
+        newest = found.hits[0] if found.hits else None
+        return Match(fp.bug, found.total, None if newest is None or newest.timestamp is None
+                     else epoch_micros(newest.timestamp), "" if newest is None else str(newest.source.get("message", "")))
+
+
+__all__ = ["BATCH_LINES", "BATCH_SECONDS", "BuildClassifier", "IndexPipeline", "Indexed", "LogsReady"]

@@ -1,0 +1,287 @@
+"""What each build matched, kept once it is known, in SQLite in the data dir.
+
+The pages used to re-run every fingerprint over every indexed line each
+time they were made: a cost that grows with log lines and fingerprints. A
+build's classification is known the moment its logs are indexed, so it is
+stored then (which fingerprints matched it, how many lines, the newest one),
+and the dashboard, ``uncategorized`` and ``status`` read these rows: their
+cost grows with builds. When a fingerprint is added or its query changes,
+that fingerprint alone is run again over the window (``sync_fingerprints``),
+and a removed one drops out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from .builds import FAILED_STATUSES, Build
+from .errors import RecheckError
+from .private_paths import private_dir, private_file
+from .search import BuildOutcome, from_epoch_micros
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS builds (
+    uuid TEXT PRIMARY KEY,          -- the build_uuid its lines are indexed under
+    job TEXT NOT NULL,
+    status TEXT NOT NULL,
+    voting INTEGER NOT NULL,
+    pipeline TEXT NOT NULL,
+    project TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    change TEXT NOT NULL,
+    patchset TEXT NOT NULL,
+    log_url TEXT NOT NULL,
+    newest INTEGER,                 -- the newest indexed line (micros since the epoch), NULL when none
+    lines INTEGER NOT NULL,
+    failed_tests TEXT,              -- JSON list; NULL when the build reports no test run
+    stored REAL NOT NULL            -- when this row was written
+);
+CREATE INDEX IF NOT EXISTS builds_newest ON builds(newest);
+CREATE TABLE IF NOT EXISTS matches (
+    uuid TEXT NOT NULL,
+    bug TEXT NOT NULL,
+    hits INTEGER NOT NULL,          -- lines of the build the fingerprint matched
+    newest INTEGER,                 -- the newest of them (micros)
+    message TEXT NOT NULL,          -- and its text, cut to MESSAGE_CHARS
+    PRIMARY KEY (uuid, bug)
+);
+CREATE INDEX IF NOT EXISTS matches_bug ON matches(bug);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    bug TEXT PRIMARY KEY,
+    query_hash TEXT NOT NULL,       -- of the query the stored matches were computed with
+    synced REAL NOT NULL
+);
+"""
+MESSAGE_CHARS = 2_000  # of the newest matching line, kept for the pages and the comment
+
+
+@dataclass(frozen=True)
+class Match:
+    """One fingerprint's lines in one build."""
+
+    bug: str
+    hits: int
+    newest: int | None  # micros since the epoch
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StoredBuild:
+    uuid: str
+    job: str
+    status: str
+    voting: bool
+    pipeline: str
+    project: str
+    branch: str
+    change: str
+    patchset: str
+    log_url: str
+    newest: int | None
+    lines: int
+    failed_tests: tuple[str, ...] | None
+    matches: tuple[Match, ...]
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+    @property
+    def bugs(self) -> tuple[str, ...]:
+        return tuple(m.bug for m in self.matches)
+
+
+def query_hash(query: str) -> str:
+    return hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class ResultStore:
+    """One connection; open one per thread (SQLite connections are not shared
+    across threads). Writers and readers in other processes (the dashboard)
+    work at once: WAL mode, and a busy wait instead of an error."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            private_dir(self.path.parent)
+            private_file(self.path)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise RecheckError(f"{self.path}: cannot open the stored results: {exc}") from None
+
+    @classmethod
+    def open_existing(cls, path: str | Path) -> "ResultStore | None":
+        """For readers: None when nothing was ever stored (a read makes no file)."""
+        return cls(path) if Path(path).exists() else None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing --------------------------------------------------------------
+
+    def store_build(self, build: Build | Mapping[str, str], matches: Iterable[Match], *, newest: int | None,
+                    lines: int, failed_tests: Sequence[str] | None) -> None:
+        """A build's classification, replacing any stored before (a build
+        indexed again is classified again), in one transaction."""
+        fields = _build_fields(build)
+        rows = [(fields["uuid"], m.bug, m.hits, m.newest, m.message[:MESSAGE_CHARS]) for m in matches]
+        tests = None if failed_tests is None else json.dumps(sorted(failed_tests))
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT OR REPLACE INTO builds (uuid, job, status, voting, pipeline, project, branch, change, "
+                "patchset, log_url, newest, lines, failed_tests, stored) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (fields["uuid"], fields["job"], fields["status"], fields["voting"], fields["pipeline"],
+                 fields["project"], fields["branch"], fields["change"], fields["patchset"], fields["log_url"],
+                 newest, lines, tests, time.time()),
+            )
+            self.db.execute("DELETE FROM matches WHERE uuid = ?", (fields["uuid"],))
+            self.db.executemany("INSERT INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)", rows)
+
+    def sync_fingerprints(self, queries: Mapping[str, str],
+                          rematch: Callable[[str, str], Iterable[BuildOutcome]]) -> dict[str, str]:
+        """Bring the stored matches in line with the fingerprints now in use.
+
+        ``queries``: bug -> the query its matches come from. A fingerprint
+        not seen before, or whose query changed, is run alone with
+        ``rematch(bug, query)`` (over the index, for the window) and its rows
+        replaced; a fingerprint no longer there loses its rows. Returns
+        bug -> why for those that could not be run (tried again next time)."""
+        known = dict(self.db.execute("SELECT bug, query_hash FROM fingerprints").fetchall())
+        failures: dict[str, str] = {}
+        for bug, query in queries.items():
+            if known.get(bug) == query_hash(query):
+                continue
+            try:
+                found = list(rematch(bug, query))
+            except Exception as exc:  # noqa: BLE001 - one fingerprint's failure stays its own
+                why = str(exc) if isinstance(exc, RecheckError) else f"{type(exc).__name__}: {exc}"
+                failures[bug] = " ".join(why.split())
+                log.warning("fingerprint %s could not run: %s", bug, failures[bug])
+                continue
+            self.replace_matches(bug, query, found)
+        gone = [bug for bug in known if bug not in queries]
+        if gone:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany("DELETE FROM matches WHERE bug = ?", [(bug,) for bug in gone])
+                self.db.executemany("DELETE FROM fingerprints WHERE bug = ?", [(bug,) for bug in gone])
+        return failures
+
+    def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome]) -> None:
+        """``query`` was run over the window: its rows become what it found."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)",
+                [(b.build_uuid, bug, b.hits, _micros(b.last_hit), "") for b in found],
+            )
+            self.db.execute("INSERT OR REPLACE INTO fingerprints (bug, query_hash, synced) VALUES (?,?,?)",
+                            (bug, query_hash(query), time.time()))
+
+    def mark_synced(self, queries: Mapping[str, str]) -> None:
+        """These fingerprints' stored matches are current (nothing indexed yet, say)."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO fingerprints (bug, query_hash, synced) VALUES (?,?,?)",
+                                [(bug, query_hash(q), time.time()) for bug, q in queries.items()])
+
+    # -- reading --------------------------------------------------------------
+
+    def build(self, uuid: str) -> StoredBuild | None:
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM builds WHERE uuid = ?", (uuid,)).fetchone()
+        if row is None:
+            return None
+        return self._stored(row, self._matches([uuid]).get(uuid, ()))
+
+    def builds(self, start: dt.datetime | None = None, end: dt.datetime | None = None) -> Iterator[StoredBuild]:
+        """Builds whose newest line is in ``[start, end)``, with their matches."""
+        where, args = _window("newest", start, end)
+        cursor = self.db.execute(f"SELECT {_COLUMNS} FROM builds{where} ORDER BY newest DESC", args)
+        while True:
+            rows = cursor.fetchmany(5000)
+            if not rows:
+                return
+            matches = self._matches([row[0] for row in rows])
+            for row in rows:
+                yield self._stored(row, matches.get(row[0], ()))
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM builds").fetchone()[0]
+
+    def _matches(self, uuids: Sequence[str]) -> dict[str, tuple[Match, ...]]:
+        out: dict[str, list[Match]] = {}
+        for offset in range(0, len(uuids), 500):
+            chunk = list(uuids[offset:offset + 500])
+            marks = ",".join("?" * len(chunk))
+            for uuid, bug, hits, newest, message in self.db.execute(
+                    f"SELECT uuid, bug, hits, newest, message FROM matches WHERE uuid IN ({marks}) ORDER BY bug",
+                    chunk):
+                out.setdefault(uuid, []).append(Match(bug, hits, newest, message))
+        return {uuid: tuple(found) for uuid, found in out.items()}
+
+    @staticmethod
+    def _stored(row: Sequence[Any], matches: Sequence[Match]) -> StoredBuild:
+        (uuid, job, status, voting, pipeline, project, branch, change, patchset, log_url, newest, lines,
+         tests) = row
+        return StoredBuild(uuid, job, status, bool(voting), pipeline, project, branch, change, patchset, log_url,
+                           newest, lines, None if tests is None else tuple(json.loads(tests)), tuple(matches))
+
+
+_COLUMNS = ("uuid, job, status, voting, pipeline, project, branch, change, patchset, log_url, newest, lines, "
+            "failed_tests")
+
+
+def _build_fields(build: Build | Mapping[str, str]) -> dict[str, Any]:
+    """A Build, or the indexed fields of one (an ingest's metadata)."""
+    if isinstance(build, Build):
+        build = build.metadata().fields()
+    return {
+        "uuid": build["build_uuid"], "job": build.get("build_name", ""), "status": build.get("build_status", ""),
+        "voting": 0 if str(build.get("voting", "1")) in ("0", "false", "False") else 1,
+        "pipeline": build.get("build_queue", ""), "project": build.get("project", ""),
+        "branch": build.get("build_branch", ""), "change": build.get("build_change", ""),
+        "patchset": build.get("build_patchset", ""), "log_url": build.get("log_url", ""),
+    }
+
+
+def _window(column: str, start: dt.datetime | None, end: dt.datetime | None) -> tuple[str, tuple[int, ...]]:
+    from .search import epoch_micros
+
+    clauses, args = [], []
+    if start is not None:
+        clauses.append(f"{column} >= ?")
+        args.append(epoch_micros(start))
+    if end is not None:
+        clauses.append(f"{column} < ?")
+        args.append(epoch_micros(end))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def _micros(moment: dt.datetime | None) -> int | None:
+    from .search import epoch_micros
+
+    return None if moment is None else epoch_micros(moment)
+
+
+def last_hit(micros: int | None) -> dt.datetime | None:
+    return None if micros is None else from_epoch_micros(micros)
+
+
+__all__ = ["Match", "ResultStore", "StoredBuild", "last_hit", "query_hash"]

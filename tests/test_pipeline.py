@@ -1,0 +1,199 @@
+"""The index pipeline: one writer, builds queued never refused, each build
+indexed whole and classified in the same pass, its result stored; the pages
+read the stored results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+
+from elastic_recheck.dashboard.trends import collect
+from elastic_recheck.fingerprints import load_fingerprints
+from elastic_recheck.ingest.sources import BuildMetadata
+from elastic_recheck.pipeline import IndexPipeline, LogsReady
+from elastic_recheck.results import ResultStore
+from elastic_recheck.search.embedded import EmbeddedBackend
+
+UTC = dt.timezone.utc
+NOW = dt.datetime.now(UTC).replace(microsecond=0)
+TIMEOUT = "MessagingTimeout: Timed out waiting for a reply to message ID 4f3e"
+
+
+def write_build(root: Path, name: str, console: list[str], cpu: list[str], age_hours: float = 1.0,
+                tests: list[str] = ()) -> Path:
+    """A build directory as a log server holds it: console log and a service log, lines ``age_hours`` ago."""
+    at = NOW - dt.timedelta(hours=age_hours)
+    stamp = lambda i: (at + dt.timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S.%f")  # noqa: E731
+    build = root / name
+    (build / "logs").mkdir(parents=True)
+    lines = [f"{stamp(i)} | {text}" for i, text in enumerate(console)]
+    lines += [f"{stamp(100 + i)} | {{0}} {test} [1.0s] ... FAILED" for i, test in enumerate(tests)]
+    (build / "job-output.txt").write_text("\n".join(lines) + "\n")
+    (build / "logs" / "screen-n-cpu.txt").write_text(
+        "".join(f"{stamp(50 + i)} 1234 ERROR nova.compute.manager [req-1] {text}\n" for i, text in enumerate(cpu)))
+    return build
+
+
+def metadata(uuid: str, status: str = "FAILURE", job: str = "tempest-full", voting: str = "1") -> BuildMetadata:
+    return BuildMetadata(build_uuid=uuid, build_name=job, build_status=status, build_queue="gate",
+                         project="openstack/nova", build_change="864201", build_patchset="3", voting=voting,
+                         log_url=f"https://logs.example.org/{uuid[:7]}")
+
+
+@pytest.fixture
+def queries(tmp_path: Path) -> Path:
+    directory = tmp_path / "queries"
+    directory.mkdir()
+    (directory / "100001.yaml").write_text(
+        'query: message:"Timed out waiting for a reply" AND tags:"screen-n-cpu.txt"\n')
+    (directory / "100002.yaml").write_text('query: message:"Hash Sum mismatch" AND tags:console\n')
+    (directory / "100003.yaml").write_text(
+        'query: message:"volume failed to attach" AND tags:console\n'
+        "test_ids:\n  - tempest.api.compute.volumes.test_attach\n")
+    return directory
+
+
+def fingerprints_of(directory: Path):
+    good, bad = load_fingerprints(directory)
+    assert not bad
+    return good
+
+
+@pytest.mark.parametrize("percolate", [False, True], ids=["index-queries", "percolator"])
+def test_builds_queued_together_are_indexed_whole_and_classified_as_the_index_would(tmp_path, queries, percolate):
+    if percolate:
+        pytest.importorskip("elastic_recheck.percolate")
+    backend = EmbeddedBackend(tmp_path / "index")
+    logs = tmp_path / "logs"
+    items = [
+        LogsReady(metadata("a" * 32), str(write_build(logs, "a", ["Running tempest"], [TIMEOUT, "fine", TIMEOUT]))),
+        LogsReady(metadata("b" * 32), str(write_build(logs, "b", ["E: Hash Sum mismatch"], ["fine"]))),
+        LogsReady(metadata("c" * 32, status="SUCCESS"), str(write_build(logs, "c", ["all good"], ["fine"]))),
+        LogsReady(metadata("d" * 32, voting="0"), str(write_build(logs, "d", ["x"], [TIMEOUT]))),
+        LogsReady(metadata("e" * 32), str(write_build(logs, "e", ["volume failed to attach"], [],
+                                                     tests=["tempest.api.compute.volumes.test_attach.T.test_a"]))),
+    ]
+    done = []
+    pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: fingerprints_of(queries),
+                             done=done.append, percolate=percolate)
+    for item in items:
+        pipeline.submit(item)
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline.drain(store)
+
+    assert [d.uuid for d in done] == ["a" * 32, "b" * 32, "c" * 32, "d" * 32, "e" * 32]
+    stored = {uuid: store.build(uuid) for uuid in (d.uuid for d in done)}
+    assert stored["a" * 32].bugs == ("100001",)
+    assert stored["a" * 32].matches[0].hits == 2
+    assert "Timed out waiting" in stored["a" * 32].matches[0].message
+    assert stored["b" * 32].bugs == ("100002",)
+    assert stored["c" * 32].bugs == () and stored["c" * 32].status == "SUCCESS"
+    assert stored["d" * 32].bugs == ()  # non-voting: the fingerprint is for voting jobs
+    assert stored["e" * 32].failed_tests == ("tempest.api.compute.volumes.test_attach.T.test_a",)
+    # The stored answer is the index's answer, line counts and newest line included.
+    for fp in fingerprints_of(queries):
+        for outcome in backend.builds(fp.voting_query):
+            match = {m.bug: m for m in stored[outcome.build_uuid].matches}[fp.bug]
+            assert match.hits == outcome.hits
+            assert match.newest is not None
+    assert stored["a" * 32].lines == 4 and stored["a" * 32].newest is not None
+
+
+def test_a_build_without_logs_is_its_own_outcome_and_the_others_go_on(tmp_path, queries):
+    backend = EmbeddedBackend(tmp_path / "index")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = []
+    pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: fingerprints_of(queries),
+                             done=done.append, percolate=False)
+    pipeline.submit(LogsReady(metadata("a" * 32), str(empty)))
+    pipeline.submit(LogsReady(metadata("b" * 32), str(write_build(tmp_path / "logs", "b", ["E: Hash Sum mismatch"],
+                                                                  []))))
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline.drain(store)
+    assert done[0].error and "no log files" in done[0].error
+    assert store.build("a" * 32) is None
+    assert store.build("b" * 32).bugs == ("100002",)
+
+
+def test_the_writer_thread_takes_builds_from_many_producers_at_once(tmp_path, queries):
+    backend = EmbeddedBackend(tmp_path / "index")
+    finished = threading.Event()
+    done = []
+
+    def record(item):
+        done.append(item.uuid)
+        if len(done) == 12:
+            finished.set()
+
+    pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: fingerprints_of(queries), done=record,
+                             percolate=False).start()
+    try:
+        def produce(first: int) -> None:
+            for n in range(first, first + 4):
+                uuid = f"{n:032x}"
+                pipeline.submit(LogsReady(metadata(uuid), str(write_build(tmp_path / "logs", uuid, ["x"],
+                                                                          [TIMEOUT])), spooled=True))
+
+        producers = [threading.Thread(target=produce, args=(n * 4,)) for n in range(3)]
+        for thread in producers:
+            thread.start()
+        for thread in producers:
+            thread.join()
+        assert finished.wait(60)
+    finally:
+        pipeline.stop()
+    assert sorted(done) == [f"{n:032x}" for n in range(12)]
+    assert backend.count('message:"Timed out waiting"') == 12
+    assert not any((tmp_path / "logs").iterdir())  # spooled copies are removed once indexed
+
+
+def test_pages_read_stored_results_and_rerun_only_a_changed_fingerprint(tmp_path, queries):
+    class Counting(EmbeddedBackend):
+        asked: list[str] = []
+
+        def builds(self, query, window=None):
+            self.asked.append(query)
+            return super().builds(query, window) if window else super().builds(query)
+
+    backend = Counting(tmp_path / "index")
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline = IndexPipeline(backend, store.path, lambda: fingerprints_of(queries), percolate=False)
+    for name, console, cpu in (("a" * 32, ["x"], [TIMEOUT]), ("b" * 32, ["E: Hash Sum mismatch"], [])):
+        pipeline.submit(LogsReady(metadata(name), str(write_build(tmp_path / "logs", name, console, cpu))))
+    pipeline.drain(store)
+    fps = fingerprints_of(queries)
+
+    backend.asked.clear()
+    collected = collect(backend, fps, NOW + dt.timedelta(hours=1), 10, store=store)
+    assert backend.asked == ["tags:console"]  # no fingerprint asked of the index
+    assert sorted(zip(collected.hits["bug"], collected.hits["build_uuid"])) == [("100001", "a" * 32),
+                                                                                ("100002", "b" * 32)]
+    assert sorted(collected.failures["build_uuid"]) == ["a" * 32, "b" * 32]
+
+    (queries / "100002.yaml").write_text('query: message:"Running" OR message:"x"\n')  # changed
+    (queries / "100003.yaml").unlink()  # removed
+    backend.asked.clear()
+    fps = fingerprints_of(queries)
+    collected = collect(backend, fps, NOW + dt.timedelta(hours=1), 10, store=store)
+    assert backend.asked == ["tags:console", "(message:\"Running\" OR message:\"x\") AND voting:1"]
+    assert sorted(zip(collected.hits["bug"], collected.hits["build_uuid"])) == [("100001", "a" * 32),
+                                                                                ("100002", "a" * 32)]
+    assert store.db.execute("SELECT COUNT(*) FROM matches WHERE bug = '100003'").fetchone()[0] == 0
+
+
+def test_builds_indexed_without_the_pipeline_are_classified_once_and_stored(tmp_path, queries):
+    backend = EmbeddedBackend(tmp_path / "index")
+    with backend.writer() as writer:
+        for uuid, message, tags in (("a" * 32, TIMEOUT, ["screen-n-cpu.txt"]), ("a" * 32, "x", ["console"]),
+                                    ("b" * 32, "nothing", ["console"])):
+            writer.add({"build_uuid": uuid, "build_status": "FAILURE", "voting": "1", "build_name": "j",
+                        "message": message, "tags": tags}, NOW - dt.timedelta(hours=1))
+    store = ResultStore(tmp_path / "results.sqlite3")
+    collected = collect(backend, fingerprints_of(queries), NOW, 10, store=store)
+    assert list(collected.hits["build_uuid"]) == ["a" * 32]
+    assert store.build("a" * 32).bugs == ("100001",)
+    assert store.build("b" * 32).bugs == ()
