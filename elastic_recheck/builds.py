@@ -10,6 +10,7 @@ source (a GitHub or GitLab webhook) is a new module that yields Builds.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,6 +55,16 @@ class Build:
         return f"{self.short_uuid or '-'}@{self.log_url or self.build_url}"
 
     @property
+    def index_uuid(self) -> str:
+        """The build_uuid its lines are indexed under. A legacy report names a
+        build by a 7-character prefix only, and those collide across changes,
+        so its log URL is folded in (the first 7 characters stay the short id)."""
+        if self.uuid:
+            return self.uuid
+        digest = hashlib.sha256((self.log_url or self.build_url).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        return f"{self.short_uuid or 'legacy'}-{digest}"
+
+    @property
     def failed(self) -> bool:
         return self.status in FAILED_STATUSES
 
@@ -63,7 +74,7 @@ class Build:
     def metadata(self) -> BuildMetadata:
         """The fields every indexed line of the build carries."""
         return BuildMetadata(
-            build_uuid=self.uuid or self.short_uuid or self.key,
+            build_uuid=self.index_uuid,
             build_name=self.job,
             build_change="" if self.change is None else str(self.change),
             build_patchset="" if self.patchset is None else str(self.patchset),

@@ -130,22 +130,38 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
            zuul_build: str | None, keep_debug: bool, voting: bool | None, build_uuid: str | None,
            **options: str | None) -> None:
     """Index CI logs: one build's log directory, many builds (--builds), or exported documents (--docs)."""
-    from .ingest import ingest_build, ingest_build_dirs, ingest_documents
-    from .ingest.sources import (
-        HttpRetry, fetch_zuul_build, load_metadata_file, metadata_from_mapping, open_log_url, open_logs,
-    )
+    from .ingest import IngestReport, ingest_documents, list_build_dirs
+    from .ingest.sources import HttpRetry, fetch_zuul_build, load_metadata_file, metadata_from_mapping, require_http
+    from .pipeline import LogsReady, index_builds
 
     settings = ctx.settings()
     limits = settings.ingest
-    backend = open_backend(settings)
+    # The daemon holds the index's one writer for a batch at a time: this waits its turn.
+    backend = open_backend(settings, writer_wait=INGEST_WRITER_WAIT)
+
+    def index(items: Any, label: str) -> IngestReport:
+        fingerprints = _ingest_fingerprints(settings, backend)
+        bar = _progress(label)
+        report = index_builds(backend, settings.results_db, fingerprints, items, limits, keep_debug=keep_debug,
+                              window_days=settings.dashboard.days, progress=bar.update if bar else None)
+        if bar:
+            bar.render_finish()
+        return report
+
     if builds_dir:
         if docs_file or logs or metadata or zuul_build or build_uuid:
             raise click.UsageError("--builds takes each build's metadata from its build.json; give it alone")
-        bar = _progress(f"indexing the builds in {builds_dir}")
-        report = ingest_build_dirs(backend, Path(builds_dir), keep_debug=keep_debug,
-                                   progress=bar.update if bar else None, limits=limits)
-        if bar:
-            bar.render_finish()
+        listed = IngestReport()
+        build_dirs = list_build_dirs(Path(builds_dir), listed)
+        items = []
+        for build_dir in build_dirs:
+            try:
+                items.append(LogsReady(load_metadata_file(str(build_dir / "build.json")), str(build_dir)))
+            except IngestError as exc:
+                listed.errors.append(exc)
+        report = index(items, f"indexing the builds in {builds_dir}")
+        report.errors[:0] = listed.errors
+        report.warnings[:0] = listed.warnings
         _finish_report(report, f"{report.builds} builds: {report.documents} log events from {report.files} files "
                                f"indexed ({report.skipped_debug} DEBUG lines dropped)")
         return
@@ -178,13 +194,30 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
         raise click.UsageError("where are the logs? give --logs (or a log_url in the metadata)")
     # --logs is the operator's own choice (a local directory is fine); a
     # log_url read from metadata or an API answer must be http(s).
-    source = open_logs(logs, limits=limits) if logs else open_log_url(build.log_url, origin, limits=limits)
-    bar = _progress(f"indexing build {build.build_short_uuid}")
-    report = ingest_build(backend, source, build, keep_debug=keep_debug, progress=bar.update if bar else None)
-    if bar:
-        bar.render_finish()
+    location = logs if logs else require_http(build.log_url, origin)
+    report = index([LogsReady(build, location)], f"indexing build {build.build_short_uuid}")
+    if not report.builds and report.errors:
+        raise report.errors[0]
     _finish_report(report, f"build {build.build_uuid}: {report.documents} log events from {report.files} files "
                            f"indexed ({report.skipped_debug} DEBUG lines dropped)")
+
+
+# How long ``ingest`` waits for the index while the daemon (or another ingest)
+# writes to it: the daemon lets go after each batch of a few seconds.
+INGEST_WRITER_WAIT = 600.0
+
+
+def _ingest_fingerprints(settings: Settings, backend: SearchBackend) -> list[Any]:
+    """The fingerprints builds are classified with as they are indexed: those
+    of ``watch.queries``, when that directory exists (bad ones are left out
+    here: ``lint`` names them)."""
+    from .fingerprints import load_fingerprints
+
+    directory = Path(settings.watch.queries)
+    if not directory.is_dir():
+        return []
+    good, _ = load_fingerprints(directory, backend.check_query, settings.fingerprints)
+    return good
 
 
 def _open_text(path: str) -> Any:

@@ -62,6 +62,10 @@ class BackendError(RecheckError):
     """The search backend failed or is unavailable."""
 
 
+class IndexBusy(BackendError):
+    """Another process holds the embedded index's single writer."""
+
+
 class EventError(RecheckError):
     """A Gerrit event is malformed; the daemon logs it and skips it."""
 

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .builds import Build
 from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, test_ids_in
@@ -157,7 +157,8 @@ class IndexPipeline:
     def __init__(self, backend: SearchBackend, results_path: Path, fingerprints: Callable[[], Sequence[Fingerprint]],
                  limits: IngestSettings = IngestSettings(), done: Callable[[Indexed], None] = lambda item: None,
                  batch_lines: int = BATCH_LINES, batch_seconds: float = BATCH_SECONDS,
-                 keep_debug: bool = False, percolate: bool = True, window_days: float = 10.0) -> None:
+                 keep_debug: bool = False, percolate: bool = True, window_days: float = 10.0,
+                 progress: Callable[[int], None] | None = None) -> None:
         """``percolate=False``: every fingerprint asked of the index after each
         commit, as on a cluster (the reference the percolator is held to).
         ``window_days``: how far back a fingerprint added or changed is run
@@ -174,6 +175,7 @@ class IndexPipeline:
         self.stopping = threading.Event()
         self.percolators = Percolators(backend, percolate)
         self.window_days = window_days
+        self.progress = progress
         self._synced: tuple[tuple[str, str], ...] | None = None
         self._thread: threading.Thread | None = None
         self.backend_failures = 0
@@ -197,29 +199,32 @@ class IndexPipeline:
     def _run(self) -> None:
         store = ResultStore(self.results_path)
         try:
-            with self.backend.ingest_session():
-                while not self.stopping.is_set():
-                    try:
-                        first = self.queue.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    self.run_batch(store, first)
+            # The writer is held for one batch at a time, not for the daemon's
+            # life: an operator's ``ingest`` waits for a gap between batches.
+            while not self.stopping.is_set():
+                try:
+                    first = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                self.run_batch(store, first)
         except Exception as exc:  # noqa: BLE001 - logged; the daemon sees the queue stall in status
             log.error("the index writer stopped: %s", exception_line(exc, 500))
         finally:
             store.close()
 
-    def drain(self, store: ResultStore) -> None:
-        """Index everything queued, in this thread (``ingest`` by hand, tests)."""
+    def drain(self, store: ResultStore, raise_backend_errors: bool = False) -> None:
+        """Index everything queued, in this thread (``ingest`` by hand, tests).
+        ``raise_backend_errors``: a batch the backend refuses ends the drain
+        (an operator is told) instead of being tried again."""
         with self.backend.ingest_session():
             while True:
                 try:
                     first = self.queue.get_nowait()
                 except queue.Empty:
                     return
-                self.run_batch(store, first)
+                self.run_batch(store, first, raise_backend_errors)
 
-    def run_batch(self, store: ResultStore, first: LogsReady) -> list[Indexed]:
+    def run_batch(self, store: ResultStore, first: LogsReady, raise_backend_errors: bool = False) -> list[Indexed]:
         """``first`` and whatever else is queued, up to the batch limits, in one commit."""
         fingerprints = list(self.fingerprints())
         self._sync(store, fingerprints)
@@ -234,7 +239,8 @@ class IndexPipeline:
                     recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None)
                     try:
                         logs = open_logs(item.location, limits=self.limits)
-                        report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug)
+                        report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug,
+                                             progress=self.progress)
                         batch.append((item, recorder, report, None))
                         lines += recorder.lines
                     except IngestError as exc:  # nothing of it to index (no log files): its own outcome
@@ -248,6 +254,10 @@ class IndexPipeline:
         except RecheckError as exc:
             # The backend refused the batch: nothing of it is visible. Its builds
             # go back in the queue, after a pause, in order.
+            if raise_backend_errors:
+                done = [entry[0].location for entry in batch]
+                raise BackendError(f"{done[0] if done else first.location}: {exc} (the builds of this batch are not "
+                                   "indexed; those before it are)") from exc
             self.backend_failures += 1
             log.error("could not index %d builds (%s); trying again", len(batch) or 1, exception_line(exc, 300))
             retry = [entry[0] for entry in batch] or [first]
@@ -324,4 +334,40 @@ class IndexPipeline:
                      else epoch_micros(newest.timestamp), "" if newest is None else str(newest.source.get("message", "")))
 
 
-__all__ = ["BATCH_LINES", "BATCH_SECONDS", "BuildClassifier", "IndexPipeline", "Indexed", "LogsReady"]
+def index_builds(backend: SearchBackend, results_path: Path, fingerprints: Sequence[Fingerprint],
+                 items: Iterable[LogsReady], limits: IngestSettings = IngestSettings(), *, keep_debug: bool = False,
+                 window_days: float = 10.0, progress: Callable[[int], None] | None = None,
+                 batch_lines: int = BATCH_LINES) -> IngestReport:
+    """``ingest`` by hand: these builds through the same writer path as the
+    daemon's (classified as they are indexed, results stored), now, in this
+    process. Builds are committed together, a batch at a time."""
+    total = IngestReport()
+
+    def finished(item: Indexed) -> None:
+        if item.error:
+            total.errors.append(IngestError(item.item.location, item.error.split(": ", 1)[-1]))
+            return
+        report = item.report
+        assert report is not None
+        total.builds += 1
+        total.documents += report.documents
+        total.files += report.files
+        total.skipped_debug += report.skipped_debug
+        total.errors.extend(report.errors)
+        total.warnings.extend(report.warnings)
+
+    pipeline = IndexPipeline(backend, results_path, lambda: fingerprints, limits, finished, batch_lines=batch_lines,
+                             batch_seconds=float("inf"), keep_debug=keep_debug, window_days=window_days,
+                             progress=progress)
+    for item in items:
+        pipeline.submit(item)
+    store = ResultStore(results_path)
+    try:
+        pipeline.drain(store, raise_backend_errors=True)
+    finally:
+        store.close()
+    return total
+
+
+__all__ = ["BATCH_LINES", "BATCH_SECONDS", "BuildClassifier", "IndexPipeline", "Indexed", "LogsReady",
+           "index_builds"]

@@ -59,6 +59,17 @@ CREATE TABLE IF NOT EXISTS comments (
     at REAL NOT NULL,
     PRIMARY KEY (change, patchset, build)
 );
+CREATE TABLE IF NOT EXISTS builds (
+    key TEXT PRIMARY KEY,           -- Build.key
+    build TEXT NOT NULL,            -- the Build as JSON (our own record)
+    status TEXT NOT NULL,           -- queued | fetching | indexed | failed
+    uuid TEXT,                      -- the build_uuid its lines are indexed under, once indexed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL,
+    reported REAL NOT NULL,         -- when a source reported it: its log timeout counts from this
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS builds_due ON builds(status, next_try);
 CREATE TABLE IF NOT EXISTS metrics (
     name TEXT PRIMARY KEY,
     value REAL NOT NULL  -- counters: totals across restarts; gauges: the last value
@@ -109,6 +120,9 @@ class StateDB:
         """A comment whose posting was interrupted may or may not have been
         posted: never post it again (at most once), and say so."""
         self.db.execute("UPDATE comments SET state = 'unknown' WHERE state = 'posting'")
+        # A fetch cut off by a crash (kill -9 included) starts again from the
+        # beginning: its build is replaced whole when indexed, so nothing doubles.
+        self.db.execute("UPDATE builds SET status = 'queued' WHERE status = 'fetching'")
 
     def close(self) -> None:
         self.db.close()
@@ -244,6 +258,46 @@ class StateDB:
             "DELETE FROM comments WHERE change = ? AND patchset = ? AND build = ? AND state = 'posting'",
             [(change, patchset, build) for build in builds],
         )
+
+    # -- the build queue ------------------------------------------------------
+
+    def enqueue_build(self, key: str, build: dict[str, Any], reported: float) -> bool:
+        """A build a source reported, to be fetched and indexed; False if it
+        is queued or was handled already (sources overlap: a Gerrit report
+        and the Zuul API name the same build)."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO builds (key, build, status, next_try, reported) VALUES (?, ?, 'queued', ?, ?)",
+            (key, json.dumps(build), reported, reported))
+        return bool(cursor.rowcount)
+
+    def due_builds(self, now: float, limit: int) -> list[tuple[str, dict[str, Any], float, int]]:
+        """(key, build, reported, attempts) of queued builds due now, oldest report first."""
+        rows = self.db.execute(
+            "SELECT key, build, reported, attempts FROM builds WHERE status = 'queued' AND next_try <= ? "
+            "ORDER BY reported LIMIT ?", (now, limit)).fetchall()
+        return [(key, json.loads(build), reported, attempts) for key, build, reported, attempts in rows]
+
+    def set_build(self, key: str, status: str, *, uuid: str | None = None, error: str | None = None,
+                  retry_in: float | None = None) -> None:
+        if retry_in is not None:
+            self.db.execute("UPDATE builds SET status = 'queued', attempts = attempts + 1, next_try = ?, error = ? "
+                            "WHERE key = ?", (time.time() + retry_in, error, key))
+            return
+        self.db.execute("UPDATE builds SET status = ?, uuid = COALESCE(?, uuid), error = ? WHERE key = ?",
+                        (status, uuid, error, key))
+
+    def build_state(self, key: str) -> tuple[str, str | None, str | None] | None:
+        """(status, indexed uuid, error) of a queued build; None if never queued."""
+        row = self.db.execute("SELECT status, uuid, error FROM builds WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def build_counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status").fetchall())
+
+    def wake_events(self) -> None:
+        """A build was indexed: every waiting event is due now (a comment within
+        a second of the logs, not at the next poll)."""
+        self.db.execute("UPDATE events SET next_check = ? WHERE status = 'pending'", (time.time(),))
 
     # -- metrics ------------------------------------------------------------
 

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from .classify import Classifier, failed_tests
+from .build_queue import BuildQueue
+from .builds import Build
+from .classify import Classifier, failed_tests, tests_allow
 from .config import FingerprintSettings, Settings
 from .errors import BackendError, EventError, RecheckError, ReportError
 from .fingerprints import FINGERPRINT_SUFFIXES, Fingerprint, QueryCheck, load_fingerprints
@@ -33,6 +35,7 @@ from .json_items import item_spans, numbered
 from .lucene import quote
 from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
+from .results import ResultStore
 from .sanitize import exception_line
 from .search import SearchBackend
 from .state import StateDB, StoredEvent
@@ -224,7 +227,13 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
         channels: Sequence[ChannelRule] = (),
+        builds: BuildQueue | None = None,
+        results: ResultStore | None = None,
     ) -> None:
+        """``builds`` and ``results``: the daemon fetches and indexes each
+        reported build itself and comments from its stored result; without
+        them (``ingest.fetch: false``, an index fed by another pipeline) it
+        waits for each build's logs to appear in the index and asks it."""
         self.settings = settings
         self.watch = settings.watch
         self.backend = backend
@@ -234,6 +243,8 @@ class Daemon:
         self.clock = clock
         self.notifier = notifier
         self.channels = list(channels)
+        self.builds = builds
+        self.results = results
         self.filters = EventFilter(
             ci_accounts=settings.gerrit.ci_accounts,
             include_projects=self.watch.include_projects or None,
@@ -262,6 +273,10 @@ class Daemon:
             return None
 
     def _accept(self, raw: Any) -> int | None:
+        if isinstance(raw, Build):  # from a build source (Zuul's builds API): logs to fetch, nobody to tell
+            if self.builds is not None:
+                self.builds.enqueue(raw)
+            return None
         if isinstance(raw, EventError):
             self.counters.inc("malformed")
             log.warning("skipped a malformed event: %s", raw)
@@ -283,6 +298,9 @@ class Daemon:
         # little ahead must not make a build wait for its logs longer than it should.
         created = min(report.created, dt.datetime.fromtimestamp(self.clock(), UTC))
         event_id = self.state.add_event(key, raw, created)
+        if self.builds is not None:
+            for job in report.jobs:
+                self.builds.enqueue(report_build(report, job))
         if event_id is None:
             self.counters.inc("duplicates")
             log.info("event for %s seen before; ignored", report.key)
@@ -389,6 +407,8 @@ class Daemon:
         fingerprints = self.fingerprints.current()
         classifier = Classifier(self.backend, fingerprints)
         review = Review(report)
+        if self.builds is not None:
+            return self._classify_stored(report, fingerprints, expired)
         for job in report.jobs:
             uuid, candidates = self._build_uuid(report, job)
             if len(candidates) > 1:
@@ -408,6 +428,35 @@ class Daemon:
             matches = classifier.classify(uuid, tests)
             log.info("%s %s (%s): %s", report.key, job.name, uuid,
                      ", ".join(fp.bug for fp in matches) or "unrecognized")
+            review.results.append(JobResult.from_matches(job, uuid, matches))
+        return review
+
+    def _classify_stored(self, report: FailureReport, fingerprints: Sequence[Fingerprint],
+                         expired: bool) -> Review | None:
+        """Each job's result as the index pipeline stored it when the build's
+        logs were indexed: no question to the index here."""
+        assert self.builds is not None and self.results is not None
+        by_bug = {fp.bug: fp for fp in fingerprints}
+        review = Review(report)
+        for job in report.jobs:
+            build = report_build(report, job)
+            found = self.state.build_state(build.key)
+            if found is None:  # accepted before fetching was on
+                self.builds.enqueue(build)
+                found = ("queued", None, None)
+            status, uuid, error = found
+            stored = self.results.build(uuid) if status == "indexed" and uuid else None
+            if stored is None:
+                if status != "failed" and not expired:
+                    return None
+                why = error or f"not indexed {self.watch.log_timeout:.0f}s after the event"
+                log.warning("logs of %s (%s): %s", job.name, build.key, why)
+                review.results.append(JobResult(job, uuid, timed_out=True))
+                continue
+            matches = [by_bug[m.bug] for m in stored.matches
+                       if m.bug in by_bug and tests_allow(by_bug[m.bug], stored.failed_tests)]
+            log.info("%s %s (%s): %s", report.key, job.name, uuid, ", ".join(fp.bug for fp in matches) or
+                     "unrecognized")
             review.results.append(JobResult.from_matches(job, uuid, matches))
         return review
 
@@ -541,12 +590,25 @@ class Daemon:
             if time.monotonic() - flushed >= 1.0:
                 self.flush_metrics()
                 flushed = time.monotonic()
+            if self.builds is not None and self.builds.pump():
+                self.state.wake_events()
             if self.clock() >= self._paused_until:
                 self.process_due(intake)
-            if exhausted and exit_when_exhausted and self.state.pending_count() == 0:
+            if exhausted and exit_when_exhausted and self.state.pending_count() == 0 and self._builds_idle():
                 return
             next_due = max(self.state.next_due() or 0.0, self._paused_until) or None
-            intake(1.0 if next_due is None else max(0.0, min(1.0, next_due - self.clock())))
+            wait = 1.0 if next_due is None else max(0.0, min(1.0, next_due - self.clock()))
+            if self.builds is not None and self.builds.in_flight:
+                wait = min(wait, 0.05)  # a build being fetched or indexed: its news is due any moment
+            intake(wait)
+
+    def _builds_idle(self) -> bool:
+        """No build is being fetched or indexed, and none is due (a replay ends when its builds are in)."""
+        if self.builds is None:
+            return True
+        counts = self.state.build_counts()
+        return not self.builds.in_flight and not counts.get("fetching") and not self.state.due_builds(
+            float("inf"), 1)
 
     def flush_metrics(self) -> None:
         """Queue depth and the IRC bot's failures into the counters, and the
@@ -560,6 +622,18 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def report_build(report: FailureReport, job: FailedJob) -> Build:
+    """A job line of a CI report as the project's build model: a Zuul v3
+    line links the build's page (its logs are found through Zuul's API), a
+    legacy line the log directory itself."""
+    return Build(
+        job=job.name, status=job.result, uuid=job.build_uuid or "", short_uuid=job.short_uuid or "",
+        change=report.change, patchset=report.patchset, project=report.project, branch=report.branch,
+        pipeline=job.pipeline or report.pipeline, log_url="" if job.build_uuid else job.url,
+        build_url=job.url if job.build_uuid else "", source="gerrit",
+    )
 
 
 _COUNTER = {"bugs": "classified", "timeout": "timeouts", "ambiguous": "ambiguous", "unrecognized": "unrecognized"}

@@ -185,6 +185,17 @@ def ingest_build_dirs(
     read is reported and the others are indexed all the same. A build
     directory that is a link out of ``root`` is skipped with a warning."""
     total = IngestReport()
+    build_dirs = list_build_dirs(root, total)
+    pending = iter(build_dirs)
+    with backend.ingest_session():
+        while _commit_group(backend, pending, total, keep_debug, progress, commit_every, limits):
+            pass
+    return total
+
+
+def list_build_dirs(root: Path, report: IngestReport) -> list[Path]:
+    """The build directories of a backfill: each holds a ``build.json``. One
+    that is a link out of ``root`` is skipped with a warning in ``report``."""
     try:
         real_root = os.path.realpath(root)
         build_dirs = []
@@ -192,18 +203,14 @@ def ingest_build_dirs(
             if not (path / "build.json").is_file():
                 continue
             if os.path.commonpath([real_root, os.path.realpath(path / "build.json")]) != real_root:
-                total.warnings.append(IngestError(str(path), "skipped: a link to a build outside the directory"))
+                report.warnings.append(IngestError(str(path), "skipped: a link to a build outside the directory"))
                 continue
             build_dirs.append(path)
     except OSError as exc:
         raise IngestError(str(root), f"cannot list builds: {exc.strerror}") from None
     if not build_dirs:
         raise IngestError(str(root), "no builds found (expected a directory per build, each with a build.json)")
-    pending = iter(build_dirs)
-    with backend.ingest_session():
-        while _commit_group(backend, pending, total, keep_debug, progress, commit_every, limits):
-            pass
-    return total
+    return build_dirs
 
 
 def _commit_group(

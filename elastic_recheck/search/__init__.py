@@ -195,8 +195,9 @@ def query_checker(settings: Any) -> Callable[[str], None]:
     return QueryPlanner().check
 
 
-def open_backend(settings: Any) -> SearchBackend:
-    """Build the backend the settings name."""
+def open_backend(settings: Any, writer_wait: float = 0.0) -> SearchBackend:
+    """Build the backend the settings name. ``writer_wait``: how long a
+    writer waits its turn on the embedded index (see EmbeddedBackend)."""
     from ..errors import ConfigError
 
     if settings.backend == "embedded":
@@ -204,7 +205,7 @@ def open_backend(settings: Any) -> SearchBackend:
         from .embedded import EmbeddedBackend
 
         private_dir(settings.data_dir)  # owner only, like everything elastic-recheck creates in it
-        return EmbeddedBackend(settings.index_dir)
+        return EmbeddedBackend(settings.index_dir, writer_wait=writer_wait)
     if settings.backend in ("elasticsearch", "opensearch"):
         from .cluster import ClusterBackend
 

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -19,7 +20,7 @@ from tantivy import Occur, Order, Query
 
 from .. import lucene
 from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text
-from ..errors import BackendError, RecheckError
+from ..errors import BackendError, IndexBusy, RecheckError
 from ..private_paths import private_dir
 from . import schema as sch
 from . import (
@@ -50,10 +51,15 @@ def _open_index(path: Path, schema: tantivy.Schema) -> tantivy.Index:
 class EmbeddedBackend:
     name = "embedded"
 
-    def __init__(self, index_dir: str | os.PathLike[str], max_buckets: int = _MAX_BUCKETS) -> None:
-        """``max_buckets``: contexts per aggregation (tests make it small)."""
+    def __init__(self, index_dir: str | os.PathLike[str], max_buckets: int = _MAX_BUCKETS,
+                 writer_wait: float = 0.0) -> None:
+        """``max_buckets``: contexts per aggregation (tests make it small).
+        ``writer_wait``: seconds to wait for the index's one writer while
+        another process (the daemon between its commits, another ingest)
+        holds it, before giving up with IndexBusy."""
         self.path = Path(index_dir)
         self.max_buckets = max_buckets
+        self.writer_wait = writer_wait
         private_dir(self.path)  # 0700: the logs can hold anything a job printed
         _check_layout(self.path)
         try:
@@ -568,14 +574,22 @@ def _open_writers(backend: EmbeddedBackend) -> tuple[tantivy.IndexWriter, tantiv
 
 
 def _open_writer(backend: EmbeddedBackend, index: tantivy.Index, heap: int) -> tantivy.IndexWriter:
-    try:
-        return index.writer(heap, 1)
-    except ValueError as exc:
-        if "lock" in str(exc).lower():
-            raise BackendError(
-                f"the index in {backend.path} is being written by another process; try again when it is done"
-            ) from None
-        raise BackendError(f"cannot write to the index in {backend.path}: {exc}") from None
+    """Its turn, waited for up to ``backend.writer_wait`` seconds: tantivy
+    allows one writer per index, and whoever holds it commits and lets go."""
+    give_up = time.monotonic() + backend.writer_wait
+    pause = 0.05
+    while True:
+        try:
+            return index.writer(heap, 1)
+        except ValueError as exc:
+            if "lock" not in str(exc).lower():
+                raise BackendError(f"cannot write to the index in {backend.path}: {exc}") from None
+        if time.monotonic() >= give_up:
+            waited = f" (waited {backend.writer_wait:g} s)" if backend.writer_wait else ""
+            raise IndexBusy(f"the index in {backend.path} is being written by another process{waited}; "
+                            "try again when it is done")
+        time.sleep(min(pause, max(give_up - time.monotonic(), 0.0)))
+        pause = min(pause * 2, 1.0)
 
 
 class _HeldWriters:

@@ -1,0 +1,166 @@
+"""Reported builds → fetched logs → the index pipeline, for the daemon.
+
+The queue lives in the state database (table ``builds``), so a restart,
+``kill -9`` included, resumes it: a fetch that was under way starts again
+and its build is replaced whole when indexed, never doubled. Fetching runs
+in a bounded pool of worker threads (``ingest.workers``) that write each
+build's logs into a spool directory; the one writer thread indexes and
+classifies the spooled build and stores its result. Only the daemon's loop
+thread touches the state database: workers and the writer hand their news
+back through a queue that the loop applies (``pump``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import queue
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .builds import Build
+from .pipeline import IndexPipeline, Indexed, LogsReady
+from .sanitize import exception_line
+from .state import StateDB
+
+log = logging.getLogger(__name__)
+
+# A build whose fetch found nothing is asked again after this, doubling, until
+# its log timeout: a log server may still be receiving the upload.
+RETRY_INITIAL = 5.0
+RETRY_MAX = 120.0
+FETCH_DONE = "fetch.json"  # written last in a spool directory: without it, the fetch did not finish
+
+
+@dataclass
+class Fetched:
+    """What a fetch worker tells the loop."""
+
+    key: str
+    build: Build
+    directory: Path | None  # the spooled logs; None when nothing could be fetched
+    errors: list[str]
+    failed_tests: Any = None
+
+
+Fetch = Callable[[Build, Path], Fetched]
+
+
+def spool_name(key: str) -> str:
+    """A directory name for a build key (keys hold URLs)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class BuildQueue:
+    def __init__(self, state: StateDB, pipeline: IndexPipeline, fetch: Fetch, spool: Path, workers: int,
+                 log_timeout: float, clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.pipeline = pipeline
+        self.fetch = fetch
+        self.spool = spool
+        self.workers = max(1, workers)
+        self.log_timeout = log_timeout
+        self.clock = clock
+        self.news: "queue.Queue[Fetched | Indexed]" = queue.Queue()
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="fetch")
+        self.in_flight: set[str] = set()
+        self._discard_unfinished()
+
+    def _discard_unfinished(self) -> None:
+        """Spool directories a crash left behind: their builds are fetched again."""
+        if not self.spool.is_dir():
+            return
+        for entry in self.spool.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+    # -- the loop thread --------------------------------------------------------
+
+    def enqueue(self, build: Build) -> bool:
+        reported = self.clock()
+        added = self.state.enqueue_build(build.key, build.as_json(), reported)
+        if added:
+            log.info("build %s (%s, %s) queued for its logs", build.key, build.job, build.status)
+        return added
+
+    def pump(self) -> bool:
+        """Apply what workers and the writer finished, and start due fetches.
+        True when a build was indexed (events waiting on it are due)."""
+        indexed = False
+        while True:
+            try:
+                news = self.news.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(news, Fetched):
+                self._fetched(news)
+            else:
+                indexed = self._indexed(news) or indexed
+        room = self.workers * 2 - len(self.in_flight)
+        if room > 0:
+            for key, record, reported, attempts in self.state.due_builds(self.clock(), room):
+                if key in self.in_flight:
+                    continue
+                build = Build.from_json(record)
+                self.state.set_build(key, "fetching")
+                self.in_flight.add(key)
+                self.pool.submit(self._work, key, build)
+        return indexed
+
+    def _fetched(self, news: Fetched) -> None:
+        if news.directory is not None:
+            for error in news.errors:
+                log.warning("build %s: %s", news.key, error)
+            self.pipeline.submit(LogsReady(news.build.metadata(), str(news.directory), build=news.build,
+                                           spooled=True, failed_tests=news.failed_tests, fetch_errors=news.errors))
+            return
+        self.in_flight.discard(news.key)
+        why = "; ".join(news.errors) or "no log files"
+        reported, attempts = self._reported(news.key)
+        if self.clock() - reported >= self.log_timeout:
+            log.warning("build %s: its logs could not be fetched within %.0fs: %s", news.key, self.log_timeout, why)
+            self.state.set_build(news.key, "failed", error=why)
+            return
+        delay = min(RETRY_INITIAL * 2 ** min(attempts, 10), RETRY_MAX)
+        log.info("build %s: no logs yet (%s); asking again in %.0fs", news.key, why, delay)
+        self.state.set_build(news.key, "queued", error=why, retry_in=delay)
+
+    def _reported(self, key: str) -> tuple[float, int]:
+        row = self.state.db.execute("SELECT reported, attempts FROM builds WHERE key = ?", (key,)).fetchone()
+        return (row[0], row[1]) if row else (self.clock(), 0)
+
+    def _indexed(self, news: Indexed) -> bool:
+        build = news.item.build
+        key = build.key if build is not None else news.uuid
+        self.in_flight.discard(key)
+        if news.error:
+            self.state.set_build(key, "failed", error=news.error)
+            return True
+        self.state.set_build(key, "indexed", uuid=news.uuid)
+        log.info("build %s indexed: %s", news.uuid, ", ".join(m.bug for m in news.matches) or "no known bug")
+        return True
+
+    # -- the worker threads -----------------------------------------------------
+
+    def _work(self, key: str, build: Build) -> None:
+        destination = self.spool / spool_name(key)
+        try:
+            shutil.rmtree(destination, ignore_errors=True)
+            news = self.fetch(build, destination)
+        except Exception as exc:  # noqa: BLE001 - a worker never dies of a build
+            shutil.rmtree(destination, ignore_errors=True)
+            news = Fetched(key, build, None, [exception_line(exc, 300)])
+        self.news.put(news)
+
+    def writer_done(self, item: Indexed) -> None:
+        """The pipeline's ``done`` callback (the writer thread)."""
+        self.news.put(item)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["BuildQueue", "Fetched", "spool_name"]
