@@ -72,14 +72,22 @@ Behaviour = Callable[["_Handler"], None]
 class HostileLogServer:
     """An HTTP server on 127.0.0.1 answering each path as told, recording every request."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, keep_alive: bool = False) -> None:
+        """``keep_alive``: HTTP/1.1, a connection serving request after request."""
         self.routes: dict[str, Behaviour] = {}
         self.requests: list[str] = []
+        self.peers: list[tuple[str, int]] = []  # one per TCP connection accepted
         self.stopping = threading.Event()
         server = self
 
         class Handler(_Handler):
             owner = server
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = keep_alive  # headers and body are two writes: no 40 ms wait between
+
+            def setup(self) -> None:
+                server.peers.append(self.client_address)
+                super().setup()
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -231,6 +231,8 @@ def fetch_build(build: Build, destination: Path, settings: IngestSettings,
     try:
         logs = HttpLogs(build.log_url, retry, settings, pool)
         report = _spool(logs, destination, settings)
+        if pool.stopped:  # a file cut off by the stop is not the build's fault: not a finished fetch
+            raise FetchStopped(build.log_url, "not fetched: fetching is stopping")
         _write_json(destination / BUILD_JSON, build.metadata().fields())
         _write_json(destination / FETCH_JSON, report.as_json())
         return report
@@ -260,6 +262,8 @@ def _spool(logs: HttpLogs, destination: Path, settings: IngestSettings) -> Fetch
     budget = BuildBudget(settings.max_build_bytes)
     candidates = _one_per_name(candidates)
     for position, candidate in enumerate(candidates):
+        if logs.connections is not None and logs.connections.stopped:
+            break
         left = len(candidates) - position
         if len(report.files) >= settings.max_files:
             report.warnings.append(IngestError(logs.location, f"more than {settings.max_files} log files "
