@@ -8,8 +8,11 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import ssl
+import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,12 +29,13 @@ from elastic_recheck.ingest.spool import (FETCH_JSON, FetchReport, fetch_build, 
 from elastic_recheck.search import ALL_TIME
 from elastic_recheck.search.embedded import EmbeddedBackend
 
-from .test_hostile_ingest import CONSOLE, QUICK, HostileLogServer, gzip_bomb, lie, listing, one_line, oslo, \
-    redirect, serve
+from .test_hostile_ingest import (CONSOLE, QUICK, HostileLogServer, drip, gzip_bomb, lie, listing, one_line, oslo,
+                                  redirect, serve)
 
 SETTINGS = IngestSettings(max_file_bytes=2 << 20, max_decompressed_bytes=1 << 20, max_build_bytes=8 << 20,
                           max_files=50, max_line_bytes=4096, file_timeout=2.0, log_hosts=("127.0.0.1",))
 fetch = functools.partial(fetch_build, retry=QUICK)
+SUBUNIT = b"\xb3)\x01\x00" + bytes(range(256)) * 40 + b"\n\r\x00" + b"z" * 9000  # binary, "lines" past the limit
 
 
 def build(url: str, uuid: str = "5e1f0c9f1e4c3a8e0b6a3f9a1c2d3e4f") -> Build:
@@ -80,6 +84,7 @@ def zuul_build(server: HostileLogServer, prefix: str = "/build/") -> dict[str, b
         "controller/logs/syslog.txt": b"Nov 20 10:38:00 host kernel: [  301.1] EXT4-fs (vda1): re-mounted\n",
         "controller/logs/etc/nova.conf.txt": b"[DEFAULT]\n",  # not one of ingest.files
         "zuul-info/inventory.yaml": b"all: {}\n",
+        "testrepository.subunit": SUBUNIT,
     }
     server.routes[prefix + "zuul-manifest.json"] = serve(manifest(*files))
     for name, body in files.items():
@@ -95,12 +100,13 @@ def test_a_build_named_by_its_zuul_manifest_is_spooled_with_gz_files_decompresse
     report = fetch(build(server.url + "build/"), tmp_path / "b1", SETTINGS)
     assert report.discovery == "zuul-manifest.json" and not report.errors and not report.warnings
     assert [f.name for f in report.files] == ["job-output.txt", "controller/logs/screen-n-cpu.txt",
-                                              "controller/logs/syslog.txt"]
+                                              "controller/logs/syslog.txt", "testrepository.subunit"]
     spooled = tree(tmp_path / "b1")
+    assert spooled["testrepository.subunit"] == SUBUNIT  # not a log: its bytes as they are, no line cut
     assert spooled["controller/logs/screen-n-cpu.txt"] == oslo(30, "compute")  # stored as text, without .gz
     assert spooled["job-output.txt"] == CONSOLE
     assert "controller/logs/etc/nova.conf.txt" not in spooled and "zuul-info/inventory.yaml" not in spooled
-    assert report.bytes == len(CONSOLE) + len(oslo(30, "compute")) + len(spooled["controller/logs/syslog.txt"])
+    assert report.bytes == sum(len(spooled[f.name]) for f in report.files)
     assert read_fetch_report(tmp_path / "b1") == report
     assert json.loads(spooled["build.json"])["build_change"] == "864201"
     assert "/build/controller/logs/etc/nova.conf.txt" not in server.requests
@@ -266,6 +272,10 @@ def test_a_log_url_on_a_host_not_in_log_hosts_is_refused_naming_url_and_host(log
     assert server.requests == [] and not (tmp_path / "b1").exists()
     with pytest.raises(IngestError, match="ingest.log_hosts is empty"):
         fetch(build(server.url + "build/"), tmp_path / "b1", IngestSettings())
+    for not_http in ("file:///etc/", "/etc/passwd", "ftp://127.0.0.1/b/"):
+        with pytest.raises(IngestError, match="is not an http\\(s\\) URL; refused"):
+            fetch(build(not_http), tmp_path / "b1", SETTINGS)
+    assert server.requests == []
 
 
 def test_a_redirect_to_another_host_is_refused_and_not_followed(log_server, tmp_path):
@@ -307,9 +317,9 @@ def test_one_connection_serves_a_builds_files_and_the_next_build(log_server, tmp
     connections = ConnectionPool(LogHosts(SETTINGS.log_hosts))
     for name in ("b1", "b2"):
         report = fetch(build(server.url + name + "/", name), tmp_path / name, SETTINGS, connections)
-        assert len(report.files) == 3 and not report.errors
+        assert len(report.files) == 4 and not report.errors
     connections.close()
-    assert len(server.requests) == 8  # a manifest and three files, twice
+    assert len(server.requests) == 10  # a manifest and four files, twice
     assert len(server.peers) == 1 and connections.opened == 1
 
 
@@ -327,6 +337,31 @@ def test_a_connection_closed_after_an_error_is_replaced_and_the_rest_goes_on(log
     report = fetch(build(server.url + "build/"), tmp_path / "b1", SETTINGS)
     assert [f.name for f in report.files] == ["job-output.txt", "logs/a.log", "logs/b.log"]
     assert len(report.errors) == 1 and len(server.peers) == 2
+
+
+def test_kept_connections_work_over_https_and_the_deadline_still_shuts_a_dripping_file(tmp_path, monkeypatch):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this server, as a deployment's CA bundle would
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = HostileLogServer(tls, keep_alive=True)
+    try:
+        server.routes["/build/zuul-manifest.json"] = serve(manifest("job-output.txt", "logs/a.log", "logs/slow.log"))
+        server.routes["/build/job-output.txt"] = serve(CONSOLE)
+        server.routes["/build/logs/a.log"] = serve(oslo(3))
+        server.routes["/build/logs/slow.log"] = drip(oslo(2, "arrived"))
+        started = time.monotonic()
+        report = fetch(build(server.url + "build/"), tmp_path / "b1", replace(SETTINGS, file_timeout=1.0))
+        assert time.monotonic() - started < 5
+        assert [f.name for f in report.files] == ["job-output.txt", "logs/a.log", "logs/slow.log"]
+        (error,) = one_line(report.errors)
+        assert error.startswith(f"{server.url}build/logs/slow.log: gave up after 1 s (ingest.file_timeout)")
+        assert len(server.peers) == 1  # the manifest, job-output.txt, a.log and slow.log over one TLS connection
+    finally:
+        server.close()
 
 
 # -- the pool ------------------------------------------------------------------
@@ -388,7 +423,7 @@ def test_a_worker_that_fails_reports_that_build_and_the_pool_goes_on(log_server,
 
     outcomes = Outcomes()
     outcomes.expected = 4
-    with FetchPool(SETTINGS.__class__(**{**SETTINGS.__dict__, "workers": 1}), fetch_one) as pool:
+    with FetchPool(replace(SETTINGS, workers=1), fetch_one) as pool:
         for uuid in ("bad", "good", "refused", "good2"):
             url = server.url + "build/" if uuid != "refused" else "http://elsewhere.example.org/b/"
             pool.submit(build(url, uuid), tmp_path / uuid, done)

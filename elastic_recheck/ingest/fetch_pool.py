@@ -61,6 +61,7 @@ class FetchPool:
         self._running: dict[int, _Job] = {}  # worker thread id -> the build it is fetching
         self._pools: list[ConnectionPool] = []
         self._unfinished: list[_Job] = []
+        self._handed_back = False  # close() has returned the unfinished: a late finisher reports nothing
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True)
                          for number in range(settings.workers)]
         for thread in self._threads:
@@ -112,6 +113,7 @@ class FetchPool:
         with self._lock:
             unfinished = self._unfinished + list(self._running.values())
             self._unfinished = []
+            self._handed_back = True
         return [(job.build, job.destination) for job in unfinished]
 
     def __enter__(self) -> "FetchPool":
@@ -150,9 +152,10 @@ class FetchPool:
                 outcome = self._fetch(job, connections)
                 with self._lock:
                     del self._running[me]
-                    if outcome is None:
+                    if outcome is None and not self._handed_back:
                         self._unfinished.append(job)
-                if outcome is not None:
+                    late = self._handed_back  # close() gave it back as unfinished already
+                if outcome is not None and not late:
                     self._report(job, outcome)
         finally:
             connections.close()

@@ -26,7 +26,7 @@ from ..config import IngestSettings
 from ..errors import IngestError
 from . import _console_first, cut_marker
 from .fetch import ConnectionPool, FetchStopped, HttpError, HttpRetry, LogHosts, require_http
-from .sources import HttpLogs, Listing, LocalLogs, is_log_file, logical_name, safe_relative
+from .sources import MAX_LISTING_PAGES, HttpLogs, Listing, LocalLogs, is_log_file, logical_name
 from .streams import BuildBudget, LogStream
 
 FETCH_JSON = "fetch.json"  # the fetch's report; its presence says the fetch finished
@@ -191,6 +191,10 @@ def _from_patterns(logs: HttpLogs, patterns: tuple[str, ...], report: FetchRepor
                         found.append(_Candidate(entry, True))
                     elif not last and is_dir and fnmatch.fnmatchcase(leaf, part):
                         deeper.append(entry)
+            if len(deeper) > MAX_LISTING_PAGES:
+                report.warnings.append(IngestError(logs.location, f"{pattern}: more than {MAX_LISTING_PAGES} "
+                                                                  "directories match; the rest are not read"))
+                deeper = deeper[:MAX_LISTING_PAGES]
             prefixes = deeper
     return found
 
