@@ -484,8 +484,8 @@ def test_a_busy_server_asking_for_more_time_than_the_file_has_is_not_waited_for(
     assert backend.count("tags:console") == 20
 
 
-def test_the_deadline_holds_over_https_too(log_server, backend, tmp_path, monkeypatch):
-    """The deadline shuts the socket under a TLS read as under a plain one."""
+def trusted_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server's TLS for 127.0.0.1, with a certificate the client trusts."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
@@ -493,7 +493,12 @@ def test_the_deadline_holds_over_https_too(log_server, backend, tmp_path, monkey
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this server, as a deployment's CA bundle would
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    server = log_server(tls)
+    return tls
+
+
+def test_the_deadline_holds_over_https_too(log_server, backend, tmp_path, monkeypatch):
+    """The deadline shuts the socket under a TLS read as under a plain one."""
+    server = log_server(trusted_tls(tmp_path, monkeypatch))
     url = build_on(server, {"job-output.txt": serve(CONSOLE), "logs/slow.txt": drip(oslo(2, "arrived"))})
     started = time.monotonic()
     report = ingest_build(backend, open_logs(url, QUICK, SMALL), META)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import ssl
-import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -30,7 +28,7 @@ from elastic_recheck.search import ALL_TIME
 from elastic_recheck.search.embedded import EmbeddedBackend
 
 from .test_hostile_ingest import (CONSOLE, QUICK, HostileLogServer, drip, gzip_bomb, lie, listing, one_line, oslo,
-                                  redirect, serve)
+                                  redirect, serve, trusted_tls)
 
 SETTINGS = IngestSettings(max_file_bytes=2 << 20, max_decompressed_bytes=1 << 20, max_build_bytes=8 << 20,
                           max_files=50, max_line_bytes=4096, file_timeout=2.0, log_hosts=("127.0.0.1",))
@@ -340,14 +338,7 @@ def test_a_connection_closed_after_an_error_is_replaced_and_the_rest_goes_on(log
 
 
 def test_kept_connections_work_over_https_and_the_deadline_still_shuts_a_dripping_file(tmp_path, monkeypatch):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this server, as a deployment's CA bundle would
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    server = HostileLogServer(tls, keep_alive=True)
+    server = HostileLogServer(trusted_tls(tmp_path, monkeypatch), keep_alive=True)
     try:
         server.routes["/build/zuul-manifest.json"] = serve(manifest("job-output.txt", "logs/a.log", "logs/slow.log"))
         server.routes["/build/job-output.txt"] = serve(CONSOLE)
