@@ -193,6 +193,8 @@ def test_a_server_that_fails_mid_file_leaves_the_bytes_it_sent_and_a_cut_marker(
     assert spooled == body + (b"[elastic-recheck] the rest of this file is not indexed: the server closed the "
                               b"connection 10000 bytes short of the %d bytes it announced\n" % (len(body) + 10_000))
     assert report.files[1].cut.startswith("the server closed the connection")
+    recorded = read_fetch_report(tmp_path / "b1")
+    assert recorded is not None and recorded.files == report.files and one_line(recorded.errors) == [error]
     assert (tmp_path / "b1" / "job-output.txt").read_bytes() == CONSOLE
 
 
@@ -340,17 +342,19 @@ def test_a_connection_closed_after_an_error_is_replaced_and_the_rest_goes_on(log
 def test_kept_connections_work_over_https_and_the_deadline_still_shuts_a_dripping_file(tmp_path, monkeypatch):
     server = HostileLogServer(trusted_tls(tmp_path, monkeypatch), keep_alive=True)
     try:
-        server.routes["/build/zuul-manifest.json"] = serve(manifest("job-output.txt", "logs/a.log", "logs/slow.log"))
+        server.routes["/build/zuul-manifest.json"] = serve(manifest("job-output.txt", "logs/slow.log", "logs/z.log"))
         server.routes["/build/job-output.txt"] = serve(CONSOLE)
-        server.routes["/build/logs/a.log"] = serve(oslo(3))
         server.routes["/build/logs/slow.log"] = drip(oslo(2, "arrived"))
+        server.routes["/build/logs/z.log"] = serve(oslo(3))
         started = time.monotonic()
         report = fetch(build(server.url + "build/"), tmp_path / "b1", replace(SETTINGS, file_timeout=1.0))
         assert time.monotonic() - started < 5
-        assert [f.name for f in report.files] == ["job-output.txt", "logs/a.log", "logs/slow.log"]
+        assert [f.name for f in report.files] == ["job-output.txt", "logs/slow.log", "logs/z.log"]
         (error,) = one_line(report.errors)
         assert error.startswith(f"{server.url}build/logs/slow.log: gave up after 1 s (ingest.file_timeout)")
-        assert len(server.peers) == 1  # the manifest, job-output.txt, a.log and slow.log over one TLS connection
+        assert (tmp_path / "b1" / "logs" / "z.log").read_bytes() == oslo(3)
+        # The manifest and job-output.txt over one TLS connection; the one the deadline shut is not reused.
+        assert len(server.peers) == 2
     finally:
         server.close()
 
