@@ -249,6 +249,18 @@ def test_a_build_with_none_of_the_files_is_reported_so(log_server, tmp_path):
     assert read_fetch_report(tmp_path / "b1") is not None  # finished: nothing to fetch again
 
 
+def test_a_log_server_that_does_not_answer_fails_the_build_at_its_first_file(tmp_path):
+    url = "http://127.0.0.1:9/build/"  # the discard port: nothing listens
+    started = time.monotonic()
+    with pytest.raises(IngestError) as failed:
+        fetch(build(url), tmp_path / "b1", SETTINGS)
+    assert time.monotonic() - started < 2
+    (message,) = one_line([failed.value])
+    assert message.startswith(f"{url}") and message.endswith(
+        "(after 2 attempts); the log server does not answer: the build is not fetched")
+    assert not (tmp_path / "b1").exists()
+
+
 def test_a_fetch_replaces_what_an_earlier_one_cut_off_left(log_server, tmp_path):
     server = log_server()
     zuul_build(server)

@@ -57,6 +57,10 @@ class HttpError(IngestError):
         self.status = status
 
 
+class Unreachable(IngestError):
+    """The server could not be reached or dropped every connection, all attempts over."""
+
+
 class FetchStopped(IngestError):
     """The fetching was stopped (the daemon is shutting down): not the build's fault."""
 
@@ -396,7 +400,8 @@ def _proxied(url: str) -> bool:
     and the like), which urllib knows how to reach and a kept connection does not."""
     proxies = urllib.request.getproxies()
     parts = urllib.parse.urlsplit(url)
-    return parts.scheme in proxies and not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # public, not in the stubs
+    return parts.scheme in proxies and not bypass(parts.hostname or "", proxies)
 
 
 def _pooled_open(url: str, connections: ConnectionPool, deadline: Deadline,
@@ -502,6 +507,7 @@ def open_url(url: str, retry: HttpRetry, timeout: float, connections: Connection
                 raise IngestError(url, f"cannot fetch: {_reason(exc)}") from None
             except urllib.error.HTTPError as exc:
                 exc.close()
+                status = exc.code
                 failure = f"HTTP {exc.code} {_reason(exc)}"
                 if exc.code not in HTTP_RETRY_STATUSES or attempt == attempts:
                     raise HttpError(url, failure + _after(attempt), exc.code) from None
@@ -513,12 +519,14 @@ def open_url(url: str, retry: HttpRetry, timeout: float, connections: Connection
                     raise FetchStopped(url, "not fetched: fetching is stopping") from None
                 if deadline.expired:
                     raise IngestError(url, deadline.cut().reason) from None
+                status = 0
                 failure = f"cannot fetch: {_reason(exc)}"
                 if attempt == attempts:
-                    raise IngestError(url, failure + _after(attempt)) from None
+                    raise Unreachable(url, failure + _after(attempt)) from None
             if delay >= deadline.remaining():
-                raise IngestError(url, f"{failure}{_after(attempt)}; no time left to ask again "
-                                       f"within {timeout:g} s (ingest.file_timeout)")
+                message = (f"{failure}{_after(attempt)}; no time left to ask again within {timeout:g} s "
+                           "(ingest.file_timeout)")
+                raise HttpError(url, message, status) if status else Unreachable(url, message)
             time.sleep(delay)
     except BaseException:
         deadline.close()

@@ -25,7 +25,7 @@ from ..builds import Build
 from ..config import IngestSettings
 from ..errors import IngestError
 from . import _console_first, cut_marker
-from .fetch import ConnectionPool, FetchStopped, HttpError, HttpRetry, LogHosts, require_http
+from .fetch import ConnectionPool, FetchStopped, HttpError, HttpRetry, LogHosts, Unreachable, require_http
 from .sources import MAX_LISTING_PAGES, HttpLogs, Listing, LocalLogs, is_log_file, logical_name
 from .streams import BuildBudget, LogStream
 
@@ -80,8 +80,13 @@ class FetchReport:
 
 
 def _error_json(error: IngestError) -> dict[str, Any]:
+    return {"source": error.source, "message": _message(error), "line": error.line}
+
+
+def _message(error: IngestError) -> str:
+    """What went wrong, without the place ``str(error)`` starts with."""
     where = f"{error.source}:{error.line}" if error.line else error.source
-    return {"source": error.source, "message": str(error)[len(where) + 2:], "line": error.line}
+    return str(error)[len(where) + 2:]
 
 
 def read_fetch_report(destination: Path) -> FetchReport | None:
@@ -159,7 +164,7 @@ def _from_patterns(logs: HttpLogs, patterns: tuple[str, ...], report: FetchRepor
                 if exc.status not in ABSENT:
                     report.warnings.append(exc)
                 pages[prefix] = []
-            except FetchStopped:
+            except (FetchStopped, Unreachable):
                 raise
             except IngestError as exc:
                 report.warnings.append(exc)
@@ -216,9 +221,10 @@ def fetch_build(build: Build, destination: Path, settings: IngestSettings,
     """Fetch ``build``'s log files (``ingest.files``) from its log URL into
     ``destination``, a fresh directory (whatever was there is removed).
 
-    Raises :class:`IngestError` when nothing of the build can be fetched (no
-    log URL, a host not in ``ingest.log_hosts``, a server that does not
-    answer); the directory is removed then. :class:`FetchStopped` when
+    Raises :class:`IngestError` when the build cannot be fetched (no log
+    URL, a host not in ``ingest.log_hosts``, a log server that does not
+    answer, this machine's disk refusing): the directory is removed then, to
+    be fetched again later if the caller wants. :class:`FetchStopped` when
     ``connections`` was closed part way: the directory is left without
     ``fetch.json``, for the caller to discard."""
     destination = Path(destination)
@@ -242,6 +248,10 @@ def fetch_build(build: Build, destination: Path, settings: IngestSettings,
         return report
     except FetchStopped:
         raise
+    except Unreachable as exc:  # the server is gone: every other file would cost the same retries
+        shutil.rmtree(destination, ignore_errors=True)
+        raise IngestError(exc.source, f"{_message(exc)}; the log server does not answer: the build is not "
+                                      "fetched") from None
     except IngestError:
         shutil.rmtree(destination, ignore_errors=True)
         raise
@@ -300,8 +310,6 @@ def _fetch_file(logs: HttpLogs, candidate: _Candidate, destination: Path, budget
         try:
             stream = logs.open(remote, budget)
             break
-        except FetchStopped:
-            raise
         except HttpError as exc:
             if exc.status not in ABSENT:
                 report.errors.append(exc)
@@ -309,6 +317,8 @@ def _fetch_file(logs: HttpLogs, candidate: _Candidate, destination: Path, budget
             if candidate.listed:  # named by the manifest or a listing, so it should be there
                 report.errors.append(exc)
                 return
+        except (FetchStopped, Unreachable):
+            raise  # not this file's fault: the build's (see fetch_build)
         except IngestError as exc:
             report.errors.append(exc)
             return
