@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -125,6 +126,37 @@ class ClusterSettings:
     build_days: float = 0.0  # look for a build's logs in this many recent days only; 0: every index
 
 
+# A devstack/Zuul job's logs that fingerprints read: the console log, the service logs of devstack
+# (legacy jobs under logs/, Zuul v3 jobs under <node>/logs/), syslog, and the test results.
+DEFAULT_LOG_FILES = (
+    "job-output.txt", "console.html", "testrepository.subunit",
+    "logs/screen-*.txt", "logs/*.log", "logs/syslog.txt", "logs/devstack-gate-*.txt", "logs/grenade.sh.txt",
+    "*/logs/screen-*.txt", "*/logs/*.log", "*/logs/syslog.txt", "*/logs/devstacklog.txt",
+    "*/logs/grenade.sh_log.txt",
+)
+MAX_FETCH_WORKERS = 256
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+
+def log_file_pattern(pattern: str) -> bool:
+    """A glob relative to a build's log URL that cannot lead out of it."""
+    return (bool(pattern) and pattern.isprintable() and "\\" not in pattern
+            and all(part not in ("", ".", "..") for part in pattern.split("/")))
+
+
+def log_host_pattern(host: str) -> bool:
+    """A host name, an IP address, or ``*.`` and a domain."""
+    name = host[2:] if host.startswith("*.") else host
+    if not name or len(name) > 253:
+        return False
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return not host.startswith("*.")
+    except ValueError:
+        pass
+    return all(_HOST_LABEL.match(label) for label in name.lower().split("."))
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     """What one log file and one build may cost at ingest (section ``ingest:``).
@@ -141,12 +173,27 @@ class IngestSettings:
     max_files: int = 20_000  # log files per build
     max_line_bytes: int = 64 * 1024  # a longer line is cut, with a marker saying how much was dropped
     file_timeout: float = 600.0  # seconds for one file from a log server, from the request to the last byte
+    # What the daemon fetches of a build (glob patterns relative to its log URL; each also matches its .gz form)
+    files: tuple[str, ...] = DEFAULT_LOG_FILES
+    log_hosts: tuple[str, ...] = ()  # the only hosts logs are fetched from ("*.example.org": its subdomains)
+    workers: int = 4  # builds fetched at once
+    fetch: bool = True  # false: another pipeline feeds the index, the daemon fetches nothing
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if not (0 < value < math.inf):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not (0 < value < math.inf):
                 raise ConfigError(f"ingest.{item.name} must be a positive number, not {value!r}")
+        if self.workers > MAX_FETCH_WORKERS:
+            raise ConfigError(f"ingest.workers must be at most {MAX_FETCH_WORKERS}, not {self.workers}")
+        for pattern in self.files:
+            if not log_file_pattern(pattern):
+                raise ConfigError(f"ingest.files: {pattern!r} is not a path pattern inside the build "
+                                  "(relative, no '.' or '..' part, no '\\')")
+        for host in self.log_hosts:
+            if not log_host_pattern(host):
+                raise ConfigError(f"ingest.log_hosts: {host!r} is not a host name (no scheme, port or path; "
+                                  "'*.example.org' for every host under example.org)")
 
 
 @dataclass(frozen=True)

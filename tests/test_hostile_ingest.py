@@ -72,14 +72,22 @@ Behaviour = Callable[["_Handler"], None]
 class HostileLogServer:
     """An HTTP server on 127.0.0.1 answering each path as told, recording every request."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, keep_alive: bool = False) -> None:
+        """``keep_alive``: HTTP/1.1, a connection serving request after request."""
         self.routes: dict[str, Behaviour] = {}
         self.requests: list[str] = []
+        self.peers: list[tuple[str, int]] = []  # one per TCP connection accepted
         self.stopping = threading.Event()
         server = self
 
         class Handler(_Handler):
             owner = server
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = keep_alive  # headers and body are two writes: no 40 ms wait between
+
+            def setup(self) -> None:
+                server.peers.append(self.client_address)
+                super().setup()
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -476,8 +484,8 @@ def test_a_busy_server_asking_for_more_time_than_the_file_has_is_not_waited_for(
     assert backend.count("tags:console") == 20
 
 
-def test_the_deadline_holds_over_https_too(log_server, backend, tmp_path, monkeypatch):
-    """The deadline shuts the socket under a TLS read as under a plain one."""
+def trusted_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server's TLS for 127.0.0.1, with a certificate the client trusts."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
@@ -485,7 +493,12 @@ def test_the_deadline_holds_over_https_too(log_server, backend, tmp_path, monkey
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this server, as a deployment's CA bundle would
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    server = log_server(tls)
+    return tls
+
+
+def test_the_deadline_holds_over_https_too(log_server, backend, tmp_path, monkeypatch):
+    """The deadline shuts the socket under a TLS read as under a plain one."""
+    server = log_server(trusted_tls(tmp_path, monkeypatch))
     url = build_on(server, {"job-output.txt": serve(CONSOLE), "logs/slow.txt": drip(oslo(2, "arrived"))})
     started = time.monotonic()
     report = ingest_build(backend, open_logs(url, QUICK, SMALL), META)

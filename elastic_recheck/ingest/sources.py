@@ -14,7 +14,8 @@ from typing import Any
 from ..config import IngestSettings
 from ..errors import IngestError
 from .documents import replace_surrogates
-from .fetch import MAX_DOCUMENT_BYTES, HttpRetry, fetch_document, is_http_url, open_url, require_http
+from .fetch import (MAX_DOCUMENT_BYTES, ConnectionPool, HttpRetry, fetch_document, is_http_url, open_url,
+                    require_http)
 from .streams import BuildBudget, Cut, LogStream, StopReading
 
 LOG_SUFFIXES = (".txt", ".log", ".html", ".out", ".err")
@@ -251,28 +252,31 @@ class HttpLogs:
     when present; otherwise the server's HTML index pages are followed, only
     to pages and files under the build's URL on the same server."""
 
-    def __init__(self, url: str, retry: HttpRetry = HttpRetry(), limits: IngestSettings = IngestSettings()
-                 ) -> None:
+    def __init__(self, url: str, retry: HttpRetry = HttpRetry(), limits: IngestSettings = IngestSettings(),
+                 connections: ConnectionPool | None = None) -> None:
+        """``connections``: kept connections to the allowed hosts (the daemon's
+        fetching); without, each request has a connection of its own."""
         require_http(url, url)
         self.base = url if url.endswith("/") else url + "/"
         self.location = self.base
         self.retry = retry
         self.limits = limits
+        self.connections = connections
         self._base_parts = urllib.parse.urlsplit(self.base)
 
     def describe(self, relative: str) -> str:
         return self.base + relative
 
     def files(self) -> Listing:
-        manifest = self._manifest()
+        manifest = self.manifest()
         listing = manifest if manifest is not None else self._crawl()
         listing.names = sorted({name for name in listing.names if is_log_file(name)})
         return listing
 
     def _fetch(self, url: str) -> bytes:
-        return fetch_document(url, self.retry, self.limits.file_timeout)
+        return fetch_document(url, self.retry, self.limits.file_timeout, connections=self.connections)
 
-    def _manifest(self) -> Listing | None:
+    def manifest(self) -> Listing | None:
         """The files ``zuul-manifest.json`` names; None when there is no usable one."""
         try:
             tree = json.loads(self._fetch(self.base + "zuul-manifest.json").decode("utf-8", "replace"))["tree"]
@@ -311,17 +315,15 @@ class HttpLogs:
                                                               "the rest are not read"))
                 break
             pages += 1
-            page_url = self.base + urllib.parse.quote(prefix)
             try:
-                page = self._fetch(page_url).decode("utf-8", "replace")
+                entries = self.directory(prefix)
             except IngestError as exc:
                 if not prefix:
                     raise
                 listing.skipped.append(exc)
                 continue
-            for href in _links(page):
-                relative = self._inside(page_url, href)
-                if relative is None or relative in seen:
+            for relative in entries:
+                if relative in seen:
                     continue
                 seen.add(relative)
                 if relative.endswith("/"):
@@ -330,6 +332,16 @@ class HttpLogs:
                 else:
                     listing.names.append(relative)
         return listing
+
+    def directory(self, prefix: str) -> list[str]:
+        """What the server's index page of the directory ``prefix`` (relative
+        to the build's URL, "" or ending in "/") links to under the build's
+        URL on the same server: paths relative to the build's URL,
+        directories ending in "/"."""
+        page_url = self.base + urllib.parse.quote(prefix)
+        page = self._fetch(page_url).decode("utf-8", "replace")
+        entries = (self._inside(page_url, href) for href in _links(page))
+        return [relative for relative in entries if relative is not None]
 
     def _inside(self, page_url: str, href: str) -> str | None:
         """``href`` as a path relative to the build's URL, if it leads under it
@@ -353,7 +365,8 @@ class HttpLogs:
         budget = budget or BuildBudget(self.limits.max_build_bytes)
         if not safe_relative(relative):
             raise IngestError(self.describe(relative), "not a path inside the build")
-        response = open_url(self.base + urllib.parse.quote(relative), self.retry, self.limits.file_timeout)
+        response = open_url(self.base + urllib.parse.quote(relative), self.retry, self.limits.file_timeout,
+                            self.connections)
         return LogStream(response.read, gzip_name=relative.endswith(".gz"), limits=self.limits, budget=budget,
                          transfer_gzip=response.transfer_gzip, close=response.close)
 

@@ -244,6 +244,16 @@ class LogStream:
     def lines(self) -> Iterator[bytes]:
         return bounded_lines(self._buffered, self.max_line_bytes)
 
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes as they are (within the byte limits), for a file that is
+        not lines of text: a subunit stream is binary."""
+        read = self._buffered.read1
+        while True:
+            data = read(CHUNK)
+            if not data:
+                return
+            yield data
+
     def close(self) -> None:
         self._close()
 
