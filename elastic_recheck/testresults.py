@@ -17,10 +17,12 @@ naming the file, never in an exception out of :func:`read_failed_tests`.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -127,6 +129,9 @@ class _Source:
 
 
 class _LimitedBytes(io.RawIOBase):
+    """The bottom of :class:`_Source`: the bytes on disk (``raw_count`` of
+    them) through GzipIfMagic, ``count`` bytes given out."""
+
     def __init__(self, handle: IO[bytes], limit: int) -> None:
         self._handle = handle
         self.limit = limit
@@ -234,7 +239,7 @@ def read_failed_tests(path: Path, limits: TestResultLimits = TestResultLimits())
     shown = escape_controls(str(path))
     outcomes = _Outcomes(limits)
     try:
-        handle = open(path, "rb")
+        handle = _open_regular(path)
     except OSError as exc:
         return outcomes.result(shown, f"{shown}: cannot be read: {exception_line(exc)}")
     with handle:
@@ -246,12 +251,26 @@ def read_failed_tests(path: Path, limits: TestResultLimits = TestResultLimits())
             why = str(exc)
         except OSError as exc:
             why = f"cannot be read: {exception_line(exc)}"
-        except Exception as exc:  # the library raises a bare Exception for non-subunit bytes, struct.error for torn fields
+        except Exception as exc:  # a bare Exception for non-subunit bytes, struct.error for torn fields
             why = _not_subunit(exc, source)
         why = source.cut or why
         if why is not None:
             why = f"{shown}: {why}; test outcomes are read up to byte {source.count}"
         return outcomes.result(shown, why)
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """The file opened for reading, if it is a regular file: a FIFO would
+    block the reader for ever, a device would never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _not_subunit(exc: Exception, source: _Source) -> str:

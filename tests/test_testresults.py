@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -271,7 +272,10 @@ def test_an_enormous_or_unprintable_test_id_is_counted_not_kept(tmp_path: Path) 
 def test_a_file_that_cannot_be_read_is_a_one_line_reason(tmp_path: Path) -> None:
     missing = read_failed_tests(tmp_path / "gone.subunit")
     a_directory = read_failed_tests(tmp_path)
-    for result in (missing, a_directory):
+    os.mkfifo(tmp_path / "testrepository.subunit")  # opening it to read would wait for a writer for ever
+    a_fifo = read_failed_tests(tmp_path / "testrepository.subunit")
+    assert "not a regular file" in (a_directory.cut or "") and "not a regular file" in (a_fifo.cut or "")
+    for result in (missing, a_directory, a_fifo):
         assert result.tests_seen == 0 and result.cut is not None and "cannot be read" in result.cut
         assert "\n" not in result.cut
 
