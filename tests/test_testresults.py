@@ -65,6 +65,16 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
+def read_with_peak_memory(path: Path) -> tuple[TestRunResult, int]:
+    """The file read, and the most memory Python held at once while reading it."""
+    tracemalloc.start()
+    try:
+        result = read_failed_tests(path)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def fingerprint(directory: Path, *test_ids: str) -> Fingerprint:
     """A fingerprint file as its author writes one, loaded by the project's loader."""
     listed = "".join(f"  - '{test}'\n" for test in test_ids)
@@ -190,12 +200,7 @@ def test_a_header_claiming_a_negative_length_does_not_read_the_whole_file(tmp_pa
     """The library reads length - 6 more bytes: a header claiming 5 asks for -1,
     "everything", which would hold the whole file in memory."""
     path = write(tmp_path / "r.subunit", A_RUN + b"\xb3\x00\x00\x05" + b"\xb3" * (16 * 1024 * 1024))
-    tracemalloc.start()
-    try:
-        result = read_failed_tests(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    result, peak = read_with_peak_memory(path)
     assert peak < 2 * 1024 * 1024
     assert result.failed_tests == A_RUN_FAILED
     assert result.cut is not None and "corrupt subunit packet" in result.cut
@@ -205,12 +210,7 @@ def test_attachments_of_many_packets_are_never_held(tmp_path: Path) -> None:
     path = write(tmp_path / "r.subunit", _attachment_packets(12) + events(("a.T.test_chatty", "fail"))
                  + events(("a.T.test_after", "fail")))
     assert path.stat().st_size > 48_000_000
-    tracemalloc.start()
-    try:
-        result = read_failed_tests(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    result, peak = read_with_peak_memory(path)
     assert result.failed_tests == {"a.T.test_chatty", "a.T.test_after"} and result.cut is None
     assert peak < 24 * 1024 * 1024  # a packet or two, not the 48 MiB
 
