@@ -9,7 +9,7 @@ are checked against what the runner itself reported.
 
 The file comes from outside like every other log file: garbage, a stream cut
 mid-packet, a gzip bomb, millions of tests, a test id of megabytes, attachments
-of gigabytes. Reading is bounded (bytes, kept ids, id length), attachments are
+of gigabytes. Reading is bounded (bytes, events, kept ids, id length), attachments are
 never held (the parser hands over one packet of at most 4 MiB at a time and
 this reader drops its bytes), and whatever goes wrong ends in a one-line reason
 naming the file, never in an exception out of :func:`read_failed_tests`.
@@ -34,8 +34,9 @@ from .sanitize import escape_controls, exception_line
 
 log = logging.getLogger(__name__)
 
-# A tempest run records ~2,000 tests in 5-100 MiB (attachments included), and
-# reports a few hundred failures at most, each id shorter than 300 characters.
+# A tempest run records a few thousand tests (a unit test run some tens of
+# thousands), a few events each, and reports a few hundred failures at most,
+# each id a few hundred characters at most.
 MAX_RESULT_BYTES = 1 << 30  # bytes read from one file, before and after gunzip
 MAX_FAILED_IDS = 10_000  # distinct failed test ids kept from one build
 MAX_TEST_ID_CHARS = 1_024  # a failed test with a longer id is counted, its id not kept
@@ -45,8 +46,8 @@ SEARCH_DEPTH = 4  # directory levels below the build's directory searched for th
 MAX_SEARCHED_ENTRIES = 100_000  # directory entries looked at while searching
 
 # What stestr/testr write: `stestr last --subunit > testrepository.subunit` in
-# devstack and tox jobs (the fetch-subunit-output role gzips it), and the runs
-# of the repository itself, `.stestr/<n>` (testr: `.testrepository/<n>`).
+# devstack and tox jobs (often published gzipped), and the runs of the
+# repository itself, `.stestr/<n>` (testr: `.testrepository/<n>`).
 RESULT_NAMES = ("testrepository.subunit", "testrepository.subunit.gz")
 REPOSITORY_DIRS = (".stestr", ".testrepository")
 
@@ -281,14 +282,15 @@ def _not_subunit(exc: Exception, source: _Source) -> str:
     return f"a corrupt subunit packet ({exception_line(exc)})"
 
 
-def result_files(directory: Path) -> list[Path]:
+def result_files(directory: Path, max_entries: int = MAX_SEARCHED_ENTRIES) -> list[Path]:
     """The test result files of a build's spooled files: ``testrepository.subunit``
     (or ``.gz``) up to :data:`SEARCH_DEPTH` levels down (``logs/``,
     ``controller/logs/``, …), and the newest run of a ``.stestr`` or
     ``.testrepository`` directory. Symlinks are not followed (a build's
-    files may not lead outside it); at most :data:`MAX_RESULT_FILES`, in path order."""
+    files may not lead outside it); at most :data:`MAX_RESULT_FILES`, in path order,
+    found among at most ``max_entries`` directory entries."""
     found: list[Path] = []
-    budget = [MAX_SEARCHED_ENTRIES]
+    budget = [max_entries]
     for entry_path, kind in _walk(directory, 0, budget):
         if kind == "file":
             found.append(entry_path)
@@ -296,12 +298,13 @@ def result_files(directory: Path) -> list[Path]:
             newest = _newest_run(entry_path, budget)
             if newest is not None:
                 found.append(newest)
-    if budget[0] <= 0:
+    if budget[0] < 0:
         log.warning("%s: more than %d directory entries; test result files were searched among the first of them",
-                    directory, MAX_SEARCHED_ENTRIES)
+                    escape_controls(str(directory)), max_entries)
     found.sort()
     if len(found) > MAX_RESULT_FILES:
-        log.warning("%s: %d test result files; the first %d are read", directory, len(found), MAX_RESULT_FILES)
+        log.warning("%s: %d test result files; the first %d are read", escape_controls(str(directory)), len(found),
+                    MAX_RESULT_FILES)
     return found[:MAX_RESULT_FILES]
 
 
@@ -326,7 +329,8 @@ def _walk(directory: Path, depth: int, budget: list[int]) -> Iterator[tuple[Path
                 except OSError:
                     continue
     except OSError as exc:
-        log.warning("%s: cannot be searched for test results: %s", directory, exception_line(exc))
+        log.warning("%s: cannot be searched for test results: %s", escape_controls(str(directory)),
+                    exception_line(exc))
         return
     for subdir in sorted(subdirs):
         yield from _walk(subdir, depth + 1, budget)
@@ -346,7 +350,8 @@ def _newest_run(repository: Path, budget: list[int]) -> Path | None:
                     if newest is None or number > newest[0]:
                         newest = (number, Path(entry.path))
     except OSError as exc:
-        log.warning("%s: cannot be searched for test results: %s", repository, exception_line(exc))
+        log.warning("%s: cannot be searched for test results: %s", escape_controls(str(repository)),
+                    exception_line(exc))
     return newest[1] if newest else None
 
 
@@ -364,7 +369,7 @@ def failed_tests_in(directory: Path, limits: TestResultLimits = TestResultLimits
             log.warning("%s", result.cut)
         if result.ids_dropped:
             log.warning("%s: %d failed tests are counted but their ids not kept (longer than %d characters, "
-                        "not printable, or more than %d ids)", path, result.ids_dropped, limits.max_id_chars,
+                        "not printable, or more than %d ids)", result.path, result.ids_dropped, limits.max_id_chars,
                         limits.max_failed_ids)
         if not result.tests_seen:
             continue
@@ -373,8 +378,8 @@ def failed_tests_in(directory: Path, limits: TestResultLimits = TestResultLimits
         room = limits.max_failed_ids - len(failed)
         new = result.failed_tests - failed
         if len(new) > room:
-            log.warning("%s: more than %d failed test ids in the build; %d of them are kept", directory,
-                        limits.max_failed_ids, limits.max_failed_ids)
+            log.warning("%s: more than %d failed test ids in the build; %d of them are kept",
+                        escape_controls(str(directory)), limits.max_failed_ids, limits.max_failed_ids)
             new = set(sorted(new)[:room])
         failed |= new
     return failed

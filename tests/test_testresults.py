@@ -363,6 +363,16 @@ def test_the_builds_failed_ids_are_bounded_across_its_files(tmp_path: Path, capl
     assert any("more than 20 failed test ids" in r.getMessage() for r in caplog.records)
 
 
+def test_a_directory_of_countless_entries_is_searched_within_a_bound(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    for n in range(30):
+        write(tmp_path / f"screen-{n}.txt", b"")
+    write(tmp_path / "logs/testrepository.subunit", A_RUN)
+    assert result_files(tmp_path, max_entries=40) == [tmp_path / "logs/testrepository.subunit"]
+    assert result_files(tmp_path, max_entries=20) == []
+    assert any("more than 20 directory entries" in r.getMessage() for r in caplog.records)
+
+
 def test_result_files_are_read_in_path_order_up_to_a_bound(tmp_path: Path) -> None:
     for node in range(20):
         write(tmp_path / f"node{node:02d}/testrepository.subunit", events((f"a.T.test_{node}", "fail")))
