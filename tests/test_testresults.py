@@ -248,7 +248,7 @@ def test_a_truncated_gzip_file_keeps_what_inflated(tmp_path: Path) -> None:
     assert result.cut is not None and "gzip data ends early" in result.cut
 
 
-def test_millions_of_events_stop_at_the_event_limit(tmp_path: Path) -> None:
+def test_a_flood_of_events_stops_at_the_event_limit(tmp_path: Path) -> None:
     run = events(*((f"a.T.test_{n}", "fail" if n % 2 else "success") for n in range(2_000)))
     result = read_failed_tests(write(tmp_path / "r.subunit", run), TestResultLimits(max_events=1_000))
     assert result.cut is not None and "more than 1000 subunit events" in result.cut
