@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .builds import Build
-from .config import IngestSettings
+from .config import IngestSettings, Settings
 from .errors import IngestError
 from .ingest.fetch_pool import FetchOne, FetchPool, Outcome
 from .ingest.spool import fetch_build
 from .pipeline import IndexPipeline, Indexed, LogsReady
 from .state import StateDB
+from .testresults import failed_tests_in
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,10 @@ class BuildQueue:
         if isinstance(outcome, IngestError):
             self.news.put(Fetched(build.key, build, None, [str(outcome)]))
             return
+        if not build.log_url:  # found through Zuul's API by the fetch
+            build = build.with_log_url(outcome.log_url)
         self.news.put(Fetched(build.key, build, destination, [str(e) for e in outcome.errors],
-                              failed_tests=failed_tests_in_spool(destination)))
+                              failed_tests=failed_tests_in(destination)))
 
     def writer_done(self, item: Indexed) -> None:
         """The pipeline's ``done`` callback (the writer thread)."""
@@ -161,9 +164,22 @@ class BuildQueue:
         self.pool.close()
 
 
-def failed_tests_in_spool(directory: Path) -> Any:
-    """The failed test ids of a build's test result file, when it has one."""
-    return None
+def fetch_with_zuul(settings: Settings) -> FetchOne:
+    """Fetching as the daemon does it: a Zuul v3 report links a build's page,
+    not its logs, so the build's log URL is asked of Zuul's API first
+    (``zuul.api``, or the API beside the build page, whose host must then be
+    one of ``ingest.log_hosts``: a report must not send the daemon anywhere)."""
+    from .build_sources.zuul import resolve_report_build
+    from .ingest.fetch import HttpRetry, LogHosts
+
+    def fetch_one(build: Build, destination: Path, ingest: IngestSettings, connections: Any) -> Any:
+        if not build.log_url and build.build_url:
+            if not settings.zuul.api:
+                LogHosts(ingest.log_hosts).check(build.build_url, build.build_url)
+            build = resolve_report_build(build, settings.zuul.api, HttpRetry(), ingest)
+        return fetch_build(build, destination, ingest, connections)
+
+    return fetch_one
 
 
-__all__ = ["BuildQueue", "Fetched", "spool_name"]
+__all__ = ["BuildQueue", "Fetched", "fetch_with_zuul", "spool_name"]

@@ -464,13 +464,31 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         stream.preflight()  # a known_hosts or key file that cannot work: one line and a non-zero exit, now
     else:
         events = queue.Queue()
+    if settings.ingest.fetch and not settings.ingest.log_hosts:
+        raise ConfigError("ingest.log_hosts is empty: name the hosts the daemon may fetch build logs from "
+                          "(ER_INGEST_LOG_HOSTS), or set ingest.fetch: false when another pipeline feeds the index")
     lock = InstanceLock(settings.data_dir / "watch.lock").acquire()
     notifier, rules = _irc_notifier(settings, dry_run)
     state = StateDB(settings.state_db)
-    backend = open_backend(settings)
+    # The daemon's writer waits its turn while an operator's ingest holds the index.
+    backend = open_backend(settings, writer_wait=settings.watch.retry_max)
     fingerprints = FingerprintSet(settings.watch.queries, backend.check_query, settings.fingerprints)
-    daemon = Daemon(settings, backend, state, reviewer, fingerprints, notifier=notifier, channels=rules)
-    daemon.fingerprints.current()  # fail now on an unreadable directory
+    fingerprints.current()  # fail now on an unreadable directory
+    builds = results = pipeline = None
+    if settings.ingest.fetch:
+        from .build_queue import BuildQueue, fetch_with_zuul
+        from .pipeline import IndexPipeline
+        from .results import ResultStore
+
+        results = ResultStore(settings.results_db)
+        pipeline = IndexPipeline(backend, settings.results_db, fingerprints.current, settings.ingest,
+                                 window_days=settings.dashboard.days)
+        builds = BuildQueue(state, pipeline, settings.ingest, settings.spool_dir, settings.watch.log_timeout,
+                            fetch_one=fetch_with_zuul(settings))
+        pipeline.done = builds.writer_done
+        pipeline.start()
+    daemon = Daemon(settings, backend, state, reviewer, fingerprints, notifier=notifier, channels=rules,
+                    builds=builds, results=results)
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
     metrics_server = None
@@ -490,6 +508,10 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     finally:
         if stream is not None:
             stream.stop()
+        if builds is not None:
+            builds.close()
+        if pipeline is not None:
+            pipeline.stop()
         if isinstance(notifier, IRCBot):
             _stop_bot(notifier)
         if metrics_server is not None:
