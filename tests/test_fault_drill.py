@@ -111,7 +111,7 @@ class Daemon:
         self.peak_kib = 0
 
     def start(self) -> None:
-        env = {**os.environ, "ER_DATA_DIR": str(self.data_dir)}
+        env = {**os.environ, "ER_DATA_DIR": str(self.data_dir), "ER_INGEST_FETCH": "false"}
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
                 [str(BIN / "elastic-recheck"), "watch", "--config", str(self.config), "--queries", str(ROOT / "queries")],

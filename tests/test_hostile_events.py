@@ -408,7 +408,7 @@ def test_a_build_explained_only_by_a_silent_bug_is_neither_commented_nor_called_
     os.symlink(index, data_dir / "index")
     events = tmp_path / "events.json"
     events.write_text(json.dumps([failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")])]))
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_CONFIG": str(config)}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false", "ER_CONFIG": str(config)}
     run = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(queries), "--events", str(events),
                           "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -282,7 +282,7 @@ def test_lint_refuses_an_alias_bomb_in_a_process_limited_to_1_gib(tmp_path):
 
     result = subprocess.run([str(BIN / "elastic-recheck"), "lint", "--offline", str(queries)], capture_output=True,
                             text=True, timeout=120, preexec_fn=limit_memory,
-                            env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data")})
+                            env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false"})
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines() == [
         f"error: {queries / '1.yaml'}:2: YAML error: a YAML alias may repeat a plain value, not a list or mapping",
@@ -478,7 +478,7 @@ def test_dashboard_every_survives_a_run_that_fails_with_any_exception(index, tmp
     shutil.copytree(ROOT / "queries", queries)
     shutil.copytree(index.path, tmp_path / "data" / "index")
     log = tmp_path / "every.log"
-    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_DASHBOARD_TEMPLATES": str(templates)}
+    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false", "ER_DASHBOARD_TEMPLATES": str(templates)}
     with open(log, "w") as stderr:
         process = subprocess.Popen([str(BIN / "elastic-recheck"), "dashboard", "--output", str(tmp_path / "site"),
                                     "--queries", str(queries), "--every", "1s"], stderr=stderr, env=env)
@@ -521,7 +521,7 @@ def test_watch_comments_with_the_good_fingerprints_while_poisonous_ones_are_skip
                                                                                 "FAILURE")])]))
     result = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(queries), "--events",
                              str(events), "--dry-run"], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data")})
+                            env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("review 864201,3:\nI noticed Zuul failed, I think you hit bug(s):\n\n"
                                     "- tempest-full: https://bugs.launchpad.net/bugs/2000001, "

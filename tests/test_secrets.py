@@ -260,7 +260,7 @@ def test_no_secret_in_the_daemons_log(data_dir, tmp_path, http_servers):
     gerrit.answer = (303, _url(elsewhere))
     events = tmp_path / "events.json"
     events.write_text(json.dumps([failure(864201, 3)]))
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
     proc = subprocess.run(
         [str(BIN / "elastic-recheck"), "--debug", "watch", "--config", _secret_config(tmp_path, rest_url=_url(gerrit)),
          "--queries", str(ROOT / "queries"), "--events", str(events)],
@@ -341,7 +341,7 @@ def test_a_log_record_with_line_breaks_and_escapes_stays_one_line():
 def test_a_forged_project_name_cannot_add_a_line_to_the_watch_log(data_dir, tmp_path):
     events = tmp_path / "events.json"
     events.write_text(json.dumps([failure(864201, 3, project="openstack/nova\nERROR forged line\r\x1b[31m")]))
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
     proc = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"),
                            "--events", str(events), "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -150,7 +150,7 @@ def _ingest(backend: EmbeddedBackend, uuid: str) -> None:
 
 
 def _watch(data_dir: Path, *args: str, config: Path | None = None, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
     command = [str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"), *args]
     if config:
         command += ["--config", str(config)]
@@ -299,7 +299,7 @@ def _ingest_as(backend: EmbeddedBackend, source_uuid: str, new_uuid: str) -> Non
 
 
 def test_classify_prints_the_review_for_one_build(data_dir):
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
     result = subprocess.run(
         [str(BIN / "elastic-recheck"), "classify", "--build", GRENADE, "--change", "864377", "--patchset", "1",
          "--job", "grenade", "--queries", str(ROOT / "queries")],
@@ -575,7 +575,7 @@ def test_the_daemon_serves_prometheus_metrics_and_status_reads_them_back(data_di
     assert scraped["elastic_recheck_classification_seconds_count"] == 2
     assert "elastic_recheck_queue_depth" in scraped
 
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
     status = subprocess.run([str(BIN / "elastic-recheck"), "status"], capture_output=True, text=True, env=env,
                             timeout=60)
     assert status.returncode == 0, status.stderr
@@ -628,3 +628,60 @@ def test_a_dry_run_piped_into_head_ends(data_dir, tmp_path):
     proc.stdout.close()  # like `| head -1`
     proc.wait(timeout=60)  # every later review finds the output closed: not retried for ever
     assert "the output was closed" in proc.stderr.read()
+
+
+# -- the daemon fetching each build's logs itself -------------------------------------
+
+
+def _demo_log_server():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_log_server", ROOT / "examples" / "demo_log_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DemoLogServer(EXAMPLES).start()
+
+
+def test_the_daemon_fetches_each_reported_build_and_comments_from_its_stored_result(tmp_path):
+    from elastic_recheck.results import ResultStore
+
+    server = _demo_log_server()
+    try:
+        zuul = f"{server.url}/t/main/build/"
+        events = tmp_path / "events.json"
+        events.write_text(json.dumps([
+            failure(864201, 3, [("tempest-full", zuul + TEMPEST, "FAILURE")]),
+            failure(864455, 2, [("openstack-tox-py312", zuul + TOX, "FAILURE")], project="openstack/cinder"),
+        ]))
+        data_dir = tmp_path / "data"  # nothing indexed: the daemon brings the logs in
+        env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_LOG_HOSTS": "127.0.0.1"}
+        proc = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"),
+                               "--events", str(events), "--dry-run"], capture_output=True, text=True, env=env,
+                              timeout=120)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("review 864201,3:\nI noticed Zuul failed, I think you hit bug(s):\n\n"
+                                  "- tempest-full: https://bugs.launchpad.net/bugs/2000001, "
+                                  "https://bugs.launchpad.net/bugs/2000004\n")
+    assert "864455" not in proc.stdout  # no known bug: no comment by default
+    # The log URL came from Zuul's API; the files from the log server.
+    assert f"/api/tenant/main/build/{TEMPEST}" in server.requests
+    assert "/logs/tempest-full-1/logs/screen-n-cpu.txt" in server.requests
+    store = ResultStore(data_dir / "results.sqlite3")
+    assert store.build(TEMPEST).bugs == ("2000001", "2000004")
+    assert store.build(TOX).bugs == ()
+    assert store.build(TEMPEST).log_url.startswith(server.url + "/logs/tempest-full-1")
+    backend = EmbeddedBackend(data_dir / "index")
+    assert backend.build_files(TEMPEST)  # indexed too, for er-query and the pages
+    assert not any((data_dir / "spool").iterdir())  # the spooled copies are gone once indexed
+
+
+def test_the_daemon_will_not_fetch_without_log_hosts(tmp_path):
+    events = tmp_path / "events.json"
+    events.write_text("[]")
+    proc = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"),
+                           "--events", str(events), "--dry-run"], capture_output=True, text=True,
+                          env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data")}, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ingest.log_hosts is empty")
