@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .build_sources.gerrit import (
-    DEFAULT_CI_ACCOUNTS, FAILED_RESULTS, LATEST_EVENT, MAX_EVENT_BYTES, MAX_NUMBER, EventFilter, JobLine, clean_text,
-    read_comment,
+    DEFAULT_CI_ACCOUNTS, FAILED_RESULTS, LATEST_EVENT, MAX_EVENT_BYTES, MAX_NUMBER, ChangeReport, EventFilter, JobLine,
+    clean_text, read_comment,
 )
 from .errors import EventError
 
@@ -41,19 +41,8 @@ class FailedJob:
 
 
 @dataclass(frozen=True)
-class FailureReport:
-    change: int
-    patchset: int
-    project: str
-    branch: str
-    url: str
-    pipeline: str
-    created: dt.datetime
+class FailureReport(ChangeReport):
     jobs: tuple[FailedJob, ...] = field(default=())
-
-    @property
-    def key(self) -> str:
-        return f"{self.change},{self.patchset}"
 
 
 def parse_failure(event: Any, filters: EventFilter = EventFilter()) -> FailureReport | None:
@@ -63,11 +52,11 @@ def parse_failure(event: Any, filters: EventFilter = EventFilter()) -> FailureRe
 
     The review comment's view of :func:`~elastic_recheck.build_sources.gerrit.parse_report`:
     the same reading of the comment, keeping its failed voting jobs."""
-    header = read_comment(event, filters, failed_only=True)
-    if header is None:
+    reading = read_comment(event, filters, failed_only=True)
+    if reading is None:
         return None
-    return FailureReport(header.change, header.patchset, header.project, header.branch, header.url,
-                         header.pipeline, header.created, tuple(FailedJob.from_line(line) for line in header.lines))
+    where, lines = reading
+    return FailureReport(**vars(where), jobs=tuple(FailedJob.from_line(line) for line in lines))
 
 
 def decode_event(line: bytes, where: str) -> Any:

@@ -17,7 +17,9 @@ from typing import Any, Callable
 import pytest
 
 from elastic_recheck.build_sources.gerrit import EventFilter, parse_report
-from elastic_recheck.build_sources.zuul import ZuulBuilds, checkpoint_path, resolve_build, tenant_api_url
+from elastic_recheck.build_sources.zuul import (
+    ZuulBuilds, checkpoint_path, resolve_build, resolve_report_build, tenant_api_url,
+)
 from elastic_recheck.builds import Build
 from elastic_recheck.config import load_settings
 from elastic_recheck.errors import ConfigError, EventError, IngestError, RecheckError
@@ -503,6 +505,20 @@ def test_resolve_build_reads_one_build_for_its_log_url(zuul):
         resolve_build(zuul.api, "f" * 32, ONCE)
     with pytest.raises(IngestError, match="is not a Zuul build uuid"):
         resolve_build(zuul.api, "../x", ONCE)
+
+
+def test_a_v3_reports_build_gets_its_log_url_through_the_api_derived_from_its_build_url(zuul):
+    record = zuul.run("tempest-full", hours_ago(1), "FAILURE")
+    page = f"{zuul.server.url}t/openstack/build/{record['uuid']}"
+    comment = f"Build failed (gate pipeline).\n\n- tempest-full {page} : FAILURE in 1h 02m 03s\n"
+    [reported] = parse_report(comment_event(comment, change=77, patchset=1)).builds
+    assert (reported.build_url, reported.log_url) == (page, "")
+    resolved = resolve_report_build(reported, "", ONCE)
+    assert resolved.log_url == record["log_url"] and resolved.end == hours_ago(0.5)
+    assert (resolved.change, resolved.patchset, resolved.pipeline, resolved.source) == (77, 1, "gate", "gerrit")
+    assert resolve_report_build(resolved, zuul.api, ONCE) is resolved  # a build with logs is not asked about
+    with pytest.raises(IngestError, match="HTTP 404"):
+        resolve_report_build(reported, zuul.api + "-elsewhere", ONCE)
 
 
 def test_the_tenant_api_is_derived_from_a_build_page_url():

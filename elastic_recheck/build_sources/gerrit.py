@@ -76,8 +76,8 @@ def _wanted(value: str, include: str | None, exclude: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class BuildReport:
-    """One CI comment: the change it is on and every build it lists."""
+class ChangeReport:
+    """What a CI comment says about where it was posted: the change, and when."""
 
     change: int
     patchset: int
@@ -86,11 +86,17 @@ class BuildReport:
     url: str
     pipeline: str
     created: dt.datetime
-    builds: tuple[Build, ...] = field(default=())
 
     @property
     def key(self) -> str:
         return f"{self.change},{self.patchset}"
+
+
+@dataclass(frozen=True)
+class BuildReport(ChangeReport):
+    """One CI comment: the change it is on and every build it lists."""
+
+    builds: tuple[Build, ...] = field(default=())
 
     @property
     def failed(self) -> tuple[Build, ...]:
@@ -114,7 +120,7 @@ class JobLine:
     def key(self) -> str:
         return self.build_uuid or self.short_uuid or self.url
 
-    def build(self, report: "_Header") -> Build:
+    def build(self, report: ChangeReport) -> Build:
         """The line as a Build. A URL that is not http(s) is no log or build
         URL of ours: it is dropped here, so nothing downstream fetches it."""
         url = self.url if is_http_url(self.url) else ""
@@ -127,32 +133,20 @@ class JobLine:
         )
 
 
-@dataclass(frozen=True)
-class _Header:
-    change: int
-    patchset: int
-    project: str
-    branch: str
-    url: str
-    pipeline: str
-    created: dt.datetime
-    lines: tuple[JobLine, ...]
-
-
 def parse_report(event: Any, filters: EventFilter = EventFilter()) -> BuildReport | None:
     """Every build a CI comment reports ("Build failed" or "Build succeeded");
     None for events that report none (other types, other authors, other
     projects, no job lines left after the job filters). Raises EventError for
     a CI comment that is missing what we need."""
-    header = read_comment(event, filters)
-    if header is None:
+    reading = read_comment(event, filters)
+    if reading is None:
         return None
-    builds = tuple(line.build(header) for line in header.lines)
-    return BuildReport(header.change, header.patchset, header.project, header.branch, header.url,
-                       header.pipeline, header.created, builds)
+    where, lines = reading
+    return BuildReport(**vars(where), builds=tuple(line.build(where) for line in lines))
 
 
-def read_comment(event: Any, filters: EventFilter, failed_only: bool = False) -> _Header | None:
+def read_comment(event: Any, filters: EventFilter, failed_only: bool = False
+                 ) -> tuple[ChangeReport, tuple[JobLine, ...]] | None:
     """A CI comment's change and job lines (one per build, in the comment's
     order, filtered by job name). ``failed_only``: only "Build failed"
     comments, and only their failed voting lines (the review comment's view)."""
@@ -191,8 +185,9 @@ def read_comment(event: Any, filters: EventFilter, failed_only: bool = False) ->
     lines = tuple(line for line in unique.values() if filters.wants_job(line.name))
     if not lines:
         return None
-    return _Header(number, ps, project, clean_text(change.get("branch", "")), clean_text(change.get("url", "")),
-                   pipeline or lines[0].pipeline, created, lines)
+    where = ChangeReport(number, ps, project, clean_text(change.get("branch", "")), clean_text(change.get("url", "")),
+                         pipeline or lines[0].pipeline, created)
+    return where, lines
 
 
 def _what(failed_only: bool) -> str:
@@ -257,6 +252,6 @@ def _job_lines(comment: str, pipeline: str) -> Iterator[JobLine]:
 
 
 __all__ = [
-    "BuildReport", "DEFAULT_CI_ACCOUNTS", "EventFilter", "FAILED_RESULTS", "JobLine", "MAX_EVENT_BYTES",
+    "BuildReport", "ChangeReport", "DEFAULT_CI_ACCOUNTS", "EventFilter", "FAILED_RESULTS", "JobLine", "MAX_EVENT_BYTES",
     "clean_text", "event_number", "event_time", "parse_report", "read_comment",
 ]

@@ -58,6 +58,7 @@ CHECKPOINT_NAME = "zuul-builds.json"  # in the data directory
 MAX_ID = 2**63 - 1  # Zuul's build ids are SQL integers
 MAX_NAME_CHARS = 255  # Zuul's own column width for job, project, branch and pipeline names
 MAX_CHECKPOINT_BYTES = 64 << 20
+MAX_URL_CHARS = 2_000  # a build page URL; Zuul's are under 200
 DEFAULT_RUNNING_TIMEOUT = 86_400.0  # seconds a build may stay "running" before it is given up
 DEFAULT_MAX_PAGES = 1_000  # pages one poll reads at most (100,000 builds at the default page size)
 _UUID = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -315,6 +316,22 @@ def resolve_build(api_url: str, uuid: str, retry: HttpRetry = HttpRetry(),
     return record.build
 
 
+def resolve_report_build(build: Build, api_url: str = "", retry: HttpRetry = HttpRetry(),
+                         limits: IngestSettings = IngestSettings()) -> Build:
+    """A Gerrit report's Zuul v3 build (a ``build_url``, no ``log_url``) with
+    what Zuul knows of it: its log URL, times and ref. ``api_url`` is
+    ``zuul.api``; empty, it is derived from the build URL (see
+    :func:`tenant_api_url`). The report's own fields (change, job, status,
+    voting) stay as the report said them."""
+    if build.log_url or not build.build_url:
+        return build
+    derived, uuid = tenant_api_url(build.build_url)
+    record = resolve_build(api_url or derived, build.uuid or uuid, retry, limits)
+    return replace(build, log_url=record.log_url, start=record.start, end=record.end, ref=build.ref or record.ref,
+                   branch=build.branch or record.branch, project=build.project or record.project,
+                   pipeline=build.pipeline or record.pipeline)
+
+
 _BUILD_PAGE = re.compile(r"^(?P<root>.*?)(?:/t/(?P<tenant>[^/]+))?/build/(?P<uuid>[0-9A-Za-z_-]{1,64})/?$")
 
 
@@ -324,8 +341,8 @@ def tenant_api_url(build_url: str) -> tuple[str, str]:
     ``{root}/t/{tenant}/build/{uuid}`` → ``{root}/api/tenant/{tenant}``, and on
     a white-labelled tenant ``{root}/build/{uuid}`` → ``{root}/api``; a query
     or fragment is dropped. Anything else is an IngestError: set ``zuul.api``."""
-    if not is_http_url(build_url):
-        raise IngestError(clean_text(build_url)[:200], "not an http(s) build URL")
+    if len(build_url) > MAX_URL_CHARS or not is_http_url(build_url):
+        raise IngestError(_shown(build_url, 200), f"not an http(s) build URL (of at most {MAX_URL_CHARS} characters)")
     parts = urllib.parse.urlsplit(build_url)
     match = _BUILD_PAGE.match(parts.path)
     if not match:
@@ -375,7 +392,7 @@ def read_record(raw: Any, where: str) -> _Record:
         project=_name(ref.get("project"), "project", where),
         branch=_name(ref.get("branch"), "branch", where),
         pipeline=_name(raw.get("pipeline") or buildset.get("pipeline"), "pipeline", where),
-        ref=_name(ref.get("ref") if isinstance(ref.get("ref"), (str, type(None))) else None, "ref", where),
+        ref=_name(ref.get("ref"), "ref", where),
         voting=bool(voting),
         log_url=log_url,
         start=start,
@@ -455,4 +472,7 @@ def _shown(value: Any, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
-__all__ = ["CHECKPOINT_NAME", "ZuulBuilds", "checkpoint_path", "read_record", "resolve_build", "tenant_api_url"]
+__all__ = [
+    "CHECKPOINT_NAME", "ZuulBuilds", "checkpoint_path", "read_record", "resolve_build", "resolve_report_build",
+    "tenant_api_url",
+]
