@@ -62,6 +62,8 @@ def test_a_legacy_failure_report_lists_every_job_as_a_build_successes_included(r
     assert by_job["gate-keystone-python26"].status == "FAILURE" and by_job["gate-keystone-python26"].failed
     assert {b.job for b in report.failed} == {b.job for b in report.builds if b.status == "FAILURE"}
     assert len(report.builds) == event["comment"].count("\n- ")
+    docs = by_job["gate-keystone-docs"]  # a docs-draft URL: no short uuid in it, the comment's pipeline
+    assert (docs.short_uuid, docs.pipeline, docs.key) == ("", "check", "-@" + docs.log_url)
 
 
 def test_a_build_succeeded_report_is_read_with_its_non_voting_failures_and_the_failure_view_ignores_it(realdata):

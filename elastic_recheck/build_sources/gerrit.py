@@ -127,7 +127,8 @@ class JobLine:
         return Build(
             job=self.name, status=self.result, uuid=self.build_uuid or "",
             short_uuid=self.short_uuid or "", change=report.change, patchset=report.patchset,
-            project=report.project, branch=report.branch, pipeline=self.pipeline, voting=self.voting,
+            project=report.project, branch=report.branch, pipeline=self.pipeline or report.pipeline,
+            voting=self.voting,
             log_url="" if self.build_uuid else url, build_url=url if self.build_uuid else "",
             source="gerrit",
         )
