@@ -13,10 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .build_sources.gerrit import (
-    DEFAULT_CI_ACCOUNTS, FAILED_RESULTS, LATEST_EVENT, MAX_EVENT_BYTES, MAX_NUMBER, ChangeReport, EventFilter, JobLine,
-    clean_text, read_comment,
-)
+from .build_sources.gerrit import MAX_EVENT_BYTES, ChangeReport, EventFilter, JobLine, clean_text, read_comment
 from .errors import EventError
 
 UTC = dt.timezone.utc
@@ -87,6 +84,6 @@ def describe(event: Any) -> str:
 
 
 __all__: Sequence[str] = [
-    "DEFAULT_CI_ACCOUNTS", "FAILED_RESULTS", "LATEST_EVENT", "MAX_EVENT_BYTES", "MAX_NUMBER", "EventFilter",
-    "FailedJob", "FailureReport", "clean_text", "decode_event", "describe", "parse_failure",
+    "MAX_EVENT_BYTES", "EventFilter", "FailedJob", "FailureReport", "clean_text", "decode_event", "describe",
+    "parse_failure",
 ]

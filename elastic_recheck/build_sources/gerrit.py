@@ -26,8 +26,6 @@ from ..ingest.fetch import is_http_url
 
 UTC = dt.timezone.utc
 DEFAULT_CI_ACCOUNTS = ("zuul", "jenkins")
-# Results that leave logs worth classifying.
-FAILED_RESULTS = FAILED_STATUSES
 # Gerrit numbers changes and patchsets with Java ints: anything outside is not
 # a change of ours (and would overflow SQLite's INTEGER on the way in).
 MAX_NUMBER = 2**31 - 1
@@ -180,7 +178,7 @@ def read_comment(event: Any, filters: EventFilter, failed_only: bool = False
     # A build listed twice (under two names, or the same line repeated) is one build: classified and named once.
     unique: dict[str, JobLine] = {}
     for line in _job_lines(comment, pipeline):
-        if failed_only and (line.result not in FAILED_RESULTS or not line.voting):
+        if failed_only and (line.result not in FAILED_STATUSES or not line.voting):
             continue
         unique.setdefault(line.key, line)
     lines = tuple(line for line in unique.values() if filters.wants_job(line.name))
@@ -253,6 +251,6 @@ def _job_lines(comment: str, pipeline: str) -> Iterator[JobLine]:
 
 
 __all__ = [
-    "BuildReport", "ChangeReport", "DEFAULT_CI_ACCOUNTS", "EventFilter", "FAILED_RESULTS", "JobLine", "MAX_EVENT_BYTES",
+    "BuildReport", "ChangeReport", "DEFAULT_CI_ACCOUNTS", "EventFilter", "JobLine", "MAX_EVENT_BYTES",
     "clean_text", "event_number", "event_time", "parse_report", "read_comment",
 ]
