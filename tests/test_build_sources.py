@@ -17,9 +17,8 @@ from typing import Any, Callable
 import pytest
 
 from elastic_recheck.build_sources.gerrit import EventFilter, parse_report
-from elastic_recheck.build_sources.zuul import (
-    ZuulBuilds, checkpoint_path, resolve_build, resolve_report_build, tenant_api_url,
-)
+from elastic_recheck.build_sources.zuul import ZuulBuilds, checkpoint_path
+from elastic_recheck.build_sources.zuul_api import resolve_build, resolve_report_build, tenant_api_url
 from elastic_recheck.builds import Build
 from elastic_recheck.config import load_settings
 from elastic_recheck.errors import ConfigError, EventError, IngestError, RecheckError
@@ -537,6 +536,17 @@ def test_the_tenant_api_is_derived_from_a_build_page_url():
 
 
 # -- settings and the command line ---------------------------------------------------
+
+def test_the_daemons_source_comes_from_the_settings(zuul, tmp_path):
+    settings = load_settings(data_dir=str(tmp_path / "data"), env={
+        "ER_ZUUL_API": zuul.api, "ER_ZUUL_PAGE_SIZE": "7", "ER_ZUUL_JOBS": "^keep"})
+    keep = zuul.run("keep-me", dt.datetime.now(UTC) - dt.timedelta(minutes=5))
+    zuul.run("not-me", dt.datetime.now(UTC) - dt.timedelta(minutes=5))
+    src = ZuulBuilds.from_settings(settings, since=dt.datetime.now(UTC) - dt.timedelta(hours=1), retry=ONCE)
+    assert uuids(src.poll()) == [keep["uuid"]] and zuul.pages[0] == (7, 0)
+    src.commit()
+    assert (tmp_path / "data" / "zuul-builds.json").is_file()
+
 
 def test_the_zuul_settings_come_from_the_environment_and_are_checked():
     zuul = load_settings(env={"ER_ZUUL_API": "https://zuul.example.org/api/tenant/openstack",
