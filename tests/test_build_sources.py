@@ -20,11 +20,11 @@ from elastic_recheck.build_sources.gerrit import EventFilter, parse_report
 from elastic_recheck.build_sources.zuul import ZuulBuilds, checkpoint_path
 from elastic_recheck.build_sources.zuul_api import resolve_build, resolve_report_build, tenant_api_url
 from elastic_recheck.builds import Build
-from elastic_recheck.config import load_settings
+from elastic_recheck.config import IngestSettings, load_settings
 from elastic_recheck.errors import ConfigError, EventError, IngestError, RecheckError
 from elastic_recheck.gerrit_events import parse_failure
 from elastic_recheck.ingest.fetch import HttpRetry
-from tests.test_hostile_ingest import HostileLogServer, _Handler, serve
+from tests.test_hostile_ingest import HostileLogServer, _Handler, drip, serve
 
 UTC = dt.timezone.utc
 ROOT = Path(__file__).resolve().parents[1]
@@ -450,6 +450,16 @@ def test_an_api_that_fails_or_answers_too_much_is_an_error_naming_the_url(zuul, 
     assert not checkpoint_path(tmp_path / "data").exists()
     with pytest.raises(IngestError, match="cannot fetch"):
         ZuulBuilds("http://127.0.0.1:9/api/tenant/x", None, ONCE).poll()
+
+
+def test_an_api_that_answers_too_slowly_is_given_up_at_the_file_timeout_naming_the_url(zuul, tmp_path):
+    zuul.server.routes[zuul.path + "/builds"] = drip(b"[", b" " * 1000, interval=0.05)
+    slow = ZuulBuilds(zuul.api, checkpoint_path(tmp_path), ONCE, IngestSettings(file_timeout=0.5))
+    started = time.monotonic()
+    with pytest.raises(IngestError, match=r"/builds\?limit=100&skip=0: gave up after 0.5 s \(ingest.file_timeout\)"):
+        slow.poll()
+    assert time.monotonic() - started < 5
+    assert not checkpoint_path(tmp_path).exists()
 
 
 def test_an_api_that_ignores_skip_is_an_error_not_a_thousand_requests(zuul, tmp_path):
