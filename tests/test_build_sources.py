@@ -133,7 +133,8 @@ def test_a_job_url_that_is_not_http_is_kept_out_of_the_build():
 
 
 def test_the_project_and_job_filters_apply_to_successes_too():
-    comment = "Build succeeded.\n\n- keep-me http://logs.example.org/a : SUCCESS\n- drop-me http://logs.example.org/b : SUCCESS\n"
+    comment = ("Build succeeded.\n\n- keep-me http://logs.example.org/a : SUCCESS\n"
+               "- drop-me http://logs.example.org/b : SUCCESS\n")
     report = parse_report(comment_event(comment), EventFilter(exclude_jobs="^drop"))
     assert report is not None and [b.job for b in report.builds] == ["keep-me"]
     assert parse_report(comment_event(comment), EventFilter(include_projects="^openstack/cinder$")) is None
@@ -540,7 +541,7 @@ def test_the_tenant_api_is_derived_from_a_build_page_url():
     assert tenant_api_url("https://zuul.openstack.org/build/0123abcd") == ("https://zuul.openstack.org/api",
                                                                            "0123abcd")
     for bad in ("file:///t/x/build/abc", "https://logs.example.org/31/64831/1/check/job/287c655",
-                "https://zuul.example.org/t/x/builds"):
+                "https://zuul.example.org/t/x/builds", "https://zuul.example.org/t/../build/0123abcd"):
         with pytest.raises(IngestError):
             tenant_api_url(bad)
 

@@ -28,7 +28,8 @@ MAX_URL_CHARS = 2_000  # a build page URL; Zuul's are under 200
 _UUID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _RESULT = re.compile(r"[A-Z][A-Z_]{0,39}")
 _DIGITS = re.compile(r"[0-9]{1,10}")
-_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+                   r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,14 @@ def tenant_api_url(build_url: str) -> tuple[str, str]:
     when ``zuul.api`` is not set. It assumes Zuul's web layout:
     ``{root}/t/{tenant}/build/{uuid}`` → ``{root}/api/tenant/{tenant}``, and on
     a white-labelled tenant ``{root}/build/{uuid}`` → ``{root}/api``; a query
-    or fragment is dropped. Anything else is an IngestError: set ``zuul.api``."""
+    or fragment is dropped. Anything else is an IngestError: set ``zuul.api``.
+    The host is the report's, and a report is outside input: with
+    ``zuul.api`` set, that is asked instead, whatever a report names."""
     if len(build_url) > MAX_URL_CHARS or not is_http_url(build_url):
         raise IngestError(_shown(build_url, 200), f"not an http(s) build URL (of at most {MAX_URL_CHARS} characters)")
     parts = urllib.parse.urlsplit(build_url)
     match = _BUILD_PAGE.match(parts.path)
-    if not match:
+    if not match or match["tenant"] in (".", ".."):
         raise IngestError(build_url, "not a Zuul build page URL (…/t/TENANT/build/UUID); set zuul.api")
     root = urllib.parse.urlunsplit((parts.scheme, parts.netloc, match["root"], "", ""))
     tenant = match["tenant"]
