@@ -39,6 +39,7 @@ class Build:
     project: str = ""
     branch: str = ""
     pipeline: str = ""
+    ref: str = ""  # the git ref built (refs/changes/..., refs/heads/master for a periodic build)
     voting: bool = True
     log_url: str = ""
     build_url: str = ""
@@ -84,6 +85,7 @@ class Build:
             project=self.project,
             voting="1" if self.voting else "0",
             log_url=self.log_url,
+            build_ref=self.ref,
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -557,6 +557,64 @@ def status(ctx: _Context, prometheus: bool) -> None:
             click.echo(strip_controls(f"  {key}: {why}"))
 
 
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A date or time (``2026-11-01``, ``2026-11-01T10:00``), in UTC unless it says otherwise."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-11-01 or 2026-11-01T10:00") from None
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
+
+
+@cli.command()
+@click.option("--zuul-api", "api", default=None,
+              help="A tenant's builds API, e.g. https://zuul.example.org/api/tenant/openstack [default: zuul.api].")
+@click.option("--since", callback=_since, default=None,
+              help="Every finished build that started since this date (UTC), oldest first.")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="At most this many, the newest [default: 20 without --since, all with it; 0: all].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line, in the project's build model.")
+@_pass_context
+def builds(ctx: _Context, api: str | None, since: Any, limit: int | None, as_json: bool) -> None:
+    """List the builds the Zuul source reads (read-only: the daemon's checkpoint is not touched)."""
+    import datetime as dt
+
+    from .build_sources.zuul import ZuulBuilds
+    from .config import ZUUL_CREDENTIALS, check_http_url
+    from .ingest.fetch import HttpRetry
+    from .sanitize import strip_controls
+
+    settings = ctx.settings()
+    zuul = settings.zuul
+    api = api or zuul.api
+    if not api:
+        raise click.UsageError("which Zuul? give --zuul-api URL (or set zuul.api)")
+    check_http_url("--zuul-api", api, ZUUL_CREDENTIALS)
+    if limit is None:
+        limit = 0 if since else 20
+    source = ZuulBuilds(api, None, HttpRetry(), settings.ingest, zuul.page_size,
+                        since or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc),
+                        pipelines=zuul.pipelines, jobs=zuul.jobs, max_pages=zuul.max_pages,
+                        running_timeout=zuul.running_timeout,
+                        on_skip=lambda error: click.echo(f"warning: {error}", err=True))
+    found = source.peek(limit) if limit else source.poll()
+    for build in found:
+        if as_json:
+            click.echo(json.dumps(build.as_json(), ensure_ascii=False, sort_keys=True))
+            continue
+        when = f"{build.end:%Y-%m-%d %H:%M:%S}" if build.end else "-"
+        change = f"{build.change},{build.patchset}" if build.change else build.ref or "-"
+        voting = "" if build.voting else " (non-voting)"
+        click.echo(strip_controls(f"{when}  {build.status:<12} {build.job}{voting}  {build.project} {change}  "
+                                  f"{build.pipeline or '-'}  {build.uuid}  {build.log_url or '-'}"))
+    if not as_json:
+        click.echo(f"{len(found)} builds", err=True)
+
+
 def _irc_notifier(settings: Settings, dry_run: bool) -> tuple[Any, list[Any]]:
     """The IRC bot (started), or with --dry-run a printer; (None, []) when IRC is not configured."""
     from .irc_bot import IRCBot, PrintingNotifier

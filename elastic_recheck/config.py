@@ -197,6 +197,25 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class ZuulSettings:
+    """Zuul's builds API as a build source (section ``zuul:``); off while ``api`` is empty."""
+
+    api: str = ""  # a tenant's API URL: https://zuul.example.org/api/tenant/openstack
+    poll_interval: float = 60.0  # seconds between polls
+    page_size: int = 100  # builds asked for per request
+    max_pages: int = 1000  # requests one poll makes at most (a backfill deeper than this stops there)
+    running_timeout: float = 86400.0  # seconds a build may stay "running" before it is given up
+    pipelines: str = ""  # regex: only builds of matching pipelines (empty: all)
+    jobs: str = ""  # regex: only builds of matching jobs (empty: all)
+
+    def __post_init__(self) -> None:
+        for name in ("poll_interval", "page_size", "max_pages", "running_timeout"):
+            value = getattr(self, name)
+            if not (0 < value < math.inf):
+                raise ConfigError(f"zuul.{name} must be a positive number, not {value!r}")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     backend: str = "embedded"
@@ -207,6 +226,7 @@ class Settings:
     cluster: ClusterSettings = ClusterSettings()
     fingerprints: FingerprintSettings = FingerprintSettings()
     ingest: IngestSettings = IngestSettings()
+    zuul: ZuulSettings = ZuulSettings()
 
     @property
     def index_dir(self) -> Path:
@@ -235,6 +255,7 @@ _SECTIONS = {
     "cluster": ClusterSettings,
     "fingerprints": FingerprintSettings,
     "ingest": IngestSettings,
+    "zuul": ZuulSettings,
 }
 
 
@@ -242,7 +263,9 @@ _SECTIONS = {
 # check_http_url, and where those credentials go instead.
 GERRIT_CREDENTIALS = "gerrit.user and gerrit.rest_password"
 CLUSTER_CREDENTIALS = "cluster.username/password or cluster.api_key"
-_URL_SETTINGS = {("gerrit", "rest_url"): GERRIT_CREDENTIALS, ("cluster", "urls"): CLUSTER_CREDENTIALS}
+ZUUL_CREDENTIALS = "no setting (the builds API is read anonymously)"
+_URL_SETTINGS = {("gerrit", "rest_url"): GERRIT_CREDENTIALS, ("cluster", "urls"): CLUSTER_CREDENTIALS,
+                 ("zuul", "api"): ZUUL_CREDENTIALS}
 
 
 def check_http_url(where: str, url: str, credentials_in: str = "their own settings") -> str:
@@ -329,7 +352,7 @@ def _section(name: str, loaded: Any, env: Mapping[str, str], source: str) -> Any
 # Settings that are regular expressions, checked when the settings load: a bad
 # one would otherwise make watch drop, or park, every event it meets.
 _REGEX_SETTINGS = {("watch", "include_projects"), ("watch", "exclude_projects"), ("watch", "include_jobs"),
-                   ("watch", "exclude_jobs")}
+                   ("watch", "exclude_jobs"), ("zuul", "pipelines"), ("zuul", "jobs")}
 MAX_DAYS = 36_500.0  # a window of a century: beyond that dates overflow, and nothing is that old
 
 
