@@ -169,7 +169,7 @@ def fetch_with_zuul(settings: Settings) -> FetchOne:
     not its logs, so the build's log URL is asked of Zuul's API first
     (``zuul.api``, or the API beside the build page, whose host must then be
     one of ``ingest.log_hosts``: a report must not send the daemon anywhere)."""
-    from .build_sources.zuul import resolve_report_build
+    from .build_sources.zuul_api import resolve_report_build
     from .ingest.fetch import HttpRetry, LogHosts
 
     def fetch_one(build: Build, destination: Path, ingest: IngestSettings, connections: Any) -> Any:

@@ -422,14 +422,29 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
         click.echo(f"build {build_uuid}: bug {fingerprint.bug}{title}")
 
 
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A date or time (``2026-11-01``, ``2026-11-01T10:00``), in UTC unless it says otherwise."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-11-01 or 2026-11-01T10:00") from None
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
+
+
 @cli.command()
 @click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
               help="Fingerprint directory, reloaded when its files change [default: watch.queries].")
 @click.option("--events", "events_file", default=None, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="Replay recorded events from FILE (- for stdin) instead of Gerrit's stream; exit when done.")
 @click.option("--dry-run", is_flag=True, help="Post nothing; print each review it would post.")
+@click.option("--since", callback=_since, default=None,
+              help="With zuul.api: also fetch the builds that started since this date (a backfill), e.g. 2026-11-01.")
 @_pass_context
-def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_run: bool) -> None:
+def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_run: bool, since: Any) -> None:
     """The stream listener: comment on failed builds that hit known bugs."""
     import dataclasses
     import queue
@@ -489,6 +504,14 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         pipeline.start()
     daemon = Daemon(settings, backend, state, reviewer, fingerprints, notifier=notifier, channels=rules,
                     builds=builds, results=results)
+    poller = None
+    if builds is not None and settings.zuul.api:
+        from .build_sources.polling import ZuulPoller
+        from .build_sources.zuul import ZuulBuilds
+
+        poller = ZuulPoller(ZuulBuilds.from_settings(settings, since=since), events, settings.zuul.poll_interval)
+    elif since is not None:
+        raise click.UsageError("--since backfills from Zuul's builds API: set zuul.api (and ingest.fetch)")
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
     metrics_server = None
@@ -503,11 +526,16 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         replay(str(events_file), events)
     else:
         stream.start()
+    if poller is not None:
+        poller.start()
     try:
-        daemon.run(events, exit_when_exhausted=bool(events_file))
+        daemon.run(events, exit_when_exhausted=bool(events_file),
+                   sources_done=(lambda: True) if poller is None else poller.polled.is_set)
     finally:
         if stream is not None:
             stream.stop()
+        if poller is not None:
+            poller.stop()
         if builds is not None:
             builds.close()
         if pipeline is not None:
@@ -555,19 +583,6 @@ def status(ctx: _Context, prometheus: bool) -> None:
         click.echo(f"parked events (failed unexpectedly, not retried): {len(parked)}")
         for key, why in parked[-10:]:
             click.echo(strip_controls(f"  {key}: {why}"))
-
-
-def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    """A date or time (``2026-11-01``, ``2026-11-01T10:00``), in UTC unless it says otherwise."""
-    import datetime as dt
-
-    if value is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date like 2026-11-01 or 2026-11-01T10:00") from None
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
 
 
 @cli.command()

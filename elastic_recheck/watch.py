@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .build_queue import BuildQueue
+from .build_sources.gerrit import parse_report
+from .build_sources.polling import BuildBatch
 from .builds import Build
 from .classify import Classifier, failed_tests, tests_allow
 from .config import FingerprintSettings, Settings
@@ -31,6 +33,7 @@ from .gerrit_events import (
 )
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
+from .ingest.fetch import is_http_url
 from .json_items import item_spans, numbered
 from .lucene import quote
 from .metrics import Metrics
@@ -273,9 +276,11 @@ class Daemon:
             return None
 
     def _accept(self, raw: Any) -> int | None:
-        if isinstance(raw, Build):  # from a build source (Zuul's builds API): logs to fetch, nobody to tell
+        if isinstance(raw, BuildBatch):  # from a build source (Zuul's builds API): logs to fetch, nobody to tell
             if self.builds is not None:
-                self.builds.enqueue(raw)
+                for build in raw.builds:
+                    self.builds.enqueue(build)
+            raw.accepted.set()
             return None
         if isinstance(raw, EventError):
             self.counters.inc("malformed")
@@ -286,6 +291,8 @@ class Daemon:
             log.warning("skipped a malformed event: not a JSON object: %.200r", raw)
             return None
         try:
+            if self.builds is not None:
+                self._enqueue_report(raw)
             report = parse_failure(raw, self.filters)
         except EventError as exc:
             self.counters.inc("malformed")
@@ -298,9 +305,6 @@ class Daemon:
         # little ahead must not make a build wait for its logs longer than it should.
         created = min(report.created, dt.datetime.fromtimestamp(self.clock(), UTC))
         event_id = self.state.add_event(key, raw, created)
-        if self.builds is not None:
-            for job in report.jobs:
-                self.builds.enqueue(report_build(report, job))
         if event_id is None:
             self.counters.inc("duplicates")
             log.info("event for %s seen before; ignored", report.key)
@@ -309,6 +313,14 @@ class Daemon:
         log.info("failure on %s (%s): %s", report.key, report.project,
                  ", ".join(job.name for job in report.jobs))
         return event_id
+
+    def _enqueue_report(self, raw: dict[str, Any]) -> None:
+        """Every build a CI report lists, succeeded ones too: a fingerprint's
+        precision is measured against the builds it should not match."""
+        assert self.builds is not None
+        report = parse_report(raw, self.filters)
+        for build in report.builds if report is not None else ():
+            self.builds.enqueue(build)
 
     # -- work -----------------------------------------------------------------
 
@@ -557,15 +569,17 @@ class Daemon:
 
     # -- the loop -----------------------------------------------------------
 
-    def run(self, events: "queue.Queue[Any]", exit_when_exhausted: bool = False) -> None:
-        """Until SIGTERM (``stop``), or for a replay until the file is done and
-        every event from it is finished."""
+    def run(self, events: "queue.Queue[Any]", exit_when_exhausted: bool = False,
+            sources_done: Callable[[], bool] = lambda: True) -> None:
+        """Until SIGTERM (``stop``), or for a replay until the file is done,
+        ``sources_done`` (other build sources have had their say) and every
+        event and build from them is finished."""
         try:
-            self._loop(events, exit_when_exhausted)
+            self._loop(events, exit_when_exhausted, sources_done)
         finally:
             self.flush_metrics()
 
-    def _loop(self, events: "queue.Queue[Any]", exit_when_exhausted: bool) -> None:
+    def _loop(self, events: "queue.Queue[Any]", exit_when_exhausted: bool, sources_done: Callable[[], bool]) -> None:
         exhausted = False
         flushed = 0.0
 
@@ -594,7 +608,8 @@ class Daemon:
                 self.state.wake_events()
             if self.clock() >= self._paused_until:
                 self.process_due(intake)
-            if exhausted and exit_when_exhausted and self.state.pending_count() == 0 and self._builds_idle():
+            if (exhausted and exit_when_exhausted and sources_done() and self.state.pending_count() == 0
+                    and self._builds_idle()):
                 return
             next_due = max(self.state.next_due() or 0.0, self._paused_until) or None
             wait = 1.0 if next_due is None else max(0.0, min(1.0, next_due - self.clock()))
@@ -627,12 +642,14 @@ class Daemon:
 def report_build(report: FailureReport, job: FailedJob) -> Build:
     """A job line of a CI report as the project's build model: a Zuul v3
     line links the build's page (its logs are found through Zuul's API), a
-    legacy line the log directory itself."""
+    legacy line the log directory itself. The same Build (and key) as the
+    report's reading in ``build_sources.gerrit``, which queued it."""
+    url = job.url if is_http_url(job.url) else ""
     return Build(
         job=job.name, status=job.result, uuid=job.build_uuid or "", short_uuid=job.short_uuid or "",
         change=report.change, patchset=report.patchset, project=report.project, branch=report.branch,
-        pipeline=job.pipeline or report.pipeline, log_url="" if job.build_uuid else job.url,
-        build_url=job.url if job.build_uuid else "", source="gerrit",
+        pipeline=job.pipeline or report.pipeline, log_url="" if job.build_uuid else url,
+        build_url=url if job.build_uuid else "", source="gerrit",
     )
 
 
