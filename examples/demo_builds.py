@@ -6,7 +6,13 @@ in ``queries/``, on failures nobody has a fingerprint for yet, and passing.
 Everything is deterministic but the dates: a second run replaces the builds
 of the first (same build ids) instead of adding to them.
 
-    python examples/demo_builds.py OUTPUT_DIR   # writes OUTPUT_DIR/builds/*/ and OUTPUT_DIR/events.json
+    python examples/demo_builds.py OUTPUT_DIR [ZUUL_URL]
+
+writes OUTPUT_DIR/builds/*/ (each build's logs and its Zuul record) and
+OUTPUT_DIR/events.json (the Gerrit reports of the failed ones). The reports
+link each build's page on ZUUL_URL (default https://zuul.example.org), as
+Zuul's do: ``bin/demo`` passes the demo log server, whose Zuul API leads the
+daemon from a build's page to its logs.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import sys
 from pathlib import Path
 
 UTC = dt.timezone.utc
-ZUUL = "https://zuul.example.org/t/main/build/"
 LOGS = "https://logs.example.org"
 
 # failure kind -> (job, project, what goes wrong in which file)
@@ -126,8 +131,9 @@ def service_logs(start: dt.datetime, kind: str) -> dict[str, list[str]]:
     return {"logs/screen-n-cpu.txt": cpu, "logs/screen-c-api.txt": api}
 
 
-def write(output: Path, now: dt.datetime) -> tuple[int, int]:
+def write(output: Path, now: dt.datetime, zuul_url: str = "https://zuul.example.org") -> tuple[int, int]:
     builds_dir = output / "builds"
+    zuul = f"{zuul_url.rstrip('/')}/t/main/build/"
     events = []
     for number, (hours_ago, kind, pipeline) in enumerate(RUNS, 1):
         rng = random.Random(number)
@@ -148,7 +154,8 @@ def write(output: Path, now: dt.datetime) -> tuple[int, int]:
             "uuid": uuid, "job_name": job, "result": status, "voting": True, "pipeline": pipeline,
             "change": change, "patchset": patchset, "project": project, "branch": "master",
             "ref": f"refs/changes/{change % 100:02d}/{change}/{patchset}", "node_name": f"ubuntu-noble-{number:04d}",
-            "log_url": log_url,
+            "log_url": log_url, "start_time": start.strftime("%Y-%m-%dT%H:%M:%S"),
+            "end_time": (start + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
         }, indent=1) + "\n")
         if status == "SUCCESS":
             continue
@@ -159,8 +166,8 @@ def write(output: Path, now: dt.datetime) -> tuple[int, int]:
             "approvals": [{"type": "Verified", "value": "-1" if pipeline == "check" else "-2"}],
             "comment": (f"Build failed ({pipeline} pipeline).  For information on how to proceed, see "
                         "https://docs.opendev.org/opendev/infra-manual/latest/developers.html#automated-testing\n\n"
-                        f"- {job} {ZUUL}{uuid} : FAILURE in 1h 02m 03s\n"
-                        f"- openstack-tox-pep8 {ZUUL}{'0' * 31}{number % 10} : SUCCESS in 4m 05s\n"),
+                        f"- {job} {zuul}{uuid} : FAILURE in 1h 02m 03s\n"
+                        f"- openstack-tox-pep8 {zuul}{'0' * 31}{number % 10} : SUCCESS in 4m 05s\n"),
             "patchSet": {"number": patchset, "revision": hashlib.sha1(uuid.encode()).hexdigest(),
                          "ref": f"refs/changes/{change % 100:02d}/{change}/{patchset}"},
             "change": {"project": project, "branch": "master", "id": f"I{hashlib.sha1(str(change).encode()).hexdigest()}",
@@ -173,7 +180,7 @@ def write(output: Path, now: dt.datetime) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    builds, events = write(Path(sys.argv[1]), dt.datetime.now(UTC))
+    builds, events = write(Path(sys.argv[1]), dt.datetime.now(UTC), *sys.argv[2:])
     print(f"wrote {builds} demo builds and {events} failure events (the last three days) to {sys.argv[1]}")

@@ -49,7 +49,8 @@ class DemoLogServer:
         self.httpd.server_close()
 
     def records(self) -> list[dict[str, Any]]:
-        """Every build's Zuul record, newest first, its log_url on this server."""
+        """Every build's Zuul record, newest first (by ``_id``, the order Zuul
+        gives: the order builds started), its log_url on this server."""
         found = []
         for directory in sorted(self.builds.iterdir()) if self.builds.is_dir() else ():
             meta = directory / "build.json"
@@ -57,7 +58,10 @@ class DemoLogServer:
                 record = json.loads(meta.read_text())
                 record["log_url"] = f"{self.url}/logs/{urllib.parse.quote(directory.name)}/"
                 found.append(record)
-        return sorted(found, key=lambda r: (r.get("end_time") or r.get("start_time") or "", r["uuid"]), reverse=True)
+        found.sort(key=lambda r: (r.get("start_time") or "", r["uuid"]))
+        for number, record in enumerate(found, 1):
+            record["_id"] = number
+        return found[::-1]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
