@@ -1,0 +1,656 @@
+/* The percolator's per-line matcher (see percolate.py and percolate_engine.py).
+ *
+ * Why C: it runs on every indexed log line against every fingerprint, and the
+ * target is a 500,000-line build against 5,000 fingerprints in well under a
+ * second; a Python frame per line alone costs most of that.
+ *
+ * percolate_engine.py is the same algorithm in Python, step for step:
+ *   1. split the analysed tokens on ASCII whitespace (tantivy's whitespace
+ *      tokenizer); a token longer than MAX_TOKEN_BYTES is not indexed;
+ *   2. look each token up in the vocabulary (open addressing, FNV-1a);
+ *   3. for each atom registered under a found token (at the atom's anchor
+ *      offset), compare the atom's tokens at that position: the atom is present;
+ *   4. the queries anchored by a present atom, and the context's anchorless
+ *      queries, are candidates; each is run once as a postfix program;
+ *   5. a matching query counts the line and keeps the newest (ties: the later line).
+ * The tests hold both engines to the same answers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_TOKEN_BYTES 65530
+enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT, OP_HAS_TOKEN };
+
+typedef struct {
+    PyObject_HEAD
+    /* vocabulary */
+    uint32_t mask;          /* hash table size - 1 */
+    int32_t *slot_tid;      /* -1: empty */
+    uint64_t *slot_hash;
+    char *pool;
+    Py_ssize_t *tok_off;
+    int32_t *tok_len;
+    int32_t ntok;
+    /* atoms registered per token: by_start[t] .. by_start[t+1] */
+    int32_t *by_start, *by_atom, *by_off;
+    /* atoms: atom_start[a] .. atom_start[a+1] in atom_tids */
+    int32_t natoms;
+    int32_t *atom_start, *atom_tids;
+    /* queries anchored per atom */
+    int32_t *aq_start, *aq_query;
+    /* programs: code_start[q] .. code_start[q+1] pairs in code */
+    int32_t nq;
+    int32_t *code_start, *code;
+    int32_t max_stack;
+    int32_t nleaves;
+} Matcher;
+
+typedef struct {
+    int64_t lines, newest;
+    PyObject *message;
+    uint8_t *values;
+    int32_t *per_line;
+    int32_t nper_line;
+} Context;
+
+typedef struct {
+    PyObject_HEAD
+    Matcher *m;
+    uint32_t serial;
+    uint32_t *atom_seen, *query_seen;
+    int32_t *present;
+    int32_t *seq;
+    Py_ssize_t seq_cap;
+    uint8_t *stack;
+    int64_t *hits, *newest;
+    PyObject **message;
+    int64_t *ts_low, *ts_high;
+    int32_t nts;
+    Context *contexts;
+    Py_ssize_t ncontexts, contexts_cap;
+} Run;
+
+static PyTypeObject MatcherType, RunType;
+
+static inline uint64_t fnv(const char *s, Py_ssize_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static inline int32_t lookup(const Matcher *m, const char *s, Py_ssize_t n)
+{
+    uint64_t h = fnv(s, n);
+    uint32_t i = (uint32_t)h & m->mask;
+    for (;;) {
+        int32_t tid = m->slot_tid[i];
+        if (tid < 0) return -1;
+        if (m->slot_hash[i] == h && m->tok_len[tid] == n && memcmp(m->pool + m->tok_off[tid], s, (size_t)n) == 0)
+            return tid;
+        i = (i + 1) & m->mask;
+    }
+}
+
+/* -- reading the tables from Python lists ---------------------------------- */
+
+static int read_int(PyObject *o, int32_t *out, int32_t low, int32_t high)
+{
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < low || v > high) {
+        PyErr_Format(PyExc_ValueError, "value %ld out of range [%d, %d]", v, low, high);
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* A list of lists of ints as CSR arrays (start has n + 1 entries). */
+static int read_csr(PyObject *lists, int32_t **start, int32_t **items, Py_ssize_t *count, int32_t high, int pairs)
+{
+    PyObject *seq = PySequence_Fast(lists, "expected a sequence of sequences");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t k = PySequence_Size(PySequence_Fast_GET_ITEM(seq, i));
+        if (k < 0 || (pairs && k % 2)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a program has an odd length");
+            Py_DECREF(seq);
+            return -1;
+        }
+        total += k;
+    }
+    if (n > INT32_MAX - 1 || total > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "tables too large");
+        Py_DECREF(seq);
+        return -1;
+    }
+    *start = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
+    *items = PyMem_Calloc((size_t)total + 1, sizeof(int32_t));
+    if (!*start || !*items) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        (*start)[i] = (int32_t)(pairs ? at / 2 : at);
+        PyObject *inner = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i), "expected a sequence of ints");
+        if (!inner) { Py_DECREF(seq); return -1; }
+        Py_ssize_t k = PySequence_Fast_GET_SIZE(inner);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            if (read_int(PySequence_Fast_GET_ITEM(inner, j), &(*items)[at++], pairs ? INT32_MIN : 0, high) < 0) {
+                Py_DECREF(inner);
+                Py_DECREF(seq);
+                return -1;
+            }
+        }
+        Py_DECREF(inner);
+    }
+    (*start)[n] = (int32_t)(pairs ? at / 2 : at);
+    *count = n;
+    Py_DECREF(seq);
+    return 0;
+}
+
+static void Matcher_dealloc(Matcher *m)
+{
+    PyMem_Free(m->slot_tid); PyMem_Free(m->slot_hash); PyMem_Free(m->pool); PyMem_Free(m->tok_off);
+    PyMem_Free(m->tok_len); PyMem_Free(m->by_start); PyMem_Free(m->by_atom); PyMem_Free(m->by_off);
+    PyMem_Free(m->atom_start); PyMem_Free(m->atom_tids); PyMem_Free(m->aq_start); PyMem_Free(m->aq_query);
+    PyMem_Free(m->code_start); PyMem_Free(m->code);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static int check_programs(Matcher *m)
+{
+    /* Every argument in range and the stack never under- or overflows, so the
+     * per-line loop needs no checks. */
+    int32_t deepest = 1;
+    for (int32_t q = 0; q < m->nq; q++) {
+        int32_t depth = 0;
+        for (int32_t i = m->code_start[q]; i < m->code_start[q + 1]; i++) {
+            int32_t op = m->code[2 * i], arg = m->code[2 * i + 1];
+            switch (op) {
+            case OP_ATOM: if (arg < 0 || arg >= m->natoms) goto bad; depth++; break;
+            case OP_CTX: if (arg < 0 || arg >= m->nleaves) goto bad; depth++; break;
+            case OP_TS: if (arg < 0) goto bad; depth++; break;
+            case OP_TRUE: case OP_FALSE: case OP_HAS_TOKEN: depth++; break;
+            case OP_NOT: if (depth < 1) goto bad; break;
+            case OP_AND: case OP_OR: if (arg < 1 || arg > depth) goto bad; depth -= arg - 1; break;
+            default: goto bad;
+            }
+            if (depth > deepest) deepest = depth;
+        }
+        if (depth != 1) goto bad;
+        continue;
+    bad:
+        PyErr_Format(PyExc_ValueError, "query %d has an invalid program", q);
+        return -1;
+    }
+    m->max_stack = deepest;
+    return 0;
+}
+
+static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *vocab, *atoms, *anchor, *atom_queries, *code;
+    int nleaves;
+    static char *kwlist[] = {"vocab", "atoms", "atom_anchor", "atom_queries", "code", "leaves", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOi", kwlist, &vocab, &atoms, &anchor, &atom_queries, &code,
+                                     &nleaves))
+        return NULL;
+    if (nleaves < 0) { PyErr_SetString(PyExc_ValueError, "leaves < 0"); return NULL; }
+    Matcher *m = (Matcher *)type->tp_alloc(type, 0);
+    if (!m) return NULL;
+    m->nleaves = nleaves;
+    PyObject *words = PySequence_Fast(vocab, "vocab must be a sequence of str");
+    if (!words) goto fail;
+    Py_ssize_t ntok = PySequence_Fast_GET_SIZE(words), pool_size = 0;
+    if (ntok > INT32_MAX / 4) { Py_DECREF(words); PyErr_SetString(PyExc_OverflowError, "vocabulary too large"); goto fail; }
+    m->ntok = (int32_t)ntok;
+    m->tok_off = PyMem_Calloc((size_t)ntok + 1, sizeof(Py_ssize_t));
+    m->tok_len = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
+    if (!m->tok_off || !m->tok_len) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
+    for (Py_ssize_t i = 0; i < ntok; i++) {
+        Py_ssize_t n;
+        if (!PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n)) { Py_DECREF(words); goto fail; }
+        if (n > MAX_TOKEN_BYTES) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "token too long"); goto fail; }
+        m->tok_off[i] = pool_size;
+        m->tok_len[i] = (int32_t)n;
+        pool_size += n;
+    }
+    uint32_t size = 16;
+    while (size < 2 * (uint64_t)ntok + 16) size <<= 1;
+    m->mask = size - 1;
+    m->pool = PyMem_Malloc((size_t)pool_size + 1);
+    m->slot_tid = PyMem_Malloc(size * sizeof(int32_t));
+    m->slot_hash = PyMem_Calloc(size, sizeof(uint64_t));
+    if (!m->pool || !m->slot_tid || !m->slot_hash) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
+    memset(m->slot_tid, 0xff, size * sizeof(int32_t));
+    for (Py_ssize_t i = 0; i < ntok; i++) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n);
+        memcpy(m->pool + m->tok_off[i], s, (size_t)n);
+        if (lookup(m, s, n) >= 0) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "duplicate token"); goto fail; }
+        uint64_t h = fnv(s, n);
+        uint32_t j = (uint32_t)h & m->mask;
+        while (m->slot_tid[j] >= 0) j = (j + 1) & m->mask;
+        m->slot_tid[j] = (int32_t)i;
+        m->slot_hash[j] = h;
+    }
+    Py_DECREF(words);
+
+    Py_ssize_t natoms, nanchor, naq, nq;
+    if (read_csr(atoms, &m->atom_start, &m->atom_tids, &natoms, ntok ? (int32_t)ntok - 1 : -1, 0) < 0) goto fail;
+    m->natoms = (int32_t)natoms;
+    for (Py_ssize_t a = 0; a < natoms; a++)
+        if (m->atom_start[a + 1] == m->atom_start[a]) { PyErr_SetString(PyExc_ValueError, "empty atom"); goto fail; }
+    /* anchors: one offset per atom */
+    PyObject *offs = PySequence_Fast(anchor, "atom_anchor must be a sequence of ints");
+    if (!offs) goto fail;
+    nanchor = PySequence_Fast_GET_SIZE(offs);
+    if (nanchor != natoms) { Py_DECREF(offs); PyErr_SetString(PyExc_ValueError, "one anchor per atom"); goto fail; }
+    int32_t *anchor_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    m->by_start = PyMem_Calloc((size_t)ntok + 2, sizeof(int32_t));
+    m->by_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    m->by_off = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    if (!anchor_of || !m->by_start || !m->by_atom || !m->by_off) {
+        Py_DECREF(offs); PyMem_Free(anchor_of); PyErr_NoMemory(); goto fail;
+    }
+    for (Py_ssize_t a = 0; a < natoms; a++) {
+        int32_t len = m->atom_start[a + 1] - m->atom_start[a];
+        if (read_int(PySequence_Fast_GET_ITEM(offs, a), &anchor_of[a], 0, len - 1) < 0) {
+            Py_DECREF(offs); PyMem_Free(anchor_of); goto fail;
+        }
+        m->by_start[m->atom_tids[m->atom_start[a] + anchor_of[a]] + 1]++;
+    }
+    Py_DECREF(offs);
+    for (Py_ssize_t t = 0; t < ntok; t++) m->by_start[t + 1] += m->by_start[t];
+    {
+        int32_t *fill = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
+        if (!fill) { PyMem_Free(anchor_of); PyErr_NoMemory(); goto fail; }
+        for (Py_ssize_t a = 0; a < natoms; a++) {
+            int32_t t = m->atom_tids[m->atom_start[a] + anchor_of[a]];
+            int32_t at = m->by_start[t] + fill[t]++;
+            m->by_atom[at] = (int32_t)a;
+            m->by_off[at] = anchor_of[a];
+        }
+        PyMem_Free(fill);
+    }
+    PyMem_Free(anchor_of);
+    if (read_csr(code, &m->code_start, &m->code, &nq, INT32_MAX, 1) < 0) goto fail;
+    m->nq = (int32_t)nq;
+    if (read_csr(atom_queries, &m->aq_start, &m->aq_query, &naq, nq ? (int32_t)nq - 1 : -1, 0) < 0) goto fail;
+    if (naq != natoms) { PyErr_SetString(PyExc_ValueError, "one query list per atom"); goto fail; }
+    if (check_programs(m) < 0) goto fail;
+    return (PyObject *)m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
+
+/* -- a build's run ------------------------------------------------------------ */
+
+static void Run_dealloc(Run *r)
+{
+    if (r->m) {
+        for (int32_t q = 0; q < r->m->nq; q++) Py_XDECREF(r->message ? r->message[q] : NULL);
+    }
+    for (Py_ssize_t c = 0; c < r->ncontexts; c++) {
+        Py_XDECREF(r->contexts[c].message);
+        PyMem_Free(r->contexts[c].values);
+        PyMem_Free(r->contexts[c].per_line);
+    }
+    PyMem_Free(r->contexts);
+    PyMem_Free(r->atom_seen); PyMem_Free(r->query_seen); PyMem_Free(r->present); PyMem_Free(r->seq);
+    PyMem_Free(r->stack); PyMem_Free(r->hits); PyMem_Free(r->newest); PyMem_Free(r->message);
+    PyMem_Free(r->ts_low); PyMem_Free(r->ts_high);
+    Py_XDECREF(r->m);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyObject *Matcher_start(Matcher *m, PyObject *bounds)
+{
+    PyObject *seq = PySequence_Fast(bounds, "bounds must be a sequence of (low, high)");
+    if (!seq) return NULL;
+    Run *r = (Run *)RunType.tp_alloc(&RunType, 0);
+    if (!r) { Py_DECREF(seq); return NULL; }
+    Py_INCREF(m);
+    r->m = m;
+    r->serial = 0;
+    size_t na = (size_t)m->natoms + 1, nq = (size_t)m->nq + 1;
+    r->atom_seen = PyMem_Calloc(na, sizeof(uint32_t));
+    r->query_seen = PyMem_Calloc(nq, sizeof(uint32_t));
+    r->present = PyMem_Calloc(na, sizeof(int32_t));
+    r->stack = PyMem_Calloc((size_t)m->max_stack + 1, 1);
+    r->hits = PyMem_Calloc(nq, sizeof(int64_t));
+    r->newest = PyMem_Calloc(nq, sizeof(int64_t));
+    r->message = PyMem_Calloc(nq, sizeof(PyObject *));
+    r->nts = (int32_t)PySequence_Fast_GET_SIZE(seq);
+    r->ts_low = PyMem_Calloc((size_t)r->nts + 1, sizeof(int64_t));
+    r->ts_high = PyMem_Calloc((size_t)r->nts + 1, sizeof(int64_t));
+    r->seq_cap = 256;
+    r->seq = PyMem_Malloc((size_t)r->seq_cap * sizeof(int32_t));
+    if (!r->atom_seen || !r->query_seen || !r->present || !r->stack || !r->hits || !r->newest || !r->message ||
+        !r->ts_low || !r->ts_high || !r->seq) {
+        Py_DECREF(seq); Py_DECREF(r); return PyErr_NoMemory();
+    }
+    for (int32_t i = 0; i < r->nts; i++) {
+        long long lo, hi;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "LL", &lo, &hi)) { Py_DECREF(seq); Py_DECREF(r); return NULL; }
+        r->ts_low[i] = lo;
+        r->ts_high[i] = hi;
+    }
+    Py_DECREF(seq);
+    for (int32_t q = 0; q < m->nq; q++)  /* every OP_TS argument must name a range */
+        for (int32_t i = m->code_start[q]; i < m->code_start[q + 1]; i++)
+            if (m->code[2 * i] == OP_TS && m->code[2 * i + 1] >= r->nts) {
+                Py_DECREF(r);
+                return PyErr_Format(PyExc_ValueError, "query %d names time range %d of %d", q, m->code[2 * i + 1], r->nts);
+            }
+    return (PyObject *)r;
+}
+
+static PyObject *Run_add_context(Run *r, PyObject *args)
+{
+    Py_buffer values;
+    PyObject *per_line;
+    if (!PyArg_ParseTuple(args, "y*O", &values, &per_line)) return NULL;
+    if (values.len != r->m->nleaves) {
+        PyBuffer_Release(&values);
+        return PyErr_Format(PyExc_ValueError, "%zd context values for %d leaves", values.len, r->m->nleaves);
+    }
+    if (r->ncontexts == r->contexts_cap) {
+        Py_ssize_t cap = r->contexts_cap ? 2 * r->contexts_cap : 16;
+        Context *grown = PyMem_Realloc(r->contexts, (size_t)cap * sizeof(Context));
+        if (!grown) { PyBuffer_Release(&values); return PyErr_NoMemory(); }
+        r->contexts = grown;
+        r->contexts_cap = cap;
+    }
+    Context c = {0, INT64_MIN, NULL, NULL, NULL, 0};
+    c.values = PyMem_Malloc((size_t)values.len + 1);
+    if (!c.values) { PyBuffer_Release(&values); return PyErr_NoMemory(); }
+    memcpy(c.values, values.buf, (size_t)values.len);
+    PyBuffer_Release(&values);
+    PyObject *seq = PySequence_Fast(per_line, "per_line must be a sequence of query numbers");
+    if (!seq) { PyMem_Free(c.values); return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    c.per_line = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
+    if (!c.per_line) { Py_DECREF(seq); PyMem_Free(c.values); return PyErr_NoMemory(); }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (read_int(PySequence_Fast_GET_ITEM(seq, i), &c.per_line[i], 0, r->m->nq - 1) < 0) {
+            Py_DECREF(seq); PyMem_Free(c.values); PyMem_Free(c.per_line); return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    c.nper_line = (int32_t)n;
+    r->contexts[r->ncontexts] = c;
+    return PyLong_FromSsize_t(r->ncontexts++);
+}
+
+static inline int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'; }
+
+static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros, int has_token)
+{
+    const Matcher *m = r->m;
+    uint8_t *st = r->stack;
+    int32_t sp = 0;
+    const int32_t *c = m->code + 2 * (Py_ssize_t)m->code_start[q], *end = m->code + 2 * (Py_ssize_t)m->code_start[q + 1];
+    for (; c < end; c += 2) {
+        int32_t arg = c[1];
+        switch (c[0]) {
+        case OP_ATOM: st[sp++] = r->atom_seen[arg] == r->serial; break;
+        case OP_CTX: st[sp++] = values[arg] != 0; break;
+        case OP_TS: st[sp++] = micros >= r->ts_low[arg] && micros <= r->ts_high[arg]; break;
+        case OP_TRUE: st[sp++] = 1; break;
+        case OP_FALSE: st[sp++] = 0; break;
+        case OP_HAS_TOKEN: st[sp++] = (uint8_t)has_token; break;
+        case OP_NOT: st[sp - 1] ^= 1; break;
+        case OP_AND: {
+            uint8_t v = 1;
+            for (int32_t i = 1; i <= arg; i++) v &= st[sp - i];
+            sp -= arg;
+            st[sp++] = v;
+            break;
+        }
+        default: { /* OP_OR */
+            uint8_t v = 0;
+            for (int32_t i = 1; i <= arg; i++) v |= st[sp - i];
+            sp -= arg;
+            st[sp++] = v;
+            break;
+        }
+        }
+    }
+    return st[0];
+}
+
+static inline void record(Run *r, int32_t q, int64_t micros, PyObject *message)
+{
+    if (r->hits[q]++ == 0 || micros >= r->newest[q]) {
+        r->newest[q] = micros;
+        Py_INCREF(message);
+        Py_XSETREF(r->message[q], message);
+    }
+}
+
+static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message, PyObject *tokens)
+{
+    if (ctx < 0 || ctx >= r->ncontexts) {
+        PyErr_Format(PyExc_IndexError, "no context %zd in this build", ctx);
+        return -1;
+    }
+    if (!PyUnicode_Check(message) || !PyUnicode_Check(tokens)) {
+        PyErr_SetString(PyExc_TypeError, "message and tokens must be str");
+        return -1;
+    }
+    const Matcher *m = r->m;
+    Context *c = &r->contexts[ctx];
+    c->lines++;
+    if (micros >= c->newest) {
+        c->newest = micros;
+        Py_INCREF(message);
+        Py_XSETREF(c->message, message);
+    }
+    Py_ssize_t n;
+    PyObject *encoded = NULL;
+    const char *s = PyUnicode_AsUTF8AndSize(tokens, &n);
+    if (!s) { /* lone surrogates: no query token can equal them, but lengths count */
+        PyErr_Clear();
+        encoded = PyUnicode_AsEncodedString(tokens, "utf-8", "surrogatepass");
+        if (!encoded) return -1;
+        s = PyBytes_AS_STRING(encoded);
+        n = PyBytes_GET_SIZE(encoded);
+    }
+    if (++r->serial == 0) { /* wrapped: forget every mark */
+        memset(r->atom_seen, 0, ((size_t)m->natoms + 1) * sizeof(uint32_t));
+        memset(r->query_seen, 0, ((size_t)m->nq + 1) * sizeof(uint32_t));
+        r->serial = 1;
+    }
+    const uint32_t serial = r->serial;
+    Py_ssize_t len = 0, i = 0;
+    int has_token = 0;
+    while (i < n) {
+        while (i < n && is_space(s[i])) i++;
+        if (i >= n) break;
+        Py_ssize_t start = i;
+        while (i < n && !is_space(s[i])) i++;
+        Py_ssize_t k = i - start;
+        int32_t tid = -1;
+        if (k <= MAX_TOKEN_BYTES) {
+            has_token = 1;
+            if (m->ntok) tid = lookup(m, s + start, k);
+        }
+        if (len == r->seq_cap) {
+            Py_ssize_t cap = 2 * r->seq_cap;
+            int32_t *grown = PyMem_Realloc(r->seq, (size_t)cap * sizeof(int32_t));
+            if (!grown) { Py_XDECREF(encoded); PyErr_NoMemory(); return -1; }
+            r->seq = grown;
+            r->seq_cap = cap;
+        }
+        r->seq[len++] = tid;
+    }
+    Py_XDECREF(encoded);
+    int32_t npresent = 0;
+    const int32_t *seq = r->seq;
+    for (Py_ssize_t p = 0; p < len; p++) {
+        int32_t tid = seq[p];
+        if (tid < 0) continue;
+        for (int32_t j = m->by_start[tid]; j < m->by_start[tid + 1]; j++) {
+            int32_t atom = m->by_atom[j];
+            if (r->atom_seen[atom] == serial) continue;
+            Py_ssize_t from = p - m->by_off[j];
+            int32_t alen = m->atom_start[atom + 1] - m->atom_start[atom];
+            if (from < 0 || from + alen > len) continue;
+            const int32_t *want = m->atom_tids + m->atom_start[atom];
+            int32_t t = 0;
+            while (t < alen && seq[from + t] == want[t]) t++;
+            if (t == alen) {
+                r->atom_seen[atom] = serial;
+                r->present[npresent++] = atom;
+            }
+        }
+    }
+    for (int32_t a = 0; a < npresent; a++) {
+        int32_t atom = r->present[a];
+        for (int32_t j = m->aq_start[atom]; j < m->aq_start[atom + 1]; j++) {
+            int32_t q = m->aq_query[j];
+            if (r->query_seen[q] == serial) continue;
+            r->query_seen[q] = serial;
+            if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
+        }
+    }
+    for (int32_t j = 0; j < c->nper_line; j++) {
+        int32_t q = c->per_line[j];
+        if (r->query_seen[q] == serial) continue;
+        r->query_seen[q] = serial;
+        if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
+    }
+    return 0;
+}
+
+static PyObject *Run_line(Run *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "line() takes 4 arguments (%zd given)", nargs);
+    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
+    if (ctx == -1 && PyErr_Occurred()) return NULL;
+    long long micros = PyLong_AsLongLong(args[1]);
+    if (micros == -1 && PyErr_Occurred()) return NULL;
+    if (match_line(r, ctx, micros, args[2], args[3]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Run_lines(Run *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "lines() takes 4 arguments (%zd given)", nargs);
+    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
+    if (ctx == -1 && PyErr_Occurred()) return NULL;
+    PyObject *when = PySequence_Fast(args[1], "micros must be a sequence");
+    PyObject *messages = when ? PySequence_Fast(args[2], "messages must be a sequence") : NULL;
+    PyObject *tokens = messages ? PySequence_Fast(args[3], "tokens must be a sequence") : NULL;
+    PyObject *result = NULL;
+    if (!tokens) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(when);
+    if (PySequence_Fast_GET_SIZE(messages) < n) n = PySequence_Fast_GET_SIZE(messages);
+    if (PySequence_Fast_GET_SIZE(tokens) < n) n = PySequence_Fast_GET_SIZE(tokens);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
+        if (micros == -1 && PyErr_Occurred()) goto done;
+        if (match_line(r, ctx, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
+            goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(when);
+    Py_XDECREF(messages);
+    Py_XDECREF(tokens);
+    return result;
+}
+
+static PyObject *Run_results(Run *r, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (int32_t q = 0; q < r->m->nq; q++) {
+        if (!r->hits[q]) continue;
+        PyObject *row = Py_BuildValue("(iLLO)", q, (long long)r->hits[q], (long long)r->newest[q], r->message[q]);
+        if (!row || PyList_Append(out, row) < 0) { Py_XDECREF(row); Py_DECREF(out); return NULL; }
+        Py_DECREF(row);
+    }
+    return out;
+}
+
+static PyObject *Run_context_stats(Run *r, PyObject *unused)
+{
+    PyObject *out = PyList_New(r->ncontexts);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < r->ncontexts; i++) {
+        Context *c = &r->contexts[i];
+        PyObject *row = Py_BuildValue("(LLO)", (long long)c->lines, (long long)c->newest,
+                                      c->message ? c->message : Py_None);
+        if (!row) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, row);
+    }
+    return out;
+}
+
+static PyMethodDef Matcher_methods[] = {
+    {"start", (PyCFunction)Matcher_start, METH_O, "A build's run; the argument: each time range's (low, high)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef Run_methods[] = {
+    {"add_context", (PyCFunction)Run_add_context, METH_VARARGS, "add_context(values, per_line) -> handle"},
+    {"line", (PyCFunction)(void (*)(void))Run_line, METH_FASTCALL, "line(context, micros, message, tokens)"},
+    {"lines", (PyCFunction)(void (*)(void))Run_lines, METH_FASTCALL, "lines(context, micros, messages, tokens)"},
+    {"results", (PyCFunction)Run_results, METH_NOARGS, "[(query, hits, newest micros, newest message)]"},
+    {"context_stats", (PyCFunction)Run_context_stats, METH_NOARGS, "[(lines, newest micros, newest message)]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "elastic_recheck._percolate.Matcher",
+    .tp_basicsize = sizeof(Matcher),
+    .tp_dealloc = (destructor)Matcher_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The tables every build's run shares (see percolate_engine.Matcher).",
+    .tp_methods = Matcher_methods,
+    .tp_new = Matcher_new,
+};
+
+static PyTypeObject RunType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "elastic_recheck._percolate.Run",
+    .tp_basicsize = sizeof(Run),
+    .tp_dealloc = (destructor)Run_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One build's matching state.",
+    .tp_methods = Run_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_percolate", "The percolator's per-line matcher.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__percolate(void)
+{
+    if (PyType_Ready(&MatcherType) < 0 || PyType_Ready(&RunType) < 0) return NULL;
+    PyObject *mod = PyModule_Create(&module);
+    if (!mod) return NULL;
+    Py_INCREF(&MatcherType);
+    if (PyModule_AddObject(mod, "Matcher", (PyObject *)&MatcherType) < 0) {
+        Py_DECREF(&MatcherType);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}
