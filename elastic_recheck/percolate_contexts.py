@@ -3,13 +3,13 @@
 A context (``search/schema.py``) holds every field of a log line but the
 message and the time, so a clause on one of them is true or false for all
 lines of the context at once. Terms and plain phrases on text fields (nearly
-every fingerprint's ``tags:``, ``filename:``, ``build_name:``, ``voting:``) are
-answered here the way the index answers them: each value analysed on its own
-(a list such as ``tags`` is several values, and a phrase does not run from
-one into the next). Every other clause (wildcard, regex, range, fuzzy, slop,
-``_exists_``, a field name tantivy reads as a JSON path) is answered by a
-one-document in-memory tantivy index with the index's own schema and
-analyzers, so it is exact by construction.
+every fingerprint's ``tags:``, ``filename:``, ``build_name:``, ``voting:``) and
+``_exists_`` are answered here the way the index answers them: each value
+analysed on its own (a list such as ``tags`` is several values, and a phrase
+does not run from one into the next). Every other clause (wildcard, regex,
+range, fuzzy, slop, a field name tantivy reads as a JSON path) is answered by
+a one-document in-memory tantivy index with the index's own schema and
+analyzers, so it is exact by construction (~10 ms for each value not seen before).
 
 Answers are kept per (clause, value of its field): builds share their
 ``tags``, ``filename`` and job values, so a new build mostly costs lookups.
@@ -35,12 +35,20 @@ _CACHE_LIMIT = 200_000
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-]+\Z")
 
 
+def _plain_field(name: str) -> bool:
+    """A standard field, or another whose name tantivy cannot read as a JSON
+    path into something else: its answer depends on its own value alone."""
+    return sch.is_indexed_field(name) or bool(_PLAIN_NAME.match(name))
+
+
 def _native(clause: lucene.Node) -> bool:
+    if isinstance(clause, lucene.Exists):
+        return _plain_field(clause.field)
     if not isinstance(clause, (lucene.Term, lucene.Phrase)):
         return False
     if isinstance(clause, lucene.Phrase) and clause.slop and len(analyze(clause.text)) > 1:
         return False
-    return sch.is_indexed_field(clause.field) or bool(_PLAIN_NAME.match(clause.field))
+    return _plain_field(clause.field)
 
 
 def _values(value: Any) -> list[str]:
@@ -91,23 +99,22 @@ class ContextLeaves:
         fields = json.loads(canonical)
         keys = {name: json.dumps(value, sort_keys=True) for name, value in fields.items()}
         out = bytearray(len(self.leaves))
-        pending: list[tuple[int, tuple[int, str]]] = []
         for index, clause in enumerate(self.leaves):
-            if index in self._queries:  # exact for the whole context, whatever else it holds
-                key = (index, canonical)
-            else:
-                key = (index, keys.get(clause.field, ""))
+            plain = _plain_field(clause.field)
+            key = (index, keys.get(clause.field, "") if plain else canonical)
             known = self._cache.get(key)
             if known is None:
                 if index in self._queries:
-                    pending.append((index, key))
-                    continue
-                known = self._answer(clause, fields.get(clause.field))
+                    # A one-document index of the field alone, so the answer
+                    # serves every context with this value.
+                    value = fields.get(clause.field)
+                    document = canonical if not plain else sch.canonical_context(
+                        {clause.field: value} if value is not None else {})
+                    known = self._search(index, document)
+                else:
+                    known = self._answer(clause, fields.get(clause.field))
                 self._remember(key, known)
             out[index] = known
-        if pending:
-            for index, key in pending:
-                out[index] = self._remember(key, self._search(index, canonical))
         return bytes(out)
 
     def _remember(self, key: tuple[int, str], answer: bool) -> bool:
@@ -120,6 +127,8 @@ class ContextLeaves:
     def _answer(clause: lucene.Node, value: Any) -> bool:
         if value is None:
             return False
+        if isinstance(clause, lucene.Exists):  # any value, an empty list or string too
+            return True
         values = _tokens(value)
         wanted = analyze(clause.text)
         if isinstance(clause, lucene.Term):
