@@ -8,8 +8,9 @@
  *   1. split the analysed tokens on ASCII whitespace (tantivy's whitespace
  *      tokenizer); a token longer than MAX_TOKEN_BYTES is not indexed;
  *   2. look each token up in the vocabulary (open addressing, FNV-1a);
- *   3. for each atom registered under a found token (at the atom's anchor
- *      offset), compare the atom's tokens at that position: the atom is present;
+ *   3. a term whose token is found is present; a phrase is registered under
+ *      one pair of adjacent tokens (the anchor offset says which), looked up
+ *      in a second hash, and compared token by token where the pair is found;
  *   4. the queries anchored by a present atom, and the context's anchorless
  *      queries, are candidates; each is run once as a postfix program;
  *   5. a matching query counts the line and keeps the newest (ties: the later line).
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #define MAX_TOKEN_BYTES 65530
+#define EMPTY_PAIR UINT64_MAX
 enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT, OP_HAS_TOKEN };
 
 typedef struct {
@@ -33,8 +35,13 @@ typedef struct {
     Py_ssize_t *tok_off;
     int32_t *tok_len;
     int32_t ntok;
-    /* atoms registered per token: by_start[t] .. by_start[t+1] */
-    int32_t *by_start, *by_atom, *by_off;
+    /* terms (one-token atoms) per token: by_start[t] .. by_start[t+1] in by_atom */
+    int32_t *by_start, *by_atom;
+    /* phrases per pair of adjacent tokens: pair_key -> pair_start[i] .. pair_start[i+1] */
+    uint32_t pair_mask;
+    uint64_t *pair_key;     /* EMPTY_PAIR: free slot */
+    int32_t *pair_slot;     /* slot -> pair number */
+    int32_t *pair_start, *pair_atom, *pair_off;
     /* atoms: atom_start[a] .. atom_start[a+1] in atom_tids */
     int32_t natoms;
     int32_t *atom_start, *atom_tids;
@@ -48,6 +55,7 @@ typedef struct {
 } Matcher;
 
 typedef struct {
+    int track;  /* count lines and keep the newest: the context has queries true on its every line */
     int64_t lines, newest;
     PyObject *message;
     uint8_t *values;
@@ -74,19 +82,50 @@ typedef struct {
 
 static PyTypeObject MatcherType, RunType;
 
-static inline uint64_t fnv(const char *s, Py_ssize_t n)
+/* A token's hash, eight bytes at a time (log tokens average ~7 bytes). */
+static inline uint64_t token_hash(const char *s, Py_ssize_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+        s += 8;
+        n -= 8;
     }
-    return h;
+    if (n) {
+        uint64_t w = 0;
+        for (Py_ssize_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
+    }
+    return h ^ (h >> 32);
+}
+
+static inline uint64_t pair_hash(uint64_t key)
+{
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdULL;
+    key ^= key >> 33;
+    return key;
+}
+
+/* The pair number of (a, b), or -1. */
+static inline int32_t pair_lookup(const Matcher *m, uint64_t key)
+{
+    uint32_t i = (uint32_t)pair_hash(key) & m->pair_mask;
+    for (;;) {
+        uint64_t k = m->pair_key[i];
+        if (k == key) return m->pair_slot[i];
+        if (k == EMPTY_PAIR) return -1;
+        i = (i + 1) & m->pair_mask;
+    }
 }
 
 static inline int32_t lookup(const Matcher *m, const char *s, Py_ssize_t n)
 {
-    uint64_t h = fnv(s, n);
+    uint64_t h = token_hash(s, n);
     uint32_t i = (uint32_t)h & m->mask;
     for (;;) {
         int32_t tid = m->slot_tid[i];
@@ -162,7 +201,9 @@ static int read_csr(PyObject *lists, int32_t **start, int32_t **items, Py_ssize_
 static void Matcher_dealloc(Matcher *m)
 {
     PyMem_Free(m->slot_tid); PyMem_Free(m->slot_hash); PyMem_Free(m->pool); PyMem_Free(m->tok_off);
-    PyMem_Free(m->tok_len); PyMem_Free(m->by_start); PyMem_Free(m->by_atom); PyMem_Free(m->by_off);
+    PyMem_Free(m->tok_len); PyMem_Free(m->by_start); PyMem_Free(m->by_atom);
+    PyMem_Free(m->pair_key); PyMem_Free(m->pair_slot); PyMem_Free(m->pair_start); PyMem_Free(m->pair_atom);
+    PyMem_Free(m->pair_off);
     PyMem_Free(m->atom_start); PyMem_Free(m->atom_tids); PyMem_Free(m->aq_start); PyMem_Free(m->aq_query);
     PyMem_Free(m->code_start); PyMem_Free(m->code);
     Py_TYPE(m)->tp_free((PyObject *)m);
@@ -239,7 +280,7 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n);
         memcpy(m->pool + m->tok_off[i], s, (size_t)n);
         if (lookup(m, s, n) >= 0) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "duplicate token"); goto fail; }
-        uint64_t h = fnv(s, n);
+        uint64_t h = token_hash(s, n);
         uint32_t j = (uint32_t)h & m->mask;
         while (m->slot_tid[j] >= 0) j = (j + 1) & m->mask;
         m->slot_tid[j] = (int32_t)i;
@@ -252,39 +293,75 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m->natoms = (int32_t)natoms;
     for (Py_ssize_t a = 0; a < natoms; a++)
         if (m->atom_start[a + 1] == m->atom_start[a]) { PyErr_SetString(PyExc_ValueError, "empty atom"); goto fail; }
-    /* anchors: one offset per atom */
+    /* anchors: one offset per atom (a phrase: where its looked-up pair starts) */
     PyObject *offs = PySequence_Fast(anchor, "atom_anchor must be a sequence of ints");
     if (!offs) goto fail;
     nanchor = PySequence_Fast_GET_SIZE(offs);
     if (nanchor != natoms) { Py_DECREF(offs); PyErr_SetString(PyExc_ValueError, "one anchor per atom"); goto fail; }
     int32_t *anchor_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    int32_t *pair_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    uint32_t psize = 16;
+    while (psize < 2 * (uint64_t)natoms + 16) psize <<= 1;
+    m->pair_mask = psize - 1;
+    m->pair_key = PyMem_Malloc(psize * sizeof(uint64_t));
+    m->pair_slot = PyMem_Calloc(psize, sizeof(int32_t));
+    m->pair_start = PyMem_Calloc((size_t)natoms + 2, sizeof(int32_t));
+    m->pair_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    m->pair_off = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
     m->by_start = PyMem_Calloc((size_t)ntok + 2, sizeof(int32_t));
     m->by_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
-    m->by_off = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
-    if (!anchor_of || !m->by_start || !m->by_atom || !m->by_off) {
-        Py_DECREF(offs); PyMem_Free(anchor_of); PyErr_NoMemory(); goto fail;
+    if (!anchor_of || !pair_of || !m->pair_key || !m->pair_slot || !m->pair_start || !m->pair_atom || !m->pair_off ||
+        !m->by_start || !m->by_atom) {
+        Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of); PyErr_NoMemory(); goto fail;
     }
+    for (uint32_t k = 0; k < psize; k++) m->pair_key[k] = EMPTY_PAIR;
+    int32_t npairs = 0;
     for (Py_ssize_t a = 0; a < natoms; a++) {
         int32_t len = m->atom_start[a + 1] - m->atom_start[a];
-        if (read_int(PySequence_Fast_GET_ITEM(offs, a), &anchor_of[a], 0, len - 1) < 0) {
-            Py_DECREF(offs); PyMem_Free(anchor_of); goto fail;
+        if (read_int(PySequence_Fast_GET_ITEM(offs, a), &anchor_of[a], 0, len > 1 ? len - 2 : 0) < 0) {
+            Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of); goto fail;
         }
-        m->by_start[m->atom_tids[m->atom_start[a] + anchor_of[a]] + 1]++;
+        const int32_t *tids = m->atom_tids + m->atom_start[a] + anchor_of[a];
+        if (len == 1) {
+            m->by_start[tids[0] + 1]++;
+            continue;
+        }
+        uint64_t key = ((uint64_t)(uint32_t)tids[0] << 32) | (uint32_t)tids[1];
+        int32_t pair = pair_lookup(m, key);
+        if (pair < 0) {
+            uint32_t k = (uint32_t)pair_hash(key) & m->pair_mask;
+            while (m->pair_key[k] != EMPTY_PAIR) k = (k + 1) & m->pair_mask;
+            m->pair_key[k] = key;
+            m->pair_slot[k] = pair = npairs++;
+        }
+        pair_of[a] = pair;
+        m->pair_start[pair + 1]++;
     }
     Py_DECREF(offs);
     for (Py_ssize_t t = 0; t < ntok; t++) m->by_start[t + 1] += m->by_start[t];
+    for (int32_t p = 0; p < npairs; p++) m->pair_start[p + 1] += m->pair_start[p];
     {
         int32_t *fill = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
-        if (!fill) { PyMem_Free(anchor_of); PyErr_NoMemory(); goto fail; }
+        int32_t *pfill = PyMem_Calloc((size_t)npairs + 1, sizeof(int32_t));
+        if (!fill || !pfill) {
+            PyMem_Free(fill); PyMem_Free(pfill); PyMem_Free(anchor_of); PyMem_Free(pair_of); PyErr_NoMemory(); goto fail;
+        }
         for (Py_ssize_t a = 0; a < natoms; a++) {
-            int32_t t = m->atom_tids[m->atom_start[a] + anchor_of[a]];
-            int32_t at = m->by_start[t] + fill[t]++;
-            m->by_atom[at] = (int32_t)a;
-            m->by_off[at] = anchor_of[a];
+            int32_t len = m->atom_start[a + 1] - m->atom_start[a];
+            if (len == 1) {
+                int32_t t = m->atom_tids[m->atom_start[a]];
+                m->by_atom[m->by_start[t] + fill[t]++] = (int32_t)a;
+            } else {
+                int32_t at = m->pair_start[pair_of[a]] + pfill[pair_of[a]]++;
+                m->pair_atom[at] = (int32_t)a;
+                m->pair_off[at] = anchor_of[a];
+            }
         }
         PyMem_Free(fill);
+        PyMem_Free(pfill);
     }
     PyMem_Free(anchor_of);
+    PyMem_Free(pair_of);
     if (read_csr(code, &m->code_start, &m->code, &nq, INT32_MAX, 1) < 0) goto fail;
     m->nq = (int32_t)nq;
     if (read_csr(atom_queries, &m->aq_start, &m->aq_query, &naq, nq ? (int32_t)nq - 1 : -1, 0) < 0) goto fail;
@@ -362,7 +439,8 @@ static PyObject *Run_add_context(Run *r, PyObject *args)
 {
     Py_buffer values;
     PyObject *per_line;
-    if (!PyArg_ParseTuple(args, "y*O", &values, &per_line)) return NULL;
+    int track;
+    if (!PyArg_ParseTuple(args, "y*Op", &values, &per_line, &track)) return NULL;
     if (values.len != r->m->nleaves) {
         PyBuffer_Release(&values);
         return PyErr_Format(PyExc_ValueError, "%zd context values for %d leaves", values.len, r->m->nleaves);
@@ -374,7 +452,7 @@ static PyObject *Run_add_context(Run *r, PyObject *args)
         r->contexts = grown;
         r->contexts_cap = cap;
     }
-    Context c = {0, INT64_MIN, NULL, NULL, NULL, 0};
+    Context c = {track, 0, INT64_MIN, NULL, NULL, NULL, 0};
     c.values = PyMem_Malloc((size_t)values.len + 1);
     if (!c.values) { PyBuffer_Release(&values); return PyErr_NoMemory(); }
     memcpy(c.values, values.buf, (size_t)values.len);
@@ -395,7 +473,9 @@ static PyObject *Run_add_context(Run *r, PyObject *args)
     return PyLong_FromSsize_t(r->ncontexts++);
 }
 
-static inline int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'; }
+/* tantivy's whitespace tokenizer splits on ASCII whitespace only. */
+static unsigned char SPACE[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\f'] = 1, ['\r'] = 1};
+static inline int is_space(char c) { return SPACE[(unsigned char)c]; }
 
 static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros, int has_token)
 {
@@ -447,17 +527,21 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
         PyErr_Format(PyExc_IndexError, "no context %zd in this build", ctx);
         return -1;
     }
-    if (!PyUnicode_Check(message) || !PyUnicode_Check(tokens)) {
-        PyErr_SetString(PyExc_TypeError, "message and tokens must be str");
+    /* The message is only kept (never read), and only touched when it is kept:
+     * a line's objects are cold in the cache by the time a batch is matched. */
+    if (!PyUnicode_Check(tokens)) {
+        PyErr_SetString(PyExc_TypeError, "tokens must be str");
         return -1;
     }
     const Matcher *m = r->m;
     Context *c = &r->contexts[ctx];
-    c->lines++;
-    if (micros >= c->newest) {
-        c->newest = micros;
-        Py_INCREF(message);
-        Py_XSETREF(c->message, message);
+    if (c->track) {
+        c->lines++;
+        if (micros >= c->newest) {
+            c->newest = micros;
+            Py_INCREF(message);
+            Py_XSETREF(c->message, message);
+        }
     }
     Py_ssize_t n;
     PyObject *encoded = NULL;
@@ -506,7 +590,16 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
         for (int32_t j = m->by_start[tid]; j < m->by_start[tid + 1]; j++) {
             int32_t atom = m->by_atom[j];
             if (r->atom_seen[atom] == serial) continue;
-            Py_ssize_t from = p - m->by_off[j];
+            r->atom_seen[atom] = serial;
+            r->present[npresent++] = atom;
+        }
+        if (p + 1 >= len || seq[p + 1] < 0) continue;
+        int32_t pair = pair_lookup(m, ((uint64_t)(uint32_t)tid << 32) | (uint32_t)seq[p + 1]);
+        if (pair < 0) continue;
+        for (int32_t j = m->pair_start[pair]; j < m->pair_start[pair + 1]; j++) {
+            int32_t atom = m->pair_atom[j];
+            if (r->atom_seen[atom] == serial) continue;
+            Py_ssize_t from = p - m->pair_off[j];
             int32_t alen = m->atom_start[atom + 1] - m->atom_start[atom];
             if (from < 0 || from + alen > len) continue;
             const int32_t *want = m->atom_tids + m->atom_start[atom];
@@ -608,7 +701,7 @@ static PyMethodDef Matcher_methods[] = {
 };
 
 static PyMethodDef Run_methods[] = {
-    {"add_context", (PyCFunction)Run_add_context, METH_VARARGS, "add_context(values, per_line) -> handle"},
+    {"add_context", (PyCFunction)Run_add_context, METH_VARARGS, "add_context(values, per_line, track) -> handle"},
     {"line", (PyCFunction)(void (*)(void))Run_line, METH_FASTCALL, "line(context, micros, message, tokens)"},
     {"lines", (PyCFunction)(void (*)(void))Run_lines, METH_FASTCALL, "lines(context, micros, messages, tokens)"},
     {"results", (PyCFunction)Run_results, METH_NOARGS, "[(query, hits, newest micros, newest message)]"},

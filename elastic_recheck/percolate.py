@@ -25,7 +25,7 @@ from . import lucene
 from .errors import RecheckError
 from .percolate_contexts import ContextLeaves
 from .percolate_plan import (
-    And, Compiled, Const, CtxLeaf, Expr, Not, NotNative, Or, TimeRange, anchor_token, check_time_range, line_independent, lower,
+    And, Compiled, Const, CtxLeaf, Expr, Not, NotNative, Or, TimeRange, anchor_offset, check_time_range, line_independent, lower,
 )
 from .search import schema as sch
 
@@ -95,7 +95,7 @@ class Percolator:
         vocab = compiled.vocabulary()
         tids = {token: tid for tid, token in enumerate(vocab)}
         atoms = [[tids[t] for t in atom.tokens] for atom in compiled.atoms]
-        anchor = [anchor_token(atom.tokens) for atom in compiled.atoms]
+        anchor = [anchor_offset(atom.tokens) for atom in compiled.atoms]
         atom_queries: list[list[int]] = [[] for _ in compiled.atoms]
         for query, found in enumerate(compiled.query_anchors):
             for atom in found:
@@ -166,7 +166,7 @@ class BuildPercolation:
                 whole.append(query)
             else:
                 per_line.append(query)
-        handle = self._handles[canonical] = self._run.add_context(values, per_line)
+        handle = self._handles[canonical] = self._run.add_context(values, per_line, bool(whole))
         self._whole.append(whole)
         return handle
 

@@ -5,9 +5,10 @@ work is done for every indexed line); this module is used where the extension
 is not built, and the tests hold the two to the same answers.
 
 Per line: the analysed tokens are split the way the index's whitespace
-tokenizer splits them and looked up in the vocabulary of every atom; each
-atom registered under a token found is checked at that position (a phrase
-is registered under one token and its offset in the phrase); the queries
+tokenizer splits them and looked up in the vocabulary of every atom; a term
+whose token is found is present; a phrase is registered under one pair of
+adjacent tokens (and the pair's offset in it) and checked wherever that pair
+is found; the queries
 anchored by an atom found, and the context's anchorless ones, are run as
 postfix programs over the facts of the line.
 """
@@ -40,9 +41,13 @@ class Matcher:
     ) -> None:
         self.tids = {token: tid for tid, token in enumerate(vocab)}
         self.atoms = [tuple(a) for a in atoms]
-        self.by_token: dict[int, list[tuple[int, int]]] = {}
+        self.by_token: dict[int, list[int]] = {}  # terms, by their token
+        self.by_pair: dict[tuple[int, int], list[tuple[int, int]]] = {}  # phrases, by a pair of adjacent tokens
         for atom, (tids, offset) in enumerate(zip(self.atoms, atom_anchor)):
-            self.by_token.setdefault(tids[offset], []).append((atom, offset))
+            if len(tids) == 1:
+                self.by_token.setdefault(tids[0], []).append(atom)
+            else:
+                self.by_pair.setdefault((tids[offset], tids[offset + 1]), []).append((atom, offset))
         self.atom_queries = [tuple(q) for q in atom_queries]
         self.code = [tuple(c) for c in code]
         self.leaves = leaves
@@ -58,13 +63,15 @@ class Run:
         self.m = matcher
         self.bounds = bounds
         self.hits: dict[int, list[Any]] = {}  # query -> [hits, newest micros, newest message]
-        self.contexts: list[tuple[bytes, tuple[int, ...]]] = []
+        self.contexts: list[tuple[bytes, tuple[int, ...], bool]] = []
         self.stats: list[list[Any]] = []  # per context: [lines, newest micros, newest message]
 
-    def add_context(self, values: bytes, per_line: Sequence[int]) -> int:
+    def add_context(self, values: bytes, per_line: Sequence[int], track: bool) -> int:
+        """``track``: count the context's lines and keep its newest (it has
+        queries true on every line of it)."""
         if len(values) != self.m.leaves:
             raise ValueError(f"{len(values)} context values for {self.m.leaves} leaves")
-        self.contexts.append((bytes(values), tuple(per_line)))
+        self.contexts.append((bytes(values), tuple(per_line), track))
         self.stats.append([0, MIN_MICROS, None])
         return len(self.contexts) - 1
 
@@ -73,11 +80,12 @@ class Run:
             self.line(context, when, message, text)
 
     def line(self, context: int, micros: int, message: str, tokens: str) -> None:
-        values, per_line = self.contexts[context]
-        stat = self.stats[context]
-        stat[0] += 1
-        if micros >= stat[1]:
-            stat[1], stat[2] = micros, message
+        values, per_line, track = self.contexts[context]
+        if track:
+            stat = self.stats[context]
+            stat[0] += 1
+            if micros >= stat[1]:
+                stat[1], stat[2] = micros, message
         m = self.m
         tids = m.tids
         seq = []
@@ -92,7 +100,11 @@ class Run:
         for position, tid in enumerate(seq):
             if tid < 0:
                 continue
-            for atom, offset in m.by_token.get(tid, ()):
+            present.update(m.by_token.get(tid, ()))
+            following = seq[position + 1] if position + 1 < len(seq) else -1
+            if following < 0:
+                continue
+            for atom, offset in m.by_pair.get((tid, following), ()):
                 if atom in present:
                     continue
                 start = position - offset

@@ -165,15 +165,18 @@ def _context(node: lucene.Node) -> Expr | None:
 # -- anchors -------------------------------------------------------------------
 
 
-def anchor_token(tokens: tuple[str, ...]) -> int:
-    """The index of the token a phrase is looked up by: the longest, as the
-    likeliest to be rare in logs (short words and numbers are everywhere)."""
-    return max(range(len(tokens)), key=lambda i: (len(tokens[i]), -i))
+def anchor_offset(tokens: tuple[str, ...]) -> int:
+    """Where an atom is looked up: a term by its token; a phrase by the pair
+    of adjacent tokens starting here, the longest pair, as the likeliest to be
+    rare in logs (short words and numbers are everywhere, and a pair of common
+    words is far rarer than either)."""
+    if len(tokens) == 1:
+        return 0
+    return max(range(len(tokens) - 1), key=lambda i: (len(tokens[i]) + len(tokens[i + 1]), -i))
 
 
 def _atom_cost(atom: Atom) -> float:
-    longest = len(atom.tokens[anchor_token(atom.tokens)])
-    return 1.0 / (longest + 3 * (len(atom.tokens) - 1) + 1)
+    return 1.0 / (max(map(len, atom.tokens)) + 3 * (len(atom.tokens) - 1) + 1)
 
 
 def anchors(expr: Expr) -> frozenset[Atom] | None:
