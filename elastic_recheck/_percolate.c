@@ -26,11 +26,19 @@
 enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT, OP_HAS_TOKEN };
 
 typedef struct {
+    uint64_t hash;
+    int32_t tid, len;
+} Slot;
+
+#define FILTER_BITS 65536
+#define FILTER_WORDS (FILTER_BITS / 64)
+
+typedef struct {
     PyObject_HEAD
     /* vocabulary */
     uint32_t mask;          /* hash table size - 1 */
-    int32_t *slot_tid;      /* -1: empty */
-    uint64_t *slot_hash;
+    Slot *slots;            /* tid -1: empty */
+    uint64_t filter[FILTER_WORDS]; /* a bit per hash value mod FILTER_BITS: most tokens of a line are in no query */
     char *pool;
     Py_ssize_t *tok_off;
     int32_t *tok_len;
@@ -80,27 +88,47 @@ typedef struct {
     Py_ssize_t ncontexts, contexts_cap;
 } Run;
 
-static PyTypeObject MatcherType, RunType;
+typedef struct {
+    PyObject_HEAD
+    Run **runs;        /* per handle: the run of its context's matcher (a reference each) */
+    Py_ssize_t *local; /* per handle: the context within that run */
+    Py_ssize_t n, cap;
+} Build;
 
-/* A token's hash, eight bytes at a time (log tokens average ~7 bytes). */
+static PyTypeObject MatcherType, RunType, BuildType;
+
+/* A token's hash, eight bytes at a time (log tokens average ~7 bytes); the
+ * scan in match_line computes the same value as it finds the token's end. */
+#define HASH_SEED 0x9e3779b97f4a7c15ULL
+static inline uint64_t hash_word(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 29);
+}
+
+static inline uint64_t hash_end(uint64_t h, Py_ssize_t n)
+{
+    h = (h ^ (uint64_t)n) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 32);
+}
+
 static inline uint64_t token_hash(const char *s, Py_ssize_t n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
-    while (n >= 8) {
+    uint64_t h = HASH_SEED;
+    Py_ssize_t left = n;
+    while (left >= 8) {
         uint64_t w;
         memcpy(&w, s, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 29;
+        h = hash_word(h, w);
         s += 8;
-        n -= 8;
+        left -= 8;
     }
-    if (n) {
+    if (left) {
         uint64_t w = 0;
-        for (Py_ssize_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
-        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 29;
+        for (Py_ssize_t i = 0; i < left; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+        h = hash_word(h, w);
     }
-    return h ^ (h >> 32);
+    return hash_end(h, n);
 }
 
 static inline uint64_t pair_hash(uint64_t key)
@@ -123,15 +151,43 @@ static inline int32_t pair_lookup(const Matcher *m, uint64_t key)
     }
 }
 
-static inline int32_t lookup(const Matcher *m, const char *s, Py_ssize_t n)
+static inline int filtered(const Matcher *m, uint64_t h)
 {
-    uint64_t h = token_hash(s, n);
+    uint32_t bit = (uint32_t)(h >> 40) & (FILTER_BITS - 1);
+    return (m->filter[bit >> 6] >> (bit & 63)) & 1;
+}
+
+static inline int same(const char *a, const char *b, Py_ssize_t n)
+{
+    for (; n >= 8; a += 8, b += 8, n -= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        if (x != y) return 0;
+        a += 4;
+        b += 4;
+        n -= 4;
+    }
+    for (; n; a++, b++, n--)
+        if (*a != *b) return 0;
+    return 1;
+}
+
+/* The token's id, or -1; h is token_hash(s, n). */
+static inline int32_t lookup(const Matcher *m, const char *s, Py_ssize_t n, uint64_t h)
+{
+    if (!filtered(m, h)) return -1;
     uint32_t i = (uint32_t)h & m->mask;
     for (;;) {
-        int32_t tid = m->slot_tid[i];
-        if (tid < 0) return -1;
-        if (m->slot_hash[i] == h && m->tok_len[tid] == n && memcmp(m->pool + m->tok_off[tid], s, (size_t)n) == 0)
-            return tid;
+        const Slot *slot = &m->slots[i];
+        if (slot->tid < 0) return -1;
+        if (slot->hash == h && slot->len == n && same(m->pool + m->tok_off[slot->tid], s, n)) return slot->tid;
         i = (i + 1) & m->mask;
     }
 }
@@ -200,7 +256,7 @@ static int read_csr(PyObject *lists, int32_t **start, int32_t **items, Py_ssize_
 
 static void Matcher_dealloc(Matcher *m)
 {
-    PyMem_Free(m->slot_tid); PyMem_Free(m->slot_hash); PyMem_Free(m->pool); PyMem_Free(m->tok_off);
+    PyMem_Free(m->slots); PyMem_Free(m->pool); PyMem_Free(m->tok_off);
     PyMem_Free(m->tok_len); PyMem_Free(m->by_start); PyMem_Free(m->by_atom);
     PyMem_Free(m->pair_key); PyMem_Free(m->pair_slot); PyMem_Free(m->pair_start); PyMem_Free(m->pair_atom);
     PyMem_Free(m->pair_off);
@@ -271,20 +327,22 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     while (size < 2 * (uint64_t)ntok + 16) size <<= 1;
     m->mask = size - 1;
     m->pool = PyMem_Malloc((size_t)pool_size + 1);
-    m->slot_tid = PyMem_Malloc(size * sizeof(int32_t));
-    m->slot_hash = PyMem_Calloc(size, sizeof(uint64_t));
-    if (!m->pool || !m->slot_tid || !m->slot_hash) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
-    memset(m->slot_tid, 0xff, size * sizeof(int32_t));
+    m->slots = PyMem_Malloc(size * sizeof(Slot));
+    if (!m->pool || !m->slots) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
+    for (uint32_t j = 0; j < size; j++) m->slots[j].tid = -1;
     for (Py_ssize_t i = 0; i < ntok; i++) {
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n);
         memcpy(m->pool + m->tok_off[i], s, (size_t)n);
-        if (lookup(m, s, n) >= 0) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "duplicate token"); goto fail; }
         uint64_t h = token_hash(s, n);
+        if (lookup(m, s, n, h) >= 0) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "duplicate token"); goto fail; }
         uint32_t j = (uint32_t)h & m->mask;
-        while (m->slot_tid[j] >= 0) j = (j + 1) & m->mask;
-        m->slot_tid[j] = (int32_t)i;
-        m->slot_hash[j] = h;
+        while (m->slots[j].tid >= 0) j = (j + 1) & m->mask;
+        m->slots[j].tid = (int32_t)i;
+        m->slots[j].len = (int32_t)n;
+        m->slots[j].hash = h;
+        uint32_t bit = (uint32_t)(h >> 40) & (FILTER_BITS - 1);
+        m->filter[bit >> 6] |= 1ULL << (bit & 63);
     }
     Py_DECREF(words);
 
@@ -565,12 +623,55 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
         while (i < n && is_space(s[i])) i++;
         if (i >= n) break;
         Py_ssize_t start = i;
-        while (i < n && !is_space(s[i])) i++;
+        uint64_t h = HASH_SEED;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Eight bytes at a time: find the first byte below '!' (every ASCII
+         * whitespace is one), hashing the whole words before it. */
+        for (;;) {
+            if (i + 8 > n) goto bytewise;
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            uint64_t low = (w - 0x2121212121212121ULL) & ~w & 0x8080808080808080ULL;
+            if (!low) {
+                h = hash_word(h, w);
+                i += 8;
+                continue;
+            }
+            int k = __builtin_ctzll(low) >> 3;
+            if (!is_space(s[i + k])) goto bytewise; /* a control character inside a token: rare */
+            if (k) h = hash_word(h, w & ((1ULL << (8 * k)) - 1));
+            i += k;
+            goto found;
+        }
+    bytewise:
+#endif
+        {
+            Py_ssize_t from = i;
+            while (i < n && !is_space(s[i])) i++;
+            Py_ssize_t left = i - from;
+            const char *p = s + from;
+            while (left >= 8) {
+                uint64_t w;
+                memcpy(&w, p, 8);
+                h = hash_word(h, w);
+                p += 8;
+                left -= 8;
+            }
+            if (left) {
+                uint64_t w = 0;
+                for (Py_ssize_t b = 0; b < left; b++) w |= (uint64_t)(unsigned char)p[b] << (8 * b);
+                h = hash_word(h, w);
+            }
+        }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    found:
+#endif
+        ;
         Py_ssize_t k = i - start;
         int32_t tid = -1;
         if (k <= MAX_TOKEN_BYTES) {
             has_token = 1;
-            if (m->ntok) tid = lookup(m, s + start, k);
+            if (m->ntok) tid = lookup(m, s + start, k, hash_end(h, k));
         }
         if (len == r->seq_cap) {
             Py_ssize_t cap = 2 * r->seq_cap;
@@ -651,8 +752,10 @@ static PyObject *Run_lines(Run *r, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL;
     if (!tokens) goto done;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(when);
-    if (PySequence_Fast_GET_SIZE(messages) < n) n = PySequence_Fast_GET_SIZE(messages);
-    if (PySequence_Fast_GET_SIZE(tokens) < n) n = PySequence_Fast_GET_SIZE(tokens);
+    if (PySequence_Fast_GET_SIZE(messages) != n || PySequence_Fast_GET_SIZE(tokens) != n) {
+        PyErr_SetString(PyExc_ValueError, "micros, messages and tokens differ in length");
+        goto done;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
         if (micros == -1 && PyErr_Occurred()) goto done;
@@ -730,18 +833,143 @@ static PyTypeObject RunType = {
     .tp_methods = Run_methods,
 };
 
+/* -- a build: handles over the runs of several matchers --------------------------
+ * The percolator compiles one matcher per kind of context (what its context
+ * clauses answer), so a line is only checked against the queries that can
+ * match in its context; a Build sends each line to its context's run. */
+
+static PyObject *Build_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "Build() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static void Build_dealloc(Build *b)
+{
+    for (Py_ssize_t i = 0; i < b->n; i++) Py_XDECREF(b->runs[i]);
+    PyMem_Free(b->runs);
+    PyMem_Free(b->local);
+    Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+static PyObject *Build_add(Build *b, PyObject *args)
+{
+    PyObject *run;
+    Py_ssize_t local;
+    if (!PyArg_ParseTuple(args, "O!n", &RunType, &run, &local)) return NULL;
+    if (local < 0 || local >= ((Run *)run)->ncontexts)
+        return PyErr_Format(PyExc_IndexError, "no context %zd in that run", local);
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap ? 2 * b->cap : 16;
+        Run **runs = PyMem_Realloc(b->runs, (size_t)cap * sizeof(Run *));
+        if (!runs) return PyErr_NoMemory();
+        b->runs = runs;
+        Py_ssize_t *locals = PyMem_Realloc(b->local, (size_t)cap * sizeof(Py_ssize_t));
+        if (!locals) return PyErr_NoMemory();
+        b->local = locals;
+        b->cap = cap;
+    }
+    Py_INCREF(run);
+    b->runs[b->n] = (Run *)run;
+    b->local[b->n] = local;
+    return PyLong_FromSsize_t(b->n++);
+}
+
+static int build_handle(Build *b, PyObject *arg, Run **run, Py_ssize_t *local)
+{
+    Py_ssize_t handle = PyLong_AsSsize_t(arg);
+    if (handle == -1 && PyErr_Occurred()) return -1;
+    if (handle < 0 || handle >= b->n) {
+        PyErr_Format(PyExc_IndexError, "no context %zd in this build", handle);
+        return -1;
+    }
+    *run = b->runs[handle];
+    *local = b->local[handle];
+    return 0;
+}
+
+static PyObject *Build_line(Build *b, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "line() takes 4 arguments (%zd given)", nargs);
+    Run *run;
+    Py_ssize_t local;
+    if (build_handle(b, args[0], &run, &local) < 0) return NULL;
+    long long micros = PyLong_AsLongLong(args[1]);
+    if (micros == -1 && PyErr_Occurred()) return NULL;
+    if (match_line(run, local, micros, args[2], args[3]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Build_lines(Build *b, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "lines() takes 4 arguments (%zd given)", nargs);
+    Run *run;
+    Py_ssize_t local;
+    if (build_handle(b, args[0], &run, &local) < 0) return NULL;
+    PyObject *when = PySequence_Fast(args[1], "micros must be a sequence");
+    PyObject *messages = when ? PySequence_Fast(args[2], "messages must be a sequence") : NULL;
+    PyObject *tokens = messages ? PySequence_Fast(args[3], "tokens must be a sequence") : NULL;
+    PyObject *result = NULL;
+    if (!tokens) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(when);
+    if (PySequence_Fast_GET_SIZE(messages) != n || PySequence_Fast_GET_SIZE(tokens) != n) {
+        PyErr_SetString(PyExc_ValueError, "micros, messages and tokens differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
+        if (micros == -1 && PyErr_Occurred()) goto done;
+        if (match_line(run, local, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
+            goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(when);
+    Py_XDECREF(messages);
+    Py_XDECREF(tokens);
+    return result;
+}
+
+static PyMethodDef Build_methods[] = {
+    {"add", (PyCFunction)Build_add, METH_VARARGS, "add(run, context) -> handle"},
+    {"line", (PyCFunction)(void (*)(void))Build_line, METH_FASTCALL, "line(handle, micros, message, tokens)"},
+    {"lines", (PyCFunction)(void (*)(void))Build_lines, METH_FASTCALL, "lines(handle, micros, messages, tokens)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BuildType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "elastic_recheck._percolate.Build",
+    .tp_basicsize = sizeof(Build),
+    .tp_dealloc = (destructor)Build_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One build's contexts, each on the run of its matcher.",
+    .tp_methods = Build_methods,
+    .tp_new = Build_new,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_percolate", "The percolator's per-line matcher.", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__percolate(void)
 {
-    if (PyType_Ready(&MatcherType) < 0 || PyType_Ready(&RunType) < 0) return NULL;
+    if (PyType_Ready(&MatcherType) < 0 || PyType_Ready(&RunType) < 0 || PyType_Ready(&BuildType) < 0) return NULL;
     PyObject *mod = PyModule_Create(&module);
     if (!mod) return NULL;
     Py_INCREF(&MatcherType);
     if (PyModule_AddObject(mod, "Matcher", (PyObject *)&MatcherType) < 0) {
         Py_DECREF(&MatcherType);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    Py_INCREF(&BuildType);
+    if (PyModule_AddObject(mod, "Build", (PyObject *)&BuildType) < 0) {
+        Py_DECREF(&BuildType);
         Py_DECREF(mod);
         return NULL;
     }

@@ -76,6 +76,8 @@ class Run:
         return len(self.contexts) - 1
 
     def lines(self, context: int, micros: Sequence[int], messages: Sequence[str], tokens: Sequence[str]) -> None:
+        if not len(micros) == len(messages) == len(tokens):
+            raise ValueError("micros, messages and tokens differ in length")
         for when, message, text in zip(micros, messages, tokens):
             self.line(context, when, message, text)
 
@@ -158,3 +160,32 @@ class Run:
 
     def context_stats(self) -> list[tuple[int, int, str | None]]:
         return [tuple(s) for s in self.stats]  # type: ignore[misc]
+
+
+class Build:
+    """One build's contexts, each on the run of its matcher: the percolator
+    compiles a matcher per kind of context, so a line is only checked against
+    the queries that can match in its context."""
+
+    def __init__(self) -> None:
+        self.targets: list[tuple[Run, int]] = []
+
+    def add(self, run: Run, context: int) -> int:
+        if not 0 <= context < len(run.contexts):
+            raise IndexError(f"no context {context} in that run")
+        self.targets.append((run, context))
+        return len(self.targets) - 1
+
+    def line(self, handle: int, micros: int, message: str, tokens: str) -> None:
+        run, context = self.targets[_index(handle, len(self.targets))]
+        run.line(context, micros, message, tokens)
+
+    def lines(self, handle: int, micros: Sequence[int], messages: Sequence[str], tokens: Sequence[str]) -> None:
+        run, context = self.targets[_index(handle, len(self.targets))]
+        run.lines(context, micros, messages, tokens)
+
+
+def _index(handle: int, size: int) -> int:
+    if not 0 <= handle < size:
+        raise IndexError(f"no context {handle} in this build")
+    return handle
