@@ -1,0 +1,977 @@
+/* The percolator's per-line matcher (see percolate.py and percolate_engine.py).
+ *
+ * Why C: it runs on every indexed log line against every fingerprint, and the
+ * target is a 500,000-line build against 5,000 fingerprints in well under a
+ * second; a Python frame per line alone costs most of that.
+ *
+ * percolate_engine.py is the same algorithm in Python, step for step:
+ *   1. split the analysed tokens on ASCII whitespace (tantivy's whitespace
+ *      tokenizer); a token longer than MAX_TOKEN_BYTES is not indexed;
+ *   2. look each token up in the vocabulary (open addressing, FNV-1a);
+ *   3. a term whose token is found is present; a phrase is registered under
+ *      one pair of adjacent tokens (the anchor offset says which), looked up
+ *      in a second hash, and compared token by token where the pair is found;
+ *   4. the queries anchored by a present atom, and the context's anchorless
+ *      queries, are candidates; each is run once as a postfix program;
+ *   5. a matching query counts the line and keeps the newest (ties: the later line).
+ * The tests hold both engines to the same answers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_TOKEN_BYTES 65530
+#define EMPTY_PAIR UINT64_MAX
+enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT, OP_HAS_TOKEN };
+
+typedef struct {
+    uint64_t hash;
+    int32_t tid, len;
+} Slot;
+
+#define FILTER_BITS 65536
+#define FILTER_WORDS (FILTER_BITS / 64)
+
+typedef struct {
+    PyObject_HEAD
+    /* vocabulary */
+    uint32_t mask;          /* hash table size - 1 */
+    Slot *slots;            /* tid -1: empty */
+    uint64_t filter[FILTER_WORDS]; /* a bit per hash value mod FILTER_BITS: most tokens of a line are in no query */
+    char *pool;
+    Py_ssize_t *tok_off;
+    int32_t *tok_len;
+    int32_t ntok;
+    /* terms (one-token atoms) per token: by_start[t] .. by_start[t+1] in by_atom */
+    int32_t *by_start, *by_atom;
+    /* phrases per pair of adjacent tokens: pair_key -> pair_start[i] .. pair_start[i+1] */
+    uint32_t pair_mask;
+    uint64_t *pair_key;     /* EMPTY_PAIR: free slot */
+    int32_t *pair_slot;     /* slot -> pair number */
+    int32_t *pair_start, *pair_atom, *pair_off;
+    /* atoms: atom_start[a] .. atom_start[a+1] in atom_tids */
+    int32_t natoms;
+    int32_t *atom_start, *atom_tids;
+    /* queries anchored per atom */
+    int32_t *aq_start, *aq_query;
+    /* programs: code_start[q] .. code_start[q+1] pairs in code */
+    int32_t nq;
+    int32_t *code_start, *code;
+    int32_t max_stack;
+    int32_t nleaves;
+} Matcher;
+
+typedef struct {
+    int track;  /* count lines and keep the newest: the context has queries true on its every line */
+    int64_t lines, newest;
+    PyObject *message;
+    uint8_t *values;
+    int32_t *per_line;
+    int32_t nper_line;
+} Context;
+
+typedef struct {
+    PyObject_HEAD
+    Matcher *m;
+    uint32_t serial;
+    uint32_t *atom_seen, *query_seen;
+    int32_t *present;
+    int32_t *seq;
+    Py_ssize_t seq_cap;
+    uint8_t *stack;
+    int64_t *hits, *newest;
+    PyObject **message;
+    int64_t *ts_low, *ts_high;
+    int32_t nts;
+    Context *contexts;
+    Py_ssize_t ncontexts, contexts_cap;
+} Run;
+
+typedef struct {
+    PyObject_HEAD
+    Run **runs;        /* per handle: the run of its context's matcher (a reference each) */
+    Py_ssize_t *local; /* per handle: the context within that run */
+    Py_ssize_t n, cap;
+} Build;
+
+static PyTypeObject MatcherType, RunType, BuildType;
+
+/* A token's hash, eight bytes at a time (log tokens average ~7 bytes); the
+ * scan in match_line computes the same value as it finds the token's end. */
+#define HASH_SEED 0x9e3779b97f4a7c15ULL
+static inline uint64_t hash_word(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 29);
+}
+
+static inline uint64_t hash_end(uint64_t h, Py_ssize_t n)
+{
+    h = (h ^ (uint64_t)n) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 32);
+}
+
+static inline uint64_t token_hash(const char *s, Py_ssize_t n)
+{
+    uint64_t h = HASH_SEED;
+    Py_ssize_t left = n;
+    while (left >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = hash_word(h, w);
+        s += 8;
+        left -= 8;
+    }
+    if (left) {
+        uint64_t w = 0;
+        for (Py_ssize_t i = 0; i < left; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+        h = hash_word(h, w);
+    }
+    return hash_end(h, n);
+}
+
+static inline uint64_t pair_hash(uint64_t key)
+{
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdULL;
+    key ^= key >> 33;
+    return key;
+}
+
+/* The pair number of (a, b), or -1. */
+static inline int32_t pair_lookup(const Matcher *m, uint64_t key)
+{
+    uint32_t i = (uint32_t)pair_hash(key) & m->pair_mask;
+    for (;;) {
+        uint64_t k = m->pair_key[i];
+        if (k == key) return m->pair_slot[i];
+        if (k == EMPTY_PAIR) return -1;
+        i = (i + 1) & m->pair_mask;
+    }
+}
+
+static inline int filtered(const Matcher *m, uint64_t h)
+{
+    uint32_t bit = (uint32_t)(h >> 40) & (FILTER_BITS - 1);
+    return (m->filter[bit >> 6] >> (bit & 63)) & 1;
+}
+
+static inline int same(const char *a, const char *b, Py_ssize_t n)
+{
+    for (; n >= 8; a += 8, b += 8, n -= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        if (x != y) return 0;
+        a += 4;
+        b += 4;
+        n -= 4;
+    }
+    for (; n; a++, b++, n--)
+        if (*a != *b) return 0;
+    return 1;
+}
+
+/* The token's id, or -1; h is token_hash(s, n). */
+static inline int32_t lookup(const Matcher *m, const char *s, Py_ssize_t n, uint64_t h)
+{
+    if (!filtered(m, h)) return -1;
+    uint32_t i = (uint32_t)h & m->mask;
+    for (;;) {
+        const Slot *slot = &m->slots[i];
+        if (slot->tid < 0) return -1;
+        if (slot->hash == h && slot->len == n && same(m->pool + m->tok_off[slot->tid], s, n)) return slot->tid;
+        i = (i + 1) & m->mask;
+    }
+}
+
+/* -- reading the tables from Python lists ---------------------------------- */
+
+static int read_int(PyObject *o, int32_t *out, int32_t low, int32_t high)
+{
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < low || v > high) {
+        PyErr_Format(PyExc_ValueError, "value %ld out of range [%d, %d]", v, low, high);
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* A list of lists of ints as CSR arrays (start has n + 1 entries). */
+static int read_csr(PyObject *lists, int32_t **start, int32_t **items, Py_ssize_t *count, int32_t high, int pairs)
+{
+    PyObject *seq = PySequence_Fast(lists, "expected a sequence of sequences");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t k = PySequence_Size(PySequence_Fast_GET_ITEM(seq, i));
+        if (k < 0 || (pairs && k % 2)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a program has an odd length");
+            Py_DECREF(seq);
+            return -1;
+        }
+        total += k;
+    }
+    if (n > INT32_MAX - 1 || total > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "tables too large");
+        Py_DECREF(seq);
+        return -1;
+    }
+    *start = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
+    *items = PyMem_Calloc((size_t)total + 1, sizeof(int32_t));
+    if (!*start || !*items) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        (*start)[i] = (int32_t)(pairs ? at / 2 : at);
+        PyObject *inner = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i), "expected a sequence of ints");
+        if (!inner) { Py_DECREF(seq); return -1; }
+        Py_ssize_t k = PySequence_Fast_GET_SIZE(inner);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            if (read_int(PySequence_Fast_GET_ITEM(inner, j), &(*items)[at++], pairs ? INT32_MIN : 0, high) < 0) {
+                Py_DECREF(inner);
+                Py_DECREF(seq);
+                return -1;
+            }
+        }
+        Py_DECREF(inner);
+    }
+    (*start)[n] = (int32_t)(pairs ? at / 2 : at);
+    *count = n;
+    Py_DECREF(seq);
+    return 0;
+}
+
+static void Matcher_dealloc(Matcher *m)
+{
+    PyMem_Free(m->slots); PyMem_Free(m->pool); PyMem_Free(m->tok_off);
+    PyMem_Free(m->tok_len); PyMem_Free(m->by_start); PyMem_Free(m->by_atom);
+    PyMem_Free(m->pair_key); PyMem_Free(m->pair_slot); PyMem_Free(m->pair_start); PyMem_Free(m->pair_atom);
+    PyMem_Free(m->pair_off);
+    PyMem_Free(m->atom_start); PyMem_Free(m->atom_tids); PyMem_Free(m->aq_start); PyMem_Free(m->aq_query);
+    PyMem_Free(m->code_start); PyMem_Free(m->code);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static int check_programs(Matcher *m)
+{
+    /* Every argument in range and the stack never under- or overflows, so the
+     * per-line loop needs no checks. */
+    int32_t deepest = 1;
+    for (int32_t q = 0; q < m->nq; q++) {
+        int32_t depth = 0;
+        for (int32_t i = m->code_start[q]; i < m->code_start[q + 1]; i++) {
+            int32_t op = m->code[2 * i], arg = m->code[2 * i + 1];
+            switch (op) {
+            case OP_ATOM: if (arg < 0 || arg >= m->natoms) goto bad; depth++; break;
+            case OP_CTX: if (arg < 0 || arg >= m->nleaves) goto bad; depth++; break;
+            case OP_TS: if (arg < 0) goto bad; depth++; break;
+            case OP_TRUE: case OP_FALSE: case OP_HAS_TOKEN: depth++; break;
+            case OP_NOT: if (depth < 1) goto bad; break;
+            case OP_AND: case OP_OR: if (arg < 1 || arg > depth) goto bad; depth -= arg - 1; break;
+            default: goto bad;
+            }
+            if (depth > deepest) deepest = depth;
+        }
+        if (depth != 1) goto bad;
+        continue;
+    bad:
+        PyErr_Format(PyExc_ValueError, "query %d has an invalid program", q);
+        return -1;
+    }
+    m->max_stack = deepest;
+    return 0;
+}
+
+static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *vocab, *atoms, *anchor, *atom_queries, *code;
+    int nleaves;
+    static char *kwlist[] = {"vocab", "atoms", "atom_anchor", "atom_queries", "code", "leaves", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOi", kwlist, &vocab, &atoms, &anchor, &atom_queries, &code,
+                                     &nleaves))
+        return NULL;
+    if (nleaves < 0) { PyErr_SetString(PyExc_ValueError, "leaves < 0"); return NULL; }
+    Matcher *m = (Matcher *)type->tp_alloc(type, 0);
+    if (!m) return NULL;
+    m->nleaves = nleaves;
+    PyObject *words = PySequence_Fast(vocab, "vocab must be a sequence of str");
+    if (!words) goto fail;
+    Py_ssize_t ntok = PySequence_Fast_GET_SIZE(words), pool_size = 0;
+    if (ntok > INT32_MAX / 4) { Py_DECREF(words); PyErr_SetString(PyExc_OverflowError, "vocabulary too large"); goto fail; }
+    m->ntok = (int32_t)ntok;
+    m->tok_off = PyMem_Calloc((size_t)ntok + 1, sizeof(Py_ssize_t));
+    m->tok_len = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
+    if (!m->tok_off || !m->tok_len) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
+    for (Py_ssize_t i = 0; i < ntok; i++) {
+        Py_ssize_t n;
+        if (!PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n)) { Py_DECREF(words); goto fail; }
+        if (n > MAX_TOKEN_BYTES) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "token too long"); goto fail; }
+        m->tok_off[i] = pool_size;
+        m->tok_len[i] = (int32_t)n;
+        pool_size += n;
+    }
+    uint32_t size = 16;
+    while (size < 2 * (uint64_t)ntok + 16) size <<= 1;
+    m->mask = size - 1;
+    m->pool = PyMem_Malloc((size_t)pool_size + 1);
+    m->slots = PyMem_Malloc(size * sizeof(Slot));
+    if (!m->pool || !m->slots) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
+    for (uint32_t j = 0; j < size; j++) m->slots[j].tid = -1;
+    for (Py_ssize_t i = 0; i < ntok; i++) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n);
+        memcpy(m->pool + m->tok_off[i], s, (size_t)n);
+        uint64_t h = token_hash(s, n);
+        if (lookup(m, s, n, h) >= 0) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "duplicate token"); goto fail; }
+        uint32_t j = (uint32_t)h & m->mask;
+        while (m->slots[j].tid >= 0) j = (j + 1) & m->mask;
+        m->slots[j].tid = (int32_t)i;
+        m->slots[j].len = (int32_t)n;
+        m->slots[j].hash = h;
+        uint32_t bit = (uint32_t)(h >> 40) & (FILTER_BITS - 1);
+        m->filter[bit >> 6] |= 1ULL << (bit & 63);
+    }
+    Py_DECREF(words);
+
+    Py_ssize_t natoms, nanchor, naq, nq;
+    if (read_csr(atoms, &m->atom_start, &m->atom_tids, &natoms, ntok ? (int32_t)ntok - 1 : -1, 0) < 0) goto fail;
+    m->natoms = (int32_t)natoms;
+    for (Py_ssize_t a = 0; a < natoms; a++)
+        if (m->atom_start[a + 1] == m->atom_start[a]) { PyErr_SetString(PyExc_ValueError, "empty atom"); goto fail; }
+    /* anchors: one offset per atom (a phrase: where its looked-up pair starts) */
+    PyObject *offs = PySequence_Fast(anchor, "atom_anchor must be a sequence of ints");
+    if (!offs) goto fail;
+    nanchor = PySequence_Fast_GET_SIZE(offs);
+    if (nanchor != natoms) { Py_DECREF(offs); PyErr_SetString(PyExc_ValueError, "one anchor per atom"); goto fail; }
+    int32_t *anchor_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    int32_t *pair_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    uint32_t psize = 16;
+    while (psize < 2 * (uint64_t)natoms + 16) psize <<= 1;
+    m->pair_mask = psize - 1;
+    m->pair_key = PyMem_Malloc(psize * sizeof(uint64_t));
+    m->pair_slot = PyMem_Calloc(psize, sizeof(int32_t));
+    m->pair_start = PyMem_Calloc((size_t)natoms + 2, sizeof(int32_t));
+    m->pair_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    m->pair_off = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    m->by_start = PyMem_Calloc((size_t)ntok + 2, sizeof(int32_t));
+    m->by_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    if (!anchor_of || !pair_of || !m->pair_key || !m->pair_slot || !m->pair_start || !m->pair_atom || !m->pair_off ||
+        !m->by_start || !m->by_atom) {
+        Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of); PyErr_NoMemory(); goto fail;
+    }
+    for (uint32_t k = 0; k < psize; k++) m->pair_key[k] = EMPTY_PAIR;
+    int32_t npairs = 0;
+    for (Py_ssize_t a = 0; a < natoms; a++) {
+        int32_t len = m->atom_start[a + 1] - m->atom_start[a];
+        if (read_int(PySequence_Fast_GET_ITEM(offs, a), &anchor_of[a], 0, len > 1 ? len - 2 : 0) < 0) {
+            Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of); goto fail;
+        }
+        const int32_t *tids = m->atom_tids + m->atom_start[a] + anchor_of[a];
+        if (len == 1) {
+            m->by_start[tids[0] + 1]++;
+            continue;
+        }
+        uint64_t key = ((uint64_t)(uint32_t)tids[0] << 32) | (uint32_t)tids[1];
+        int32_t pair = pair_lookup(m, key);
+        if (pair < 0) {
+            uint32_t k = (uint32_t)pair_hash(key) & m->pair_mask;
+            while (m->pair_key[k] != EMPTY_PAIR) k = (k + 1) & m->pair_mask;
+            m->pair_key[k] = key;
+            m->pair_slot[k] = pair = npairs++;
+        }
+        pair_of[a] = pair;
+        m->pair_start[pair + 1]++;
+    }
+    Py_DECREF(offs);
+    for (Py_ssize_t t = 0; t < ntok; t++) m->by_start[t + 1] += m->by_start[t];
+    for (int32_t p = 0; p < npairs; p++) m->pair_start[p + 1] += m->pair_start[p];
+    {
+        int32_t *fill = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
+        int32_t *pfill = PyMem_Calloc((size_t)npairs + 1, sizeof(int32_t));
+        if (!fill || !pfill) {
+            PyMem_Free(fill); PyMem_Free(pfill); PyMem_Free(anchor_of); PyMem_Free(pair_of); PyErr_NoMemory(); goto fail;
+        }
+        for (Py_ssize_t a = 0; a < natoms; a++) {
+            int32_t len = m->atom_start[a + 1] - m->atom_start[a];
+            if (len == 1) {
+                int32_t t = m->atom_tids[m->atom_start[a]];
+                m->by_atom[m->by_start[t] + fill[t]++] = (int32_t)a;
+            } else {
+                int32_t at = m->pair_start[pair_of[a]] + pfill[pair_of[a]]++;
+                m->pair_atom[at] = (int32_t)a;
+                m->pair_off[at] = anchor_of[a];
+            }
+        }
+        PyMem_Free(fill);
+        PyMem_Free(pfill);
+    }
+    PyMem_Free(anchor_of);
+    PyMem_Free(pair_of);
+    if (read_csr(code, &m->code_start, &m->code, &nq, INT32_MAX, 1) < 0) goto fail;
+    m->nq = (int32_t)nq;
+    if (read_csr(atom_queries, &m->aq_start, &m->aq_query, &naq, nq ? (int32_t)nq - 1 : -1, 0) < 0) goto fail;
+    if (naq != natoms) { PyErr_SetString(PyExc_ValueError, "one query list per atom"); goto fail; }
+    if (check_programs(m) < 0) goto fail;
+    return (PyObject *)m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
+
+/* -- a build's run ------------------------------------------------------------ */
+
+static void Run_dealloc(Run *r)
+{
+    if (r->m) {
+        for (int32_t q = 0; q < r->m->nq; q++) Py_XDECREF(r->message ? r->message[q] : NULL);
+    }
+    for (Py_ssize_t c = 0; c < r->ncontexts; c++) {
+        Py_XDECREF(r->contexts[c].message);
+        PyMem_Free(r->contexts[c].values);
+        PyMem_Free(r->contexts[c].per_line);
+    }
+    PyMem_Free(r->contexts);
+    PyMem_Free(r->atom_seen); PyMem_Free(r->query_seen); PyMem_Free(r->present); PyMem_Free(r->seq);
+    PyMem_Free(r->stack); PyMem_Free(r->hits); PyMem_Free(r->newest); PyMem_Free(r->message);
+    PyMem_Free(r->ts_low); PyMem_Free(r->ts_high);
+    Py_XDECREF(r->m);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyObject *Matcher_start(Matcher *m, PyObject *bounds)
+{
+    PyObject *seq = PySequence_Fast(bounds, "bounds must be a sequence of (low, high)");
+    if (!seq) return NULL;
+    Run *r = (Run *)RunType.tp_alloc(&RunType, 0);
+    if (!r) { Py_DECREF(seq); return NULL; }
+    Py_INCREF(m);
+    r->m = m;
+    r->serial = 0;
+    size_t na = (size_t)m->natoms + 1, nq = (size_t)m->nq + 1;
+    r->atom_seen = PyMem_Calloc(na, sizeof(uint32_t));
+    r->query_seen = PyMem_Calloc(nq, sizeof(uint32_t));
+    r->present = PyMem_Calloc(na, sizeof(int32_t));
+    r->stack = PyMem_Calloc((size_t)m->max_stack + 1, 1);
+    r->hits = PyMem_Calloc(nq, sizeof(int64_t));
+    r->newest = PyMem_Calloc(nq, sizeof(int64_t));
+    r->message = PyMem_Calloc(nq, sizeof(PyObject *));
+    r->nts = (int32_t)PySequence_Fast_GET_SIZE(seq);
+    r->ts_low = PyMem_Calloc((size_t)r->nts + 1, sizeof(int64_t));
+    r->ts_high = PyMem_Calloc((size_t)r->nts + 1, sizeof(int64_t));
+    r->seq_cap = 256;
+    r->seq = PyMem_Malloc((size_t)r->seq_cap * sizeof(int32_t));
+    if (!r->atom_seen || !r->query_seen || !r->present || !r->stack || !r->hits || !r->newest || !r->message ||
+        !r->ts_low || !r->ts_high || !r->seq) {
+        Py_DECREF(seq); Py_DECREF(r); return PyErr_NoMemory();
+    }
+    for (int32_t i = 0; i < r->nts; i++) {
+        long long lo, hi;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "LL", &lo, &hi)) { Py_DECREF(seq); Py_DECREF(r); return NULL; }
+        r->ts_low[i] = lo;
+        r->ts_high[i] = hi;
+    }
+    Py_DECREF(seq);
+    for (int32_t q = 0; q < m->nq; q++)  /* every OP_TS argument must name a range */
+        for (int32_t i = m->code_start[q]; i < m->code_start[q + 1]; i++)
+            if (m->code[2 * i] == OP_TS && m->code[2 * i + 1] >= r->nts) {
+                Py_DECREF(r);
+                return PyErr_Format(PyExc_ValueError, "query %d names time range %d of %d", q, m->code[2 * i + 1], r->nts);
+            }
+    return (PyObject *)r;
+}
+
+static PyObject *Run_add_context(Run *r, PyObject *args)
+{
+    Py_buffer values;
+    PyObject *per_line;
+    int track;
+    if (!PyArg_ParseTuple(args, "y*Op", &values, &per_line, &track)) return NULL;
+    if (values.len != r->m->nleaves) {
+        PyBuffer_Release(&values);
+        return PyErr_Format(PyExc_ValueError, "%zd context values for %d leaves", values.len, r->m->nleaves);
+    }
+    if (r->ncontexts == r->contexts_cap) {
+        Py_ssize_t cap = r->contexts_cap ? 2 * r->contexts_cap : 16;
+        Context *grown = PyMem_Realloc(r->contexts, (size_t)cap * sizeof(Context));
+        if (!grown) { PyBuffer_Release(&values); return PyErr_NoMemory(); }
+        r->contexts = grown;
+        r->contexts_cap = cap;
+    }
+    Context c = {track, 0, INT64_MIN, NULL, NULL, NULL, 0};
+    c.values = PyMem_Malloc((size_t)values.len + 1);
+    if (!c.values) { PyBuffer_Release(&values); return PyErr_NoMemory(); }
+    memcpy(c.values, values.buf, (size_t)values.len);
+    PyBuffer_Release(&values);
+    PyObject *seq = PySequence_Fast(per_line, "per_line must be a sequence of query numbers");
+    if (!seq) { PyMem_Free(c.values); return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    c.per_line = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
+    if (!c.per_line) { Py_DECREF(seq); PyMem_Free(c.values); return PyErr_NoMemory(); }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (read_int(PySequence_Fast_GET_ITEM(seq, i), &c.per_line[i], 0, r->m->nq - 1) < 0) {
+            Py_DECREF(seq); PyMem_Free(c.values); PyMem_Free(c.per_line); return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    c.nper_line = (int32_t)n;
+    r->contexts[r->ncontexts] = c;
+    return PyLong_FromSsize_t(r->ncontexts++);
+}
+
+/* tantivy's whitespace tokenizer splits on ASCII whitespace only. */
+static unsigned char SPACE[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\f'] = 1, ['\r'] = 1};
+static inline int is_space(char c) { return SPACE[(unsigned char)c]; }
+
+static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros, int has_token)
+{
+    const Matcher *m = r->m;
+    uint8_t *st = r->stack;
+    int32_t sp = 0;
+    const int32_t *c = m->code + 2 * (Py_ssize_t)m->code_start[q], *end = m->code + 2 * (Py_ssize_t)m->code_start[q + 1];
+    for (; c < end; c += 2) {
+        int32_t arg = c[1];
+        switch (c[0]) {
+        case OP_ATOM: st[sp++] = r->atom_seen[arg] == r->serial; break;
+        case OP_CTX: st[sp++] = values[arg] != 0; break;
+        case OP_TS: st[sp++] = micros >= r->ts_low[arg] && micros <= r->ts_high[arg]; break;
+        case OP_TRUE: st[sp++] = 1; break;
+        case OP_FALSE: st[sp++] = 0; break;
+        case OP_HAS_TOKEN: st[sp++] = (uint8_t)has_token; break;
+        case OP_NOT: st[sp - 1] ^= 1; break;
+        case OP_AND: {
+            uint8_t v = 1;
+            for (int32_t i = 1; i <= arg; i++) v &= st[sp - i];
+            sp -= arg;
+            st[sp++] = v;
+            break;
+        }
+        default: { /* OP_OR */
+            uint8_t v = 0;
+            for (int32_t i = 1; i <= arg; i++) v |= st[sp - i];
+            sp -= arg;
+            st[sp++] = v;
+            break;
+        }
+        }
+    }
+    return st[0];
+}
+
+static inline void record(Run *r, int32_t q, int64_t micros, PyObject *message)
+{
+    if (r->hits[q]++ == 0 || micros >= r->newest[q]) {
+        r->newest[q] = micros;
+        Py_INCREF(message);
+        Py_XSETREF(r->message[q], message);
+    }
+}
+
+static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message, PyObject *tokens)
+{
+    if (ctx < 0 || ctx >= r->ncontexts) {
+        PyErr_Format(PyExc_IndexError, "no context %zd in this build", ctx);
+        return -1;
+    }
+    /* The message is only kept (never read), and only touched when it is kept:
+     * a line's objects are cold in the cache by the time a batch is matched. */
+    if (!PyUnicode_Check(tokens)) {
+        PyErr_SetString(PyExc_TypeError, "tokens must be str");
+        return -1;
+    }
+    const Matcher *m = r->m;
+    Context *c = &r->contexts[ctx];
+    if (c->track) {
+        c->lines++;
+        if (micros >= c->newest) {
+            c->newest = micros;
+            Py_INCREF(message);
+            Py_XSETREF(c->message, message);
+        }
+    }
+    Py_ssize_t n;
+    PyObject *encoded = NULL;
+    const char *s = PyUnicode_AsUTF8AndSize(tokens, &n);
+    if (!s) { /* lone surrogates: no query token can equal them, but lengths count */
+        PyErr_Clear();
+        encoded = PyUnicode_AsEncodedString(tokens, "utf-8", "surrogatepass");
+        if (!encoded) return -1;
+        s = PyBytes_AS_STRING(encoded);
+        n = PyBytes_GET_SIZE(encoded);
+    }
+    if (++r->serial == 0) { /* wrapped: forget every mark */
+        memset(r->atom_seen, 0, ((size_t)m->natoms + 1) * sizeof(uint32_t));
+        memset(r->query_seen, 0, ((size_t)m->nq + 1) * sizeof(uint32_t));
+        r->serial = 1;
+    }
+    const uint32_t serial = r->serial;
+    Py_ssize_t len = 0, i = 0;
+    int has_token = 0;
+    while (i < n) {
+        while (i < n && is_space(s[i])) i++;
+        if (i >= n) break;
+        Py_ssize_t start = i;
+        uint64_t h = HASH_SEED;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Eight bytes at a time: find the first byte below '!' (every ASCII
+         * whitespace is one), hashing the whole words before it. */
+        for (;;) {
+            if (i + 8 > n) goto bytewise;
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            uint64_t low = (w - 0x2121212121212121ULL) & ~w & 0x8080808080808080ULL;
+            if (!low) {
+                h = hash_word(h, w);
+                i += 8;
+                continue;
+            }
+            int k = __builtin_ctzll(low) >> 3;
+            if (!is_space(s[i + k])) goto bytewise; /* a control character inside a token: rare */
+            if (k) h = hash_word(h, w & ((1ULL << (8 * k)) - 1));
+            i += k;
+            goto found;
+        }
+    bytewise:
+#endif
+        {
+            Py_ssize_t from = i;
+            while (i < n && !is_space(s[i])) i++;
+            Py_ssize_t left = i - from;
+            const char *p = s + from;
+            while (left >= 8) {
+                uint64_t w;
+                memcpy(&w, p, 8);
+                h = hash_word(h, w);
+                p += 8;
+                left -= 8;
+            }
+            if (left) {
+                uint64_t w = 0;
+                for (Py_ssize_t b = 0; b < left; b++) w |= (uint64_t)(unsigned char)p[b] << (8 * b);
+                h = hash_word(h, w);
+            }
+        }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    found:
+#endif
+        ;
+        Py_ssize_t k = i - start;
+        int32_t tid = -1;
+        if (k <= MAX_TOKEN_BYTES) {
+            has_token = 1;
+            if (m->ntok) tid = lookup(m, s + start, k, hash_end(h, k));
+        }
+        if (len == r->seq_cap) {
+            Py_ssize_t cap = 2 * r->seq_cap;
+            int32_t *grown = PyMem_Realloc(r->seq, (size_t)cap * sizeof(int32_t));
+            if (!grown) { Py_XDECREF(encoded); PyErr_NoMemory(); return -1; }
+            r->seq = grown;
+            r->seq_cap = cap;
+        }
+        r->seq[len++] = tid;
+    }
+    Py_XDECREF(encoded);
+    int32_t npresent = 0;
+    const int32_t *seq = r->seq;
+    for (Py_ssize_t p = 0; p < len; p++) {
+        int32_t tid = seq[p];
+        if (tid < 0) continue;
+        for (int32_t j = m->by_start[tid]; j < m->by_start[tid + 1]; j++) {
+            int32_t atom = m->by_atom[j];
+            if (r->atom_seen[atom] == serial) continue;
+            r->atom_seen[atom] = serial;
+            r->present[npresent++] = atom;
+        }
+        if (p + 1 >= len || seq[p + 1] < 0) continue;
+        int32_t pair = pair_lookup(m, ((uint64_t)(uint32_t)tid << 32) | (uint32_t)seq[p + 1]);
+        if (pair < 0) continue;
+        for (int32_t j = m->pair_start[pair]; j < m->pair_start[pair + 1]; j++) {
+            int32_t atom = m->pair_atom[j];
+            if (r->atom_seen[atom] == serial) continue;
+            Py_ssize_t from = p - m->pair_off[j];
+            int32_t alen = m->atom_start[atom + 1] - m->atom_start[atom];
+            if (from < 0 || from + alen > len) continue;
+            const int32_t *want = m->atom_tids + m->atom_start[atom];
+            int32_t t = 0;
+            while (t < alen && seq[from + t] == want[t]) t++;
+            if (t == alen) {
+                r->atom_seen[atom] = serial;
+                r->present[npresent++] = atom;
+            }
+        }
+    }
+    for (int32_t a = 0; a < npresent; a++) {
+        int32_t atom = r->present[a];
+        for (int32_t j = m->aq_start[atom]; j < m->aq_start[atom + 1]; j++) {
+            int32_t q = m->aq_query[j];
+            if (r->query_seen[q] == serial) continue;
+            r->query_seen[q] = serial;
+            if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
+        }
+    }
+    for (int32_t j = 0; j < c->nper_line; j++) {
+        int32_t q = c->per_line[j];
+        if (r->query_seen[q] == serial) continue;
+        r->query_seen[q] = serial;
+        if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
+    }
+    return 0;
+}
+
+static PyObject *Run_line(Run *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "line() takes 4 arguments (%zd given)", nargs);
+    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
+    if (ctx == -1 && PyErr_Occurred()) return NULL;
+    long long micros = PyLong_AsLongLong(args[1]);
+    if (micros == -1 && PyErr_Occurred()) return NULL;
+    if (match_line(r, ctx, micros, args[2], args[3]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Run_lines(Run *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "lines() takes 4 arguments (%zd given)", nargs);
+    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
+    if (ctx == -1 && PyErr_Occurred()) return NULL;
+    PyObject *when = PySequence_Fast(args[1], "micros must be a sequence");
+    PyObject *messages = when ? PySequence_Fast(args[2], "messages must be a sequence") : NULL;
+    PyObject *tokens = messages ? PySequence_Fast(args[3], "tokens must be a sequence") : NULL;
+    PyObject *result = NULL;
+    if (!tokens) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(when);
+    if (PySequence_Fast_GET_SIZE(messages) != n || PySequence_Fast_GET_SIZE(tokens) != n) {
+        PyErr_SetString(PyExc_ValueError, "micros, messages and tokens differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
+        if (micros == -1 && PyErr_Occurred()) goto done;
+        if (match_line(r, ctx, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
+            goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(when);
+    Py_XDECREF(messages);
+    Py_XDECREF(tokens);
+    return result;
+}
+
+static PyObject *Run_results(Run *r, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (int32_t q = 0; q < r->m->nq; q++) {
+        if (!r->hits[q]) continue;
+        PyObject *row = Py_BuildValue("(iLLO)", q, (long long)r->hits[q], (long long)r->newest[q], r->message[q]);
+        if (!row || PyList_Append(out, row) < 0) { Py_XDECREF(row); Py_DECREF(out); return NULL; }
+        Py_DECREF(row);
+    }
+    return out;
+}
+
+static PyObject *Run_context_stats(Run *r, PyObject *unused)
+{
+    PyObject *out = PyList_New(r->ncontexts);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < r->ncontexts; i++) {
+        Context *c = &r->contexts[i];
+        PyObject *row = Py_BuildValue("(LLO)", (long long)c->lines, (long long)c->newest,
+                                      c->message ? c->message : Py_None);
+        if (!row) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, row);
+    }
+    return out;
+}
+
+static PyMethodDef Matcher_methods[] = {
+    {"start", (PyCFunction)Matcher_start, METH_O, "A build's run; the argument: each time range's (low, high)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef Run_methods[] = {
+    {"add_context", (PyCFunction)Run_add_context, METH_VARARGS, "add_context(values, per_line, track) -> handle"},
+    {"line", (PyCFunction)(void (*)(void))Run_line, METH_FASTCALL, "line(context, micros, message, tokens)"},
+    {"lines", (PyCFunction)(void (*)(void))Run_lines, METH_FASTCALL, "lines(context, micros, messages, tokens)"},
+    {"results", (PyCFunction)Run_results, METH_NOARGS, "[(query, hits, newest micros, newest message)]"},
+    {"context_stats", (PyCFunction)Run_context_stats, METH_NOARGS, "[(lines, newest micros, newest message)]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "elastic_recheck._percolate.Matcher",
+    .tp_basicsize = sizeof(Matcher),
+    .tp_dealloc = (destructor)Matcher_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The tables every build's run shares (see percolate_engine.Matcher).",
+    .tp_methods = Matcher_methods,
+    .tp_new = Matcher_new,
+};
+
+static PyTypeObject RunType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "elastic_recheck._percolate.Run",
+    .tp_basicsize = sizeof(Run),
+    .tp_dealloc = (destructor)Run_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One build's matching state.",
+    .tp_methods = Run_methods,
+};
+
+/* -- a build: handles over the runs of several matchers --------------------------
+ * The percolator compiles one matcher per kind of context (what its context
+ * clauses answer), so a line is only checked against the queries that can
+ * match in its context; a Build sends each line to its context's run. */
+
+static PyObject *Build_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "Build() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static void Build_dealloc(Build *b)
+{
+    for (Py_ssize_t i = 0; i < b->n; i++) Py_XDECREF(b->runs[i]);
+    PyMem_Free(b->runs);
+    PyMem_Free(b->local);
+    Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+static PyObject *Build_add(Build *b, PyObject *args)
+{
+    PyObject *run;
+    Py_ssize_t local;
+    if (!PyArg_ParseTuple(args, "O!n", &RunType, &run, &local)) return NULL;
+    if (local < 0 || local >= ((Run *)run)->ncontexts)
+        return PyErr_Format(PyExc_IndexError, "no context %zd in that run", local);
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap ? 2 * b->cap : 16;
+        Run **runs = PyMem_Realloc(b->runs, (size_t)cap * sizeof(Run *));
+        if (!runs) return PyErr_NoMemory();
+        b->runs = runs;
+        Py_ssize_t *locals = PyMem_Realloc(b->local, (size_t)cap * sizeof(Py_ssize_t));
+        if (!locals) return PyErr_NoMemory();
+        b->local = locals;
+        b->cap = cap;
+    }
+    Py_INCREF(run);
+    b->runs[b->n] = (Run *)run;
+    b->local[b->n] = local;
+    return PyLong_FromSsize_t(b->n++);
+}
+
+static int build_handle(Build *b, PyObject *arg, Run **run, Py_ssize_t *local)
+{
+    Py_ssize_t handle = PyLong_AsSsize_t(arg);
+    if (handle == -1 && PyErr_Occurred()) return -1;
+    if (handle < 0 || handle >= b->n) {
+        PyErr_Format(PyExc_IndexError, "no context %zd in this build", handle);
+        return -1;
+    }
+    *run = b->runs[handle];
+    *local = b->local[handle];
+    return 0;
+}
+
+static PyObject *Build_line(Build *b, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "line() takes 4 arguments (%zd given)", nargs);
+    Run *run;
+    Py_ssize_t local;
+    if (build_handle(b, args[0], &run, &local) < 0) return NULL;
+    long long micros = PyLong_AsLongLong(args[1]);
+    if (micros == -1 && PyErr_Occurred()) return NULL;
+    if (match_line(run, local, micros, args[2], args[3]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Build_lines(Build *b, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "lines() takes 4 arguments (%zd given)", nargs);
+    Run *run;
+    Py_ssize_t local;
+    if (build_handle(b, args[0], &run, &local) < 0) return NULL;
+    PyObject *when = PySequence_Fast(args[1], "micros must be a sequence");
+    PyObject *messages = when ? PySequence_Fast(args[2], "messages must be a sequence") : NULL;
+    PyObject *tokens = messages ? PySequence_Fast(args[3], "tokens must be a sequence") : NULL;
+    PyObject *result = NULL;
+    if (!tokens) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(when);
+    if (PySequence_Fast_GET_SIZE(messages) != n || PySequence_Fast_GET_SIZE(tokens) != n) {
+        PyErr_SetString(PyExc_ValueError, "micros, messages and tokens differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
+        if (micros == -1 && PyErr_Occurred()) goto done;
+        if (match_line(run, local, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
+            goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(when);
+    Py_XDECREF(messages);
+    Py_XDECREF(tokens);
+    return result;
+}
+
+static PyMethodDef Build_methods[] = {
+    {"add", (PyCFunction)Build_add, METH_VARARGS, "add(run, context) -> handle"},
+    {"line", (PyCFunction)(void (*)(void))Build_line, METH_FASTCALL, "line(handle, micros, message, tokens)"},
+    {"lines", (PyCFunction)(void (*)(void))Build_lines, METH_FASTCALL, "lines(handle, micros, messages, tokens)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BuildType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "elastic_recheck._percolate.Build",
+    .tp_basicsize = sizeof(Build),
+    .tp_dealloc = (destructor)Build_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One build's contexts, each on the run of its matcher.",
+    .tp_methods = Build_methods,
+    .tp_new = Build_new,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_percolate", "The percolator's per-line matcher.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__percolate(void)
+{
+    if (PyType_Ready(&MatcherType) < 0 || PyType_Ready(&RunType) < 0 || PyType_Ready(&BuildType) < 0) return NULL;
+    PyObject *mod = PyModule_Create(&module);
+    if (!mod) return NULL;
+    Py_INCREF(&MatcherType);
+    if (PyModule_AddObject(mod, "Matcher", (PyObject *)&MatcherType) < 0) {
+        Py_DECREF(&MatcherType);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    Py_INCREF(&BuildType);
+    if (PyModule_AddObject(mod, "Build", (PyObject *)&BuildType) < 0) {
+        Py_DECREF(&BuildType);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}
