@@ -55,13 +55,28 @@ class DemoLogServer:
         for directory in sorted(self.builds.iterdir()) if self.builds.is_dir() else ():
             meta = directory / "build.json"
             if meta.is_file():
-                record = json.loads(meta.read_text())
+                record = _zuul_record(json.loads(meta.read_text()))
                 record["log_url"] = f"{self.url}/logs/{urllib.parse.quote(directory.name)}/"
                 found.append(record)
         found.sort(key=lambda r: (r.get("start_time") or "", r["uuid"]))
         for number, record in enumerate(found, 1):
             record["_id"] = number
         return found[::-1]
+
+
+# build.json may use the index's field names (``ingest --builds`` reads both): Zuul's are served.
+_ZUUL_NAMES = {"build_uuid": "uuid", "build_name": "job_name", "build_status": "result", "build_queue": "pipeline",
+               "build_change": "change", "build_patchset": "patchset", "build_branch": "branch"}
+
+
+def _zuul_record(meta: dict[str, Any]) -> dict[str, Any]:
+    record = {_ZUUL_NAMES.get(key, key): value for key, value in meta.items()}
+    for name in ("change", "patchset"):
+        if isinstance(record.get(name), str) and record[name].isdigit():
+            record[name] = int(record[name])
+    if isinstance(record.get("voting"), str):
+        record["voting"] = record["voting"] not in ("0", "false")
+    return record
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
