@@ -730,47 +730,6 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
     return 0;
 }
 
-static PyObject *Run_line(Run *r, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "line() takes 4 arguments (%zd given)", nargs);
-    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
-    if (ctx == -1 && PyErr_Occurred()) return NULL;
-    long long micros = PyLong_AsLongLong(args[1]);
-    if (micros == -1 && PyErr_Occurred()) return NULL;
-    if (match_line(r, ctx, micros, args[2], args[3]) < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *Run_lines(Run *r, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "lines() takes 4 arguments (%zd given)", nargs);
-    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
-    if (ctx == -1 && PyErr_Occurred()) return NULL;
-    PyObject *when = PySequence_Fast(args[1], "micros must be a sequence");
-    PyObject *messages = when ? PySequence_Fast(args[2], "messages must be a sequence") : NULL;
-    PyObject *tokens = messages ? PySequence_Fast(args[3], "tokens must be a sequence") : NULL;
-    PyObject *result = NULL;
-    if (!tokens) goto done;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(when);
-    if (PySequence_Fast_GET_SIZE(messages) != n || PySequence_Fast_GET_SIZE(tokens) != n) {
-        PyErr_SetString(PyExc_ValueError, "micros, messages and tokens differ in length");
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
-        if (micros == -1 && PyErr_Occurred()) goto done;
-        if (match_line(r, ctx, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
-            goto done;
-    }
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    Py_XDECREF(when);
-    Py_XDECREF(messages);
-    Py_XDECREF(tokens);
-    return result;
-}
-
 static PyObject *Run_results(Run *r, PyObject *unused)
 {
     PyObject *out = PyList_New(0);
@@ -805,8 +764,6 @@ static PyMethodDef Matcher_methods[] = {
 
 static PyMethodDef Run_methods[] = {
     {"add_context", (PyCFunction)Run_add_context, METH_VARARGS, "add_context(values, per_line, track) -> handle"},
-    {"line", (PyCFunction)(void (*)(void))Run_line, METH_FASTCALL, "line(context, micros, message, tokens)"},
-    {"lines", (PyCFunction)(void (*)(void))Run_lines, METH_FASTCALL, "lines(context, micros, messages, tokens)"},
     {"results", (PyCFunction)Run_results, METH_NOARGS, "[(query, hits, newest micros, newest message)]"},
     {"context_stats", (PyCFunction)Run_context_stats, METH_NOARGS, "[(lines, newest micros, newest message)]"},
     {NULL, NULL, 0, NULL},

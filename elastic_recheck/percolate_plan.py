@@ -202,15 +202,6 @@ def anchors(expr: Expr) -> frozenset[Atom] | None:
     return None
 
 
-def line_independent(expr: Expr) -> bool:
-    """Whether ``expr`` depends on nothing but context leaves."""
-    if isinstance(expr, (And, Or)):
-        return all(map(line_independent, expr.parts))
-    if isinstance(expr, Not):
-        return line_independent(expr.part)
-    return isinstance(expr, (CtxLeaf, Const))
-
-
 # -- programs ------------------------------------------------------------------
 
 
