@@ -33,21 +33,23 @@ class Matcher:
     def __init__(
         self,
         vocab: Sequence[str],
+        looked_up: int,
         atoms: Sequence[Sequence[int]],
         atom_anchor: Sequence[int],
         atom_queries: Sequence[Sequence[int]],
         code: Sequence[Sequence[int]],
         leaves: int,
     ) -> None:
-        self.tids = {token: tid for tid, token in enumerate(vocab)}
-        self.atoms = [tuple(a) for a in atoms]
-        self.by_token: dict[int, list[int]] = {}  # terms, by their token
-        self.by_pair: dict[tuple[int, int], list[tuple[int, int]]] = {}  # phrases, by a pair of adjacent tokens
-        for atom, (tids, offset) in enumerate(zip(self.atoms, atom_anchor)):
-            if len(tids) == 1:
-                self.by_token.setdefault(tids[0], []).append(atom)
+        # Tokens are compared as text here; the C engine looks up the first
+        # ``looked_up`` (terms and anchor pairs) and compares the rest in place.
+        self.atoms = [tuple(vocab[t] for t in a) for a in atoms]
+        self.by_token: dict[str, list[int]] = {}  # terms, by their token
+        self.by_pair: dict[tuple[str, str], list[tuple[int, int]]] = {}  # phrases, by a pair of adjacent tokens
+        for atom, (tokens, offset) in enumerate(zip(self.atoms, atom_anchor)):
+            if len(tokens) == 1:
+                self.by_token.setdefault(tokens[0], []).append(atom)
             else:
-                self.by_pair.setdefault((tids[offset], tids[offset + 1]), []).append((atom, offset))
+                self.by_pair.setdefault((tokens[offset], tokens[offset + 1]), []).append((atom, offset))
         self.atom_queries = [tuple(q) for q in atom_queries]
         self.code = [tuple(c) for c in code]
         self.leaves = leaves
@@ -89,24 +91,15 @@ class Run:
             if micros >= stat[1]:
                 stat[1], stat[2] = micros, message
         m = self.m
-        tids = m.tids
-        seq = []
-        has_token = False
-        for token in _TOKEN.findall(tokens):
-            if len(token) * 4 > MAX_TOKEN_BYTES and len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
-                seq.append(-1)
-                continue
-            has_token = True
-            seq.append(tids.get(token, -1))
+        seq = _TOKEN.findall(tokens)
+        has_token = any(len(t) * 4 <= MAX_TOKEN_BYTES or len(t.encode("utf-8", "surrogatepass")) <= MAX_TOKEN_BYTES
+                        for t in seq)  # tantivy does not index a longer token
         present: set[int] = set()
-        for position, tid in enumerate(seq):
-            if tid < 0:
+        for position, token in enumerate(seq):
+            present.update(m.by_token.get(token, ()))
+            if position + 1 >= len(seq):
                 continue
-            present.update(m.by_token.get(tid, ()))
-            following = seq[position + 1] if position + 1 < len(seq) else -1
-            if following < 0:
-                continue
-            for atom, offset in m.by_pair.get((tid, following), ()):
+            for atom, offset in m.by_pair.get((token, seq[position + 1]), ()):
                 if atom in present:
                     continue
                 start = position - offset
