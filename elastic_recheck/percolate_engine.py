@@ -5,12 +5,11 @@ work is done for every indexed line); this module is used where the extension
 is not built, and the tests hold the two to the same answers.
 
 Per line: the analysed tokens are split the way the index's whitespace
-tokenizer splits them and looked up in the vocabulary of every atom; a term
-whose token is found is present; a phrase is registered under one pair of
-adjacent tokens (and the pair's offset in it) and checked wherever that pair
-is found; the queries
-anchored by an atom found, and the context's anchorless ones, are run as
-postfix programs over the facts of the line.
+tokenizer splits them; a term whose token is there is present; a phrase is
+registered under one pair of adjacent tokens (and the pair's offset in it)
+and compared in place wherever that pair is found; the queries anchored by
+an atom found, and the context's anchorless ones, are run as postfix
+programs over the facts of the line.
 """
 
 from __future__ import annotations
