@@ -80,7 +80,9 @@ class _Kind:
 
 
 class Percolator:
-    """A set of queries compiled once, matched against build after build."""
+    """A set of queries compiled once, matched against build after build.
+    One thread feeds it (the pipeline's index writer): the compiled kinds of
+    context are shared by its builds without a lock."""
 
     def __init__(self, queries: Mapping[str, str], now: dt.datetime | None = None, native: bool | None = None,
                  max_context_kinds: int = MAX_CONTEXT_KINDS) -> None:

@@ -18,7 +18,7 @@ import re
 from typing import Any, Sequence
 
 from .percolate_plan import (
-    MAX_TOKEN_BYTES, OP_AND, OP_ATOM, OP_CTX, OP_FALSE, OP_HAS_TOKEN, OP_NOT, OP_OR, OP_TRUE, OP_TS,
+    MAX_TOKEN_BYTES, OP_AND, OP_ATOM, OP_CTX, OP_FALSE, OP_HAS_TOKEN, OP_NOT, OP_TRUE, OP_TS,
 )
 
 # tantivy's whitespace tokenizer splits on ASCII whitespace only.
@@ -141,7 +141,7 @@ class Run:
                 stack.append(has_token)
             elif op == OP_NOT:
                 stack[-1] = not stack[-1]
-            else:
+            else:  # OP_AND or OP_OR over the last ``arg`` values
                 parts = stack[len(stack) - arg :]
                 del stack[len(stack) - arg :]
                 stack.append(all(parts) if op == OP_AND else any(parts))
