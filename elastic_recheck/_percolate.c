@@ -42,6 +42,9 @@ typedef struct {
     char *pool;
     Py_ssize_t *tok_off;
     int32_t *tok_len;
+    uint64_t *tok_hash;
+    int32_t nlooked;        /* tokens 0 .. nlooked-1 are looked up in lines (terms and phrases' anchor pairs);
+                               the others are only compared where a phrase is checked */
     int32_t ntok;
     /* terms (one-token atoms) per token: by_start[t] .. by_start[t+1] in by_atom */
     int32_t *by_start, *by_atom;
@@ -77,7 +80,10 @@ typedef struct {
     uint32_t serial;
     uint32_t *atom_seen, *query_seen;
     int32_t *present;
-    int32_t *seq;
+    int32_t *seq;           /* per token of the line: its id if looked up and found, else -1 */
+    uint64_t *seq_hash;
+    Py_ssize_t *seq_off;
+    int32_t *seq_len;
     Py_ssize_t seq_cap;
     uint8_t *stack;
     int64_t *hits, *newest;
@@ -257,7 +263,7 @@ static int read_csr(PyObject *lists, int32_t **start, int32_t **items, Py_ssize_
 static void Matcher_dealloc(Matcher *m)
 {
     PyMem_Free(m->slots); PyMem_Free(m->pool); PyMem_Free(m->tok_off);
-    PyMem_Free(m->tok_len); PyMem_Free(m->by_start); PyMem_Free(m->by_atom);
+    PyMem_Free(m->tok_len); PyMem_Free(m->tok_hash); PyMem_Free(m->by_start); PyMem_Free(m->by_atom);
     PyMem_Free(m->pair_key); PyMem_Free(m->pair_slot); PyMem_Free(m->pair_start); PyMem_Free(m->pair_atom);
     PyMem_Free(m->pair_off);
     PyMem_Free(m->atom_start); PyMem_Free(m->atom_tids); PyMem_Free(m->aq_start); PyMem_Free(m->aq_query);
@@ -298,10 +304,10 @@ static int check_programs(Matcher *m)
 static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     PyObject *vocab, *atoms, *anchor, *atom_queries, *code;
-    int nleaves;
-    static char *kwlist[] = {"vocab", "atoms", "atom_anchor", "atom_queries", "code", "leaves", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOi", kwlist, &vocab, &atoms, &anchor, &atom_queries, &code,
-                                     &nleaves))
+    int nleaves, nlooked;
+    static char *kwlist[] = {"vocab", "looked_up", "atoms", "atom_anchor", "atom_queries", "code", "leaves", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiOOOOi", kwlist, &vocab, &nlooked, &atoms, &anchor, &atom_queries,
+                                     &code, &nleaves))
         return NULL;
     if (nleaves < 0) { PyErr_SetString(PyExc_ValueError, "leaves < 0"); return NULL; }
     Matcher *m = (Matcher *)type->tp_alloc(type, 0);
@@ -314,7 +320,10 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m->ntok = (int32_t)ntok;
     m->tok_off = PyMem_Calloc((size_t)ntok + 1, sizeof(Py_ssize_t));
     m->tok_len = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
-    if (!m->tok_off || !m->tok_len) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
+    m->tok_hash = PyMem_Calloc((size_t)ntok + 1, sizeof(uint64_t));
+    if (!m->tok_off || !m->tok_len || !m->tok_hash) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
+    if (nlooked < 0 || nlooked > ntok) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "looked_up out of range"); goto fail; }
+    m->nlooked = nlooked;
     for (Py_ssize_t i = 0; i < ntok; i++) {
         Py_ssize_t n;
         if (!PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n)) { Py_DECREF(words); goto fail; }
@@ -335,6 +344,8 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n);
         memcpy(m->pool + m->tok_off[i], s, (size_t)n);
         uint64_t h = token_hash(s, n);
+        m->tok_hash[i] = h;
+        if (i >= nlooked) continue;
         if (lookup(m, s, n, h) >= 0) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "duplicate token"); goto fail; }
         uint32_t j = (uint32_t)h & m->mask;
         while (m->slots[j].tid >= 0) j = (j + 1) & m->mask;
@@ -380,6 +391,11 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of); goto fail;
         }
         const int32_t *tids = m->atom_tids + m->atom_start[a] + anchor_of[a];
+        if (tids[0] >= nlooked || (len > 1 && tids[1] >= nlooked)) {
+            Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of);
+            PyErr_SetString(PyExc_ValueError, "an atom's anchor is not a looked-up token");
+            goto fail;
+        }
         if (len == 1) {
             m->by_start[tids[0] + 1]++;
             continue;
@@ -445,6 +461,7 @@ static void Run_dealloc(Run *r)
     }
     PyMem_Free(r->contexts);
     PyMem_Free(r->atom_seen); PyMem_Free(r->query_seen); PyMem_Free(r->present); PyMem_Free(r->seq);
+    PyMem_Free(r->seq_hash); PyMem_Free(r->seq_off); PyMem_Free(r->seq_len);
     PyMem_Free(r->stack); PyMem_Free(r->hits); PyMem_Free(r->newest); PyMem_Free(r->message);
     PyMem_Free(r->ts_low); PyMem_Free(r->ts_high);
     Py_XDECREF(r->m);
@@ -473,8 +490,11 @@ static PyObject *Matcher_start(Matcher *m, PyObject *bounds)
     r->ts_high = PyMem_Calloc((size_t)r->nts + 1, sizeof(int64_t));
     r->seq_cap = 256;
     r->seq = PyMem_Malloc((size_t)r->seq_cap * sizeof(int32_t));
+    r->seq_hash = PyMem_Malloc((size_t)r->seq_cap * sizeof(uint64_t));
+    r->seq_off = PyMem_Malloc((size_t)r->seq_cap * sizeof(Py_ssize_t));
+    r->seq_len = PyMem_Malloc((size_t)r->seq_cap * sizeof(int32_t));
     if (!r->atom_seen || !r->query_seen || !r->present || !r->stack || !r->hits || !r->newest || !r->message ||
-        !r->ts_low || !r->ts_high || !r->seq) {
+        !r->ts_low || !r->ts_high || !r->seq || !r->seq_hash || !r->seq_off || !r->seq_len) {
         Py_DECREF(seq); Py_DECREF(r); return PyErr_NoMemory();
     }
     for (int32_t i = 0; i < r->nts; i++) {
@@ -579,6 +599,32 @@ static inline void record(Run *r, int32_t q, int64_t micros, PyObject *message)
     }
 }
 
+static int grow_seq(Run *r)
+{
+    Py_ssize_t cap = 2 * r->seq_cap;
+    int32_t *seq = PyMem_Realloc(r->seq, (size_t)cap * sizeof(int32_t));
+    if (seq) r->seq = seq;
+    uint64_t *hashes = seq ? PyMem_Realloc(r->seq_hash, (size_t)cap * sizeof(uint64_t)) : NULL;
+    if (hashes) r->seq_hash = hashes;
+    Py_ssize_t *offs = hashes ? PyMem_Realloc(r->seq_off, (size_t)cap * sizeof(Py_ssize_t)) : NULL;
+    if (offs) r->seq_off = offs;
+    int32_t *lens = offs ? PyMem_Realloc(r->seq_len, (size_t)cap * sizeof(int32_t)) : NULL;
+    if (!lens) { PyErr_NoMemory(); return -1; }
+    r->seq_len = lens;
+    r->seq_cap = cap;
+    return 0;
+}
+
+/* Whether the line's token at position p is the vocabulary's token want. */
+static inline int token_is(const Run *r, const char *s, Py_ssize_t p, int32_t want)
+{
+    const Matcher *m = r->m;
+    if (r->seq[p] == want) return 1;
+    if (want < m->nlooked) return 0; /* a looked-up token is found by its id or not at all */
+    return r->seq_hash[p] == m->tok_hash[want] && r->seq_len[p] == m->tok_len[want] &&
+           same(s + r->seq_off[p], m->pool + m->tok_off[want], m->tok_len[want]);
+}
+
 static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message, PyObject *tokens)
 {
     if (ctx < 0 || ctx >= r->ncontexts) {
@@ -669,20 +715,18 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
         ;
         Py_ssize_t k = i - start;
         int32_t tid = -1;
+        h = hash_end(h, k);
         if (k <= MAX_TOKEN_BYTES) {
             has_token = 1;
-            if (m->ntok) tid = lookup(m, s + start, k, hash_end(h, k));
+            if (m->nlooked) tid = lookup(m, s + start, k, h);
         }
-        if (len == r->seq_cap) {
-            Py_ssize_t cap = 2 * r->seq_cap;
-            int32_t *grown = PyMem_Realloc(r->seq, (size_t)cap * sizeof(int32_t));
-            if (!grown) { Py_XDECREF(encoded); PyErr_NoMemory(); return -1; }
-            r->seq = grown;
-            r->seq_cap = cap;
-        }
-        r->seq[len++] = tid;
+        if (len == r->seq_cap && grow_seq(r) < 0) { Py_XDECREF(encoded); return -1; }
+        r->seq[len] = tid;
+        r->seq_hash[len] = h;
+        r->seq_off[len] = start;
+        r->seq_len[len] = (int32_t)(k <= MAX_TOKEN_BYTES ? k : -1);
+        len++;
     }
-    Py_XDECREF(encoded);
     int32_t npresent = 0;
     const int32_t *seq = r->seq;
     for (Py_ssize_t p = 0; p < len; p++) {
@@ -705,7 +749,7 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
             if (from < 0 || from + alen > len) continue;
             const int32_t *want = m->atom_tids + m->atom_start[atom];
             int32_t t = 0;
-            while (t < alen && seq[from + t] == want[t]) t++;
+            while (t < alen && token_is(r, s, from + t, want[t])) t++;
             if (t == alen) {
                 r->atom_seen[atom] = serial;
                 r->present[npresent++] = atom;
@@ -727,48 +771,8 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
         r->query_seen[q] = serial;
         if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
     }
+    Py_XDECREF(encoded); /* the tokens were read from it until here */
     return 0;
-}
-
-static PyObject *Run_line(Run *r, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "line() takes 4 arguments (%zd given)", nargs);
-    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
-    if (ctx == -1 && PyErr_Occurred()) return NULL;
-    long long micros = PyLong_AsLongLong(args[1]);
-    if (micros == -1 && PyErr_Occurred()) return NULL;
-    if (match_line(r, ctx, micros, args[2], args[3]) < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *Run_lines(Run *r, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 4) return PyErr_Format(PyExc_TypeError, "lines() takes 4 arguments (%zd given)", nargs);
-    Py_ssize_t ctx = PyLong_AsSsize_t(args[0]);
-    if (ctx == -1 && PyErr_Occurred()) return NULL;
-    PyObject *when = PySequence_Fast(args[1], "micros must be a sequence");
-    PyObject *messages = when ? PySequence_Fast(args[2], "messages must be a sequence") : NULL;
-    PyObject *tokens = messages ? PySequence_Fast(args[3], "tokens must be a sequence") : NULL;
-    PyObject *result = NULL;
-    if (!tokens) goto done;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(when);
-    if (PySequence_Fast_GET_SIZE(messages) != n || PySequence_Fast_GET_SIZE(tokens) != n) {
-        PyErr_SetString(PyExc_ValueError, "micros, messages and tokens differ in length");
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
-        if (micros == -1 && PyErr_Occurred()) goto done;
-        if (match_line(r, ctx, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
-            goto done;
-    }
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    Py_XDECREF(when);
-    Py_XDECREF(messages);
-    Py_XDECREF(tokens);
-    return result;
 }
 
 static PyObject *Run_results(Run *r, PyObject *unused)
@@ -805,8 +809,6 @@ static PyMethodDef Matcher_methods[] = {
 
 static PyMethodDef Run_methods[] = {
     {"add_context", (PyCFunction)Run_add_context, METH_VARARGS, "add_context(values, per_line, track) -> handle"},
-    {"line", (PyCFunction)(void (*)(void))Run_line, METH_FASTCALL, "line(context, micros, message, tokens)"},
-    {"lines", (PyCFunction)(void (*)(void))Run_lines, METH_FASTCALL, "lines(context, micros, messages, tokens)"},
     {"results", (PyCFunction)Run_results, METH_NOARGS, "[(query, hits, newest micros, newest message)]"},
     {"context_stats", (PyCFunction)Run_context_stats, METH_NOARGS, "[(lines, newest micros, newest message)]"},
     {NULL, NULL, 0, NULL},

@@ -35,7 +35,7 @@ from .errors import RecheckError
 from .percolate_contexts import ContextLeaves
 from .percolate_plan import (
     FALSE, TRUE, And, Compiled, Const, CtxLeaf, Expr, Not, NotNative, Or, TimeRange, anchor_offset,
-    check_time_range, lower,
+    check_time_range, lower, token_counts,
 )
 from .search import schema as sch
 
@@ -80,7 +80,9 @@ class _Kind:
 
 
 class Percolator:
-    """A set of queries compiled once, matched against build after build."""
+    """A set of queries compiled once, matched against build after build.
+    One thread feeds it (the pipeline's index writer): the compiled kinds of
+    context are shared by its builds without a lock."""
 
     def __init__(self, queries: Mapping[str, str], now: dt.datetime | None = None, native: bool | None = None,
                  max_context_kinds: int = MAX_CONTEXT_KINDS) -> None:
@@ -121,6 +123,7 @@ class Percolator:
             self._keys.append(key)
             self._exprs.append(expr)
         self._leaves = ContextLeaves(leaves)
+        self._df = token_counts(self._exprs)
         self._kinds: OrderedDict[bytes, _Kind] = OrderedDict()
 
     @property
@@ -136,7 +139,7 @@ class Percolator:
         if kind is not None:
             self._kinds.move_to_end(values)
             return kind
-        compiled = Compiled()
+        compiled = Compiled(df=self._df)
         whole: list[int] = []
         for query, expr in enumerate(self._exprs):
             folded = _fold(expr, values, self._leaf_ids)
@@ -144,15 +147,15 @@ class Percolator:
                 whole.append(query)
             elif folded != FALSE:
                 compiled.add(str(query), folded)
-        vocab = compiled.vocabulary()
+        vocab, looked_up = compiled.vocabulary()
         tids = {token: tid for tid, token in enumerate(vocab)}
         atom_queries: list[list[int]] = [[] for _ in compiled.atoms]
         for query, found in enumerate(compiled.query_anchors):
             for atom in found:
                 atom_queries[atom].append(query)
         matcher = self._engine(
-            vocab, [[tids[t] for t in atom.tokens] for atom in compiled.atoms],
-            [anchor_offset(atom.tokens) for atom in compiled.atoms], atom_queries, compiled.code, 0,
+            vocab, looked_up, [[tids[t] for t in atom.tokens] for atom in compiled.atoms],
+            [anchor_offset(atom.tokens, self._df) for atom in compiled.atoms], atom_queries, compiled.code, 0,
         )
         kind = _Kind(compiled, [int(k) for k in compiled.keys], whole, matcher)
         self._kinds[values] = kind

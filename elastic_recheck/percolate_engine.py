@@ -5,12 +5,11 @@ work is done for every indexed line); this module is used where the extension
 is not built, and the tests hold the two to the same answers.
 
 Per line: the analysed tokens are split the way the index's whitespace
-tokenizer splits them and looked up in the vocabulary of every atom; a term
-whose token is found is present; a phrase is registered under one pair of
-adjacent tokens (and the pair's offset in it) and checked wherever that pair
-is found; the queries
-anchored by an atom found, and the context's anchorless ones, are run as
-postfix programs over the facts of the line.
+tokenizer splits them; a term whose token is there is present; a phrase is
+registered under one pair of adjacent tokens (and the pair's offset in it)
+and compared in place wherever that pair is found; the queries anchored by
+an atom found, and the context's anchorless ones, are run as postfix
+programs over the facts of the line.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import re
 from typing import Any, Sequence
 
 from .percolate_plan import (
-    MAX_TOKEN_BYTES, OP_AND, OP_ATOM, OP_CTX, OP_FALSE, OP_HAS_TOKEN, OP_NOT, OP_OR, OP_TRUE, OP_TS,
+    MAX_TOKEN_BYTES, OP_AND, OP_ATOM, OP_CTX, OP_FALSE, OP_HAS_TOKEN, OP_NOT, OP_TRUE, OP_TS,
 )
 
 # tantivy's whitespace tokenizer splits on ASCII whitespace only.
@@ -33,21 +32,23 @@ class Matcher:
     def __init__(
         self,
         vocab: Sequence[str],
+        looked_up: int,
         atoms: Sequence[Sequence[int]],
         atom_anchor: Sequence[int],
         atom_queries: Sequence[Sequence[int]],
         code: Sequence[Sequence[int]],
         leaves: int,
     ) -> None:
-        self.tids = {token: tid for tid, token in enumerate(vocab)}
-        self.atoms = [tuple(a) for a in atoms]
-        self.by_token: dict[int, list[int]] = {}  # terms, by their token
-        self.by_pair: dict[tuple[int, int], list[tuple[int, int]]] = {}  # phrases, by a pair of adjacent tokens
-        for atom, (tids, offset) in enumerate(zip(self.atoms, atom_anchor)):
-            if len(tids) == 1:
-                self.by_token.setdefault(tids[0], []).append(atom)
+        # Tokens are compared as text here; the C engine looks up the first
+        # ``looked_up`` (terms and anchor pairs) and compares the rest in place.
+        self.atoms = [tuple(vocab[t] for t in a) for a in atoms]
+        self.by_token: dict[str, list[int]] = {}  # terms, by their token
+        self.by_pair: dict[tuple[str, str], list[tuple[int, int]]] = {}  # phrases, by a pair of adjacent tokens
+        for atom, (tokens, offset) in enumerate(zip(self.atoms, atom_anchor)):
+            if len(tokens) == 1:
+                self.by_token.setdefault(tokens[0], []).append(atom)
             else:
-                self.by_pair.setdefault((tids[offset], tids[offset + 1]), []).append((atom, offset))
+                self.by_pair.setdefault((tokens[offset], tokens[offset + 1]), []).append((atom, offset))
         self.atom_queries = [tuple(q) for q in atom_queries]
         self.code = [tuple(c) for c in code]
         self.leaves = leaves
@@ -89,24 +90,15 @@ class Run:
             if micros >= stat[1]:
                 stat[1], stat[2] = micros, message
         m = self.m
-        tids = m.tids
-        seq = []
-        has_token = False
-        for token in _TOKEN.findall(tokens):
-            if len(token) * 4 > MAX_TOKEN_BYTES and len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
-                seq.append(-1)
-                continue
-            has_token = True
-            seq.append(tids.get(token, -1))
+        seq = _TOKEN.findall(tokens)
+        has_token = any(len(t) * 4 <= MAX_TOKEN_BYTES or len(t.encode("utf-8", "surrogatepass")) <= MAX_TOKEN_BYTES
+                        for t in seq)  # tantivy does not index a longer token
         present: set[int] = set()
-        for position, tid in enumerate(seq):
-            if tid < 0:
+        for position, token in enumerate(seq):
+            present.update(m.by_token.get(token, ()))
+            if position + 1 >= len(seq):
                 continue
-            present.update(m.by_token.get(tid, ()))
-            following = seq[position + 1] if position + 1 < len(seq) else -1
-            if following < 0:
-                continue
-            for atom, offset in m.by_pair.get((tid, following), ()):
+            for atom, offset in m.by_pair.get((token, seq[position + 1]), ()):
                 if atom in present:
                     continue
                 start = position - offset
@@ -149,7 +141,7 @@ class Run:
                 stack.append(has_token)
             elif op == OP_NOT:
                 stack[-1] = not stack[-1]
-            else:
+            else:  # OP_AND or OP_OR over the last ``arg`` values
                 parts = stack[len(stack) - arg :]
                 del stack[len(stack) - arg :]
                 stack.append(all(parts) if op == OP_AND else any(parts))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Mapping, Union
 
 from . import lucene
 from .analysis import analyze
@@ -165,21 +165,27 @@ def _context(node: lucene.Node) -> Expr | None:
 # -- anchors -------------------------------------------------------------------
 
 
-def anchor_offset(tokens: tuple[str, ...]) -> int:
+def anchor_offset(tokens: tuple[str, ...], df: Mapping[str, int]) -> int:
     """Where an atom is looked up: a term by its token; a phrase by the pair
-    of adjacent tokens starting here, the longest pair, as the likeliest to be
-    rare in logs (short words and numbers are everywhere, and a pair of common
-    words is far rarer than either)."""
+    of adjacent tokens starting here. The pair is the one whose words are in
+    the fewest atoms of the query set (``df``), longest first: a word many
+    fingerprints use is a word logs are full of, and only the looked-up words
+    of a line cost a hash probe."""
     if len(tokens) == 1:
         return 0
-    return max(range(len(tokens) - 1), key=lambda i: (len(tokens[i]) + len(tokens[i + 1]), -i))
+    return min(range(len(tokens) - 1),
+               key=lambda i: (df.get(tokens[i], 0) + df.get(tokens[i + 1], 0), -len(tokens[i]) - len(tokens[i + 1]), i))
 
 
-def _atom_cost(atom: Atom) -> float:
-    return 1.0 / (max(map(len, atom.tokens)) + 3 * (len(atom.tokens) - 1) + 1)
+def _atom_cost(atom: Atom, df: Mapping[str, int]) -> float:
+    """How often the atom's anchor is likely met, relatively."""
+    if len(atom.tokens) == 1:
+        return 1.0 + df.get(atom.tokens[0], 0)
+    i = anchor_offset(atom.tokens, df)
+    return (1.0 + df.get(atom.tokens[i], 0) + df.get(atom.tokens[i + 1], 0)) / 8
 
 
-def anchors(expr: Expr) -> frozenset[Atom] | None:
+def anchors(expr: Expr, df: Mapping[str, int]) -> frozenset[Atom] | None:
     """Atoms one of which is in every line ``expr`` matches; None when there
     are none (the query must be checked on every line)."""
     if isinstance(expr, Atom):
@@ -187,28 +193,19 @@ def anchors(expr: Expr) -> frozenset[Atom] | None:
     if expr == FALSE:
         return frozenset()  # matches nothing: never a candidate
     if isinstance(expr, And):
-        options = [a for a in map(anchors, expr.parts) if a is not None]
+        options = [a for a in (anchors(p, df) for p in expr.parts) if a is not None]
         if not options:
             return None
-        return min(options, key=lambda atoms: (sum(map(_atom_cost, atoms)), len(atoms)))
+        return min(options, key=lambda atoms: (sum(_atom_cost(a, df) for a in atoms), len(atoms)))
     if isinstance(expr, Or):
         union: set[Atom] = set()
         for part in expr.parts:
-            found = anchors(part)
+            found = anchors(part, df)
             if found is None:
                 return None
             union |= found
         return frozenset(union)
     return None
-
-
-def line_independent(expr: Expr) -> bool:
-    """Whether ``expr`` depends on nothing but context leaves."""
-    if isinstance(expr, (And, Or)):
-        return all(map(line_independent, expr.parts))
-    if isinstance(expr, Not):
-        return line_independent(expr.part)
-    return isinstance(expr, (CtxLeaf, Const))
 
 
 # -- programs ------------------------------------------------------------------
@@ -219,6 +216,7 @@ class Compiled:
     """Every query's program over shared tables of atoms, context leaves and
     time ranges, in the form both matcher engines take."""
 
+    df: Mapping[str, int] = field(default_factory=dict)  # in how many atoms of the query set each token is
     keys: list[str] = field(default_factory=list)
     exprs: list[Expr] = field(default_factory=list)
     atoms: list[Atom] = field(default_factory=list)
@@ -235,7 +233,7 @@ class Compiled:
         index = len(self.keys)
         code: list[int] = []
         self._emit(expr, code)
-        found = anchors(expr)
+        found = anchors(expr, self.df)
         self.keys.append(key)
         self.exprs.append(expr)
         self.code.append(code)
@@ -264,13 +262,16 @@ class Compiled:
                 self._emit(part, out)
             out += (OP_AND if isinstance(expr, And) else OP_OR, len(expr.parts))
 
-    def vocabulary(self) -> list[str]:
-        """Every token of every atom, each once; a token's id is its index."""
-        seen: dict[str, int] = {}
+    def vocabulary(self) -> tuple[list[str], int]:
+        """Every token of every atom, each once (a token's id is its index),
+        and how many come first that lines are searched for: the terms and
+        each phrase's anchor pair. The others are only compared in place."""
+        looked: dict[str, None] = {}
         for atom in self.atoms:
-            for token in atom.tokens:
-                seen.setdefault(token, len(seen))
-        return list(seen)
+            at = anchor_offset(atom.tokens, self.df)
+            looked.update(dict.fromkeys(atom.tokens[at : at + 2]))
+        rest = dict.fromkeys(t for atom in self.atoms for t in atom.tokens if t not in looked)
+        return [*looked, *rest], len(looked)
 
     def time_bounds(self, now: dt.datetime | None) -> list[tuple[int, int]]:
         """Each range as inclusive micros bounds. Date math (``now-1d``) is
@@ -305,3 +306,22 @@ def check_time_range(node: lucene.Range, now: dt.datetime | None) -> None:
                 epoch_micros(parse_date_math(bound, now))
             except (ValueError, OverflowError) as exc:
                 raise NotNative(f"@timestamp range: {exc}") from None
+
+
+def token_counts(exprs: list[Expr]) -> dict[str, int]:
+    """In how many distinct atoms of ``exprs`` each token is."""
+    seen: set[Atom] = set()
+    stack = list(exprs)
+    while stack:
+        expr = stack.pop()
+        if isinstance(expr, Atom):
+            seen.add(expr)
+        elif isinstance(expr, (And, Or)):
+            stack.extend(expr.parts)
+        elif isinstance(expr, Not):
+            stack.append(expr.part)
+    counts: dict[str, int] = {}
+    for atom in seen:
+        for token in set(atom.tokens):
+            counts[token] = counts.get(token, 0) + 1
+    return counts
