@@ -24,6 +24,7 @@ from typing import Any, Callable
 from .builds import Build
 from .config import IngestSettings, Settings
 from .errors import IngestError
+from .ingest.fetch import HTTP_RETRY_STATUSES, FetchStopped, HttpError, Unreachable
 from .ingest.fetch_pool import FetchOne, FetchPool, Outcome
 from .ingest.spool import fetch_build
 from .pipeline import IndexPipeline, Indexed, LogsReady
@@ -47,6 +48,7 @@ class Fetched:
     directory: Path | None  # the spooled logs; None when nothing could be fetched
     errors: list[str]
     failed_tests: Any = None
+    retry: bool = True  # nothing fetched, but it may come (a busy server, logs still uploading)
 
 
 def spool_name(key: str) -> str:
@@ -120,6 +122,10 @@ class BuildQueue:
         self.in_flight.discard(news.key)
         why = "; ".join(news.errors) or "no log files"
         reported, attempts = self._reported(news.key)
+        if not news.retry:
+            log.warning("build %s: its logs cannot be fetched: %s", news.key, why)
+            self.state.set_build(news.key, "failed", error=why)
+            return
         if self.clock() - reported >= self.log_timeout:
             log.warning("build %s: its logs could not be fetched within %.0fs: %s", news.key, self.log_timeout, why)
             self.state.set_build(news.key, "failed", error=why)
@@ -148,7 +154,7 @@ class BuildQueue:
     def _fetch_done(self, build: Build, destination: Path, outcome: Outcome) -> None:
         """The pool's callback, in a worker thread: news for the loop."""
         if isinstance(outcome, IngestError):
-            self.news.put(Fetched(build.key, build, None, [str(outcome)]))
+            self.news.put(Fetched(build.key, build, None, [str(outcome)], retry=worth_retrying(outcome)))
             return
         if not build.log_url:  # found through Zuul's API by the fetch
             build = build.with_log_url(outcome.log_url)
@@ -162,6 +168,14 @@ class BuildQueue:
     def close(self) -> None:
         """Stop fetching now; builds cut off are fetched again at the next start."""
         self.pool.close()
+
+
+def worth_retrying(error: IngestError) -> bool:
+    """A busy or unreachable server may answer later; a 404 from Zuul's API,
+    a host not in ``ingest.log_hosts`` or a build without a log URL will not."""
+    if isinstance(error, HttpError):
+        return error.status in HTTP_RETRY_STATUSES
+    return isinstance(error, (Unreachable, FetchStopped)) or "ingest.file_timeout" in str(error)
 
 
 def fetch_with_zuul(settings: Settings) -> FetchOne:

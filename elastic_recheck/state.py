@@ -84,6 +84,7 @@ class StoredEvent:
     raw: dict[str, Any]
     created: dt.datetime
     attempts: int
+    received: float = 0.0  # when the daemon accepted it (epoch seconds)
 
 
 class StateError(RecheckError):
@@ -141,7 +142,7 @@ class StateDB:
     def due_events(self, now: float | None = None) -> list[StoredEvent]:
         now = time.time() if now is None else now
         rows = self.db.execute(
-            "SELECT id, key, raw, created, attempts FROM events WHERE status = 'pending' AND next_check <= ? "
+            "SELECT id, key, raw, created, attempts, received FROM events WHERE status = 'pending' AND next_check <= ? "
             "ORDER BY id",
             (now,),
         ).fetchall()
@@ -179,7 +180,7 @@ class StateDB:
     @staticmethod
     def _event(row: Sequence[Any]) -> StoredEvent:
         return StoredEvent(row[0], row[1], json.loads(row[2]), dt.datetime.fromtimestamp(row[3], dt.timezone.utc),
-                           row[4])
+                           row[4], row[5])
 
     # -- outcomes -----------------------------------------------------------
 

@@ -420,6 +420,10 @@ class Daemon:
         classifier = Classifier(self.backend, fingerprints)
         review = Review(report)
         if self.builds is not None:
+            # The daemon fetches the logs itself: it waits for them from when it
+            # learnt of the build, not from when the build ended (a replay, a
+            # backlog after downtime), and the fetch gives up on its own.
+            expired = self.clock() >= max(event.received, event.created.timestamp()) + self.watch.log_timeout
             return self._classify_stored(report, fingerprints, expired)
         for job in report.jobs:
             uuid, candidates = self._build_uuid(report, job)

@@ -159,6 +159,20 @@ def write(output: Path, now: dt.datetime, zuul_url: str = "https://zuul.example.
         }, indent=1) + "\n")
         if status == "SUCCESS":
             continue
+        # The pep8 job that passed beside it: a successful build the daemon fetches too.
+        pep8 = hashlib.sha256(f"demo-{number}-pep8".encode()).hexdigest()[:32]
+        pep8_dir = builds_dir / f"{number:02d}-openstack-tox-pep8"
+        pep8_dir.mkdir(parents=True, exist_ok=True)
+        (pep8_dir / "job-output.txt").write_text(
+            f"{_stamp(start)} | Job console starting\n{_stamp(start)} | pep8: commands succeeded\n"
+            f"{_stamp(start)} | congratulations :)\n")
+        (pep8_dir / "build.json").write_text(json.dumps({
+            "uuid": pep8, "job_name": "openstack-tox-pep8", "result": "SUCCESS", "voting": True,
+            "pipeline": pipeline, "change": change, "patchset": patchset, "project": project, "branch": "master",
+            "log_url": f"{LOGS}/{change % 100:02d}/{change}/{patchset}/{pipeline}/openstack-tox-pep8/{pep8[:7]}/",
+            "start_time": start.strftime("%Y-%m-%dT%H:%M:%S"),
+            "end_time": (start + dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S"),
+        }, indent=1) + "\n")
         finished = start + dt.timedelta(hours=1)
         events.append({
             "type": "comment-added",
@@ -167,7 +181,7 @@ def write(output: Path, now: dt.datetime, zuul_url: str = "https://zuul.example.
             "comment": (f"Build failed ({pipeline} pipeline).  For information on how to proceed, see "
                         "https://docs.opendev.org/opendev/infra-manual/latest/developers.html#automated-testing\n\n"
                         f"- {job} {zuul}{uuid} : FAILURE in 1h 02m 03s\n"
-                        f"- openstack-tox-pep8 {zuul}{'0' * 31}{number % 10} : SUCCESS in 4m 05s\n"),
+                        f"- openstack-tox-pep8 {zuul}{pep8} : SUCCESS in 4m 05s\n"),
             "patchSet": {"number": patchset, "revision": hashlib.sha1(uuid.encode()).hexdigest(),
                          "ref": f"refs/changes/{change % 100:02d}/{change}/{patchset}"},
             "change": {"project": project, "branch": "master", "id": f"I{hashlib.sha1(str(change).encode()).hexdigest()}",
