@@ -570,8 +570,11 @@ def status(ctx: _Context, prometheus: bool) -> None:
         values["queue_depth"] = state.pending_count()
         last = state.last_received()
         parked = state.parked()
+        builds = state.build_counts()
     finally:
         state.close()
+    for status_name in ("queued", "fetching", "indexed", "failed"):
+        values[f"builds_{status_name}"] = builds.get(status_name, 0)
     if prometheus:
         click.echo(exposition(values), nl=False)
         return

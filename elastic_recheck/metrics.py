@@ -46,7 +46,13 @@ COUNTERS = {
     "irc_errors": "IRC connection and send failures",
     "irc_dropped": "IRC lines dropped because the outbox was full",
 }
-GAUGES = {"queue_depth": "failure reports waiting for logs or for a retry"}
+GAUGES = {
+    "queue_depth": "failure reports waiting for logs or for a retry",
+    "builds_queued": "builds waiting to be fetched",
+    "builds_fetching": "builds being fetched or indexed",
+    "builds_indexed": "builds fetched, indexed and classified",
+    "builds_failed": "builds whose logs could not be fetched",
+}
 LATENCY = "classification_seconds"
 LATENCY_HELP = "time to classify one failure report against every fingerprint"
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

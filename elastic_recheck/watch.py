@@ -633,6 +633,10 @@ class Daemon:
         """Queue depth and the IRC bot's failures into the counters, and the
         counters into the state database (for ``status``)."""
         self.counters.set("queue_depth", self.state.pending_count())
+        if self.builds is not None:
+            counts = self.state.build_counts()
+            for status in ("queued", "fetching", "indexed", "failed"):
+                self.counters.set(f"builds_{status}", counts.get(status, 0))
         errors = int(getattr(self.notifier, "errors", 0)), int(getattr(self.notifier, "dropped", 0))
         self.counters.inc("irc_errors", errors[0] - self._notifier_errors[0])
         self.counters.inc("irc_dropped", errors[1] - self._notifier_errors[1])

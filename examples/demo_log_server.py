@@ -20,16 +20,21 @@ import json
 import signal
 import sys
 import threading
+import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class DemoLogServer:
-    """``builds``: a directory holding a directory per build (its logs and build.json)."""
+    """``builds``: a directory holding a directory per build (its logs and build.json).
+    ``fault(path)``, asked before each log file is sent, may make the server
+    misbehave as log servers do: "hang-up" (the connection closes half way
+    through the file) or a number of seconds to stall first; None: serve it."""
 
-    def __init__(self, builds: Path, port: int = 0) -> None:
+    def __init__(self, builds: Path, port: int = 0, fault: Callable[[str], Any] | None = None) -> None:
         self.builds = Path(builds)
+        self.fault = fault
         self.requests: list[str] = []
         handler = type("Handler", (_Handler,), {"server_state": self})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -102,7 +107,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return self._send(301, b"", "text/plain", {"Location": path + "/"})
                 return self._send(200, _index(target, path).encode(), "text/html")
             if target.is_file() and target.name != "build.json":
-                return self._send(200, target.read_bytes(), "text/plain")
+                fault = state.fault(path) if state.fault else None
+                body = target.read_bytes()
+                if fault == "hang-up":  # as a log server under load does: the headers promise it all
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return None
+                if isinstance(fault, (int, float)):
+                    time.sleep(fault)
+                return self._send(200, body, "text/plain")
         self._send(404, b"not found\n", "text/plain")
 
     def _api(self, rest: list[str], query: dict[str, list[str]]) -> None:
@@ -126,8 +143,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away (a daemon killed mid-fetch)
+            self.close_connection = True
 
 
 def _index(directory: Path, path: str) -> str:

@@ -287,3 +287,93 @@ def test_fault_drill(tmp_path, capsys):
     assert lost == 0 and duplicates == 0, report
     assert accepted == len(failures) and not missing_comments, report
     assert irc_lines > len(heard), report  # the bot came back after the IRC restart
+
+
+def _demo_log_server(builds: Path, fault):
+    spec = importlib.util.spec_from_file_location("demo_log_server", ROOT / "examples" / "demo_log_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DemoLogServer(builds, fault=fault).start()
+
+
+def test_fetching_survives_a_log_server_failing_mid_build_and_a_kill_mid_fetch(tmp_path):
+    """The daemon fetching every build's logs itself: the log server hangs up
+    half way through a file, and the daemon is killed (SIGKILL) while builds
+    are being fetched. Started again, it fetches those builds again from the
+    start; every build ends up indexed once, whole, and every failure that
+    hit a known bug is reviewed once."""
+    import datetime as dt
+
+    from elastic_recheck.pipeline import LogsReady, index_builds
+    from elastic_recheck.results import ResultStore
+
+    spec = importlib.util.spec_from_file_location("demo_builds", ROOT / "examples" / "demo_builds.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    stall = {"seconds": 0.3}  # while the first daemon runs, every file takes a while: a kill lands mid-fetch
+    hung_up: list[str] = []
+    last = "01-tempest-full/job-output.txt"  # the first failed build's console log
+
+    def fault(path: str):
+        if path.endswith(last) and not hung_up and not stall["seconds"]:  # in the run after the kill
+            hung_up.append(path)
+            return "hang-up"
+        return stall["seconds"]
+
+    server = _demo_log_server(tmp_path / "demo" / "builds", fault)
+    data_dir = tmp_path / "data"
+    log = tmp_path / "watch.log"
+    try:
+        demo.write(tmp_path / "demo", dt.datetime.now(dt.timezone.utc), server.url)
+        events = tmp_path / "demo" / "events.json"
+        env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_LOG_HOSTS": "127.0.0.1",
+               "ER_INGEST_WORKERS": "2"}
+        command = [str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"), "--events",
+                   str(events), "--dry-run"]
+        with open(log, "a") as err, open(tmp_path / "first.out", "w") as out:
+            first = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+            spool = data_dir / "spool"
+            _wait("builds being fetched", lambda: spool.is_dir() and sum(1 for _ in spool.iterdir()) >= 2
+                  and sum(1 for r in server.requests if r.startswith("/logs/")) >= 3, timeout=60)
+            first.kill()
+            first.wait(timeout=30)
+        cut_off = _count(data_dir, "SELECT COUNT(*) FROM builds WHERE status = 'fetching'")
+        assert cut_off >= 1  # killed with builds half fetched
+        stall["seconds"] = 0
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 0, second.stderr[-3000:]
+        with open(log, "a") as err:
+            err.write(second.stderr)
+    finally:
+        server.stop()
+
+    assert hung_up, "the log server never hung up"
+    with _db(data_dir) as db:
+        states = dict(db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status").fetchall())
+    reported = events.read_text()  # the builds the reports list (failed ones, and the pep8 job beside each)
+    builds = [json.loads(p.read_text()) | {"dir": str(p.parent)}
+              for p in sorted((tmp_path / "demo" / "builds").glob("*/build.json"))]
+    builds = [b for b in builds if b["uuid"] in reported]
+    assert states == {"indexed": len(builds)}, states
+    # Nothing doubled: every build's lines are those of the same logs indexed once, by hand.
+    reference = EmbeddedBackend(tmp_path / "reference")
+    index_builds(reference, tmp_path / "reference.sqlite3", [],
+                 [LogsReady(load_metadata_file(b["dir"] + "/build.json"), b["dir"]) for b in builds])
+    backend = EmbeddedBackend(data_dir / "index")
+    cut = next(b for b in builds if b["dir"].endswith("01-tempest-full"))
+    for build in builds:
+        query = f'build_uuid:"{build["uuid"]}"'
+        if build is cut:  # the hang-up: what came, then the marker; the rest of the build whole
+            assert backend.count(query + ' AND message:"the rest of this file is not indexed"') == 1
+            assert backend.count(query + " AND NOT tags:console") == reference.count(query + " AND NOT tags:console")
+            continue
+        assert backend.count(query) == reference.count(query), build["dir"]
+    assert not any((data_dir / "spool").iterdir())
+    # Each failure a known bug explains is reviewed once, across the kill.
+    reviews = [line for line in ((tmp_path / "first.out").read_text() + second.stdout).splitlines()
+               if line.startswith("review ")]
+    assert len(reviews) == len(set(reviews))
+    store = ResultStore(data_dir / "results.sqlite3")
+    explained = {f'{b["change"]},{b["patchset"]}' for b in builds
+                 if b["result"] == "FAILURE" and set(store.build(b["uuid"]).bugs) - {"2000003"}}
+    assert {line.split()[1].rstrip(":") for line in reviews} == explained
