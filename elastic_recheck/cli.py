@@ -504,13 +504,10 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         pipeline.start()
     daemon = Daemon(settings, backend, state, reviewer, fingerprints, notifier=notifier, channels=rules,
                     builds=builds, results=results)
-    poller = None
-    if builds is not None and settings.zuul.api:
-        from .build_sources.polling import ZuulPoller
-        from .build_sources.zuul import ZuulBuilds
+    from .build_sources import configured_sources
 
-        poller = ZuulPoller(ZuulBuilds.from_settings(settings, since=since), events, settings.zuul.poll_interval)
-    elif since is not None:
+    sources = configured_sources(settings, events, since) if builds is not None else []
+    if since is not None and not sources:
         raise click.UsageError("--since backfills from Zuul's builds API: set zuul.api (and ingest.fetch)")
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
@@ -526,16 +523,16 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
         replay(str(events_file), events)
     else:
         stream.start()
-    if poller is not None:
-        poller.start()
+    for source in sources:
+        source.start()
     try:
         daemon.run(events, exit_when_exhausted=bool(events_file),
-                   sources_done=(lambda: True) if poller is None else poller.polled.is_set)
+                   sources_done=lambda: all(source.polled.is_set() for source in sources))
     finally:
         if stream is not None:
             stream.stop()
-        if poller is not None:
-            poller.stop()
+        for source in sources:
+            source.stop()
         if builds is not None:
             builds.close()
         if pipeline is not None:

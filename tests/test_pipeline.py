@@ -197,3 +197,42 @@ def test_builds_indexed_without_the_pipeline_are_classified_once_and_stored(tmp_
     assert list(collected.hits["build_uuid"]) == ["a" * 32]
     assert store.build("a" * 32).bugs == ("100001",)
     assert store.build("b" * 32).bugs == ()
+
+
+def test_a_fingerprint_the_percolator_cannot_run_is_asked_of_the_index_for_that_build(tmp_path, queries):
+    pytest.importorskip("elastic_recheck.percolate")
+    (queries / "100004.yaml").write_text('query: message:Timed* AND tags:"screen-n-cpu.txt"\n')  # a wildcard
+    backend = EmbeddedBackend(tmp_path / "index")
+    pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: fingerprints_of(queries))
+    pipeline.submit(LogsReady(metadata("a" * 32), str(write_build(tmp_path / "logs", "a", ["x"], [TIMEOUT]))))
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline.drain(store)
+    assert "100004" in pipeline.percolators.current(fingerprints_of(queries)).fallback
+    assert store.build("a" * 32).bugs == ("100001", "100004")
+    assert {m.bug: m.hits for m in store.build("a" * 32).matches}["100004"] == 1
+
+
+def test_ingest_by_hand_waits_its_turn_while_another_process_writes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    backend = EmbeddedBackend(data / "index")
+    build = write_build(tmp_path / "logs", "a", ["E: Hash Sum mismatch"], [])
+    (build / "build.json").write_text('{"uuid": "' + "a" * 32 + '", "job_name": "j", "result": "FAILURE"}')
+    writer = backend.writer()  # as the daemon holds it during a batch
+    try:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "elastic-recheck"), "ingest", "--builds",
+                                 str(tmp_path / "logs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "ER_DATA_DIR": str(data)})
+        time.sleep(2)
+        assert proc.poll() is None  # waiting, not failing
+    finally:
+        writer.rollback()
+        writer.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "1 builds" in out
+    assert EmbeddedBackend(data / "index").count('message:"Hash Sum mismatch"') == 1

@@ -685,3 +685,81 @@ def test_the_daemon_will_not_fetch_without_log_hosts(tmp_path):
                           env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data")}, timeout=60)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ingest.log_hosts is empty")
+
+
+def _watch_fetching(data_dir: Path, events: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_LOG_HOSTS": "127.0.0.1", **env}
+    return subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"),
+                           "--events", str(events), "--dry-run", *args], capture_output=True, text=True,
+                          env=environment, timeout=120)
+
+
+def test_zuul_builds_api_feeds_every_build_once_across_restarts(tmp_path):
+    from elastic_recheck.results import ResultStore
+
+    server = _demo_log_server()
+    events = tmp_path / "events.json"
+    events.write_text("[]")  # no Gerrit report at all: the builds come from Zuul's API
+    data_dir = tmp_path / "data"
+    try:
+        api = f"{server.url}/api/tenant/main"
+        first = _watch_fetching(data_dir, events, "--since", "2000-01-01", ER_ZUUL_API=api)
+        assert first.returncode == 0, first.stderr
+        fetched = [r for r in server.requests if r.startswith("/logs/") and r.endswith("job-output.txt")]
+        again = _watch_fetching(data_dir, events, ER_ZUUL_API=api)  # resumes from its checkpoint
+        assert again.returncode == 0, again.stderr
+        refetched = [r for r in server.requests if r.startswith("/logs/") and r.endswith("job-output.txt")]
+    finally:
+        server.stop()
+    assert len(fetched) == 3  # the three example builds, each fetched once
+    assert refetched == fetched  # nothing repeated after the restart
+    store = ResultStore(data_dir / "results.sqlite3")
+    assert {b.uuid for b in store.builds()} == {TEMPEST, GRENADE, TOX}
+    assert store.build(GRENADE).bugs == ("2000002",)
+    assert (data_dir / "zuul-builds.json").is_file()
+
+
+def test_a_builds_failed_tests_come_from_its_subunit_stream(tmp_path):
+    import io
+    import shutil
+
+    from subunit.v2 import StreamResultToBytes
+
+    from elastic_recheck.results import ResultStore
+
+    builds = tmp_path / "builds"
+    shutil.copytree(EXAMPLES / "tempest-full-1", builds / "tempest-full-1")
+    stream = io.BytesIO()
+    writer = StreamResultToBytes(stream)
+    failed = "tempest.api.compute.servers.test_attach.AttachTest.test_attach[id-1,smoke]"
+    for test, status in ((failed, "fail"), ("tempest.api.compute.test_ok.T.test_ok", "success")):
+        writer.status(test_id=test, test_status="inprogress")
+        writer.status(test_id=test, test_status=status)
+    (builds / "tempest-full-1" / "testrepository.subunit").write_bytes(stream.getvalue())
+    queries = tmp_path / "queries"
+    shutil.copytree(ROOT / "queries", queries)
+    (queries / "3000001.yaml").write_text(  # matches the build's logs, but only counts with its test failed
+        'query: message:"Timed out waiting for a reply"\ntest_ids:\n  - tempest.api.compute.servers.test_attach\n')
+    (queries / "3000002.yaml").write_text(
+        'query: message:"Timed out waiting for a reply"\ntest_ids:\n  - tempest.api.compute.test_ok\n')
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_log_server", ROOT / "examples" / "demo_log_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    server = module.DemoLogServer(builds).start()
+    try:
+        events = tmp_path / "events.json"
+        events.write_text(json.dumps([failure(864201, 3, [("tempest-full", f"{server.url}/t/main/build/{TEMPEST}",
+                                                            "FAILURE")])]))
+        proc = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(queries), "--events",
+                               str(events), "--dry-run"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data"),
+                                   "ER_INGEST_LOG_HOSTS": "127.0.0.1"})
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert "/logs/tempest-full-1/testrepository.subunit" in server.requests
+    stored = ResultStore(tmp_path / "data" / "results.sqlite3").build(TEMPEST)
+    assert stored.failed_tests == (failed,)
+    assert "3000001" in proc.stdout and "3000002" not in proc.stdout

@@ -75,4 +75,11 @@ class ZuulPoller:
         return len(builds)
 
 
-__all__ = ["BuildBatch", "ZuulPoller"]
+def source_from_settings(settings: Any, events: "queue.Queue[Any]", since: Any) -> ZuulPoller | None:
+    """Zuul's builds API, when ``zuul.api`` is set (see ``build_sources.configured_sources``)."""
+    if not settings.zuul.api:
+        return None
+    return ZuulPoller(ZuulBuilds.from_settings(settings, since=since), events, settings.zuul.poll_interval)
+
+
+__all__ = ["BuildBatch", "ZuulPoller", "source_from_settings"]
