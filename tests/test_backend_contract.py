@@ -220,3 +220,35 @@ def test_in_an_ingest_session_each_batch_is_searchable_when_it_commits(backend):
             writer.replace_build("c3c3c3c3")
             write_build(writer, "c3c3c3c3")
     assert backend.count('build_uuid:"c3c3c3c3"', ALL_TIME) == 4
+
+
+def test_the_pipeline_stores_what_the_backend_answers(backend, tmp_path):
+    """A build through the one writer path: on the embedded index classified
+    by the percolator as its lines are written, on a cluster by a batched
+    query after the commit; either way the stored result is the backend's answer."""
+    from elastic_recheck.fingerprints import load_fingerprints
+    from elastic_recheck.ingest.sources import BuildMetadata
+    from elastic_recheck.pipeline import LogsReady, index_builds
+    from elastic_recheck.results import ResultStore
+
+    logs = tmp_path / "e5e5e5e5"
+    (logs / "logs").mkdir(parents=True)
+    stamp = at(0.5).strftime("%Y-%m-%d %H:%M:%S.%f")
+    (logs / "job-output.txt").write_text(f"{stamp} | Running tempest\n{stamp} | Job failed\n")
+    (logs / "logs" / "screen-n-cpu.txt").write_text(
+        f"{stamp} 1 ERROR nova.compute.manager [req-1] {TIMEOUT}\n{stamp} 1 INFO nova.compute.manager [-] fine\n")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "1.yaml").write_text('query: message:"Timed out waiting for a reply" AND tags:"screen-n-cpu.txt"\n')
+    (queries / "2.yaml").write_text('query: message:"Running tempest" AND NOT tags:console\n')
+    (queries / "3.yaml").write_text("query: message:Runn*\n")  # no percolator: the index answers it
+    fingerprints, bad = load_fingerprints(queries)
+    assert not bad
+    meta = BuildMetadata(build_uuid="e5e5e5e5", build_name="tempest-full", build_status="FAILURE", voting="1")
+    report = index_builds(backend, tmp_path / "results.sqlite3", fingerprints, [LogsReady(meta, str(logs))])
+    assert report.builds == 1 and not report.errors
+    stored = ResultStore(tmp_path / "results.sqlite3").build("e5e5e5e5")
+    assert {m.bug: m.hits for m in stored.matches} == {"1": 1, "3": 1}
+    for fp in fingerprints:
+        assert backend.count(f'({fp.voting_query}) AND build_uuid:"e5e5e5e5"') == \
+            {m.bug: m.hits for m in stored.matches}.get(fp.bug, 0)
