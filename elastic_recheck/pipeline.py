@@ -19,6 +19,7 @@ for that build only.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import shutil
@@ -72,6 +73,13 @@ class Indexed:
     @property
     def uuid(self) -> str:
         return self.item.metadata.build_uuid
+
+
+class _BuildFailed(Exception):
+    def __init__(self, item: LogsReady, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.item = item
+        self.cause = cause
 
 
 class BuildClassifier:
@@ -173,6 +181,7 @@ class IndexPipeline:
         self.batch_seconds = batch_seconds
         self.keep_debug = keep_debug
         self.queue: "queue.Queue[LogsReady]" = queue.Queue()
+        self._pending: collections.deque[LogsReady] = collections.deque()
         self.stopping = threading.Event()
         self.percolators = Percolators(backend, percolate)
         self.window_days = window_days
@@ -185,7 +194,17 @@ class IndexPipeline:
         self.queue.put(item)
 
     def pending(self) -> int:
-        return self.queue.qsize()
+        return self.queue.qsize() + len(self._pending)
+
+    def _take(self, timeout: float | None) -> LogsReady | None:
+        """The next build: one put back by a failed batch first, then the
+        queue's; None when there is none (within ``timeout`` seconds)."""
+        if self._pending:
+            return self._pending.popleft()
+        try:
+            return self.queue.get(timeout=timeout) if timeout else self.queue.get_nowait()
+        except queue.Empty:
+            return None
 
     def start(self) -> "IndexPipeline":
         self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
@@ -203,13 +222,14 @@ class IndexPipeline:
             # The writer is held for one batch at a time, not for the daemon's
             # life: an operator's ``ingest`` waits for a gap between batches.
             while not self.stopping.is_set():
-                try:
-                    first = self.queue.get(timeout=0.2)
-                except queue.Empty:
+                first = self._take(0.2)
+                if first is None:
                     continue
-                self.run_batch(store, first)
-        except Exception as exc:  # noqa: BLE001 - logged; the daemon sees the queue stall in status
-            log.error("the index writer stopped: %s", exception_line(exc, 500))
+                try:
+                    self.run_batch(store, first)
+                except Exception as exc:  # noqa: BLE001 - the writer outlives any batch (a results store that failed)
+                    log.error("a batch of builds failed after indexing: %s", exception_line(exc, 500))
+                    self.stopping.wait(1.0)
         finally:
             store.close()
 
@@ -219,9 +239,8 @@ class IndexPipeline:
         (an operator is told) instead of being tried again."""
         with self.backend.ingest_session():
             while True:
-                try:
-                    first = self.queue.get_nowait()
-                except queue.Empty:
+                first = self._take(None)
+                if first is None:
                     return
                 self.run_batch(store, first, raise_backend_errors)
 
@@ -247,12 +266,21 @@ class IndexPipeline:
                         lines += recorder.lines
                     except IngestError as exc:  # nothing of it to index (no log files): its own outcome
                         batch.append((item, None, None, str(exc)))
+                    except RecheckError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a bug met by one build: the batch is rolled back
+                        raise _BuildFailed(item, exc) from exc
                     if lines >= self.batch_lines or time.monotonic() - started >= self.batch_seconds:
                         break
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        item = None
+                    item = self._take(None)
+        except _BuildFailed as failed:
+            # Part of that build may be in the batch: none of it is committed. It is
+            # recorded as an error; the builds before it in the batch go first again.
+            log.error("build %s could not be indexed: %s", failed.item.metadata.build_uuid,
+                      exception_line(failed.cause, 500))
+            self._pending.extendleft(reversed([entry[0] for entry in batch]))
+            return [self._finish(store, fingerprints, percolator, failed.item, None, None,
+                                 f"indexing failed: {exception_line(failed.cause, 300)}")]
         except RecheckError as exc:
             # The backend refused the batch: nothing of it is visible. Its builds
             # go back in the queue, after a pause, in order.
@@ -262,10 +290,8 @@ class IndexPipeline:
                                    "indexed; those before it are)") from exc
             self.backend_failures += 1
             log.error("could not index %d builds (%s); trying again", len(batch) or 1, exception_line(exc, 300))
-            retry = [entry[0] for entry in batch] or [first]
+            self._pending.extendleft(reversed([entry[0] for entry in batch] or [first]))
             self.stopping.wait(min(0.5 * 2 ** min(self.backend_failures, 6), 30.0))
-            for entry in retry:
-                self.queue.put(entry)
             return []
         self.backend_failures = 0
         finished = []

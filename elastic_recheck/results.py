@@ -163,6 +163,10 @@ class ResultStore:
         replaced; a fingerprint no longer there loses its rows. Returns
         bug -> why for those that could not be run (tried again next time)."""
         known = dict(self.db.execute("SELECT bug, query_hash FROM fingerprints").fetchall())
+        changed = [bug for bug, query in queries.items() if known.get(bug) != query_hash(query)]
+        if changed:
+            log.info("%d fingerprints added or changed: each is run over what is indexed (%s)", len(changed),
+                     ", ".join(changed[:10]) + (", ..." if len(changed) > 10 else ""))
         failures: dict[str, str] = {}
         for bug, query in queries.items():
             if known.get(bug) == query_hash(query):

@@ -181,8 +181,13 @@ class FingerprintSet:
         self._stamp: tuple[Any, ...] | None = None
         self._reload_error: str | None = None
         self.fingerprints: list[Fingerprint] = []
+        self._lock = threading.Lock()  # asked by the daemon's loop and by the index writer thread
 
     def current(self) -> list[Fingerprint]:
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> list[Fingerprint]:
         try:
             self._reload()
         except (OSError, RecheckError) as exc:

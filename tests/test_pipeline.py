@@ -236,3 +236,33 @@ def test_ingest_by_hand_waits_its_turn_while_another_process_writes(tmp_path):
     assert proc.returncode == 0, err
     assert "1 builds" in out
     assert EmbeddedBackend(data / "index").count('message:"Hash Sum mismatch"') == 1
+
+
+def test_a_build_that_breaks_the_writer_is_an_error_and_the_batch_goes_on_without_it(tmp_path, queries):
+    from elastic_recheck.search.embedded import EmbeddedWriter
+
+    class BreaksOnBoom(EmbeddedWriter):
+        def add_analysed_line(self, cid, micros, message, tokens):
+            if "boom" in message:
+                raise RuntimeError("a bug met by this build")
+            super().add_analysed_line(cid, micros, message, tokens)
+
+    class Backend(EmbeddedBackend):
+        def writer(self):
+            return BreaksOnBoom(self, self._held)
+
+    backend = Backend(tmp_path / "index")
+    done = []
+    pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: fingerprints_of(queries),
+                             done=done.append)
+    logs = tmp_path / "logs"
+    pipeline.submit(LogsReady(metadata("a" * 32), str(write_build(logs, "a", ["E: Hash Sum mismatch"], []))))
+    pipeline.submit(LogsReady(metadata("b" * 32), str(write_build(logs, "b", ["fine", "boom"], [TIMEOUT]))))
+    pipeline.submit(LogsReady(metadata("c" * 32), str(write_build(logs, "c", ["x"], [TIMEOUT]))))
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline.drain(store)
+    outcomes = {d.uuid: d.error for d in done}
+    assert outcomes["a" * 32] is None and outcomes["c" * 32] is None
+    assert "a bug met by this build" in outcomes["b" * 32]
+    assert backend.count('build_uuid:"' + "b" * 32 + '"') == 0  # nothing of it committed
+    assert backend.count('build_uuid:"' + "a" * 32 + '"') > 0 and store.build("c" * 32).bugs == ("100001",)
