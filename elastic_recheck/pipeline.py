@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
+from .analysis import index_text
 from .builds import Build
 from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, test_ids_in
 from .config import IngestSettings
@@ -113,8 +114,6 @@ class BuildClassifier:
     def add_line(self, handle: Any, micros: int, message: str) -> None:
         mine, console = self._handles[handle]
         if self.percolation is not None:
-            from .analysis import index_text
-
             tokens = index_text(message)
             if self._analysed:
                 self.writer.add_analysed_line(handle, micros, message, tokens)
@@ -375,14 +374,8 @@ def index_builds(backend: SearchBackend, results_path: Path, fingerprints: Seque
         if item.error:
             total.errors.append(IngestError(item.item.location, item.error.split(": ", 1)[-1]))
             return
-        report = item.report
-        assert report is not None
-        total.builds += 1
-        total.documents += report.documents
-        total.files += report.files
-        total.skipped_debug += report.skipped_debug
-        total.errors.extend(report.errors)
-        total.warnings.extend(report.warnings)
+        assert item.report is not None
+        total.add_build(item.report)
 
     pipeline = IndexPipeline(backend, results_path, lambda: fingerprints, limits, finished, batch_lines=batch_lines,
                              batch_seconds=float("inf"), keep_debug=keep_debug, window_days=window_days,

@@ -38,6 +38,15 @@ class IngestReport:
     errors: list[IngestError] = field(default_factory=list)
     warnings: list[IngestError] = field(default_factory=list)
 
+    def add_build(self, report: "IngestReport") -> None:
+        """One more build's report into a total."""
+        self.builds += 1
+        self.documents += report.documents
+        self.files += report.files
+        self.skipped_debug += report.skipped_debug
+        self.errors.extend(report.errors)
+        self.warnings.extend(report.warnings)
+
 
 def cut_marker(cut: Cut) -> str:
     """The line indexed where a file was cut, so whoever reads its lines sees the gap."""
@@ -247,12 +256,7 @@ def _commit_group(
             f"{first.name} and the builds after it are not)"
         ) from exc
     for report in group:
-        total.builds += 1
-        total.documents += report.documents
-        total.files += report.files
-        total.skipped_debug += report.skipped_debug
-        total.errors.extend(report.errors)
-        total.warnings.extend(report.warnings)
+        total.add_build(report)
     return True
 
 
