@@ -188,9 +188,13 @@ def fetch_with_zuul(settings: Settings) -> FetchOne:
 
     def fetch_one(build: Build, destination: Path, ingest: IngestSettings, connections: Any) -> Any:
         if not build.log_url and build.build_url:
-            if not settings.zuul.api:
+            # The API a report's build page implies is asked through the log
+            # hosts' connections: its host, and every redirect it answers, checked.
+            derived = not settings.zuul.api
+            if derived:
                 LogHosts(ingest.log_hosts).check(build.build_url, build.build_url)
-            build = resolve_report_build(build, settings.zuul.api, HttpRetry(), ingest)
+            build = resolve_report_build(build, settings.zuul.api, HttpRetry(), ingest,
+                                         connections if derived else None)
         return fetch_build(build, destination, ingest, connections)
 
     return fetch_one
