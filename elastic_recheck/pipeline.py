@@ -323,8 +323,12 @@ class IndexPipeline:
             tests = item.failed_tests
             if tests is None and recorder.failed_tests:
                 tests = recorder.failed_tests
-            store.store_build(item.metadata.fields(), matches, newest=recorder.newest, lines=recorder.lines,
-                              failed_tests=None if tests is None else sorted(tests))
+            try:
+                store.store_build(item.metadata.fields(), matches, newest=recorder.newest, lines=recorder.lines,
+                                  failed_tests=None if tests is None else sorted(tests))
+            except Exception as exc:  # noqa: BLE001 - a full disk, a locked file: this build's outcome, told
+                error = f"indexed, but its result could not be stored: {exception_line(exc, 300)}"
+                log.error("build %s: %s", uuid, error)
             for problem in (report.errors if report else ()):
                 log.warning("build %s: %s", uuid, problem)
         if item.spooled:

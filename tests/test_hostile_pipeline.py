@@ -55,3 +55,55 @@ def test_a_redirect_from_the_zuul_api_a_build_page_implies_is_not_followed_off_t
     finally:
         pool.close()
     assert elsewhere.requests == []
+
+
+# -- the writer: a result that cannot be stored -----------------------------------
+
+def test_a_build_whose_result_cannot_be_stored_is_still_reported_and_its_batch_mates_stored(tmp_path):
+    """The index commit has landed, then the results database refuses one
+    build's row (here a real SQLite trigger; in life a full disk or a locked
+    file). Every build of the batch must still be reported to its producer
+    (the daemon marks it, an event waiting on it goes on), the others'
+    results stored: a producer never hearing back leaves the build
+    'fetching' for ever and a replay that never ends."""
+    import sqlite3
+    import threading
+
+    from elastic_recheck.pipeline import IndexPipeline, LogsReady
+    from elastic_recheck.results import ResultStore
+    from elastic_recheck.search.embedded import EmbeddedBackend
+    from tests.test_pipeline import TIMEOUT, metadata, write_build
+
+    results = tmp_path / "results.sqlite3"
+    ResultStore(results).close()
+    db = sqlite3.connect(results)
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON builds WHEN NEW.job = 'poison' "
+               "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    db.commit()
+    db.close()
+    backend = EmbeddedBackend(tmp_path / "index")
+    done, both = [], threading.Event()
+
+    def record(item):
+        done.append(item)
+        if len(done) == 2:
+            both.set()
+
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply"\n')
+    from tests.test_pipeline import fingerprints_of
+
+    pipeline = IndexPipeline(backend, results, lambda: fingerprints_of(queries), done=record, batch_seconds=60)
+    logs = tmp_path / "logs"
+    pipeline.submit(LogsReady(metadata("a" * 32, job="poison"), str(write_build(logs, "a", ["x"], [TIMEOUT]))))
+    pipeline.submit(LogsReady(metadata("b" * 32), str(write_build(logs, "b", ["x"], [TIMEOUT]))))
+    pipeline.start()
+    try:
+        assert both.wait(15), f"only {[d.uuid for d in done]} reported back"
+    finally:
+        pipeline.stop()
+    outcomes = {d.uuid: d.error for d in done}
+    assert "disk I/O error" in outcomes["a" * 32] and outcomes["b" * 32] is None
+    store = ResultStore(results)
+    assert store.build("a" * 32) is None and store.build("b" * 32).bugs == ("100001",)
