@@ -246,9 +246,13 @@ class IndexPipeline:
 
     def run_batch(self, store: ResultStore, first: LogsReady, raise_backend_errors: bool = False) -> list[Indexed]:
         """``first`` and whatever else is queued, up to the batch limits, in one commit."""
-        fingerprints = list(self.fingerprints())
-        self._sync(store, fingerprints)
-        percolator = self.percolators.current(fingerprints)
+        try:
+            fingerprints = list(self.fingerprints())
+            self._sync(store, fingerprints)
+            percolator = self.percolators.current(fingerprints)
+        except BaseException:
+            self._pending.appendleft(first)  # nothing of it written yet: it waits for the next try
+            raise
         batch: list[tuple[LogsReady, BuildClassifier | None, IngestReport | None, str | None]] = []
         started = time.monotonic()
         try:

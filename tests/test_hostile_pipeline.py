@@ -107,3 +107,39 @@ def test_a_build_whose_result_cannot_be_stored_is_still_reported_and_its_batch_m
     assert "disk I/O error" in outcomes["a" * 32] and outcomes["b" * 32] is None
     store = ResultStore(results)
     assert store.build("a" * 32) is None and store.build("b" * 32).bugs == ("100001",)
+
+
+def test_a_build_taken_when_the_fingerprints_cannot_be_read_is_indexed_once_they_can(tmp_path):
+    """The writer takes a build, then asking for the fingerprints fails (a
+    fingerprint check needs the cluster, and it is down for a moment). The
+    build must wait for the next try, not vanish: its producer would wait
+    for it for ever."""
+    import threading
+
+    from elastic_recheck.errors import BackendError
+    from elastic_recheck.pipeline import IndexPipeline, LogsReady
+    from elastic_recheck.search.embedded import EmbeddedBackend
+    from tests.test_pipeline import TIMEOUT, fingerprints_of, metadata, write_build
+
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply"\n')
+    asked = []
+
+    def fingerprints():
+        asked.append(1)
+        if len(asked) == 1:
+            raise BackendError("the search backend does not answer (a fingerprint check needs it)")
+        return fingerprints_of(queries)
+
+    finished = threading.Event()
+    done = []
+    pipeline = IndexPipeline(EmbeddedBackend(tmp_path / "index"), tmp_path / "results.sqlite3", fingerprints,
+                             done=lambda item: (done.append(item), finished.set()))
+    pipeline.submit(LogsReady(metadata("a" * 32), str(write_build(tmp_path / "logs", "a", ["x"], [TIMEOUT]))))
+    pipeline.start()
+    try:
+        assert finished.wait(15), "the build was dropped"
+    finally:
+        pipeline.stop()
+    assert [(d.uuid, d.error, [m.bug for m in d.matches]) for d in done] == [("a" * 32, None, ["100001"])]
