@@ -311,7 +311,8 @@ class IndexPipeline:
         if key == self._synced:
             return
         window = TimeWindow.last_days(self.window_days)
-        failures = store.sync_fingerprints(dict(key), lambda bug, query: self.backend.builds(query, window))
+        failures = store.sync_fingerprints(dict(key), lambda bug, query: self.backend.builds(query, window),
+                                           window.start)
         self._synced = key if not failures else None  # the failed ones are tried again with the next batch
 
     def _finish(self, store: ResultStore, fingerprints: Sequence[Fingerprint], percolator: Any, item: LogsReady,

@@ -60,9 +60,11 @@ CREATE INDEX IF NOT EXISTS matches_bug ON matches(bug);
 CREATE TABLE IF NOT EXISTS fingerprints (
     bug TEXT PRIMARY KEY,
     query_hash TEXT NOT NULL,       -- of the query the stored matches were computed with
-    synced REAL NOT NULL
+    synced REAL NOT NULL,
+    since INTEGER                   -- the window start (micros) they cover; ALL_TIME, NULL when not known
 );
 """
+ALL_TIME = -(2**62)  # ``since`` of matches run over every indexed build
 MESSAGE_CHARS = 2_000  # of the newest matching line, kept for the pages and the comment
 
 
@@ -121,6 +123,9 @@ class ResultStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(fingerprints)")}
+            if "since" not in columns:  # a store from before the column: its fingerprints are run once again
+                self.db.execute("ALTER TABLE fingerprints ADD COLUMN since INTEGER")
         except sqlite3.Error as exc:
             raise RecheckError(f"{self.path}: cannot open the stored results: {exc}") from None
 
@@ -153,16 +158,22 @@ class ResultStore:
             self.db.execute("DELETE FROM matches WHERE uuid = ?", (fields["uuid"],))
             self.db.executemany("INSERT INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)", rows)
 
-    def sync_fingerprints(self, queries: Mapping[str, str],
-                          rematch: Callable[[str, str], Iterable[BuildOutcome]]) -> dict[str, str]:
+    def sync_fingerprints(self, queries: Mapping[str, str], rematch: Callable[[str, str], Iterable[BuildOutcome]],
+                          since: dt.datetime | None = None) -> dict[str, str]:
         """Bring the stored matches in line with the fingerprints now in use.
 
         ``queries``: bug -> the query its matches come from. A fingerprint
         not seen before, or whose query changed, is run alone with
         ``rematch(bug, query)`` (over the index, for the window) and its rows
-        replaced; a fingerprint no longer there loses its rows. Returns
-        bug -> why for those that could not be run (tried again next time)."""
-        known = dict(self.db.execute("SELECT bug, query_hash FROM fingerprints").fetchall())
+        replaced; a fingerprint no longer there loses its rows. ``since``:
+        the start of ``rematch``'s window (None: all time); rows run over a
+        shorter window (``uncategorized --days 2``) are not current for a
+        longer one, and are run again. Returns bug -> why for those that
+        could not be run (tried again next time)."""
+        start = ALL_TIME if since is None else _micros(since)
+        covered = {bug: (digest, covers) for bug, digest, covers in
+                   self.db.execute("SELECT bug, query_hash, since FROM fingerprints").fetchall()}
+        known = {bug: digest for bug, (digest, covers) in covered.items() if covers is not None and covers <= start}
         changed = [bug for bug, query in queries.items() if known.get(bug) != query_hash(query)]
         if changed:
             log.info("%d fingerprints added or changed: each is run over what is indexed (%s)", len(changed),
@@ -178,8 +189,8 @@ class ResultStore:
                 failures[bug] = " ".join(why.split())
                 log.warning("fingerprint %s could not run: %s", bug, failures[bug])
                 continue
-            self.replace_matches(bug, query, found)
-        gone = [bug for bug in known if bug not in queries]
+            self.replace_matches(bug, query, found, since)
+        gone = [bug for bug in covered if bug not in queries]
         if gone:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -187,8 +198,10 @@ class ResultStore:
                 self.db.executemany("DELETE FROM fingerprints WHERE bug = ?", [(bug,) for bug in gone])
         return failures
 
-    def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome]) -> None:
-        """``query`` was run over the window: its rows become what it found."""
+    def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome],
+                        since: dt.datetime | None = None) -> None:
+        """``query`` was run over the window from ``since`` (None: all time):
+        its rows become what it found."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
@@ -196,15 +209,15 @@ class ResultStore:
                 "INSERT OR REPLACE INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)",
                 [(b.build_uuid, bug, b.hits, _micros(b.last_hit), "") for b in found],
             )
-            self.db.execute("INSERT OR REPLACE INTO fingerprints (bug, query_hash, synced) VALUES (?,?,?)",
-                            (bug, query_hash(query), time.time()))
+            self.db.execute("INSERT OR REPLACE INTO fingerprints (bug, query_hash, synced, since) VALUES (?,?,?,?)",
+                            (bug, query_hash(query), time.time(), ALL_TIME if since is None else _micros(since)))
 
     def mark_synced(self, queries: Mapping[str, str]) -> None:
         """These fingerprints' stored matches are current (nothing indexed yet, say)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR IGNORE INTO fingerprints (bug, query_hash, synced) VALUES (?,?,?)",
-                                [(bug, query_hash(q), time.time()) for bug, q in queries.items()])
+            self.db.executemany("INSERT OR IGNORE INTO fingerprints (bug, query_hash, synced, since) VALUES (?,?,?,?)",
+                                [(bug, query_hash(q), time.time(), ALL_TIME) for bug, q in queries.items()])
 
     # -- reading --------------------------------------------------------------
 
@@ -288,4 +301,4 @@ def last_hit(micros: int | None) -> dt.datetime | None:
     return None if micros is None else from_epoch_micros(micros)
 
 
-__all__ = ["Match", "ResultStore", "StoredBuild", "last_hit", "query_hash"]
+__all__ = ["ALL_TIME", "Match", "ResultStore", "StoredBuild", "last_hit", "query_hash"]

@@ -7,6 +7,7 @@ from where it must not, wedge, lose or double a build; real servers on
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -143,3 +144,36 @@ def test_a_build_taken_when_the_fingerprints_cannot_be_read_is_indexed_once_they
     finally:
         pipeline.stop()
     assert [(d.uuid, d.error, [m.bug for m in d.matches]) for d in done] == [("a" * 32, None, ["100001"])]
+
+
+# -- stored results against the index ----------------------------------------------
+
+def test_a_fingerprint_changed_and_first_run_over_a_short_window_is_run_again_for_a_longer_one(tmp_path):
+    """``uncategorized --days 2`` is the first to meet a changed fingerprint,
+    so it re-runs it over two days; the dashboard's ten days must then not
+    take the stored rows as current: the builds three to ten days old would
+    lose that fingerprint's hits for good."""
+    from elastic_recheck.dashboard.trends import collect
+    from elastic_recheck.pipeline import IndexPipeline, LogsReady
+    from elastic_recheck.results import ResultStore
+    from elastic_recheck.search.embedded import EmbeddedBackend
+    from tests.test_pipeline import NOW, TIMEOUT, fingerprints_of, metadata, write_build
+
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "100001.yaml").write_text('query: message:"Hash Sum mismatch"\n')
+    backend = EmbeddedBackend(tmp_path / "index")
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline = IndexPipeline(backend, store.path, lambda: fingerprints_of(queries), percolate=False)
+    for name, age_hours in (("a" * 32, 1), ("b" * 32, 5 * 24)):
+        pipeline.submit(LogsReady(metadata(name), str(write_build(tmp_path / "logs", name, ["x"], [TIMEOUT],
+                                                                  age_hours=age_hours))))
+    pipeline.drain(store)
+    (queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply"\n')  # changed
+    fps = fingerprints_of(queries)
+    now = NOW + dt.timedelta(hours=1)
+
+    short = collect(backend, fps, now, 2, store=store)
+    assert list(short.hits["build_uuid"]) == ["a" * 32]
+    longer = collect(backend, fps, now, 10, store=store)
+    assert sorted(longer.hits["build_uuid"]) == ["a" * 32, "b" * 32]

@@ -147,7 +147,7 @@ def collect(
         queries = {fp.bug: fp.voting_query for fp in progress(runnable)}
         errors.update(catch_up(backend, store, runnable, window))
         errors.update(store.sync_fingerprints({bug: q for bug, q in queries.items() if bug not in errors},
-                                              lambda bug, query: backend.builds(query, window)))
+                                              lambda bug, query: backend.builds(query, window), window.start))
         records, failed = _stored_tables(store, fingerprints, window, errors)
     finally:
         if own:
@@ -194,7 +194,7 @@ def catch_up(backend: SearchBackend, store: ResultStore, fingerprints: Sequence[
             except Exception as exc:  # noqa: BLE001 - one fingerprint's failure, whatever it is, stays on its row
                 errors[fp.bug] = _why(exc)
                 continue
-            store.replace_matches(fp.bug, fp.voting_query, outcomes)
+            store.replace_matches(fp.bug, fp.voting_query, outcomes, window.start)
     return errors
 
 
