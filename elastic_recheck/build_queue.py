@@ -83,7 +83,7 @@ class BuildQueue:
 
     def enqueue(self, build: Build) -> bool:
         reported = self.clock()
-        added = self.state.enqueue_build(build.key, build.as_json(), reported)
+        added = self.state.enqueue_build(build.key, build.as_json(), reported, build.log_url)
         if added:
             log.info("build %s (%s, %s) queued for its logs", build.key, build.job, build.status)
         return added

@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS builds (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS builds_due ON builds(status, next_try);
+CREATE TABLE IF NOT EXISTS build_names (
+    name TEXT PRIMARY KEY,          -- another Build.key of a queued build, or "log:" and its log URL
+    key TEXT NOT NULL               -- its builds.key
+);
 CREATE TABLE IF NOT EXISTS metrics (
     name TEXT PRIMARY KEY,
     value REAL NOT NULL  -- counters: totals across restarts; gauges: the last value
@@ -262,14 +266,36 @@ class StateDB:
 
     # -- the build queue ------------------------------------------------------
 
-    def enqueue_build(self, key: str, build: dict[str, Any], reported: float) -> bool:
+    def enqueue_build(self, key: str, build: dict[str, Any], reported: float, log_url: str = "") -> bool:
         """A build a source reported, to be fetched and indexed; False if it
         is queued or was handled already (sources overlap: a Gerrit report
-        and the Zuul API name the same build)."""
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO builds (key, build, status, next_try, reported) VALUES (?, ?, 'queued', ?, ?)",
-            (key, json.dumps(build), reported, reported))
-        return bool(cursor.rowcount)
+        and the Zuul API name the same build). A build is the same by its key
+        or by its log URL: a report of log URLs names a build by a short
+        uuid, Zuul's API by its full one; its other key is remembered as a
+        name of the build (see :meth:`build_state`)."""
+        by_url = "log:" + log_url.rstrip("/") if log_url else ""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            if self._key_of(key) is not None:
+                return False
+            row = None
+            if by_url:
+                row = self.db.execute("SELECT key FROM build_names WHERE name = ?", (by_url,)).fetchone()
+            if row is not None:
+                self.db.execute("INSERT OR IGNORE INTO build_names (name, key) VALUES (?, ?)", (key, row[0]))
+                return False
+            self.db.execute("INSERT INTO builds (key, build, status, next_try, reported) VALUES (?, ?, 'queued', ?, ?)",
+                            (key, json.dumps(build), reported, reported))
+            if by_url:
+                self.db.execute("INSERT OR IGNORE INTO build_names (name, key) VALUES (?, ?)", (by_url, key))
+            return True
+
+    def _key_of(self, key: str) -> str | None:
+        """The builds.key of a build known by ``key`` (its own or another name)."""
+        if self.db.execute("SELECT 1 FROM builds WHERE key = ?", (key,)).fetchone():
+            return key
+        row = self.db.execute("SELECT key FROM build_names WHERE name = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def due_builds(self, now: float, limit: int) -> list[tuple[str, dict[str, Any], float, int]]:
         """(key, build, reported, attempts) of queued builds due now, oldest report first."""
@@ -289,7 +315,7 @@ class StateDB:
 
     def build_state(self, key: str) -> tuple[str, str | None, str | None] | None:
         """(status, indexed uuid, error) of a queued build; None if never queued."""
-        row = self.db.execute("SELECT status, uuid, error FROM builds WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT status, uuid, error FROM builds WHERE key = ?", (self._key_of(key),)).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
     def build_counts(self) -> dict[str, int]:

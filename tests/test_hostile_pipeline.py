@@ -177,3 +177,42 @@ def test_a_fingerprint_changed_and_first_run_over_a_short_window_is_run_again_fo
     assert list(short.hits["build_uuid"]) == ["a" * 32]
     longer = collect(backend, fps, now, 10, store=store)
     assert sorted(longer.hits["build_uuid"]) == ["a" * 32, "b" * 32]
+
+
+# -- the build queue --------------------------------------------------------------
+
+@pytest.fixture
+def build_queue(tmp_path):
+    from elastic_recheck.build_queue import BuildQueue
+    from elastic_recheck.config import IngestSettings
+    from elastic_recheck.pipeline import IndexPipeline
+    from elastic_recheck.search.embedded import EmbeddedBackend
+    from elastic_recheck.state import StateDB
+
+    state = StateDB(tmp_path / "state.sqlite3")
+    pipeline = IndexPipeline(EmbeddedBackend(tmp_path / "index"), tmp_path / "results.sqlite3", lambda: [])
+    queue = BuildQueue(state, pipeline, IngestSettings(log_hosts=("127.0.0.1",), workers=1), tmp_path / "spool",
+                       log_timeout=60)
+    yield queue
+    queue.close()
+    state.close()
+
+
+@pytest.mark.parametrize("zuul_first", [True, False], ids=["zuul-api-first", "gerrit-report-first"])
+def test_a_build_named_by_zuuls_api_and_by_a_report_of_its_log_url_is_queued_once(build_queue, zuul_first):
+    """Zuul with ``report-build-page: false`` comments with log URLs
+    (``.../864201/3/gate/tempest-full/16e0b97/``): the report names the build
+    by a short uuid and that URL, Zuul's builds API by its full uuid and the
+    same URL. One build: fetched and indexed once, or every one of its lines
+    (and its failure) counts twice on the dashboard. The event's job line
+    finds it under either name."""
+    log_url = "https://logs.example.org/864201/3/gate/tempest-full/16e0b97/"
+    from_api = Build(job="tempest-full", status="FAILURE", uuid="16e0b97" + "0" * 25, short_uuid="16e0b97",
+                     change=864201, patchset=3, log_url=log_url, source="zuul")
+    from_report = Build(job="tempest-full", status="FAILURE", short_uuid="16e0b97", change=864201, patchset=3,
+                        log_url=log_url.rstrip("/"), source="gerrit")
+    first, second = (from_api, from_report) if zuul_first else (from_report, from_api)
+    assert build_queue.enqueue(first) is True
+    assert build_queue.enqueue(second) is False
+    assert build_queue.state.build_counts() == {"queued": 1}
+    assert build_queue.state.build_state(second.key) == build_queue.state.build_state(first.key)
