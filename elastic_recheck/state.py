@@ -22,6 +22,11 @@ from .private_paths import looser_than_private, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
+# Daemon starts that find one build still being fetched or indexed, before that
+# build is given up: a crash it causes must not repeat at every start for ever,
+# and an operator's few restarts in a row must not cost a build.
+MAX_FETCH_RESTARTS = 5
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -67,7 +72,8 @@ CREATE TABLE IF NOT EXISTS builds (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_try REAL NOT NULL,
     reported REAL NOT NULL,         -- when a source reported it: its log timeout counts from this
-    error TEXT
+    error TEXT,
+    restarts INTEGER NOT NULL DEFAULT 0  -- daemon starts that found it being fetched or indexed
 );
 CREATE INDEX IF NOT EXISTS builds_due ON builds(status, next_try);
 CREATE TABLE IF NOT EXISTS build_names (
@@ -120,6 +126,8 @@ class StateDB:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(events)")}
         if "error" not in columns:
             self.db.execute("ALTER TABLE events ADD COLUMN error TEXT")
+        if "restarts" not in {row[1] for row in self.db.execute("PRAGMA table_info(builds)")}:
+            self.db.execute("ALTER TABLE builds ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")
 
     def _recover(self) -> None:
         """A comment whose posting was interrupted may or may not have been
@@ -127,6 +135,12 @@ class StateDB:
         self.db.execute("UPDATE comments SET state = 'unknown' WHERE state = 'posting'")
         # A fetch cut off by a crash (kill -9 included) starts again from the
         # beginning: its build is replaced whole when indexed, so nothing doubles.
+        # A build that kills the daemon (memory, a crash in the matcher) would be
+        # fetched again at every start and kill it again: after a few, it is given up.
+        self.db.execute("UPDATE builds SET restarts = restarts + 1 WHERE status = 'fetching'")
+        self.db.execute("UPDATE builds SET status = 'failed', error = ? WHERE status = 'fetching' AND restarts >= ?",
+                        (f"its fetch or indexing was cut off by {MAX_FETCH_RESTARTS} restarts of the daemon (does "
+                         "this build crash it?); given up", MAX_FETCH_RESTARTS))
         self.db.execute("UPDATE builds SET status = 'queued' WHERE status = 'fetching'")
 
     def close(self) -> None:

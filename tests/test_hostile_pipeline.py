@@ -216,3 +216,31 @@ def test_a_build_named_by_zuuls_api_and_by_a_report_of_its_log_url_is_queued_onc
     assert build_queue.enqueue(second) is False
     assert build_queue.state.build_counts() == {"queued": 1}
     assert build_queue.state.build_state(second.key) == build_queue.state.build_state(first.key)
+
+
+def test_a_build_cut_off_by_crash_after_crash_is_given_up_not_fetched_for_ever(tmp_path):
+    """A build whose fetch or indexing kills the daemon (out of memory, a
+    crash in the matcher) is 'fetching' at every restart: it is fetched
+    again at once, and kills the daemon again. After MAX_FETCH_RESTARTS such
+    restarts it is recorded as failed, saying why; a build cut off once (an
+    operator's restart) is fetched again."""
+    from elastic_recheck.state import MAX_FETCH_RESTARTS, StateDB
+
+    path = tmp_path / "state.sqlite3"
+    state = StateDB(path)
+    state.enqueue_build("poison", {"job": "j", "status": "FAILURE"}, 0.0)
+    state.enqueue_build("unlucky", {"job": "j", "status": "FAILURE"}, 0.0)
+    state.set_build("unlucky", "fetching")
+    state.close()
+    for restart in range(MAX_FETCH_RESTARTS + 1):
+        state = StateDB(path)  # the restart after a kill -9
+        status, _, error = state.build_state("poison")
+        if status == "failed":
+            break
+        assert status == "queued" and restart < MAX_FETCH_RESTARTS
+        state.set_build("poison", "fetching")  # fetched again at once; the daemon dies again
+        state.close()
+    assert restart == MAX_FETCH_RESTARTS
+    assert f"cut off by {MAX_FETCH_RESTARTS} restarts" in error
+    assert state.build_state("unlucky")[0] == "queued"
+    state.close()
