@@ -244,3 +244,40 @@ def test_a_build_cut_off_by_crash_after_crash_is_given_up_not_fetched_for_ever(t
     assert f"cut off by {MAX_FETCH_RESTARTS} restarts" in error
     assert state.build_state("unlucky")[0] == "queued"
     state.close()
+
+
+# -- Zuul's builds API, polled ------------------------------------------------------
+
+def test_builds_the_daemon_never_took_are_polled_again_and_the_poller_goes_on(tmp_path):
+    """The daemon could not write a batch of Zuul's builds into its queue
+    (its state database refused: a full disk) and so never said it took
+    them. The poller must not wait for that answer for ever (no build after
+    it would be read) nor move its checkpoint past them: it gives up on the
+    batch, and the next poll returns those builds again."""
+    import queue as queues
+
+    from elastic_recheck.build_sources.polling import ZuulPoller
+    from tests.test_build_sources import NOW, Clock, FakeZuul, hours_ago, source, uuids
+
+    server = HostileLogServer()
+    try:
+        zuul = FakeZuul(server)
+        first = zuul.run("tempest-full", hours_ago(1), "FAILURE")
+        events: queues.Queue = queues.Queue()
+        poller = ZuulPoller(source(zuul, tmp_path, since=hours_ago(2), clock=Clock(NOW)), events, interval=0.05,
+                            accept_timeout=0.3)
+        poller.start()
+        try:
+            refused = events.get(timeout=10)  # the daemon fails to take it: no accepted.set()
+            assert uuids(refused.builds) == [first["uuid"]]
+            again = events.get(timeout=10)
+            assert uuids(again.builds) == [first["uuid"]]
+            again.accepted.set()
+            second = zuul.run("nova-tox", hours_ago(0.5), "SUCCESS")
+            later = events.get(timeout=10)
+            assert uuids(later.builds) == [second["uuid"]]
+            later.accepted.set()
+        finally:
+            poller.stop()
+    finally:
+        server.close()
