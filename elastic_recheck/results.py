@@ -182,6 +182,7 @@ class ResultStore:
         for bug, query in queries.items():
             if known.get(bug) == query_hash(query):
                 continue
+            asked = time.time()
             try:
                 found = list(rematch(bug, query))
             except Exception as exc:  # noqa: BLE001 - one fingerprint's failure stays its own
@@ -189,7 +190,7 @@ class ResultStore:
                 failures[bug] = " ".join(why.split())
                 log.warning("fingerprint %s could not run: %s", bug, failures[bug])
                 continue
-            self.replace_matches(bug, query, found, since)
+            self.replace_matches(bug, query, found, since, asked)
         gone = [bug for bug in covered if bug not in queries]
         if gone:
             with self.db:
@@ -199,15 +200,23 @@ class ResultStore:
         return failures
 
     def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome],
-                        since: dt.datetime | None = None) -> None:
-        """``query`` was run over the window from ``since`` (None: all time):
-        its rows become what it found."""
+                        since: dt.datetime | None = None, asked: float | None = None) -> None:
+        """``query`` was run over the window from ``since`` (None: all time),
+        at ``asked`` (epoch seconds): its rows become what it found. A build
+        stored since it was asked (the daemon, in another process, indexing
+        it meanwhile) keeps its own rows: the answer is older than they are."""
+        newer = "SELECT uuid FROM builds WHERE stored >= ?"
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
+            if asked is None:
+                self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
+                kept: set[str] = set()
+            else:
+                self.db.execute(f"DELETE FROM matches WHERE bug = ? AND uuid NOT IN ({newer})", (bug, asked))
+                kept = {row[0] for row in self.db.execute(newer, (asked,))}
             self.db.executemany(
                 "INSERT OR REPLACE INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)",
-                [(b.build_uuid, bug, b.hits, _micros(b.last_hit), "") for b in found],
+                [(b.build_uuid, bug, b.hits, _micros(b.last_hit), "") for b in found if b.build_uuid not in kept],
             )
             self.db.execute("INSERT OR REPLACE INTO fingerprints (bug, query_hash, synced, since) VALUES (?,?,?,?)",
                             (bug, query_hash(query), time.time(), ALL_TIME if since is None else _micros(since)))

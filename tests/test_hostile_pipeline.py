@@ -281,3 +281,27 @@ def test_builds_the_daemon_never_took_are_polled_again_and_the_poller_goes_on(tm
             poller.stop()
     finally:
         server.close()
+
+
+def test_a_build_the_daemon_stores_while_the_dashboard_reruns_a_fingerprint_keeps_its_match(tmp_path):
+    """The dashboard (another process) runs a changed fingerprint over the
+    index; while its answer is on the way, the daemon indexes build Y, finds
+    the fingerprint in it and stores that. The dashboard's answer predates Y:
+    replacing the fingerprint's rows with it must not wipe Y's match."""
+    from elastic_recheck.results import Match, ResultStore
+    from elastic_recheck.search import BuildOutcome
+
+    path = tmp_path / "results.sqlite3"
+    dashboard, daemon = ResultStore(path), ResultStore(path)
+    fields = {"build_uuid": "x" * 32, "build_name": "j", "build_status": "FAILURE"}
+    daemon.store_build(fields, [Match("100001", 1, 1)], newest=1, lines=1, failed_tests=None)
+
+    def rematch(bug, query):
+        answer = [BuildOutcome("x" * 32, "FAILURE", hits=2)]  # what the index held when asked
+        daemon.store_build({**fields, "build_uuid": "y" * 32}, [Match("100001", 3, 5)], newest=5, lines=9,
+                           failed_tests=None)  # meanwhile, in the daemon
+        return answer
+
+    assert dashboard.sync_fingerprints({"100001": 'message:"new words"'}, rematch) == {}
+    assert dashboard.build("x" * 32).matches == (Match("100001", 2, None, ""),)
+    assert dashboard.build("y" * 32).bugs == ("100001",)
