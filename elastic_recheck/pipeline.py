@@ -38,7 +38,7 @@ from .ingest import CONSOLE_LOGS, IngestReport, write_build
 from .ingest.sources import BuildMetadata, open_logs
 from .ingest.spool import spool_logs
 from .lucene import quote
-from .results import Match, ResultStore
+from .results import Match, ResultStore, query_hash
 from .sanitize import exception_line
 from .search import SearchBackend, TimeWindow, epoch_micros
 
@@ -187,6 +187,8 @@ class IndexPipeline:
         self.window_days = window_days
         self.progress = progress
         self._synced: tuple[tuple[str, str], ...] | None = None
+        self._hashed: tuple[tuple[str, str], ...] | None = None
+        self._classified_with: dict[str, str] = {}  # bug -> query_hash of the query the batch runs
         self._thread: threading.Thread | None = None
         self.backend_failures = 0
 
@@ -308,6 +310,9 @@ class IndexPipeline:
         added or changed are run over what is already indexed (and removed
         ones dropped), so every stored row is of the fingerprints in use."""
         key = tuple((fp.bug, fp.voting_query) for fp in fingerprints)
+        if key != self._hashed:
+            self._classified_with = {bug: query_hash(query) for bug, query in key}
+            self._hashed = key
         if key == self._synced:
             return
         window = TimeWindow.last_days(self.window_days)
@@ -329,8 +334,11 @@ class IndexPipeline:
             if tests is None and recorder.failed_tests:
                 tests = recorder.failed_tests
             try:
-                store.store_build(item.metadata.fields(), matches, newest=recorder.newest, lines=recorder.lines,
-                                  failed_tests=None if tests is None else sorted(tests))
+                stale = store.store_build(item.metadata.fields(), matches, newest=recorder.newest,
+                                          lines=recorder.lines, failed_tests=None if tests is None else sorted(tests),
+                                          classified_with=self._classified_with)
+                if stale:  # re-run meanwhile by another process with another query: synced again next batch
+                    self._synced = None
             except Exception as exc:  # noqa: BLE001 - a full disk, a locked file: this build's outcome, told
                 error = f"indexed, but its result could not be stored: {exception_line(exc, 300)}"
                 log.error("build %s: %s", uuid, error)

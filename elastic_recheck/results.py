@@ -140,12 +140,18 @@ class ResultStore:
     # -- writing --------------------------------------------------------------
 
     def store_build(self, build: Build | Mapping[str, str], matches: Iterable[Match], *, newest: int | None,
-                    lines: int, failed_tests: Sequence[str] | None) -> None:
+                    lines: int, failed_tests: Sequence[str] | None,
+                    classified_with: Mapping[str, str] | None = None) -> list[str]:
         """A build's classification, replacing any stored before (a build
-        indexed again is classified again), in one transaction."""
+        indexed again is classified again), in one transaction.
+        ``classified_with``: bug -> :func:`query_hash` of the query each
+        fingerprint was run with. One whose stored rows another process has
+        meanwhile re-run with another query is marked not current, so the
+        next sync runs it again, this build included; those are returned."""
         fields = _build_fields(build)
         rows = [(fields["uuid"], m.bug, m.hits, m.newest, m.message[:MESSAGE_CHARS]) for m in matches]
         tests = None if failed_tests is None else json.dumps(sorted(failed_tests))
+        stale: list[tuple[str]] = []
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(
@@ -157,6 +163,11 @@ class ResultStore:
             )
             self.db.execute("DELETE FROM matches WHERE uuid = ?", (fields["uuid"],))
             self.db.executemany("INSERT INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)", rows)
+            if classified_with:
+                stale = [(bug,) for bug, digest in self.db.execute("SELECT bug, query_hash FROM fingerprints")
+                         if bug in classified_with and classified_with[bug] != digest]
+                self.db.executemany("UPDATE fingerprints SET since = NULL WHERE bug = ?", stale)
+        return [bug for (bug,) in stale]
 
     def sync_fingerprints(self, queries: Mapping[str, str], rematch: Callable[[str, str], Iterable[BuildOutcome]],
                           since: dt.datetime | None = None) -> dict[str, str]:

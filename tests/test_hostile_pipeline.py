@@ -305,3 +305,40 @@ def test_a_build_the_daemon_stores_while_the_dashboard_reruns_a_fingerprint_keep
     assert dashboard.sync_fingerprints({"100001": 'message:"new words"'}, rematch) == {}
     assert dashboard.build("x" * 32).matches == (Match("100001", 2, None, ""),)
     assert dashboard.build("y" * 32).bugs == ("100001",)
+
+
+def test_a_build_classified_with_a_fingerprints_old_query_after_the_new_one_was_synced_is_run_again(tmp_path):
+    """The daemon compiled its fingerprints and is indexing build Y when the
+    operator changes one; the dashboard (another process) re-runs the new
+    query at once, before Y is stored. Y's row then comes from the old query
+    under a fingerprint the store calls current: the next sync must run that
+    fingerprint again, or Y misses the new query's match for good."""
+    from elastic_recheck.dashboard.trends import collect
+    from elastic_recheck.pipeline import IndexPipeline, LogsReady
+    from elastic_recheck.results import ResultStore
+    from elastic_recheck.search.embedded import EmbeddedBackend
+    from tests.test_pipeline import NOW, TIMEOUT, fingerprints_of, metadata, write_build
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for directory, query in ((old, "Hash Sum mismatch"), (new, "Timed out waiting for a reply")):
+        directory.mkdir()
+        (directory / "100001.yaml").write_text(f'query: message:"{query}"\n')
+    backend = EmbeddedBackend(tmp_path / "index")
+    store = ResultStore(tmp_path / "results.sqlite3")
+    dashboard = ResultStore(store.path)
+    meanwhile = []
+
+    def dashboard_runs_now(lines: int) -> None:
+        if not meanwhile:
+            meanwhile.append(collect(backend, fingerprints_of(new), NOW, 10, store=dashboard))
+
+    logs = tmp_path / "logs"
+    pipeline = IndexPipeline(backend, store.path, lambda: fingerprints_of(old), progress=dashboard_runs_now)
+    pipeline.submit(LogsReady(metadata("y" * 32), str(write_build(logs, "y", ["x"] * 1000, [TIMEOUT]))))
+    pipeline.drain(store)
+    assert meanwhile and store.build("y" * 32).bugs == ()  # classified with the old query
+
+    restarted = IndexPipeline(backend, store.path, lambda: fingerprints_of(new))  # the daemon, on the new set
+    restarted.submit(LogsReady(metadata("z" * 32), str(write_build(logs, "z", ["x"], ["fine"]))))
+    restarted.drain(store)
+    assert store.build("y" * 32).bugs == ("100001",)
