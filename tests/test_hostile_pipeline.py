@@ -342,3 +342,35 @@ def test_a_build_classified_with_a_fingerprints_old_query_after_the_new_one_was_
     restarted.submit(LogsReady(metadata("z" * 32), str(write_build(logs, "z", ["x"], ["fine"]))))
     restarted.drain(store)
     assert store.build("y" * 32).bugs == ("100001",)
+
+
+# -- the log server -----------------------------------------------------------------
+
+def test_a_manifest_the_log_server_is_too_busy_to_give_is_not_taken_for_no_manifest(tmp_path):
+    """``zuul-manifest.json`` answers 503 however often it is asked. Taking
+    that for "no manifest" fetches by the patterns instead, which miss what
+    only the manifest names (a multinode job's ``controller/logs/...``): the
+    build would be indexed without those lines, as if whole. The fetch fails
+    instead, to be asked again (a busy server is worth retrying)."""
+    from elastic_recheck.build_queue import worth_retrying
+    from elastic_recheck.config import IngestSettings
+    from elastic_recheck.ingest.fetch import HttpRetry
+    from elastic_recheck.ingest.spool import fetch_build
+
+    server = HostileLogServer()
+    try:
+        def busy(handler):
+            handler.send_response(503)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        server.routes["/b/zuul-manifest.json"] = busy
+        server.routes["/b/job-output.txt"] = serve(b"2026-11-20 12:00:00.000 | line\n")
+        server.routes["/b/controller/logs/screen-n-cpu.txt"] = serve(b"2026-11-20 12:00:00.000 | the failure\n")
+        build = Build(job="multinode", status="FAILURE", uuid=UUID, log_url=f"{server.url}b/")
+        settings = IngestSettings(log_hosts=("127.0.0.1",))
+        with pytest.raises(IngestError, match="HTTP 503") as caught:
+            fetch_build(build, tmp_path / "spool", settings, retry=HttpRetry(attempts=2, delay=0.01))
+        assert worth_retrying(caught.value)
+    finally:
+        server.close()
