@@ -171,11 +171,14 @@ class BuildQueue:
 
 
 def worth_retrying(error: IngestError) -> bool:
-    """A busy or unreachable server may answer later; a 404 from Zuul's API,
+    """A busy or unreachable server may answer later, and Zuul's API may not
+    have a reported build's result yet; a 404 from Zuul's API,
     a host not in ``ingest.log_hosts`` or a build without a log URL will not."""
+    from .build_sources.zuul_api import NotFinished
+
     if isinstance(error, HttpError):
         return error.status in HTTP_RETRY_STATUSES
-    return isinstance(error, (Unreachable, FetchStopped)) or "ingest.file_timeout" in str(error)
+    return isinstance(error, (Unreachable, FetchStopped, NotFinished)) or "ingest.file_timeout" in str(error)
 
 
 def fetch_with_zuul(settings: Settings) -> FetchOne:

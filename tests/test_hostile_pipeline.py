@@ -374,3 +374,20 @@ def test_a_manifest_the_log_server_is_too_busy_to_give_is_not_taken_for_no_manif
         assert worth_retrying(caught.value)
     finally:
         server.close()
+
+
+def test_a_build_zuuls_api_still_calls_running_when_its_report_came_is_asked_about_again(servers):
+    """Zuul may post the report before its database has the build's result
+    (the API answers the record with ``result: null``). That build has not
+    failed to be fetched: it is asked about again, within its log timeout."""
+    from elastic_recheck.build_queue import worth_retrying
+    from elastic_recheck.build_sources.zuul_api import resolve_build
+    from elastic_recheck.ingest.fetch import HttpRetry
+
+    allowed, _ = servers
+    running = json.loads(zuul_record(f"{allowed.url}logs/"))
+    running["result"] = None
+    allowed.routes[f"/api/build/{UUID}"] = serve(json.dumps(running).encode(), "application/json")
+    with pytest.raises(IngestError, match="has not finished") as caught:
+        resolve_build(f"{allowed.url}api", UUID, HttpRetry(attempts=1))
+    assert worth_retrying(caught.value)

@@ -32,6 +32,11 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:
                    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
 
 
+class NotFinished(IngestError):
+    """Zuul's API has the build without a result yet: its report may come
+    before its database has the result, so it is worth asking again."""
+
+
 @dataclass(frozen=True)
 class ZuulRecord:
     """One build record, checked: its id, and the Build when it has finished."""
@@ -59,7 +64,7 @@ def resolve_build(api_url: str, uuid: str, retry: HttpRetry = HttpRetry(),
     if record.uuid != uuid:
         raise IngestError(url, f"the API answered with build {record.uuid}, not {uuid}")
     if record.build is None:
-        raise IngestError(url, f"build {uuid} has not finished (no result yet)")
+        raise NotFinished(url, f"build {uuid} has not finished (no result yet)")
     return record.build
 
 
@@ -218,6 +223,6 @@ def _shown(value: Any, limit: int = 80) -> str:
 
 
 __all__ = [
-    "ZuulRecord", "build_id", "parse_json", "read_record", "resolve_build", "resolve_report_build", "tenant_api_url",
-    "utc",
+    "NotFinished", "ZuulRecord", "build_id", "parse_json", "read_record", "resolve_build", "resolve_report_build",
+    "tenant_api_url", "utc",
 ]
