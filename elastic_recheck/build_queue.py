@@ -178,7 +178,8 @@ def worth_retrying(error: IngestError) -> bool:
 
     if isinstance(error, HttpError):
         return error.status in HTTP_RETRY_STATUSES
-    return isinstance(error, (Unreachable, FetchStopped, NotFinished)) or "ingest.file_timeout" in str(error)
+    said = str(error)[len(error.source):]  # the message, not the URL (a report's text) it names
+    return isinstance(error, (Unreachable, FetchStopped, NotFinished)) or "ingest.file_timeout" in said
 
 
 def fetch_with_zuul(settings: Settings) -> FetchOne:

@@ -391,3 +391,17 @@ def test_a_build_zuuls_api_still_calls_running_when_its_report_came_is_asked_abo
     with pytest.raises(IngestError, match="has not finished") as caught:
         resolve_build(f"{allowed.url}api", UUID, HttpRetry(attempts=1))
     assert worth_retrying(caught.value)
+
+
+def test_a_log_url_that_names_a_limit_does_not_make_a_refused_host_worth_retrying(tmp_path):
+    """A report's log URL is its author's text: one that happens to spell
+    "ingest.file_timeout" must not make its refusal look like a slow server."""
+    from elastic_recheck.build_queue import worth_retrying
+    from elastic_recheck.config import IngestSettings
+    from elastic_recheck.ingest.spool import fetch_build
+
+    build = Build(job="j", status="FAILURE", short_uuid="abc1234",
+                  log_url="http://elsewhere.example.org/ingest.file_timeout/check/j/abc1234/")
+    with pytest.raises(IngestError, match="not one of ingest.log_hosts") as caught:
+        fetch_build(build, tmp_path / "spool", IngestSettings(log_hosts=("127.0.0.1",)))
+    assert not worth_retrying(caught.value)
