@@ -290,7 +290,10 @@ class StateDB:
         by_url = "log:" + log_url.rstrip("/") if log_url else ""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            if self._key_of(key) is not None:
+            known = self._key_of(key)
+            if known is not None:
+                if by_url:  # named by its uuid first (a build page), its log URL now known too
+                    self.db.execute("INSERT OR IGNORE INTO build_names (name, key) VALUES (?, ?)", (by_url, known))
                 return False
             row = None
             if by_url:

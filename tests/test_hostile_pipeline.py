@@ -218,6 +218,17 @@ def test_a_build_named_by_zuuls_api_and_by_a_report_of_its_log_url_is_queued_onc
     assert build_queue.state.build_state(second.key) == build_queue.state.build_state(first.key)
 
 
+def test_a_build_first_named_by_its_build_page_is_known_by_its_log_url_once_zuuls_api_gives_it(build_queue):
+    log_url = "https://logs.example.org/864201/3/gate/tempest-full/16e0b97/"
+    uuid = "16e0b97" + "0" * 25
+    page = Build(job="tempest-full", status="FAILURE", uuid=uuid, build_url="https://zuul.example.org/t/o/build/"
+                 + uuid, source="gerrit")
+    from_api = Build(job="tempest-full", status="FAILURE", uuid=uuid, log_url=log_url, source="zuul")
+    by_log_url = Build(job="tempest-full", status="FAILURE", short_uuid="16e0b97", log_url=log_url, source="gerrit")
+    assert [build_queue.enqueue(b) for b in (page, from_api, by_log_url)] == [True, False, False]
+    assert build_queue.state.build_counts() == {"queued": 1}
+
+
 def test_a_build_cut_off_by_crash_after_crash_is_given_up_not_fetched_for_ever(tmp_path):
     """A build whose fetch or indexing kills the daemon (out of memory, a
     crash in the matcher) is 'fetching' at every restart: it is fetched
