@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 BATCH_LINES = 200_000  # log events per commit when builds queue up
 BATCH_SECONDS = 2.0  # of indexing before a commit, however few lines
+IDLE_SYNC_SECONDS = 1.0  # an idle writer looks this often for a changed fingerprint set
+SYNC_RETRY_SECONDS = 60.0  # and this long after a fingerprint could not be run (not hammering a failing backend)
 
 
 @dataclass
@@ -223,9 +225,12 @@ class IndexPipeline:
         try:
             # The writer is held for one batch at a time, not for the daemon's
             # life: an operator's ``ingest`` waits for a gap between batches.
+            look = 0.0
             while not self.stopping.is_set():
                 first = self._take(0.2)
                 if first is None:
+                    if time.monotonic() >= look:
+                        look = time.monotonic() + self._sync_idle(store)
                     continue
                 try:
                     self.run_batch(store, first)
@@ -234,6 +239,18 @@ class IndexPipeline:
                     self.stopping.wait(1.0)
         finally:
             store.close()
+
+    def _sync_idle(self, store: ResultStore) -> float:
+        """With no build to index, a changed fingerprint set is synced now: a
+        comment is made from rows stored earlier (a build Zuul's API brought
+        in before its report). Seconds until the next look."""
+        try:
+            self._sync(store, list(self.fingerprints()))
+        except Exception as exc:  # noqa: BLE001 - the writer outlives it; the next batch syncs too
+            log.warning("could not bring the stored results in line with the fingerprints: %s",
+                        exception_line(exc, 300))
+            return SYNC_RETRY_SECONDS
+        return IDLE_SYNC_SECONDS if self._synced is not None else SYNC_RETRY_SECONDS
 
     def drain(self, store: ResultStore, raise_backend_errors: bool = False) -> None:
         """Index everything queued, in this thread (``ingest`` by hand, tests).

@@ -416,3 +416,41 @@ def test_a_log_url_that_names_a_limit_does_not_make_a_refused_host_worth_retryin
     with pytest.raises(IngestError, match="not one of ingest.log_hosts") as caught:
         fetch_build(build, tmp_path / "spool", IngestSettings(log_hosts=("127.0.0.1",)))
     assert not worth_retrying(caught.value)
+
+
+def test_a_fingerprint_added_while_no_build_comes_is_run_over_the_stored_builds(tmp_path):
+    """Zuul's builds API brought build Y in before its Gerrit report; the
+    operator adds a fingerprint for the bug Y hit; then the report comes, and
+    its comment is made from Y's stored row. The writer must run the new
+    fingerprint over what is indexed when the set changes, not only when the
+    next build happens to arrive (a quiet hour, a replay)."""
+    import time
+
+    from elastic_recheck.pipeline import IndexPipeline, LogsReady
+    from elastic_recheck.results import ResultStore
+    from elastic_recheck.search.embedded import EmbeddedBackend
+    from tests.test_pipeline import TIMEOUT, fingerprints_of, metadata, write_build
+
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "100001.yaml").write_text('query: message:"Hash Sum mismatch"\n')
+    backend = EmbeddedBackend(tmp_path / "index")
+    indexed = []
+    pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: fingerprints_of(queries),
+                             done=indexed.append)
+    pipeline.submit(LogsReady(metadata("y" * 32), str(write_build(tmp_path / "logs", "y", ["x"], [TIMEOUT]))))
+    pipeline.start()
+    store = ResultStore(tmp_path / "results.sqlite3")
+    try:
+        deadline = time.monotonic() + 10
+        while not indexed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert indexed and store.build("y" * 32).bugs == ()
+        (queries / "100002.yaml").write_text('query: message:"Timed out waiting for a reply"\n')  # added
+        deadline = time.monotonic() + 10
+        while store.build("y" * 32).bugs != ("100002",) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.build("y" * 32).bugs == ("100002",)
+    finally:
+        pipeline.stop()
+        store.close()
