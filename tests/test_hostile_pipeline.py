@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
+import queue as queues
+import sqlite3
+import threading
+import time
 
 import pytest
 
-from elastic_recheck.build_queue import fetch_with_zuul
+from elastic_recheck.build_queue import BuildQueue, fetch_with_zuul, worth_retrying
+from elastic_recheck.build_sources.polling import ZuulPoller
+from elastic_recheck.build_sources.zuul_api import resolve_build
 from elastic_recheck.builds import Build
-from elastic_recheck.config import load_settings
-from elastic_recheck.errors import IngestError
-from elastic_recheck.ingest.fetch import ConnectionPool, LogHosts
+from elastic_recheck.config import IngestSettings, load_settings
+from elastic_recheck.dashboard.trends import collect
+from elastic_recheck.errors import BackendError, IngestError
+from elastic_recheck.ingest.fetch import ConnectionPool, HttpRetry, LogHosts
+from elastic_recheck.ingest.spool import fetch_build
+from elastic_recheck.pipeline import IndexPipeline, LogsReady
+from elastic_recheck.results import Match, ResultStore
+from elastic_recheck.search import BuildOutcome
+from elastic_recheck.search.embedded import EmbeddedBackend
+from elastic_recheck.state import MAX_FETCH_RESTARTS, StateDB
+from tests.test_build_sources import NOW as ZUUL_NOW
+from tests.test_build_sources import Clock, FakeZuul, hours_ago, source, uuids
 from tests.test_hostile_ingest import HostileLogServer, redirect, serve
+from tests.test_pipeline import NOW, TIMEOUT, fingerprints_of, metadata, write_build
 
 UUID = "0123456789abcdef0123456789abcdef"
 
@@ -67,14 +82,6 @@ def test_a_build_whose_result_cannot_be_stored_is_still_reported_and_its_batch_m
     (the daemon marks it, an event waiting on it goes on), the others'
     results stored: a producer never hearing back leaves the build
     'fetching' for ever and a replay that never ends."""
-    import sqlite3
-    import threading
-
-    from elastic_recheck.pipeline import IndexPipeline, LogsReady
-    from elastic_recheck.results import ResultStore
-    from elastic_recheck.search.embedded import EmbeddedBackend
-    from tests.test_pipeline import TIMEOUT, metadata, write_build
-
     results = tmp_path / "results.sqlite3"
     ResultStore(results).close()
     db = sqlite3.connect(results)
@@ -93,8 +100,6 @@ def test_a_build_whose_result_cannot_be_stored_is_still_reported_and_its_batch_m
     queries = tmp_path / "queries"
     queries.mkdir()
     (queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply"\n')
-    from tests.test_pipeline import fingerprints_of
-
     pipeline = IndexPipeline(backend, results, lambda: fingerprints_of(queries), done=record, batch_seconds=60)
     logs = tmp_path / "logs"
     pipeline.submit(LogsReady(metadata("a" * 32, job="poison"), str(write_build(logs, "a", ["x"], [TIMEOUT]))))
@@ -115,13 +120,6 @@ def test_a_build_taken_when_the_fingerprints_cannot_be_read_is_indexed_once_they
     fingerprint check needs the cluster, and it is down for a moment). The
     build must wait for the next try, not vanish: its producer would wait
     for it for ever."""
-    import threading
-
-    from elastic_recheck.errors import BackendError
-    from elastic_recheck.pipeline import IndexPipeline, LogsReady
-    from elastic_recheck.search.embedded import EmbeddedBackend
-    from tests.test_pipeline import TIMEOUT, fingerprints_of, metadata, write_build
-
     queries = tmp_path / "queries"
     queries.mkdir()
     (queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply"\n')
@@ -153,12 +151,6 @@ def test_a_fingerprint_changed_and_first_run_over_a_short_window_is_run_again_fo
     so it re-runs it over two days; the dashboard's ten days must then not
     take the stored rows as current: the builds three to ten days old would
     lose that fingerprint's hits for good."""
-    from elastic_recheck.dashboard.trends import collect
-    from elastic_recheck.pipeline import IndexPipeline, LogsReady
-    from elastic_recheck.results import ResultStore
-    from elastic_recheck.search.embedded import EmbeddedBackend
-    from tests.test_pipeline import NOW, TIMEOUT, fingerprints_of, metadata, write_build
-
     queries = tmp_path / "queries"
     queries.mkdir()
     (queries / "100001.yaml").write_text('query: message:"Hash Sum mismatch"\n')
@@ -183,11 +175,6 @@ def test_a_fingerprint_changed_and_first_run_over_a_short_window_is_run_again_fo
 
 @pytest.fixture
 def build_queue(tmp_path):
-    from elastic_recheck.build_queue import BuildQueue
-    from elastic_recheck.config import IngestSettings
-    from elastic_recheck.pipeline import IndexPipeline
-    from elastic_recheck.search.embedded import EmbeddedBackend
-    from elastic_recheck.state import StateDB
 
     state = StateDB(tmp_path / "state.sqlite3")
     pipeline = IndexPipeline(EmbeddedBackend(tmp_path / "index"), tmp_path / "results.sqlite3", lambda: [])
@@ -235,8 +222,6 @@ def test_a_build_cut_off_by_crash_after_crash_is_given_up_not_fetched_for_ever(t
     again at once, and kills the daemon again. After MAX_FETCH_RESTARTS such
     restarts it is recorded as failed, saying why; a build cut off once (an
     operator's restart) is fetched again."""
-    from elastic_recheck.state import MAX_FETCH_RESTARTS, StateDB
-
     path = tmp_path / "state.sqlite3"
     state = StateDB(path)
     state.enqueue_build("poison", {"job": "j", "status": "FAILURE"}, 0.0)
@@ -265,18 +250,13 @@ def test_builds_the_daemon_never_took_are_polled_again_and_the_poller_goes_on(tm
     them. The poller must not wait for that answer for ever (no build after
     it would be read) nor move its checkpoint past them: it gives up on the
     batch, and the next poll returns those builds again."""
-    import queue as queues
-
-    from elastic_recheck.build_sources.polling import ZuulPoller
-    from tests.test_build_sources import NOW, Clock, FakeZuul, hours_ago, source, uuids
-
     server = HostileLogServer()
     try:
         zuul = FakeZuul(server)
         first = zuul.run("tempest-full", hours_ago(1), "FAILURE")
         events: queues.Queue = queues.Queue()
-        poller = ZuulPoller(source(zuul, tmp_path, since=hours_ago(2), clock=Clock(NOW)), events, interval=0.05,
-                            accept_timeout=0.3)
+        builds = source(zuul, tmp_path, since=hours_ago(2), clock=Clock(ZUUL_NOW))
+        poller = ZuulPoller(builds, events, interval=0.05, accept_timeout=0.3)
         poller.start()
         try:
             refused = events.get(timeout=10)  # the daemon fails to take it: no accepted.set()
@@ -299,9 +279,6 @@ def test_a_build_the_daemon_stores_while_the_dashboard_reruns_a_fingerprint_keep
     index; while its answer is on the way, the daemon indexes build Y, finds
     the fingerprint in it and stores that. The dashboard's answer predates Y:
     replacing the fingerprint's rows with it must not wipe Y's match."""
-    from elastic_recheck.results import Match, ResultStore
-    from elastic_recheck.search import BuildOutcome
-
     path = tmp_path / "results.sqlite3"
     dashboard, daemon = ResultStore(path), ResultStore(path)
     fields = {"build_uuid": "x" * 32, "build_name": "j", "build_status": "FAILURE"}
@@ -324,12 +301,6 @@ def test_a_build_classified_with_a_fingerprints_old_query_after_the_new_one_was_
     query at once, before Y is stored. Y's row then comes from the old query
     under a fingerprint the store calls current: the next sync must run that
     fingerprint again, or Y misses the new query's match for good."""
-    from elastic_recheck.dashboard.trends import collect
-    from elastic_recheck.pipeline import IndexPipeline, LogsReady
-    from elastic_recheck.results import ResultStore
-    from elastic_recheck.search.embedded import EmbeddedBackend
-    from tests.test_pipeline import NOW, TIMEOUT, fingerprints_of, metadata, write_build
-
     old, new = tmp_path / "old", tmp_path / "new"
     for directory, query in ((old, "Hash Sum mismatch"), (new, "Timed out waiting for a reply")):
         directory.mkdir()
@@ -363,11 +334,6 @@ def test_a_manifest_the_log_server_is_too_busy_to_give_is_not_taken_for_no_manif
     only the manifest names (a multinode job's ``controller/logs/...``): the
     build would be indexed without those lines, as if whole. The fetch fails
     instead, to be asked again (a busy server is worth retrying)."""
-    from elastic_recheck.build_queue import worth_retrying
-    from elastic_recheck.config import IngestSettings
-    from elastic_recheck.ingest.fetch import HttpRetry
-    from elastic_recheck.ingest.spool import fetch_build
-
     server = HostileLogServer()
     try:
         def busy(handler):
@@ -391,10 +357,6 @@ def test_a_build_zuuls_api_still_calls_running_when_its_report_came_is_asked_abo
     """Zuul may post the report before its database has the build's result
     (the API answers the record with ``result: null``). That build has not
     failed to be fetched: it is asked about again, within its log timeout."""
-    from elastic_recheck.build_queue import worth_retrying
-    from elastic_recheck.build_sources.zuul_api import resolve_build
-    from elastic_recheck.ingest.fetch import HttpRetry
-
     allowed, _ = servers
     running = json.loads(zuul_record(f"{allowed.url}logs/"))
     running["result"] = None
@@ -407,10 +369,6 @@ def test_a_build_zuuls_api_still_calls_running_when_its_report_came_is_asked_abo
 def test_a_log_url_that_names_a_limit_does_not_make_a_refused_host_worth_retrying(tmp_path):
     """A report's log URL is its author's text: one that happens to spell
     "ingest.file_timeout" must not make its refusal look like a slow server."""
-    from elastic_recheck.build_queue import worth_retrying
-    from elastic_recheck.config import IngestSettings
-    from elastic_recheck.ingest.spool import fetch_build
-
     build = Build(job="j", status="FAILURE", short_uuid="abc1234",
                   log_url="http://elsewhere.example.org/ingest.file_timeout/check/j/abc1234/")
     with pytest.raises(IngestError, match="not one of ingest.log_hosts") as caught:
@@ -424,13 +382,6 @@ def test_a_fingerprint_added_while_no_build_comes_is_run_over_the_stored_builds(
     its comment is made from Y's stored row. The writer must run the new
     fingerprint over what is indexed when the set changes, not only when the
     next build happens to arrive (a quiet hour, a replay)."""
-    import time
-
-    from elastic_recheck.pipeline import IndexPipeline, LogsReady
-    from elastic_recheck.results import ResultStore
-    from elastic_recheck.search.embedded import EmbeddedBackend
-    from tests.test_pipeline import TIMEOUT, fingerprints_of, metadata, write_build
-
     queries = tmp_path / "queries"
     queries.mkdir()
     (queries / "100001.yaml").write_text('query: message:"Hash Sum mismatch"\n')
