@@ -83,7 +83,7 @@ class BuildQueue:
 
     def enqueue(self, build: Build) -> bool:
         reported = self.clock()
-        added = self.state.enqueue_build(build.key, build.as_json(), reported)
+        added = self.state.enqueue_build(build.key, build.as_json(), reported, build.log_url)
         if added:
             log.info("build %s (%s, %s) queued for its logs", build.key, build.job, build.status)
         return added
@@ -171,11 +171,15 @@ class BuildQueue:
 
 
 def worth_retrying(error: IngestError) -> bool:
-    """A busy or unreachable server may answer later; a 404 from Zuul's API,
+    """A busy or unreachable server may answer later, and Zuul's API may not
+    have a reported build's result yet; a 404 from Zuul's API,
     a host not in ``ingest.log_hosts`` or a build without a log URL will not."""
+    from .build_sources.zuul_api import NotFinished
+
     if isinstance(error, HttpError):
         return error.status in HTTP_RETRY_STATUSES
-    return isinstance(error, (Unreachable, FetchStopped)) or "ingest.file_timeout" in str(error)
+    said = str(error)[len(error.source):]  # the message, not the URL (a report's text) it names
+    return isinstance(error, (Unreachable, FetchStopped, NotFinished)) or "ingest.file_timeout" in said
 
 
 def fetch_with_zuul(settings: Settings) -> FetchOne:
@@ -188,9 +192,13 @@ def fetch_with_zuul(settings: Settings) -> FetchOne:
 
     def fetch_one(build: Build, destination: Path, ingest: IngestSettings, connections: Any) -> Any:
         if not build.log_url and build.build_url:
-            if not settings.zuul.api:
+            # The API a report's build page implies is asked through the log
+            # hosts' connections: its host, and every redirect it answers, checked.
+            derived = not settings.zuul.api
+            if derived:
                 LogHosts(ingest.log_hosts).check(build.build_url, build.build_url)
-            build = resolve_report_build(build, settings.zuul.api, HttpRetry(), ingest)
+            build = resolve_report_build(build, settings.zuul.api, HttpRetry(), ingest,
+                                         connections if derived else None)
         return fetch_build(build, destination, ingest, connections)
 
     return fetch_one

@@ -39,7 +39,7 @@ from .ingest import CONSOLE_LOGS, IngestReport, write_build
 from .ingest.sources import BuildMetadata, open_logs
 from .ingest.spool import spool_logs
 from .lucene import quote
-from .results import Match, ResultStore
+from .results import Match, ResultStore, query_hash
 from .sanitize import exception_line
 from .search import SearchBackend, TimeWindow, epoch_micros
 
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 BATCH_LINES = 200_000  # log events per commit when builds queue up
 BATCH_SECONDS = 2.0  # of indexing before a commit, however few lines
+IDLE_SYNC_SECONDS = 1.0  # an idle writer looks this often for a changed fingerprint set
+SYNC_RETRY_SECONDS = 60.0  # and this long after a fingerprint could not be run (not hammering a failing backend)
 
 
 @dataclass
@@ -186,6 +188,8 @@ class IndexPipeline:
         self.window_days = window_days
         self.progress = progress
         self._synced: tuple[tuple[str, str], ...] | None = None
+        self._hashed: tuple[tuple[str, str], ...] | None = None
+        self._classified_with: dict[str, str] = {}  # bug -> query_hash of the query the batch runs
         self._thread: threading.Thread | None = None
         self.backend_failures = 0
 
@@ -220,9 +224,12 @@ class IndexPipeline:
         try:
             # The writer is held for one batch at a time, not for the daemon's
             # life: an operator's ``ingest`` waits for a gap between batches.
+            look = 0.0
             while not self.stopping.is_set():
                 first = self._take(0.2)
                 if first is None:
+                    if time.monotonic() >= look:
+                        look = time.monotonic() + self._sync_idle(store)
                     continue
                 try:
                     self.run_batch(store, first)
@@ -231,6 +238,18 @@ class IndexPipeline:
                     self.stopping.wait(1.0)
         finally:
             store.close()
+
+    def _sync_idle(self, store: ResultStore) -> float:
+        """With no build to index, a changed fingerprint set is synced now: a
+        comment is made from rows stored earlier (a build Zuul's API brought
+        in before its report). Seconds until the next look."""
+        try:
+            self._sync(store, list(self.fingerprints()))
+        except Exception as exc:  # noqa: BLE001 - the writer outlives it; the next batch syncs too
+            log.warning("could not bring the stored results in line with the fingerprints: %s",
+                        exception_line(exc, 300))
+            return SYNC_RETRY_SECONDS
+        return IDLE_SYNC_SECONDS if self._synced is not None else SYNC_RETRY_SECONDS
 
     def drain(self, store: ResultStore, raise_backend_errors: bool = False) -> None:
         """Index everything queued, in this thread (``ingest`` by hand, tests).
@@ -245,9 +264,13 @@ class IndexPipeline:
 
     def run_batch(self, store: ResultStore, first: LogsReady, raise_backend_errors: bool = False) -> list[Indexed]:
         """``first`` and whatever else is queued, up to the batch limits, in one commit."""
-        fingerprints = list(self.fingerprints())
-        self._sync(store, fingerprints)
-        percolator = self.percolators.current(fingerprints)
+        try:
+            fingerprints = list(self.fingerprints())
+            self._sync(store, fingerprints)
+            percolator = self.percolators.current(fingerprints)
+        except BaseException:
+            self._pending.appendleft(first)  # nothing of it written yet: it waits for the next try
+            raise
         batch: list[tuple[LogsReady, BuildClassifier | None, IngestReport | None, str | None]] = []
         started = time.monotonic()
         try:
@@ -303,10 +326,14 @@ class IndexPipeline:
         added or changed are run over what is already indexed (and removed
         ones dropped), so every stored row is of the fingerprints in use."""
         key = tuple((fp.bug, fp.voting_query) for fp in fingerprints)
+        if key != self._hashed:
+            self._classified_with = {bug: query_hash(query) for bug, query in key}
+            self._hashed = key
         if key == self._synced:
             return
         window = TimeWindow.last_days(self.window_days)
-        failures = store.sync_fingerprints(dict(key), lambda bug, query: self.backend.builds(query, window))
+        failures = store.sync_fingerprints(dict(key), lambda bug, query: self.backend.builds(query, window),
+                                           window.start)
         self._synced = key if not failures else None  # the failed ones are tried again with the next batch
 
     def _finish(self, store: ResultStore, fingerprints: Sequence[Fingerprint], percolator: Any, item: LogsReady,
@@ -322,8 +349,15 @@ class IndexPipeline:
             tests = item.failed_tests
             if tests is None and recorder.failed_tests:
                 tests = recorder.failed_tests
-            store.store_build(item.metadata.fields(), matches, newest=recorder.newest, lines=recorder.lines,
-                              failed_tests=None if tests is None else sorted(tests))
+            try:
+                stale = store.store_build(item.metadata.fields(), matches, newest=recorder.newest,
+                                          lines=recorder.lines, failed_tests=None if tests is None else sorted(tests),
+                                          classified_with=self._classified_with)
+                if stale:  # re-run meanwhile by another process with another query: synced again next batch
+                    self._synced = None
+            except Exception as exc:  # noqa: BLE001 - a full disk, a locked file: this build's outcome, told
+                error = f"indexed, but its result could not be stored: {exception_line(exc, 300)}"
+                log.error("build %s: %s", uuid, error)
             for problem in (report.errors if report else ()):
                 log.warning("build %s: %s", uuid, problem)
         if item.spooled:

@@ -60,9 +60,11 @@ CREATE INDEX IF NOT EXISTS matches_bug ON matches(bug);
 CREATE TABLE IF NOT EXISTS fingerprints (
     bug TEXT PRIMARY KEY,
     query_hash TEXT NOT NULL,       -- of the query the stored matches were computed with
-    synced REAL NOT NULL
+    synced REAL NOT NULL,
+    since INTEGER                   -- the window start (micros) they cover; ALL_TIME, NULL when not known
 );
 """
+ALL_TIME = -(2**62)  # ``since`` of matches run over every indexed build
 MESSAGE_CHARS = 2_000  # of the newest matching line, kept for the pages and the comment
 
 
@@ -121,6 +123,9 @@ class ResultStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(fingerprints)")}
+            if "since" not in columns:  # a store from before the column: its fingerprints are run once again
+                self.db.execute("ALTER TABLE fingerprints ADD COLUMN since INTEGER")
         except sqlite3.Error as exc:
             raise RecheckError(f"{self.path}: cannot open the stored results: {exc}") from None
 
@@ -135,12 +140,18 @@ class ResultStore:
     # -- writing --------------------------------------------------------------
 
     def store_build(self, build: Build | Mapping[str, str], matches: Iterable[Match], *, newest: int | None,
-                    lines: int, failed_tests: Sequence[str] | None) -> None:
+                    lines: int, failed_tests: Sequence[str] | None,
+                    classified_with: Mapping[str, str] | None = None) -> list[str]:
         """A build's classification, replacing any stored before (a build
-        indexed again is classified again), in one transaction."""
+        indexed again is classified again), in one transaction.
+        ``classified_with``: bug -> :func:`query_hash` of the query each
+        fingerprint was run with. One whose stored rows another process has
+        meanwhile re-run with another query is marked not current, so the
+        next sync runs it again, this build included; those are returned."""
         fields = _build_fields(build)
         rows = [(fields["uuid"], m.bug, m.hits, m.newest, m.message[:MESSAGE_CHARS]) for m in matches]
         tests = None if failed_tests is None else json.dumps(sorted(failed_tests))
+        stale: list[tuple[str]] = []
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(
@@ -152,17 +163,28 @@ class ResultStore:
             )
             self.db.execute("DELETE FROM matches WHERE uuid = ?", (fields["uuid"],))
             self.db.executemany("INSERT INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)", rows)
+            if classified_with:
+                stale = [(bug,) for bug, digest in self.db.execute("SELECT bug, query_hash FROM fingerprints")
+                         if bug in classified_with and classified_with[bug] != digest]
+                self.db.executemany("UPDATE fingerprints SET since = NULL WHERE bug = ?", stale)
+        return [bug for (bug,) in stale]
 
-    def sync_fingerprints(self, queries: Mapping[str, str],
-                          rematch: Callable[[str, str], Iterable[BuildOutcome]]) -> dict[str, str]:
+    def sync_fingerprints(self, queries: Mapping[str, str], rematch: Callable[[str, str], Iterable[BuildOutcome]],
+                          since: dt.datetime | None = None) -> dict[str, str]:
         """Bring the stored matches in line with the fingerprints now in use.
 
         ``queries``: bug -> the query its matches come from. A fingerprint
         not seen before, or whose query changed, is run alone with
         ``rematch(bug, query)`` (over the index, for the window) and its rows
-        replaced; a fingerprint no longer there loses its rows. Returns
-        bug -> why for those that could not be run (tried again next time)."""
-        known = dict(self.db.execute("SELECT bug, query_hash FROM fingerprints").fetchall())
+        replaced; a fingerprint no longer there loses its rows. ``since``:
+        the start of ``rematch``'s window (None: all time); rows run over a
+        shorter window (``uncategorized --days 2``) are not current for a
+        longer one, and are run again. Returns bug -> why for those that
+        could not be run (tried again next time)."""
+        start = ALL_TIME if since is None else _micros(since)
+        covered = {bug: (digest, covers) for bug, digest, covers in
+                   self.db.execute("SELECT bug, query_hash, since FROM fingerprints").fetchall()}
+        known = {bug: digest for bug, (digest, covers) in covered.items() if covers is not None and covers <= start}
         changed = [bug for bug, query in queries.items() if known.get(bug) != query_hash(query)]
         if changed:
             log.info("%d fingerprints added or changed: each is run over what is indexed (%s)", len(changed),
@@ -171,6 +193,7 @@ class ResultStore:
         for bug, query in queries.items():
             if known.get(bug) == query_hash(query):
                 continue
+            asked = time.time()
             try:
                 found = list(rematch(bug, query))
             except Exception as exc:  # noqa: BLE001 - one fingerprint's failure stays its own
@@ -178,8 +201,8 @@ class ResultStore:
                 failures[bug] = " ".join(why.split())
                 log.warning("fingerprint %s could not run: %s", bug, failures[bug])
                 continue
-            self.replace_matches(bug, query, found)
-        gone = [bug for bug in known if bug not in queries]
+            self.replace_matches(bug, query, found, since, asked)
+        gone = [bug for bug in covered if bug not in queries]
         if gone:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -187,24 +210,34 @@ class ResultStore:
                 self.db.executemany("DELETE FROM fingerprints WHERE bug = ?", [(bug,) for bug in gone])
         return failures
 
-    def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome]) -> None:
-        """``query`` was run over the window: its rows become what it found."""
+    def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome],
+                        since: dt.datetime | None = None, asked: float | None = None) -> None:
+        """``query`` was run over the window from ``since`` (None: all time),
+        at ``asked`` (epoch seconds): its rows become what it found. A build
+        stored since it was asked (the daemon, in another process, indexing
+        it meanwhile) keeps its own rows: the answer is older than they are."""
+        newer = "SELECT uuid FROM builds WHERE stored >= ?"
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
+            if asked is None:
+                self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
+                kept: set[str] = set()
+            else:
+                self.db.execute(f"DELETE FROM matches WHERE bug = ? AND uuid NOT IN ({newer})", (bug, asked))
+                kept = {row[0] for row in self.db.execute(newer, (asked,))}
             self.db.executemany(
                 "INSERT OR REPLACE INTO matches (uuid, bug, hits, newest, message) VALUES (?,?,?,?,?)",
-                [(b.build_uuid, bug, b.hits, _micros(b.last_hit), "") for b in found],
+                [(b.build_uuid, bug, b.hits, _micros(b.last_hit), "") for b in found if b.build_uuid not in kept],
             )
-            self.db.execute("INSERT OR REPLACE INTO fingerprints (bug, query_hash, synced) VALUES (?,?,?)",
-                            (bug, query_hash(query), time.time()))
+            self.db.execute("INSERT OR REPLACE INTO fingerprints (bug, query_hash, synced, since) VALUES (?,?,?,?)",
+                            (bug, query_hash(query), time.time(), ALL_TIME if since is None else _micros(since)))
 
     def mark_synced(self, queries: Mapping[str, str]) -> None:
         """These fingerprints' stored matches are current (nothing indexed yet, say)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR IGNORE INTO fingerprints (bug, query_hash, synced) VALUES (?,?,?)",
-                                [(bug, query_hash(q), time.time()) for bug, q in queries.items()])
+            self.db.executemany("INSERT OR IGNORE INTO fingerprints (bug, query_hash, synced, since) VALUES (?,?,?,?)",
+                                [(bug, query_hash(q), time.time(), ALL_TIME) for bug, q in queries.items()])
 
     # -- reading --------------------------------------------------------------
 
@@ -288,4 +321,4 @@ def last_hit(micros: int | None) -> dt.datetime | None:
     return None if micros is None else from_epoch_micros(micros)
 
 
-__all__ = ["Match", "ResultStore", "StoredBuild", "last_hit", "query_hash"]
+__all__ = ["ALL_TIME", "Match", "ResultStore", "StoredBuild", "last_hit", "query_hash"]

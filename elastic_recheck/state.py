@@ -22,6 +22,11 @@ from .private_paths import looser_than_private, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
+# Daemon starts that find one build still being fetched or indexed, before that
+# build is given up: a crash it causes must not repeat at every start for ever,
+# and an operator's few restarts in a row must not cost a build.
+MAX_FETCH_RESTARTS = 5
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -67,9 +72,14 @@ CREATE TABLE IF NOT EXISTS builds (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_try REAL NOT NULL,
     reported REAL NOT NULL,         -- when a source reported it: its log timeout counts from this
-    error TEXT
+    error TEXT,
+    restarts INTEGER NOT NULL DEFAULT 0  -- daemon starts that found it being fetched or indexed
 );
 CREATE INDEX IF NOT EXISTS builds_due ON builds(status, next_try);
+CREATE TABLE IF NOT EXISTS build_names (
+    name TEXT PRIMARY KEY,          -- another Build.key of a queued build, or "log:" and its log URL
+    key TEXT NOT NULL               -- its builds.key
+);
 CREATE TABLE IF NOT EXISTS metrics (
     name TEXT PRIMARY KEY,
     value REAL NOT NULL  -- counters: totals across restarts; gauges: the last value
@@ -116,6 +126,8 @@ class StateDB:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(events)")}
         if "error" not in columns:
             self.db.execute("ALTER TABLE events ADD COLUMN error TEXT")
+        if "restarts" not in {row[1] for row in self.db.execute("PRAGMA table_info(builds)")}:
+            self.db.execute("ALTER TABLE builds ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")
 
     def _recover(self) -> None:
         """A comment whose posting was interrupted may or may not have been
@@ -123,6 +135,12 @@ class StateDB:
         self.db.execute("UPDATE comments SET state = 'unknown' WHERE state = 'posting'")
         # A fetch cut off by a crash (kill -9 included) starts again from the
         # beginning: its build is replaced whole when indexed, so nothing doubles.
+        # A build that kills the daemon (memory, a crash in the matcher) would be
+        # fetched again at every start and kill it again: after a few, it is given up.
+        self.db.execute("UPDATE builds SET restarts = restarts + 1 WHERE status = 'fetching'")
+        self.db.execute("UPDATE builds SET status = 'failed', error = ? WHERE status = 'fetching' AND restarts >= ?",
+                        (f"its fetch or indexing was cut off by {MAX_FETCH_RESTARTS} restarts of the daemon (does "
+                         "this build crash it?); given up", MAX_FETCH_RESTARTS))
         self.db.execute("UPDATE builds SET status = 'queued' WHERE status = 'fetching'")
 
     def close(self) -> None:
@@ -262,14 +280,39 @@ class StateDB:
 
     # -- the build queue ------------------------------------------------------
 
-    def enqueue_build(self, key: str, build: dict[str, Any], reported: float) -> bool:
+    def enqueue_build(self, key: str, build: dict[str, Any], reported: float, log_url: str = "") -> bool:
         """A build a source reported, to be fetched and indexed; False if it
         is queued or was handled already (sources overlap: a Gerrit report
-        and the Zuul API name the same build)."""
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO builds (key, build, status, next_try, reported) VALUES (?, ?, 'queued', ?, ?)",
-            (key, json.dumps(build), reported, reported))
-        return bool(cursor.rowcount)
+        and the Zuul API name the same build). A build is the same by its key
+        or by its log URL: a report of log URLs names a build by a short
+        uuid, Zuul's API by its full one; its other key is remembered as a
+        name of the build (see :meth:`build_state`)."""
+        by_url = "log:" + log_url.rstrip("/") if log_url else ""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            known = self._key_of(key)
+            if known is not None:
+                if by_url:  # named by its uuid first (a build page), its log URL now known too
+                    self.db.execute("INSERT OR IGNORE INTO build_names (name, key) VALUES (?, ?)", (by_url, known))
+                return False
+            row = None
+            if by_url:
+                row = self.db.execute("SELECT key FROM build_names WHERE name = ?", (by_url,)).fetchone()
+            if row is not None:
+                self.db.execute("INSERT OR IGNORE INTO build_names (name, key) VALUES (?, ?)", (key, row[0]))
+                return False
+            self.db.execute("INSERT INTO builds (key, build, status, next_try, reported) VALUES (?, ?, 'queued', ?, ?)",
+                            (key, json.dumps(build), reported, reported))
+            if by_url:
+                self.db.execute("INSERT OR IGNORE INTO build_names (name, key) VALUES (?, ?)", (by_url, key))
+            return True
+
+    def _key_of(self, key: str) -> str | None:
+        """The builds.key of a build known by ``key`` (its own or another name)."""
+        if self.db.execute("SELECT 1 FROM builds WHERE key = ?", (key,)).fetchone():
+            return key
+        row = self.db.execute("SELECT key FROM build_names WHERE name = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def due_builds(self, now: float, limit: int) -> list[tuple[str, dict[str, Any], float, int]]:
         """(key, build, reported, attempts) of queued builds due now, oldest report first."""
@@ -289,7 +332,7 @@ class StateDB:
 
     def build_state(self, key: str) -> tuple[str, str | None, str | None] | None:
         """(status, indexed uuid, error) of a queued build; None if never queued."""
-        row = self.db.execute("SELECT status, uuid, error FROM builds WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT status, uuid, error FROM builds WHERE key = ?", (self._key_of(key),)).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
     def build_counts(self) -> dict[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +31,21 @@ class BuildBatch:
     accepted: threading.Event = field(default_factory=threading.Event)
 
 
+# How long a batch of builds may wait for the daemon to take it. The daemon's
+# loop takes each within a second or so; one it never takes (its state database
+# refused the write) is asked for again at the next poll instead of holding
+# the poller for ever. A batch taken after all is not doubled: the queue drops
+# a build it has.
+ACCEPT_TIMEOUT = 300.0
+
+
 class ZuulPoller:
-    def __init__(self, source: ZuulBuilds, events: "queue.Queue[Any]", interval: float) -> None:
+    def __init__(self, source: ZuulBuilds, events: "queue.Queue[Any]", interval: float,
+                 accept_timeout: float = ACCEPT_TIMEOUT) -> None:
         self.source = source
         self.events = events
         self.interval = interval
+        self.accept_timeout = accept_timeout
         self.stopping = threading.Event()
         self.polled = threading.Event()  # a first poll is done and its builds queued (a replay waits for it)
         self._thread = threading.Thread(target=self._run, name="zuul-poller", daemon=True)
@@ -63,9 +74,15 @@ class ZuulPoller:
         if builds:
             batch = BuildBatch(builds, self.source.api_url)
             self.events.put(batch)
-            while not batch.accepted.wait(0.5):
+            given_up = time.monotonic() + self.accept_timeout
+            while not batch.accepted.wait(min(0.5, self.accept_timeout)):
                 if self.stopping.is_set():
                     return 0  # not in the queue yet: the checkpoint stays, they come again next start
+                if time.monotonic() >= given_up:
+                    log.error("Zuul's builds API: the daemon did not take %d builds within %.0fs; they are asked "
+                              "for again at the next poll", len(builds), self.accept_timeout)
+                    self.source.rewind()
+                    return 0
         try:
             self.source.commit()
         except Exception as exc:  # noqa: BLE001 - the builds are queued; a failed write repeats them, no more

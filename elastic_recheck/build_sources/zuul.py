@@ -107,6 +107,7 @@ class ZuulBuilds:
         self._on_skip = on_skip or (lambda error: log.warning("skipped: %s", error))
         self._state = self._load() if checkpoint is not None else None
         self._since = utc(since) if since is not None else None
+        self._before: tuple[_State | None, dt.datetime | None] | None = None  # the place before the last poll
 
     @classmethod
     def from_settings(cls, settings: Settings, since: dt.datetime | None = None, retry: HttpRetry = HttpRetry(),
@@ -183,9 +184,16 @@ class ZuulBuilds:
         """The builds that finished since the last poll, oldest first. Raises
         IngestError (naming the URL) when the API fails; nothing moves then."""
         builds, state = self._scan(limit=None)
+        self._before = (self._state, self._since)
         self._state = state
         self._since = None
         return builds
+
+    def rewind(self) -> None:
+        """The last poll's builds were not taken: the next poll returns them again."""
+        if self._before is not None:
+            self._state, self._since = self._before
+            self._before = None
 
     def peek(self, limit: int) -> list[Build]:
         """What ``poll`` would return now, at most the ``limit`` newest of it,

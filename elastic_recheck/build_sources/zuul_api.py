@@ -18,7 +18,7 @@ from typing import Any
 from ..builds import Build
 from ..config import IngestSettings
 from ..errors import IngestError
-from ..ingest.fetch import HttpRetry, fetch_document, is_http_url, require_http
+from ..ingest.fetch import ConnectionPool, HttpRetry, fetch_document, is_http_url, require_http
 from .gerrit import MAX_NUMBER, clean_text
 
 UTC = dt.timezone.utc
@@ -30,6 +30,11 @@ _RESULT = re.compile(r"[A-Z][A-Z_]{0,39}")
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
                    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
+
+
+class NotFinished(IngestError):
+    """Zuul's API has the build without a result yet: its report may come
+    before its database has the result, so it is worth asking again."""
 
 
 @dataclass(frozen=True)
@@ -47,31 +52,35 @@ class ZuulRecord:
 
 
 def resolve_build(api_url: str, uuid: str, retry: HttpRetry = HttpRetry(),
-                  limits: IngestSettings = IngestSettings()) -> Build:
+                  limits: IngestSettings = IngestSettings(), connections: ConnectionPool | None = None) -> Build:
     """One finished build from Zuul's API (``{api_url}/build/{uuid}``): what a
-    Zuul v3 report's build URL leads to, with the build's ``log_url``."""
+    Zuul v3 report's build URL leads to, with the build's ``log_url``.
+    ``connections``: asked through them, so the API's host and any redirect
+    it answers must be one of their allowed hosts."""
     if not _UUID.fullmatch(uuid):
         raise IngestError(api_url, f"{clean_text(uuid)[:80]!r} is not a Zuul build uuid")
     url = f"{require_http(api_url, 'zuul.api').rstrip('/')}/build/{uuid}"
-    record = read_record(parse_json(fetch_document(url, retry, limits.file_timeout), url), url)
+    record = read_record(parse_json(fetch_document(url, retry, limits.file_timeout, connections=connections), url), url)
     if record.uuid != uuid:
         raise IngestError(url, f"the API answered with build {record.uuid}, not {uuid}")
     if record.build is None:
-        raise IngestError(url, f"build {uuid} has not finished (no result yet)")
+        raise NotFinished(url, f"build {uuid} has not finished (no result yet)")
     return record.build
 
 
 def resolve_report_build(build: Build, api_url: str = "", retry: HttpRetry = HttpRetry(),
-                         limits: IngestSettings = IngestSettings()) -> Build:
+                         limits: IngestSettings = IngestSettings(), connections: ConnectionPool | None = None) -> Build:
     """A Gerrit report's Zuul v3 build (a ``build_url``, no ``log_url``) with
     what Zuul knows of it: its log URL, times and ref. ``api_url`` is
     ``zuul.api``; empty, it is derived from the build URL (see
-    :func:`tenant_api_url`). The report's own fields (change, job, status,
+    :func:`tenant_api_url`; then pass ``connections`` that allow only the
+    log hosts: the report chose that host, and a redirect from it must not
+    lead anywhere else). The report's own fields (change, job, status,
     voting) stay as the report said them."""
     if build.log_url or not build.build_url:
         return build
     derived, uuid = tenant_api_url(build.build_url)
-    record = resolve_build(api_url or derived, build.uuid or uuid, retry, limits)
+    record = resolve_build(api_url or derived, build.uuid or uuid, retry, limits, connections)
     return replace(build, log_url=record.log_url, start=record.start, end=record.end, ref=build.ref or record.ref,
                    branch=build.branch or record.branch, project=build.project or record.project,
                    pipeline=build.pipeline or record.pipeline)
@@ -214,6 +223,6 @@ def _shown(value: Any, limit: int = 80) -> str:
 
 
 __all__ = [
-    "ZuulRecord", "build_id", "parse_json", "read_record", "resolve_build", "resolve_report_build", "tenant_api_url",
-    "utc",
+    "NotFinished", "ZuulRecord", "build_id", "parse_json", "read_record", "resolve_build", "resolve_report_build",
+    "tenant_api_url", "utc",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -147,7 +148,7 @@ def collect(
         queries = {fp.bug: fp.voting_query for fp in progress(runnable)}
         errors.update(catch_up(backend, store, runnable, window))
         errors.update(store.sync_fingerprints({bug: q for bug, q in queries.items() if bug not in errors},
-                                              lambda bug, query: backend.builds(query, window)))
+                                              lambda bug, query: backend.builds(query, window), window.start))
         records, failed = _stored_tables(store, fingerprints, window, errors)
     finally:
         if own:
@@ -189,12 +190,13 @@ def catch_up(backend: SearchBackend, store: ResultStore, fingerprints: Sequence[
                           failed_tests=_failed_tests_or_none(backend, build.build_uuid, fingerprints))
     if not by_build:  # each fingerprint over the window: that is its every row, so it is synced too
         for fp in fingerprints:
+            asked = time.time()
             try:
                 outcomes = backend.builds(fp.voting_query, window)
             except Exception as exc:  # noqa: BLE001 - one fingerprint's failure, whatever it is, stays on its row
                 errors[fp.bug] = _why(exc)
                 continue
-            store.replace_matches(fp.bug, fp.voting_query, outcomes)
+            store.replace_matches(fp.bug, fp.voting_query, outcomes, window.start, asked)
     return errors
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from ..config import IngestSettings
 from ..errors import IngestError
 from .documents import replace_surrogates
-from .fetch import (MAX_DOCUMENT_BYTES, ConnectionPool, HttpRetry, fetch_document, is_http_url, open_url,
-                    require_http)
+from .fetch import (HTTP_RETRY_STATUSES, MAX_DOCUMENT_BYTES, ConnectionPool, FetchStopped, HttpError, HttpRetry,
+                    Unreachable, fetch_document, is_http_url, open_url, require_http)
 from .streams import BuildBudget, Cut, LogStream, StopReading
 
 LOG_SUFFIXES = (".txt", ".log", ".html", ".out", ".err")
@@ -277,10 +277,23 @@ class HttpLogs:
         return fetch_document(url, self.retry, self.limits.file_timeout, connections=self.connections)
 
     def manifest(self) -> Listing | None:
-        """The files ``zuul-manifest.json`` names; None when there is no usable one."""
+        """The files ``zuul-manifest.json`` names; None when there is no usable
+        one. A server too busy to say (429/5xx after the retries, or gone)
+        raises: taken for "no manifest", the build would be fetched by the
+        patterns, without what only its manifest names, and look whole."""
         try:
-            tree = json.loads(self._fetch(self.base + "zuul-manifest.json").decode("utf-8", "replace"))["tree"]
-        except (IngestError, ValueError, KeyError, TypeError, RecursionError):
+            raw = self._fetch(self.base + "zuul-manifest.json")
+        except HttpError as exc:
+            if exc.status in HTTP_RETRY_STATUSES:
+                raise
+            return None
+        except (FetchStopped, Unreachable):
+            raise
+        except IngestError:
+            return None
+        try:
+            tree = json.loads(raw.decode("utf-8", "replace"))["tree"]
+        except (ValueError, KeyError, TypeError, RecursionError):
             return None
         if not isinstance(tree, list):
             return None
