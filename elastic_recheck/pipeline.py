@@ -343,8 +343,8 @@ class IndexPipeline:
         if recorder is not None:
             try:
                 matches = self._matches(fingerprints, percolator, recorder, uuid)
-            except BackendError as exc:
-                error = f"classified in part: the index could not be asked ({exc})"
+            except Exception as exc:  # noqa: BLE001 - the index refusing, or a bug: this build's outcome, told
+                error = f"classified in part: the index could not be asked ({exception_line(exc, 300)})"
                 log.error("build %s: %s", uuid, error)
             tests = item.failed_tests
             if tests is None and recorder.failed_tests:
