@@ -147,14 +147,14 @@ class Percolator:
                 whole.append(query)
             elif folded != FALSE:
                 compiled.add(str(query), folded)
-        vocab, looked_up = compiled.vocabulary()
+        vocab = compiled.vocabulary()
         tids = {token: tid for tid, token in enumerate(vocab)}
         atom_queries: list[list[int]] = [[] for _ in compiled.atoms]
         for query, found in enumerate(compiled.query_anchors):
             for atom in found:
                 atom_queries[atom].append(query)
         matcher = self._engine(
-            vocab, looked_up, [[tids[t] for t in atom.tokens] for atom in compiled.atoms],
+            vocab, [[tids[t] for t in atom.tokens] for atom in compiled.atoms],
             [anchor_offset(atom.tokens, self._df) for atom in compiled.atoms], atom_queries, compiled.code, 0,
         )
         kind = _Kind(compiled, [int(k) for k in compiled.keys], whole, matcher)

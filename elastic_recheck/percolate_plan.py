@@ -262,16 +262,9 @@ class Compiled:
                 self._emit(part, out)
             out += (OP_AND if isinstance(expr, And) else OP_OR, len(expr.parts))
 
-    def vocabulary(self) -> tuple[list[str], int]:
-        """Every token of every atom, each once (a token's id is its index),
-        and how many come first that lines are searched for: the terms and
-        each phrase's anchor pair. The others are only compared in place."""
-        looked: dict[str, None] = {}
-        for atom in self.atoms:
-            at = anchor_offset(atom.tokens, self.df)
-            looked.update(dict.fromkeys(atom.tokens[at : at + 2]))
-        rest = dict.fromkeys(t for atom in self.atoms for t in atom.tokens if t not in looked)
-        return [*looked, *rest], len(looked)
+    def vocabulary(self) -> list[str]:
+        """Every token of every atom, each once (a token's id is its index)."""
+        return list(dict.fromkeys(t for atom in self.atoms for t in atom.tokens))
 
     def time_bounds(self, now: dt.datetime | None) -> list[tuple[int, int]]:
         """Each range as inclusive micros bounds. Date math (``now-1d``) is
