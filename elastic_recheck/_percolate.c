@@ -123,11 +123,10 @@ static PyTypeObject MatcherType, RunType, BuildType;
  * the middle share it, which costs a comparison, never a wrong answer, since
  * an atom is only found where its tokens' bytes are compared. first and last
  * are the token's first min(n, 8) bytes (little-endian, zero-padded) and, for
- * n > 8, its last eight bytes (else 0). */
+ * n > 8, its last eight bytes (else 0). Collisions only cost comparisons. */
 static inline uint64_t mix_token(uint64_t first, uint64_t last, uint64_t n)
 {
-    uint64_t h = (first + n * 0x9e3779b97f4a7c15ULL) * 0xff51afd7ed558ccdULL;
-    h ^= (last ^ (last >> 29)) * 0xc4ceb9fe1a85ec53ULL;
+    uint64_t h = (first ^ ((last << 23) | (last >> 41)) ^ (n * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
     return h ^ (h >> 32);
 }
 
@@ -650,8 +649,9 @@ static unsigned char SPACE[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\f'] = 1
 static inline int is_space(char c) { return SPACE[(unsigned char)c]; }
 
 /* A bit per byte of s[0 .. min(left, 64)): set for whitespace, and for every
- * position at or past the end of the line (so a last token ends there). */
-static inline uint64_t whitespace(const char *s, Py_ssize_t left)
+ * position at or past the end of the line (so a last token ends there).
+ * before: how many bytes of the line come before s. */
+static inline uint64_t whitespace(const char *s, Py_ssize_t left, Py_ssize_t before)
 {
     uint64_t mask = 0;
     int i = 0;
@@ -659,13 +659,20 @@ static inline uint64_t whitespace(const char *s, Py_ssize_t left)
 #ifdef __SSE2__
     const __m128i sp = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'), nl = _mm_set1_epi8('\n'),
                   ff = _mm_set1_epi8('\f'), cr = _mm_set1_epi8('\r');
-    for (; i + 16 <= 64 && i + 16 <= left; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
-        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, tab)),
-                                   _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(v, ff)),
-                                                _mm_cmpeq_epi8(v, cr)));
-        mask |= (uint64_t)(uint32_t)_mm_movemask_epi8(hit) << i;
+#define WS16(p) ((uint64_t)(uint32_t)_mm_movemask_epi8(_mm_or_si128( \
+        _mm_or_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), sp), \
+                     _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), tab)), \
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), nl), \
+                                  _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), ff)), \
+                     _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), cr)))))
+    for (; i + 16 <= 64 && i + 16 <= left; i += 16) mask |= WS16(s + i) << i;
+    if (i < 64 && i < left && before + left >= 16) {
+        /* the line's last bytes: the 16 ending at its end, none read past it */
+        Py_ssize_t rest = left - i; /* < 16 */
+        mask |= (WS16(s + left - 16) >> (16 - rest)) << i;
+        i = 64;
     }
+#undef WS16
 #endif
     for (; i < 64 && i < left; i++) mask |= (uint64_t)is_space(s[i]) << i;
     if (left < 64) mask |= UINT64_MAX << left;
@@ -719,7 +726,7 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
     uint64_t previous = 0, carry = 1; /* before the line: whitespace */
     int in_token = 0, has_token = 0;
     for (Py_ssize_t base = 0; base < n + 1; base += 64) {
-        uint64_t ws = whitespace(s + base, n - base);
+        uint64_t ws = whitespace(s + base, n - base, base);
         uint64_t edges = ws ^ ((ws << 1) | carry);
         carry = ws >> 63;
         while (edges) {
@@ -733,10 +740,11 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
             in_token = 0;
             Py_ssize_t k = at - start;
             uint64_t first, last;
-            if (start + 8 <= n) {
-                first = load8(s + start);
-                if (k < 8) first &= (1ULL << (8 * k)) - 1;
-                last = k > 8 ? load8(s + at - 8) : 0;
+            if (start + 8 <= n) { /* no branch on the token's length: it is unpredictable */
+                Py_ssize_t kept = k < 8 ? k : 8;
+                uint64_t longer = (uint64_t)0 - (uint64_t)(k > 8);
+                first = load8(s + start) & (UINT64_MAX >> (64 - 8 * kept));
+                last = load8(s + start + ((at - 8 - start) & (Py_ssize_t)longer)) & longer;
             } else { /* near the end of the line: no reading past it */
                 first = load_short(s + start, k);
                 last = 0;
