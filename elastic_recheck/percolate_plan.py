@@ -166,11 +166,11 @@ def _context(node: lucene.Node) -> Expr | None:
 
 
 def anchor_offset(tokens: tuple[str, ...], df: Mapping[str, int]) -> int:
-    """Where an atom is looked up: a term by its token; a phrase by the pair
+    """Where an atom is looked for: a term by its token; a phrase by the pair
     of adjacent tokens starting here. The pair is the one whose words are in
     the fewest atoms of the query set (``df``), longest first: a word many
-    fingerprints use is a word logs are full of, and only the looked-up words
-    of a line cost a hash probe."""
+    fingerprints use is a word logs are full of, and every line holding a
+    phrase's pair costs a lookup and a comparison."""
     if len(tokens) == 1:
         return 0
     return min(range(len(tokens) - 1),
