@@ -722,22 +722,29 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
     const int terms = m->has_terms, pairs = m->has_pairs;
     Tok *seq = r->seq;
     Probe *probes = r->probes;
-    Py_ssize_t len = 0, nprobes = 0, start = 0;
+    Py_ssize_t len = 0, nprobes = 0, pending = -1; /* pending: where a token not ended yet starts */
+    Py_ssize_t too_long = 0;
     uint64_t previous = 0, carry = 1; /* before the line: whitespace */
-    int in_token = 0, has_token = 0;
     for (Py_ssize_t base = 0; base < n + 1; base += 64) {
         uint64_t ws = whitespace(s + base, n - base, base);
-        uint64_t edges = ws ^ ((ws << 1) | carry);
+        uint64_t before = (ws << 1) | carry; /* whitespace at the byte before */
+        uint64_t starts = ~ws & before, ends = ws & ~before;
         carry = ws >> 63;
-        while (edges) {
-            Py_ssize_t at = base + __builtin_ctzll(edges);
-            edges &= edges - 1;
-            if (!in_token) {
-                start = at;
-                in_token = 1;
-                continue;
+        if (len + 33 > r->seq_cap) { /* at most 32 tokens end in 64 bytes */
+            if (grow_seq(r) < 0) { Py_XDECREF(encoded); return -1; }
+            seq = r->seq;
+            probes = r->probes;
+        }
+        while (ends) {
+            Py_ssize_t at = base + __builtin_ctzll(ends), start;
+            ends &= ends - 1;
+            if (pending >= 0) {
+                start = pending;
+                pending = -1;
+            } else {
+                start = base + __builtin_ctzll(starts);
+                starts &= starts - 1;
             }
-            in_token = 0;
             Py_ssize_t k = at - start;
             uint64_t first, last;
             if (start + 8 <= n) { /* no branch on the token's length: it is unpredictable */
@@ -750,23 +757,21 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
                 last = 0;
             }
             uint64_t h = mix_token(first, last, (uint64_t)k);
-            if (len == r->seq_cap) {
-                if (grow_seq(r) < 0) { Py_XDECREF(encoded); return -1; }
-                seq = r->seq;
-                probes = r->probes;
-            }
             Tok *tok = &seq[len];
             tok->hash = h;
             tok->off = start;
-            tok->len = (int32_t)(k <= MAX_TOKEN_BYTES ? k : -1);
-            has_token |= k <= MAX_TOKEN_BYTES;
+            tok->len = (int32_t)k;
+            if (k > MAX_TOKEN_BYTES) { /* not indexed: equal to no query token */
+                tok->len = -1;
+                too_long++;
+            }
             if (terms && bit_set(m->term_filter, h)) {
                 probes[nprobes].key = h;
                 probes[nprobes++].pos = len;
             }
-            if (pairs && len) {
+            if (pairs) {
                 uint64_t key = pair_key(previous, h);
-                if (bit_set(m->pair_filter, key)) {
+                if (bit_set(m->pair_filter, key) && len) {
                     probes[nprobes].key = key;
                     probes[nprobes++].pos = len - 1;
                 }
@@ -774,7 +779,9 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
             previous = h;
             len++;
         }
+        if (starts) pending = base + __builtin_ctzll(starts); /* a token running into the next block */
     }
+    const int has_token = len > too_long;
     r->text = s;
     r->ntokens = len;
     int32_t npresent = 0;
