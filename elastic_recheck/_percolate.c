@@ -1,61 +1,63 @@
 /* The percolator's per-line matcher (see percolate.py and percolate_engine.py).
  *
  * Why C: it runs on every indexed log line against every fingerprint, and the
- * target is a 500,000-line build against 5,000 fingerprints in well under a
- * second; a Python frame per line alone costs most of that.
+ * target is a 500,000-line build against 5,000 fingerprints in 0.3 s; a
+ * Python frame per line alone costs most of that.
  *
  * percolate_engine.py is the same algorithm in Python, step for step:
  *   1. split the analysed tokens on ASCII whitespace (tantivy's whitespace
  *      tokenizer); a token longer than MAX_TOKEN_BYTES is not indexed;
- *   2. look each token up in the vocabulary (open addressing, FNV-1a);
- *   3. a term whose token is found is present; a phrase is registered under
- *      one pair of adjacent tokens (the anchor offset says which), looked up
- *      in a second hash, and compared token by token where the pair is found;
- *   4. the queries anchored by a present atom, and the context's anchorless
- *      queries, are candidates; each is run once as a postfix program;
- *   5. a matching query counts the line and keeps the newest (ties: the later line).
+ *   2. an atom that anchors a query (an *indexed* atom) is registered under
+ *      one key: a term under its token, a phrase under one pair of adjacent
+ *      tokens (the anchor offset says which). While the line is split, each
+ *      token and each pair of adjacent tokens is tested against a bitmap of
+ *      those keys; where a bit is set, the key is looked up and the atoms
+ *      registered under it are compared in place, token by token. With
+ *      fingerprints cut from logs, half a line's tokens are words some
+ *      fingerprint uses, but few of its adjacent pairs are any phrase's
+ *      anchor pair: the bitmap is what most tokens cost;
+ *   3. the queries anchored by an atom found, and the context's anchorless
+ *      queries, are candidates; each is run once as a postfix program. An
+ *      atom no query is anchored by (the NOT of a query, the second phrase of
+ *      an AND) is looked for in the line only when a program asks for it;
+ *   4. a matching query counts the line and keeps the newest (ties: the later line).
  * The tests hold both engines to the same answers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_TOKEN_BYTES 65530
-#define EMPTY_PAIR UINT64_MAX
+#define EMPTY_KEY UINT64_MAX
 enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT, OP_HAS_TOKEN };
-
-typedef struct {
-    uint64_t hash;
-    int32_t tid, len;
-} Slot;
 
 #define FILTER_BITS 65536
 #define FILTER_WORDS (FILTER_BITS / 64)
 
 typedef struct {
     PyObject_HEAD
-    /* vocabulary */
-    uint32_t mask;          /* hash table size - 1 */
-    Slot *slots;            /* tid -1: empty */
-    uint64_t filter[FILTER_WORDS]; /* a bit per hash value mod FILTER_BITS: most tokens of a line are in no query */
+    /* the bitmaps of anchor keys: a bit per key's top bits (terms, pairs) */
+    uint64_t term_filter[FILTER_WORDS], pair_filter[FILTER_WORDS];
+    int has_terms, has_pairs;
+    /* anchor keys -> groups: key_group[slot]; group g's atoms are group_start[g] .. group_start[g+1] */
+    uint32_t key_mask;
+    uint64_t *key;          /* EMPTY_KEY: free slot */
+    int32_t *key_group;
+    int32_t *group_start, *group_atom, *group_off; /* group_off: where the key's tokens start in the atom */
+    /* vocabulary: every token of every atom */
     char *pool;
     Py_ssize_t *tok_off;
     int32_t *tok_len;
     uint64_t *tok_hash;
-    int32_t nlooked;        /* tokens 0 .. nlooked-1 are looked up in lines (terms and phrases' anchor pairs);
-                               the others are only compared where a phrase is checked */
     int32_t ntok;
-    /* terms (one-token atoms) per token: by_start[t] .. by_start[t+1] in by_atom */
-    int32_t *by_start, *by_atom;
-    /* phrases per pair of adjacent tokens: pair_key -> pair_start[i] .. pair_start[i+1] */
-    uint32_t pair_mask;
-    uint64_t *pair_key;     /* EMPTY_PAIR: free slot */
-    int32_t *pair_slot;     /* slot -> pair number */
-    int32_t *pair_start, *pair_atom, *pair_off;
     /* atoms: atom_start[a] .. atom_start[a+1] in atom_tids */
     int32_t natoms;
     int32_t *atom_start, *atom_tids;
+    uint8_t *atom_indexed;  /* found through its key; the others are looked for when a program asks */
     /* queries anchored per atom */
     int32_t *aq_start, *aq_query;
     /* programs: code_start[q] .. code_start[q+1] pairs in code */
@@ -74,17 +76,30 @@ typedef struct {
     int32_t nper_line;
 } Context;
 
+typedef struct {       /* one token of the line being matched */
+    uint64_t hash;
+    Py_ssize_t off;
+    int32_t len;       /* -1: longer than MAX_TOKEN_BYTES (not indexed: equal to no query token) */
+} Tok;
+
+typedef struct {       /* a token or pair whose bit is set: its key is looked up after the split */
+    uint64_t key;
+    Py_ssize_t pos;
+} Probe;
+
 typedef struct {
     PyObject_HEAD
     Matcher *m;
     uint32_t serial;
-    uint32_t *atom_seen, *query_seen;
+    uint32_t *atom_seen;    /* == serial: present in the line */
+    uint32_t *atom_known;   /* == serial: an unindexed atom already looked for in the line */
+    uint32_t *query_seen;
     int32_t *present;
-    int32_t *seq;           /* per token of the line: its id if looked up and found, else -1 */
-    uint64_t *seq_hash;
-    Py_ssize_t *seq_off;
-    int32_t *seq_len;
+    Tok *seq;
+    Probe *probes;          /* two per token at most */
     Py_ssize_t seq_cap;
+    const char *text;       /* the line being matched, for unindexed atoms */
+    Py_ssize_t ntokens;
     uint8_t *stack;
     int64_t *hits, *newest;
     PyObject **message;
@@ -103,64 +118,81 @@ typedef struct {
 
 static PyTypeObject MatcherType, RunType, BuildType;
 
-/* A token's hash, eight bytes at a time (log tokens average ~7 bytes); the
- * scan in match_line computes the same value as it finds the token's end. */
-#define HASH_SEED 0x9e3779b97f4a7c15ULL
-static inline uint64_t hash_word(uint64_t h, uint64_t w)
+/* A token's hash, from its length and its first and last eight bytes (one
+ * multiply, no loop, no branch on its length): two tokens that differ only in
+ * the middle share it, which costs a comparison, never a wrong answer, since
+ * an atom is only found where its tokens' bytes are compared. first and last
+ * are the token's first min(n, 8) bytes (little-endian, zero-padded) and, for
+ * n > 8, its last eight bytes (else 0). Collisions only cost comparisons. */
+static inline uint64_t mix_token(uint64_t first, uint64_t last, uint64_t n)
 {
-    h = (h ^ w) * 0xff51afd7ed558ccdULL;
-    return h ^ (h >> 29);
+    uint64_t h = (first ^ ((last << 23) | (last >> 41)) ^ (n * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 32);
 }
 
-static inline uint64_t hash_end(uint64_t h, Py_ssize_t n)
+/* Up to eight bytes from s (n of them, n < 8), little-endian, zero-padded. */
+static inline uint64_t load_short(const char *s, Py_ssize_t n)
 {
-    h = (h ^ (uint64_t)n) * 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 32);
+    uint64_t w = 0;
+    for (Py_ssize_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    return w;
+}
+
+static inline uint64_t load8(const char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
 }
 
 static inline uint64_t token_hash(const char *s, Py_ssize_t n)
 {
-    uint64_t h = HASH_SEED;
-    Py_ssize_t left = n;
-    while (left >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = hash_word(h, w);
-        s += 8;
-        left -= 8;
-    }
-    if (left) {
-        uint64_t w = 0;
-        for (Py_ssize_t i = 0; i < left; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
-        h = hash_word(h, w);
-    }
-    return hash_end(h, n);
+    uint64_t first = n >= 8 ? load8(s) : load_short(s, n);
+    uint64_t last = n > 8 ? load8(s + n - 8) : 0;
+    return mix_token(first, last, (uint64_t)n);
 }
 
-static inline uint64_t pair_hash(uint64_t key)
+/* The key of two adjacent tokens, from their hashes: one multiply. */
+static inline uint64_t pair_key(uint64_t first, uint64_t second)
+{
+    return (first * 0x9e3779b97f4a7c15ULL) ^ second;
+}
+
+static inline int bit_set(const uint64_t *filter, uint64_t key)
+{
+    uint32_t bit = (uint32_t)(key >> 48);
+    return (filter[bit >> 6] >> (bit & 63)) & 1;
+}
+
+static inline void set_bit(uint64_t *filter, uint64_t key)
+{
+    uint32_t bit = (uint32_t)(key >> 48);
+    filter[bit >> 6] |= 1ULL << (bit & 63);
+}
+
+static inline uint64_t slot_key(uint64_t key) { return key == EMPTY_KEY ? EMPTY_KEY - 1 : key; }
+
+static inline uint32_t key_slot(uint64_t key)
 {
     key ^= key >> 33;
     key *= 0xff51afd7ed558ccdULL;
-    key ^= key >> 33;
-    return key;
+    return (uint32_t)(key ^ (key >> 33));
 }
 
-/* The pair number of (a, b), or -1. */
-static inline int32_t pair_lookup(const Matcher *m, uint64_t key)
+/* The group of atoms registered under key, or -1. */
+static inline int32_t key_lookup(const Matcher *m, uint64_t key)
 {
-    uint32_t i = (uint32_t)pair_hash(key) & m->pair_mask;
+    key = slot_key(key);
+    uint32_t i = key_slot(key) & m->key_mask;
     for (;;) {
-        uint64_t k = m->pair_key[i];
-        if (k == key) return m->pair_slot[i];
-        if (k == EMPTY_PAIR) return -1;
-        i = (i + 1) & m->pair_mask;
+        uint64_t k = m->key[i];
+        if (k == key) return m->key_group[i];
+        if (k == EMPTY_KEY) return -1;
+        i = (i + 1) & m->key_mask;
     }
-}
-
-static inline int filtered(const Matcher *m, uint64_t h)
-{
-    uint32_t bit = (uint32_t)(h >> 40) & (FILTER_BITS - 1);
-    return (m->filter[bit >> 6] >> (bit & 63)) & 1;
 }
 
 static inline int same(const char *a, const char *b, Py_ssize_t n)
@@ -183,19 +215,6 @@ static inline int same(const char *a, const char *b, Py_ssize_t n)
     for (; n; a++, b++, n--)
         if (*a != *b) return 0;
     return 1;
-}
-
-/* The token's id, or -1; h is token_hash(s, n). */
-static inline int32_t lookup(const Matcher *m, const char *s, Py_ssize_t n, uint64_t h)
-{
-    if (!filtered(m, h)) return -1;
-    uint32_t i = (uint32_t)h & m->mask;
-    for (;;) {
-        const Slot *slot = &m->slots[i];
-        if (slot->tid < 0) return -1;
-        if (slot->hash == h && slot->len == n && same(m->pool + m->tok_off[slot->tid], s, n)) return slot->tid;
-        i = (i + 1) & m->mask;
-    }
 }
 
 /* -- reading the tables from Python lists ---------------------------------- */
@@ -262,12 +281,10 @@ static int read_csr(PyObject *lists, int32_t **start, int32_t **items, Py_ssize_
 
 static void Matcher_dealloc(Matcher *m)
 {
-    PyMem_Free(m->slots); PyMem_Free(m->pool); PyMem_Free(m->tok_off);
-    PyMem_Free(m->tok_len); PyMem_Free(m->tok_hash); PyMem_Free(m->by_start); PyMem_Free(m->by_atom);
-    PyMem_Free(m->pair_key); PyMem_Free(m->pair_slot); PyMem_Free(m->pair_start); PyMem_Free(m->pair_atom);
-    PyMem_Free(m->pair_off);
-    PyMem_Free(m->atom_start); PyMem_Free(m->atom_tids); PyMem_Free(m->aq_start); PyMem_Free(m->aq_query);
-    PyMem_Free(m->code_start); PyMem_Free(m->code);
+    PyMem_Free(m->key); PyMem_Free(m->key_group); PyMem_Free(m->group_start); PyMem_Free(m->group_atom);
+    PyMem_Free(m->group_off); PyMem_Free(m->pool); PyMem_Free(m->tok_off); PyMem_Free(m->tok_len);
+    PyMem_Free(m->tok_hash); PyMem_Free(m->atom_start); PyMem_Free(m->atom_tids); PyMem_Free(m->atom_indexed);
+    PyMem_Free(m->aq_start); PyMem_Free(m->aq_query); PyMem_Free(m->code_start); PyMem_Free(m->code);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
@@ -301,13 +318,86 @@ static int check_programs(Matcher *m)
     return 0;
 }
 
+/* Register every indexed atom under its key (a term: its token's hash; a
+ * phrase: the pair at its anchor offset), in groups of atoms sharing a key. */
+static int build_keys(Matcher *m, PyObject *anchor)
+{
+    int32_t natoms = m->natoms;
+    PyObject *offs = PySequence_Fast(anchor, "atom_anchor must be a sequence of ints");
+    if (!offs) return -1;
+    if (PySequence_Fast_GET_SIZE(offs) != natoms) {
+        Py_DECREF(offs);
+        PyErr_SetString(PyExc_ValueError, "one anchor per atom");
+        return -1;
+    }
+    int32_t *group_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    int32_t *offset_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    int32_t *fill = PyMem_Calloc((size_t)natoms + 2, sizeof(int32_t));
+    uint32_t size = 16;
+    while (size < 2 * (uint64_t)natoms + 16) size <<= 1;
+    m->key_mask = size - 1;
+    m->key = PyMem_Malloc(size * sizeof(uint64_t));
+    m->key_group = PyMem_Calloc(size, sizeof(int32_t));
+    m->group_start = PyMem_Calloc((size_t)natoms + 2, sizeof(int32_t));
+    m->group_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    m->group_off = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
+    int rc = -1;
+    if (!group_of || !offset_of || !fill || !m->key || !m->key_group || !m->group_start || !m->group_atom ||
+        !m->group_off) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (uint32_t k = 0; k < size; k++) m->key[k] = EMPTY_KEY;
+    int32_t ngroups = 0;
+    for (int32_t a = 0; a < natoms; a++) {
+        int32_t len = m->atom_start[a + 1] - m->atom_start[a];
+        if (read_int(PySequence_Fast_GET_ITEM(offs, a), &offset_of[a], 0, len > 1 ? len - 2 : 0) < 0) goto done;
+        group_of[a] = -1;
+        if (!m->atom_indexed[a]) continue;
+        const int32_t *tids = m->atom_tids + m->atom_start[a] + offset_of[a];
+        uint64_t key = len == 1 ? m->tok_hash[tids[0]] : pair_key(m->tok_hash[tids[0]], m->tok_hash[tids[1]]);
+        if (len == 1) {
+            set_bit(m->term_filter, key);
+            m->has_terms = 1;
+        } else {
+            set_bit(m->pair_filter, key);
+            m->has_pairs = 1;
+        }
+        int32_t group = key_lookup(m, key);
+        if (group < 0) {
+            uint64_t stored = slot_key(key);
+            uint32_t k = key_slot(stored) & m->key_mask;
+            while (m->key[k] != EMPTY_KEY) k = (k + 1) & m->key_mask;
+            m->key[k] = stored;
+            m->key_group[k] = group = ngroups++;
+        }
+        group_of[a] = group;
+        m->group_start[group + 1]++;
+    }
+    for (int32_t g = 0; g < ngroups; g++) m->group_start[g + 1] += m->group_start[g];
+    for (int32_t a = 0; a < natoms; a++) {
+        int32_t g = group_of[a];
+        if (g < 0) continue;
+        int32_t at = m->group_start[g] + fill[g]++;
+        m->group_atom[at] = a;
+        m->group_off[at] = offset_of[a];
+    }
+    rc = 0;
+done:
+    Py_DECREF(offs);
+    PyMem_Free(group_of);
+    PyMem_Free(offset_of);
+    PyMem_Free(fill);
+    return rc;
+}
+
 static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     PyObject *vocab, *atoms, *anchor, *atom_queries, *code;
-    int nleaves, nlooked;
-    static char *kwlist[] = {"vocab", "looked_up", "atoms", "atom_anchor", "atom_queries", "code", "leaves", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiOOOOi", kwlist, &vocab, &nlooked, &atoms, &anchor, &atom_queries,
-                                     &code, &nleaves))
+    int nleaves;
+    static char *kwlist[] = {"vocab", "atoms", "atom_anchor", "atom_queries", "code", "leaves", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOi", kwlist, &vocab, &atoms, &anchor, &atom_queries, &code,
+                                     &nleaves))
         return NULL;
     if (nleaves < 0) { PyErr_SetString(PyExc_ValueError, "leaves < 0"); return NULL; }
     Matcher *m = (Matcher *)type->tp_alloc(type, 0);
@@ -322,8 +412,6 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m->tok_len = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
     m->tok_hash = PyMem_Calloc((size_t)ntok + 1, sizeof(uint64_t));
     if (!m->tok_off || !m->tok_len || !m->tok_hash) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
-    if (nlooked < 0 || nlooked > ntok) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "looked_up out of range"); goto fail; }
-    m->nlooked = nlooked;
     for (Py_ssize_t i = 0; i < ntok; i++) {
         Py_ssize_t n;
         if (!PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n)) { Py_DECREF(words); goto fail; }
@@ -332,114 +420,29 @@ static PyObject *Matcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         m->tok_len[i] = (int32_t)n;
         pool_size += n;
     }
-    uint32_t size = 16;
-    while (size < 2 * (uint64_t)ntok + 16) size <<= 1;
-    m->mask = size - 1;
     m->pool = PyMem_Malloc((size_t)pool_size + 1);
-    m->slots = PyMem_Malloc(size * sizeof(Slot));
-    if (!m->pool || !m->slots) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
-    for (uint32_t j = 0; j < size; j++) m->slots[j].tid = -1;
+    if (!m->pool) { Py_DECREF(words); PyErr_NoMemory(); goto fail; }
     for (Py_ssize_t i = 0; i < ntok; i++) {
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(words, i), &n);
         memcpy(m->pool + m->tok_off[i], s, (size_t)n);
-        uint64_t h = token_hash(s, n);
-        m->tok_hash[i] = h;
-        if (i >= nlooked) continue;
-        if (lookup(m, s, n, h) >= 0) { Py_DECREF(words); PyErr_SetString(PyExc_ValueError, "duplicate token"); goto fail; }
-        uint32_t j = (uint32_t)h & m->mask;
-        while (m->slots[j].tid >= 0) j = (j + 1) & m->mask;
-        m->slots[j].tid = (int32_t)i;
-        m->slots[j].len = (int32_t)n;
-        m->slots[j].hash = h;
-        uint32_t bit = (uint32_t)(h >> 40) & (FILTER_BITS - 1);
-        m->filter[bit >> 6] |= 1ULL << (bit & 63);
+        m->tok_hash[i] = token_hash(s, n);
     }
     Py_DECREF(words);
 
-    Py_ssize_t natoms, nanchor, naq, nq;
+    Py_ssize_t natoms, naq, nq;
     if (read_csr(atoms, &m->atom_start, &m->atom_tids, &natoms, ntok ? (int32_t)ntok - 1 : -1, 0) < 0) goto fail;
     m->natoms = (int32_t)natoms;
     for (Py_ssize_t a = 0; a < natoms; a++)
         if (m->atom_start[a + 1] == m->atom_start[a]) { PyErr_SetString(PyExc_ValueError, "empty atom"); goto fail; }
-    /* anchors: one offset per atom (a phrase: where its looked-up pair starts) */
-    PyObject *offs = PySequence_Fast(anchor, "atom_anchor must be a sequence of ints");
-    if (!offs) goto fail;
-    nanchor = PySequence_Fast_GET_SIZE(offs);
-    if (nanchor != natoms) { Py_DECREF(offs); PyErr_SetString(PyExc_ValueError, "one anchor per atom"); goto fail; }
-    int32_t *anchor_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
-    int32_t *pair_of = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
-    uint32_t psize = 16;
-    while (psize < 2 * (uint64_t)natoms + 16) psize <<= 1;
-    m->pair_mask = psize - 1;
-    m->pair_key = PyMem_Malloc(psize * sizeof(uint64_t));
-    m->pair_slot = PyMem_Calloc(psize, sizeof(int32_t));
-    m->pair_start = PyMem_Calloc((size_t)natoms + 2, sizeof(int32_t));
-    m->pair_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
-    m->pair_off = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
-    m->by_start = PyMem_Calloc((size_t)ntok + 2, sizeof(int32_t));
-    m->by_atom = PyMem_Calloc((size_t)natoms + 1, sizeof(int32_t));
-    if (!anchor_of || !pair_of || !m->pair_key || !m->pair_slot || !m->pair_start || !m->pair_atom || !m->pair_off ||
-        !m->by_start || !m->by_atom) {
-        Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of); PyErr_NoMemory(); goto fail;
-    }
-    for (uint32_t k = 0; k < psize; k++) m->pair_key[k] = EMPTY_PAIR;
-    int32_t npairs = 0;
-    for (Py_ssize_t a = 0; a < natoms; a++) {
-        int32_t len = m->atom_start[a + 1] - m->atom_start[a];
-        if (read_int(PySequence_Fast_GET_ITEM(offs, a), &anchor_of[a], 0, len > 1 ? len - 2 : 0) < 0) {
-            Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of); goto fail;
-        }
-        const int32_t *tids = m->atom_tids + m->atom_start[a] + anchor_of[a];
-        if (tids[0] >= nlooked || (len > 1 && tids[1] >= nlooked)) {
-            Py_DECREF(offs); PyMem_Free(anchor_of); PyMem_Free(pair_of);
-            PyErr_SetString(PyExc_ValueError, "an atom's anchor is not a looked-up token");
-            goto fail;
-        }
-        if (len == 1) {
-            m->by_start[tids[0] + 1]++;
-            continue;
-        }
-        uint64_t key = ((uint64_t)(uint32_t)tids[0] << 32) | (uint32_t)tids[1];
-        int32_t pair = pair_lookup(m, key);
-        if (pair < 0) {
-            uint32_t k = (uint32_t)pair_hash(key) & m->pair_mask;
-            while (m->pair_key[k] != EMPTY_PAIR) k = (k + 1) & m->pair_mask;
-            m->pair_key[k] = key;
-            m->pair_slot[k] = pair = npairs++;
-        }
-        pair_of[a] = pair;
-        m->pair_start[pair + 1]++;
-    }
-    Py_DECREF(offs);
-    for (Py_ssize_t t = 0; t < ntok; t++) m->by_start[t + 1] += m->by_start[t];
-    for (int32_t p = 0; p < npairs; p++) m->pair_start[p + 1] += m->pair_start[p];
-    {
-        int32_t *fill = PyMem_Calloc((size_t)ntok + 1, sizeof(int32_t));
-        int32_t *pfill = PyMem_Calloc((size_t)npairs + 1, sizeof(int32_t));
-        if (!fill || !pfill) {
-            PyMem_Free(fill); PyMem_Free(pfill); PyMem_Free(anchor_of); PyMem_Free(pair_of); PyErr_NoMemory(); goto fail;
-        }
-        for (Py_ssize_t a = 0; a < natoms; a++) {
-            int32_t len = m->atom_start[a + 1] - m->atom_start[a];
-            if (len == 1) {
-                int32_t t = m->atom_tids[m->atom_start[a]];
-                m->by_atom[m->by_start[t] + fill[t]++] = (int32_t)a;
-            } else {
-                int32_t at = m->pair_start[pair_of[a]] + pfill[pair_of[a]]++;
-                m->pair_atom[at] = (int32_t)a;
-                m->pair_off[at] = anchor_of[a];
-            }
-        }
-        PyMem_Free(fill);
-        PyMem_Free(pfill);
-    }
-    PyMem_Free(anchor_of);
-    PyMem_Free(pair_of);
     if (read_csr(code, &m->code_start, &m->code, &nq, INT32_MAX, 1) < 0) goto fail;
     m->nq = (int32_t)nq;
     if (read_csr(atom_queries, &m->aq_start, &m->aq_query, &naq, nq ? (int32_t)nq - 1 : -1, 0) < 0) goto fail;
     if (naq != natoms) { PyErr_SetString(PyExc_ValueError, "one query list per atom"); goto fail; }
+    m->atom_indexed = PyMem_Calloc((size_t)natoms + 1, 1);
+    if (!m->atom_indexed) { PyErr_NoMemory(); goto fail; }
+    for (Py_ssize_t a = 0; a < natoms; a++) m->atom_indexed[a] = m->aq_start[a + 1] > m->aq_start[a];
+    if (build_keys(m, anchor) < 0) goto fail;
     if (check_programs(m) < 0) goto fail;
     return (PyObject *)m;
 fail:
@@ -460,8 +463,8 @@ static void Run_dealloc(Run *r)
         PyMem_Free(r->contexts[c].per_line);
     }
     PyMem_Free(r->contexts);
-    PyMem_Free(r->atom_seen); PyMem_Free(r->query_seen); PyMem_Free(r->present); PyMem_Free(r->seq);
-    PyMem_Free(r->seq_hash); PyMem_Free(r->seq_off); PyMem_Free(r->seq_len);
+    PyMem_Free(r->atom_seen); PyMem_Free(r->atom_known); PyMem_Free(r->query_seen); PyMem_Free(r->present);
+    PyMem_Free(r->seq); PyMem_Free(r->probes);
     PyMem_Free(r->stack); PyMem_Free(r->hits); PyMem_Free(r->newest); PyMem_Free(r->message);
     PyMem_Free(r->ts_low); PyMem_Free(r->ts_high);
     Py_XDECREF(r->m);
@@ -479,6 +482,7 @@ static PyObject *Matcher_start(Matcher *m, PyObject *bounds)
     r->serial = 0;
     size_t na = (size_t)m->natoms + 1, nq = (size_t)m->nq + 1;
     r->atom_seen = PyMem_Calloc(na, sizeof(uint32_t));
+    r->atom_known = PyMem_Calloc(na, sizeof(uint32_t));
     r->query_seen = PyMem_Calloc(nq, sizeof(uint32_t));
     r->present = PyMem_Calloc(na, sizeof(int32_t));
     r->stack = PyMem_Calloc((size_t)m->max_stack + 1, 1);
@@ -489,12 +493,10 @@ static PyObject *Matcher_start(Matcher *m, PyObject *bounds)
     r->ts_low = PyMem_Calloc((size_t)r->nts + 1, sizeof(int64_t));
     r->ts_high = PyMem_Calloc((size_t)r->nts + 1, sizeof(int64_t));
     r->seq_cap = 256;
-    r->seq = PyMem_Malloc((size_t)r->seq_cap * sizeof(int32_t));
-    r->seq_hash = PyMem_Malloc((size_t)r->seq_cap * sizeof(uint64_t));
-    r->seq_off = PyMem_Malloc((size_t)r->seq_cap * sizeof(Py_ssize_t));
-    r->seq_len = PyMem_Malloc((size_t)r->seq_cap * sizeof(int32_t));
-    if (!r->atom_seen || !r->query_seen || !r->present || !r->stack || !r->hits || !r->newest || !r->message ||
-        !r->ts_low || !r->ts_high || !r->seq || !r->seq_hash || !r->seq_off || !r->seq_len) {
+    r->seq = PyMem_Malloc((size_t)r->seq_cap * sizeof(Tok));
+    r->probes = PyMem_Malloc(2 * (size_t)r->seq_cap * sizeof(Probe));
+    if (!r->atom_seen || !r->atom_known || !r->query_seen || !r->present || !r->stack || !r->hits || !r->newest ||
+        !r->message || !r->ts_low || !r->ts_high || !r->seq || !r->probes) {
         Py_DECREF(seq); Py_DECREF(r); return PyErr_NoMemory();
     }
     for (int32_t i = 0; i < r->nts; i++) {
@@ -551,9 +553,37 @@ static PyObject *Run_add_context(Run *r, PyObject *args)
     return PyLong_FromSsize_t(r->ncontexts++);
 }
 
-/* tantivy's whitespace tokenizer splits on ASCII whitespace only. */
-static unsigned char SPACE[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\f'] = 1, ['\r'] = 1};
-static inline int is_space(char c) { return SPACE[(unsigned char)c]; }
+/* Whether the atom's tokens are the line's from position from on. */
+static inline int atom_at(const Run *r, int32_t atom, Py_ssize_t from)
+{
+    const Matcher *m = r->m;
+    int32_t alen = m->atom_start[atom + 1] - m->atom_start[atom];
+    if (from < 0 || from + alen > r->ntokens) return 0;
+    const int32_t *want = m->atom_tids + m->atom_start[atom];
+    for (int32_t t = 0; t < alen; t++) {
+        const Tok *tok = &r->seq[from + t];
+        int32_t w = want[t];
+        if (tok->hash != m->tok_hash[w] || tok->len != m->tok_len[w] ||
+            !same(r->text + tok->off, m->pool + m->tok_off[w], tok->len))
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether an atom no query is anchored by is in the line (asked once per line at most). */
+static int atom_in_line(Run *r, int32_t atom)
+{
+    if (r->atom_known[atom] != r->serial) {
+        r->atom_known[atom] = r->serial;
+        for (Py_ssize_t from = 0; from < r->ntokens; from++) {
+            if (atom_at(r, atom, from)) {
+                r->atom_seen[atom] = r->serial;
+                break;
+            }
+        }
+    }
+    return r->atom_seen[atom] == r->serial;
+}
 
 static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros, int has_token)
 {
@@ -564,7 +594,9 @@ static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros
     for (; c < end; c += 2) {
         int32_t arg = c[1];
         switch (c[0]) {
-        case OP_ATOM: st[sp++] = r->atom_seen[arg] == r->serial; break;
+        case OP_ATOM:
+            st[sp++] = m->atom_indexed[arg] ? r->atom_seen[arg] == r->serial : atom_in_line(r, arg);
+            break;
         case OP_CTX: st[sp++] = values[arg] != 0; break;
         case OP_TS: st[sp++] = micros >= r->ts_low[arg] && micros <= r->ts_high[arg]; break;
         case OP_TRUE: st[sp++] = 1; break;
@@ -602,27 +634,49 @@ static inline void record(Run *r, int32_t q, int64_t micros, PyObject *message)
 static int grow_seq(Run *r)
 {
     Py_ssize_t cap = 2 * r->seq_cap;
-    int32_t *seq = PyMem_Realloc(r->seq, (size_t)cap * sizeof(int32_t));
-    if (seq) r->seq = seq;
-    uint64_t *hashes = seq ? PyMem_Realloc(r->seq_hash, (size_t)cap * sizeof(uint64_t)) : NULL;
-    if (hashes) r->seq_hash = hashes;
-    Py_ssize_t *offs = hashes ? PyMem_Realloc(r->seq_off, (size_t)cap * sizeof(Py_ssize_t)) : NULL;
-    if (offs) r->seq_off = offs;
-    int32_t *lens = offs ? PyMem_Realloc(r->seq_len, (size_t)cap * sizeof(int32_t)) : NULL;
-    if (!lens) { PyErr_NoMemory(); return -1; }
-    r->seq_len = lens;
+    Tok *seq = PyMem_Realloc(r->seq, (size_t)cap * sizeof(Tok));
+    if (!seq) { PyErr_NoMemory(); return -1; }
+    r->seq = seq;
+    Probe *probes = PyMem_Realloc(r->probes, 2 * (size_t)cap * sizeof(Probe));
+    if (!probes) { PyErr_NoMemory(); return -1; }
+    r->probes = probes;
     r->seq_cap = cap;
     return 0;
 }
 
-/* Whether the line's token at position p is the vocabulary's token want. */
-static inline int token_is(const Run *r, const char *s, Py_ssize_t p, int32_t want)
+/* tantivy's whitespace tokenizer splits on ASCII whitespace only. */
+static unsigned char SPACE[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\f'] = 1, ['\r'] = 1};
+static inline int is_space(char c) { return SPACE[(unsigned char)c]; }
+
+/* A bit per byte of s[0 .. min(left, 64)): set for whitespace, and for every
+ * position at or past the end of the line (so a last token ends there).
+ * before: how many bytes of the line come before s. */
+static inline uint64_t whitespace(const char *s, Py_ssize_t left, Py_ssize_t before)
 {
-    const Matcher *m = r->m;
-    if (r->seq[p] == want) return 1;
-    if (want < m->nlooked) return 0; /* a looked-up token is found by its id or not at all */
-    return r->seq_hash[p] == m->tok_hash[want] && r->seq_len[p] == m->tok_len[want] &&
-           same(s + r->seq_off[p], m->pool + m->tok_off[want], m->tok_len[want]);
+    uint64_t mask = 0;
+    int i = 0;
+    if (left <= 0) return UINT64_MAX;
+#ifdef __SSE2__
+    const __m128i sp = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'), nl = _mm_set1_epi8('\n'),
+                  ff = _mm_set1_epi8('\f'), cr = _mm_set1_epi8('\r');
+#define WS16(p) ((uint64_t)(uint32_t)_mm_movemask_epi8(_mm_or_si128( \
+        _mm_or_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), sp), \
+                     _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), tab)), \
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), nl), \
+                                  _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), ff)), \
+                     _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p)), cr)))))
+    for (; i + 16 <= 64 && i + 16 <= left; i += 16) mask |= WS16(s + i) << i;
+    if (i < 64 && i < left && before + left >= 16) {
+        /* the line's last bytes: the 16 ending at its end, none read past it */
+        Py_ssize_t rest = left - i; /* < 16 */
+        mask |= (WS16(s + left - 16) >> (16 - rest)) << i;
+        i = 64;
+    }
+#undef WS16
+#endif
+    for (; i < 64 && i < left; i++) mask |= (uint64_t)is_space(s[i]) << i;
+    if (left < 64) mask |= UINT64_MAX << left;
+    return mask;
 }
 
 static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message, PyObject *tokens)
@@ -659,98 +713,86 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
     }
     if (++r->serial == 0) { /* wrapped: forget every mark */
         memset(r->atom_seen, 0, ((size_t)m->natoms + 1) * sizeof(uint32_t));
+        memset(r->atom_known, 0, ((size_t)m->natoms + 1) * sizeof(uint32_t));
         memset(r->query_seen, 0, ((size_t)m->nq + 1) * sizeof(uint32_t));
         r->serial = 1;
     }
     const uint32_t serial = r->serial;
-    Py_ssize_t len = 0, i = 0;
-    int has_token = 0;
-    while (i < n) {
-        while (i < n && is_space(s[i])) i++;
-        if (i >= n) break;
-        Py_ssize_t start = i;
-        uint64_t h = HASH_SEED;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        /* Eight bytes at a time: find the first byte below '!' (every ASCII
-         * whitespace is one), hashing the whole words before it. */
-        for (;;) {
-            if (i + 8 > n) goto bytewise;
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            uint64_t low = (w - 0x2121212121212121ULL) & ~w & 0x8080808080808080ULL;
-            if (!low) {
-                h = hash_word(h, w);
-                i += 8;
-                continue;
-            }
-            int k = __builtin_ctzll(low) >> 3;
-            if (!is_space(s[i + k])) goto bytewise; /* a control character inside a token: rare */
-            if (k) h = hash_word(h, w & ((1ULL << (8 * k)) - 1));
-            i += k;
-            goto found;
+    /* The line's tokens, from the edges of its whitespace, 64 bytes at a time. */
+    const int terms = m->has_terms, pairs = m->has_pairs;
+    Tok *seq = r->seq;
+    Probe *probes = r->probes;
+    Py_ssize_t len = 0, nprobes = 0, pending = -1; /* pending: where a token not ended yet starts */
+    Py_ssize_t too_long = 0;
+    uint64_t previous = 0, carry = 1; /* before the line: whitespace */
+    for (Py_ssize_t base = 0; base < n + 1; base += 64) {
+        uint64_t ws = whitespace(s + base, n - base, base);
+        uint64_t before = (ws << 1) | carry; /* whitespace at the byte before */
+        uint64_t starts = ~ws & before, ends = ws & ~before;
+        carry = ws >> 63;
+        if (len + 33 > r->seq_cap) { /* at most 32 tokens end in 64 bytes */
+            if (grow_seq(r) < 0) { Py_XDECREF(encoded); return -1; }
+            seq = r->seq;
+            probes = r->probes;
         }
-    bytewise:
-#endif
-        {
-            Py_ssize_t from = i;
-            while (i < n && !is_space(s[i])) i++;
-            Py_ssize_t left = i - from;
-            const char *p = s + from;
-            while (left >= 8) {
-                uint64_t w;
-                memcpy(&w, p, 8);
-                h = hash_word(h, w);
-                p += 8;
-                left -= 8;
+        while (ends) {
+            Py_ssize_t at = base + __builtin_ctzll(ends), start;
+            ends &= ends - 1;
+            if (pending >= 0) {
+                start = pending;
+                pending = -1;
+            } else {
+                start = base + __builtin_ctzll(starts);
+                starts &= starts - 1;
             }
-            if (left) {
-                uint64_t w = 0;
-                for (Py_ssize_t b = 0; b < left; b++) w |= (uint64_t)(unsigned char)p[b] << (8 * b);
-                h = hash_word(h, w);
+            Py_ssize_t k = at - start;
+            uint64_t first, last;
+            if (start + 8 <= n) { /* no branch on the token's length: it is unpredictable */
+                Py_ssize_t kept = k < 8 ? k : 8;
+                uint64_t longer = (uint64_t)0 - (uint64_t)(k > 8);
+                first = load8(s + start) & (UINT64_MAX >> (64 - 8 * kept));
+                last = load8(s + start + ((at - 8 - start) & (Py_ssize_t)longer)) & longer;
+            } else { /* near the end of the line: no reading past it */
+                first = load_short(s + start, k);
+                last = 0;
             }
+            uint64_t h = mix_token(first, last, (uint64_t)k);
+            Tok *tok = &seq[len];
+            tok->hash = h;
+            tok->off = start;
+            tok->len = (int32_t)k;
+            if (k > MAX_TOKEN_BYTES) { /* not indexed: equal to no query token */
+                tok->len = -1;
+                too_long++;
+            }
+            if (terms && bit_set(m->term_filter, h)) {
+                probes[nprobes].key = h;
+                probes[nprobes++].pos = len;
+            }
+            if (pairs) {
+                uint64_t key = pair_key(previous, h);
+                if (bit_set(m->pair_filter, key) && len) {
+                    probes[nprobes].key = key;
+                    probes[nprobes++].pos = len - 1;
+                }
+            }
+            previous = h;
+            len++;
         }
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    found:
-#endif
-        ;
-        Py_ssize_t k = i - start;
-        int32_t tid = -1;
-        h = hash_end(h, k);
-        if (k <= MAX_TOKEN_BYTES) {
-            has_token = 1;
-            if (m->nlooked) tid = lookup(m, s + start, k, h);
-        }
-        if (len == r->seq_cap && grow_seq(r) < 0) { Py_XDECREF(encoded); return -1; }
-        r->seq[len] = tid;
-        r->seq_hash[len] = h;
-        r->seq_off[len] = start;
-        r->seq_len[len] = (int32_t)(k <= MAX_TOKEN_BYTES ? k : -1);
-        len++;
+        if (starts) pending = base + __builtin_ctzll(starts); /* a token running into the next block */
     }
+    const int has_token = len > too_long;
+    r->text = s;
+    r->ntokens = len;
     int32_t npresent = 0;
-    const int32_t *seq = r->seq;
-    for (Py_ssize_t p = 0; p < len; p++) {
-        int32_t tid = seq[p];
-        if (tid < 0) continue;
-        for (int32_t j = m->by_start[tid]; j < m->by_start[tid + 1]; j++) {
-            int32_t atom = m->by_atom[j];
+    for (Py_ssize_t j = 0; j < nprobes; j++) {
+        int32_t group = key_lookup(m, r->probes[j].key);
+        if (group < 0) continue;
+        Py_ssize_t pos = r->probes[j].pos;
+        for (int32_t e = m->group_start[group]; e < m->group_start[group + 1]; e++) {
+            int32_t atom = m->group_atom[e];
             if (r->atom_seen[atom] == serial) continue;
-            r->atom_seen[atom] = serial;
-            r->present[npresent++] = atom;
-        }
-        if (p + 1 >= len || seq[p + 1] < 0) continue;
-        int32_t pair = pair_lookup(m, ((uint64_t)(uint32_t)tid << 32) | (uint32_t)seq[p + 1]);
-        if (pair < 0) continue;
-        for (int32_t j = m->pair_start[pair]; j < m->pair_start[pair + 1]; j++) {
-            int32_t atom = m->pair_atom[j];
-            if (r->atom_seen[atom] == serial) continue;
-            Py_ssize_t from = p - m->pair_off[j];
-            int32_t alen = m->atom_start[atom + 1] - m->atom_start[atom];
-            if (from < 0 || from + alen > len) continue;
-            const int32_t *want = m->atom_tids + m->atom_start[atom];
-            int32_t t = 0;
-            while (t < alen && token_is(r, s, from + t, want[t])) t++;
-            if (t == alen) {
+            if (atom_at(r, atom, pos - m->group_off[e])) {
                 r->atom_seen[atom] = serial;
                 r->present[npresent++] = atom;
             }
@@ -771,6 +813,7 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
         r->query_seen[q] = serial;
         if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
     }
+    r->text = NULL;
     Py_XDECREF(encoded); /* the tokens were read from it until here */
     return 0;
 }

@@ -4,9 +4,10 @@ Asking the index one question per fingerprint per build costs more than
 reading the build's raw files with ``grep -F``; the lines pass through the
 ingest anyway, so each is matched against every fingerprint on its way in,
 in the manner of Lucene's Monitor: the queries are compiled once
-(``percolate_plan``), each line's analysed tokens are run through one
-multi-pattern matcher (a hash of every token any query needs), and only the
-queries a found term or phrase *anchors* are verified on that line.
+(``percolate_plan``), each query is *anchored* by terms or phrases one of
+which every line it matches holds, each token and pair of adjacent tokens of a
+line is tested against a bitmap of the anchors' keys, and only the queries a
+found anchor names are verified on that line.
 
 Clauses on context fields (``tags``, ``filename``, ``build_name``,
 ``voting``...) are answered once per context (``percolate_contexts``), and
@@ -147,14 +148,14 @@ class Percolator:
                 whole.append(query)
             elif folded != FALSE:
                 compiled.add(str(query), folded)
-        vocab, looked_up = compiled.vocabulary()
+        vocab = compiled.vocabulary()
         tids = {token: tid for tid, token in enumerate(vocab)}
         atom_queries: list[list[int]] = [[] for _ in compiled.atoms]
         for query, found in enumerate(compiled.query_anchors):
             for atom in found:
                 atom_queries[atom].append(query)
         matcher = self._engine(
-            vocab, looked_up, [[tids[t] for t in atom.tokens] for atom in compiled.atoms],
+            vocab, [[tids[t] for t in atom.tokens] for atom in compiled.atoms],
             [anchor_offset(atom.tokens, self._df) for atom in compiled.atoms], atom_queries, compiled.code, 0,
         )
         kind = _Kind(compiled, [int(k) for k in compiled.keys], whole, matcher)

@@ -5,11 +5,12 @@ work is done for every indexed line); this module is used where the extension
 is not built, and the tests hold the two to the same answers.
 
 Per line: the analysed tokens are split the way the index's whitespace
-tokenizer splits them; a term whose token is there is present; a phrase is
-registered under one pair of adjacent tokens (and the pair's offset in it)
-and compared in place wherever that pair is found; the queries anchored by
-an atom found, and the context's anchorless ones, are run as postfix
-programs over the facts of the line.
+tokenizer splits them; an atom some query is anchored by is registered under
+one key (a term under its token, a phrase under one pair of adjacent tokens
+and the pair's offset in it) and compared in place wherever its key is found;
+the queries anchored by an atom found, and the context's anchorless ones, are
+run as postfix programs over the facts of the line; an atom no query is
+anchored by is looked for in the line only when a program asks for it.
 """
 
 from __future__ import annotations
@@ -32,24 +33,20 @@ class Matcher:
     def __init__(
         self,
         vocab: Sequence[str],
-        looked_up: int,
         atoms: Sequence[Sequence[int]],
         atom_anchor: Sequence[int],
         atom_queries: Sequence[Sequence[int]],
         code: Sequence[Sequence[int]],
         leaves: int,
     ) -> None:
-        # Tokens are compared as text here; the C engine looks up the first
-        # ``looked_up`` (terms and anchor pairs) and compares the rest in place.
         self.atoms = [tuple(vocab[t] for t in a) for a in atoms]
-        self.by_token: dict[str, list[int]] = {}  # terms, by their token
-        self.by_pair: dict[tuple[str, str], list[tuple[int, int]]] = {}  # phrases, by a pair of adjacent tokens
-        for atom, (tokens, offset) in enumerate(zip(self.atoms, atom_anchor)):
-            if len(tokens) == 1:
-                self.by_token.setdefault(tokens[0], []).append(atom)
-            else:
-                self.by_pair.setdefault((tokens[offset], tokens[offset + 1]), []).append((atom, offset))
         self.atom_queries = [tuple(q) for q in atom_queries]
+        # atoms by their key: a term's token, a phrase's pair of adjacent tokens
+        self.by_key: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        for atom, (tokens, offset) in enumerate(zip(self.atoms, atom_anchor)):
+            if self.atom_queries[atom]:  # indexed: some query is anchored by it
+                key = tokens[offset : offset + 2]
+                self.by_key.setdefault(key, []).append((atom, offset))
         self.code = [tuple(c) for c in code]
         self.leaves = leaves
 
@@ -95,16 +92,11 @@ class Run:
                         for t in seq)  # tantivy does not index a longer token
         present: set[int] = set()
         for position, token in enumerate(seq):
-            present.update(m.by_token.get(token, ()))
-            if position + 1 >= len(seq):
-                continue
-            for atom, offset in m.by_pair.get((token, seq[position + 1]), ()):
-                if atom in present:
-                    continue
-                start = position - offset
-                want = m.atoms[atom]
-                if start >= 0 and tuple(seq[start : start + len(want)]) == want:
-                    present.add(atom)
+            keys = [(token,), (token, seq[position + 1])] if position + 1 < len(seq) else [(token,)]
+            for key in keys:
+                for atom, offset in m.by_key.get(key, ()):
+                    if atom not in present and _at(seq, m.atoms[atom], position - offset):
+                        present.add(atom)
         candidates: dict[int, None] = {}
         for atom in sorted(present):
             for query in m.atom_queries[atom]:
@@ -112,7 +104,7 @@ class Run:
         for query in per_line:
             candidates[query] = None
         for query in candidates:
-            if self._holds(query, present, values, micros, has_token):
+            if self._holds(query, present, seq, values, micros, has_token):
                 found = self.hits.get(query)
                 if found is None:
                     self.hits[query] = [1, micros, message]
@@ -121,12 +113,17 @@ class Run:
                     if micros >= found[1]:
                         found[1], found[2] = micros, message
 
-    def _holds(self, query: int, present: set[int], values: bytes, micros: int, has_token: bool) -> bool:
+    def _holds(self, query: int, present: set[int], seq: list[str], values: bytes, micros: int,
+               has_token: bool) -> bool:
         stack: list[bool] = []
         code = self.m.code[query]
         for i in range(0, len(code), 2):
             op, arg = code[i], code[i + 1]
             if op == OP_ATOM:
+                if not self.m.atom_queries[arg] and arg not in present:  # unindexed: looked for when asked
+                    want = self.m.atoms[arg]
+                    if any(_at(seq, want, start) for start in range(len(seq))):
+                        present.add(arg)
                 stack.append(arg in present)
             elif op == OP_CTX:
                 stack.append(bool(values[arg]))
@@ -175,6 +172,11 @@ class Build:
     def lines(self, handle: int, micros: Sequence[int], messages: Sequence[str], tokens: Sequence[str]) -> None:
         run, context = self.targets[_index(handle, len(self.targets))]
         run.lines(context, micros, messages, tokens)
+
+
+def _at(seq: list[str], atom: tuple[str, ...], start: int) -> bool:
+    """Whether the line's tokens from ``start`` on are the atom's."""
+    return start >= 0 and tuple(seq[start : start + len(atom)]) == atom
 
 
 def _index(handle: int, size: int) -> int:

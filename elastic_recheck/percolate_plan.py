@@ -166,11 +166,11 @@ def _context(node: lucene.Node) -> Expr | None:
 
 
 def anchor_offset(tokens: tuple[str, ...], df: Mapping[str, int]) -> int:
-    """Where an atom is looked up: a term by its token; a phrase by the pair
+    """Where an atom is looked for: a term by its token; a phrase by the pair
     of adjacent tokens starting here. The pair is the one whose words are in
     the fewest atoms of the query set (``df``), longest first: a word many
-    fingerprints use is a word logs are full of, and only the looked-up words
-    of a line cost a hash probe."""
+    fingerprints use is a word logs are full of, and every line holding a
+    phrase's pair costs a lookup and a comparison."""
     if len(tokens) == 1:
         return 0
     return min(range(len(tokens) - 1),
@@ -262,16 +262,9 @@ class Compiled:
                 self._emit(part, out)
             out += (OP_AND if isinstance(expr, And) else OP_OR, len(expr.parts))
 
-    def vocabulary(self) -> tuple[list[str], int]:
-        """Every token of every atom, each once (a token's id is its index),
-        and how many come first that lines are searched for: the terms and
-        each phrase's anchor pair. The others are only compared in place."""
-        looked: dict[str, None] = {}
-        for atom in self.atoms:
-            at = anchor_offset(atom.tokens, self.df)
-            looked.update(dict.fromkeys(atom.tokens[at : at + 2]))
-        rest = dict.fromkeys(t for atom in self.atoms for t in atom.tokens if t not in looked)
-        return [*looked, *rest], len(looked)
+    def vocabulary(self) -> list[str]:
+        """Every token of every atom, each once (a token's id is its index)."""
+        return list(dict.fromkeys(t for atom in self.atoms for t in atom.tokens))
 
     def time_bounds(self, now: dt.datetime | None) -> list[tuple[int, int]]:
         """Each range as inclusive micros bounds. Date math (``now-1d``) is

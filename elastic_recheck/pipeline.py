@@ -49,6 +49,7 @@ BATCH_LINES = 200_000  # log events per commit when builds queue up
 BATCH_SECONDS = 2.0  # of indexing before a commit, however few lines
 IDLE_SYNC_SECONDS = 1.0  # an idle writer looks this often for a changed fingerprint set
 SYNC_RETRY_SECONDS = 60.0  # and this long after a fingerprint could not be run (not hammering a failing backend)
+PERCOLATE_LINES = 1000  # lines of one context handed to the percolator at once
 
 
 @dataclass
@@ -99,8 +100,13 @@ class BuildClassifier:
         self.newest: int | None = None
         self._handles: dict[Any, tuple[Any, bool]] = {}
         self.failed_tests: set[str] = set()
-        self.saw_test_failures = False
         self._analysed = hasattr(writer, "add_analysed_line")
+        # Lines wait here, per run of one context, for the percolator's bulk
+        # call: one C call per line costs more than matching the line.
+        self._pending: Any = None
+        self._micros: list[int] = []
+        self._messages: list[str] = []
+        self._tokens: list[str] = []
 
     def replace_build(self, build_uuid: str) -> None:
         self.writer.replace_build(build_uuid)
@@ -121,7 +127,12 @@ class BuildClassifier:
                 self.writer.add_analysed_line(handle, micros, message, tokens)
             else:
                 self.writer.add_line(handle, micros, message)
-            self.percolation.line(mine, micros, message, tokens)
+            if mine != self._pending or len(self._micros) >= PERCOLATE_LINES:
+                self._percolate_pending()
+                self._pending = mine
+            self._micros.append(micros)
+            self._messages.append(message)
+            self._tokens.append(tokens)
         else:
             self.writer.add_line(handle, micros, message)
         self.lines += 1
@@ -130,6 +141,16 @@ class BuildClassifier:
         if console and "FAIL" in message and len(self.failed_tests) < MAX_FAILED_TESTS:
             found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
             self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+
+    def _percolate_pending(self) -> None:
+        if self._micros:
+            self.percolation.lines(self._pending, self._micros, self._messages, self._tokens)
+            self._micros, self._messages, self._tokens = [], [], []
+
+    def percolation_results(self) -> dict[str, Any]:
+        """What the percolator found in every line written so far."""
+        self._percolate_pending()
+        return self.percolation.results()
 
     def add(self, doc: dict[str, Any], timestamp: Any) -> None:  # pragma: no cover - builds come as lines
         raise RecheckError("a build's logs are written line by line")
@@ -374,7 +395,7 @@ class IndexPipeline:
         matches: list[Match] = []
         pending = list(fingerprints)
         if percolator is not None and recorder.percolation is not None:
-            found = recorder.percolation.results()
+            found = recorder.percolation_results()
             pending = [fp for fp in fingerprints if fp.bug in percolator.fallback]
             for fp in fingerprints:
                 hit = found.get(fp.bug)

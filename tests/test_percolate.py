@@ -298,3 +298,56 @@ def test_hostile_fingerprints_do_not_stop_the_build():
     build.line(handle, 1, text, index_text(text))
     build.line(handle, 2, "not UTF-8", "boom \udcff boom")  # lone surrogates in the tokens: matched all the same
     assert {key: m.hits for key, m in build.results().items()} == {"or": 1, "phrase": 1, "ok": 2}
+
+
+def test_tokens_are_compared_whole_wherever_they_fall_in_a_long_line(tmp_path):
+    # The C matcher hashes a token by its length and first and last eight
+    # bytes, and splits lines 64 bytes at a time: identifiers that differ only
+    # in the middle must still differ, and a phrase across a block edge match.
+    same_ends = ["nova.compute.alpha.manager.run", "nova.compute.gamma.manager.run"]
+    texts = [f"{same_ends[1]} failed"]
+    for pad in range(40, 72, 3):  # the phrase moves across the first 64-byte edge
+        texts.append("x" * pad + " instance failed to spawn " + "y" * (pad % 7))
+    texts += ["z" * 70 + " to spawn", "ends with spawn", "spawn"]
+    build = _build((CONSOLE, texts))
+    answers = _check(tmp_path, {
+        "middle": f'message:"{same_ends[0]} failed"',
+        "other middle": f'message:"{same_ends[1]} failed"',
+        "across the edge": 'message:"instance failed to spawn"',
+        "second phrase": 'message:"failed to spawn" AND message:"x"',
+        "last word": 'message:spawn AND NOT message:"failed to"',
+    }, build)
+    assert answers["middle"] is None and answers["other middle"].hits == 1
+    assert answers["across the edge"].hits == len(range(40, 72, 3))
+    assert answers["second phrase"] is None
+    assert answers["last word"].hits == 3
+
+
+# words of 1, 2, 8 and 17 bytes, two of them sharing their length and first and last eight bytes
+RAW_WORDS = ["a", "ab", "abababab", "a" * 8 + "a" + "b" * 8, "a" * 8 + "b" + "b" * 8, "b" * 20]
+RAW_TOKENS = st.lists(st.one_of(
+    st.sampled_from(RAW_WORDS),
+    st.text(alphabet="ab\x01\xe9", min_size=1, max_size=24),
+), max_size=30).flatmap(lambda words: st.tuples(
+    st.just(words), st.lists(st.sampled_from([" ", "\t", "\n", "\r", "\x0c", "  ", "\x0b"]),
+                             min_size=len(words), max_size=len(words))))
+
+
+@pytest.mark.skipif(NativeMatcher is None, reason="the C extension is not built")
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(lines_=st.lists(RAW_TOKENS, min_size=1, max_size=6),
+       phrases=st.lists(st.lists(st.sampled_from(RAW_WORDS), min_size=1, max_size=3), min_size=1, max_size=6))
+def test_the_c_and_python_matchers_agree_on_any_token_text(lines_, phrases):
+    # Whatever the tokens string holds (any ASCII whitespace, control
+    # characters, long tokens sharing their ends), both engines read it alike.
+    queries = {f"p{i}": f'message:"{" ".join(p)}"' for i, p in enumerate(phrases)}
+    queries["and"] = f'message:"{" ".join(phrases[0])}" AND NOT message:"{" ".join(phrases[-1])}"'
+    answers = []
+    for native in (False, True):
+        build = Percolator(queries, native=native).start()
+        handle = build.context({"build_uuid": UUID, "tags": ["console"]})
+        for n, (words, gaps) in enumerate(lines_):
+            text = "".join(gap + word for word, gap in zip(words, gaps))
+            build.line(handle, n, text, text)
+        answers.append({k: (m.hits, m.newest_micros) for k, m in build.results().items()})
+    assert answers[0] == answers[1]
