@@ -172,6 +172,30 @@ class Watch:
             env=env, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.threads: dict[int, tuple[str, float]] = {}  # thread id -> (name, CPU seconds), last seen
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        """Each thread's CPU, read from /proc every half second until the daemon exits:
+        tantivy's threads are named by tantivy, Python's all carry the process's name."""
+        tick = os.sysconf("SC_CLK_TCK")
+        while self.process.poll() is None:
+            try:
+                for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                    name, rest = task.joinpath("stat").read_text().rsplit(")", 1)
+                    fields = rest.split()
+                    self.threads[int(task.name)] = (name.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / tick)
+            except (OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.5)
+
+    def cpu_by_thread(self) -> str:
+        totals: dict[str, float] = {}
+        for name, used in self.threads.values():
+            kind = "tantivy" if "tantivy" in name.lower() or name.startswith("thrd") else name
+            totals[kind] = totals.get(kind, 0.0) + used
+        return ", ".join(f"{name} {used:.1f}s" for name, used in sorted(totals.items(), key=lambda kv: -kv[1]))
 
     def _read(self) -> None:
         for line in self.process.stdout:  # type: ignore[union-attr]
@@ -368,6 +392,7 @@ def main() -> None:
             print(f"  first log request {first_request:.1f}s after start; last file served at {fetch_end:.1f}s; last "
                   f"result stored at {last_stored:.1f}s; each build's fetch (first request to last file): "
                   f"{ms(fetch_each)}; last file to result stored: {ms(behind)}")
+            print(f"  CPU by thread (sampled every 0.5 s): {watch.cpu_by_thread()}")
             print(f"  builds stored: {len(results)}, {sum(1 for v in results.values() if v[2])} matched a fingerprint "
                   f"(reviews printed: {len(watch.reviews)} of {len(events)})")
             print(f"  last file served -> review printed (backlog): {ms(latencies)}", flush=True)
