@@ -16,7 +16,7 @@ more than a day old (its builds would leave the 10-day window).
 
 Every command runs as a child process (its peak RSS from its own rusage).
 
-Run: .venv/bin/python bench/dashboard_stored.py [--sizes 5000000,20000000] [--no-baseline]
+Run: .venv/bin/python bench/dashboard_stored.py [--sizes 5000000,20000000] [--baseline-fingerprints 100 | --no-baseline]
 """
 
 from __future__ import annotations
