@@ -87,9 +87,12 @@ class Text:
         return " ".join(self.rng.choices(self.words, cum_weights=self.cumulative, k=n))
 
 
-def write_build(root: Path, lines: int, seed: int, failure: tuple[str, str] | None = None) -> dict[str, Any]:
+def write_build(root: Path, lines: int, seed: int, failure: tuple[str, str] | None = None,
+                start: float = 1_780_000_000.0, **fields: str) -> dict[str, Any]:
     """One build in generate.py's layout (a Zuul console log, oslo-format
-    service logs with tracebacks, syslog), some files gzipped."""
+    service logs with tracebacks, syslog), some files gzipped. ``start``:
+    its first line's time (epoch seconds); ``fields``: build.json values
+    that replace the defaults (status, change, job...)."""
     rng = random.Random(seed)
     text = Text(seed)
     uuid = f"{rng.getrandbits(128):032x}"
@@ -99,10 +102,11 @@ def write_build(root: Path, lines: int, seed: int, failure: tuple[str, str] | No
     meta = {"build_uuid": uuid, "build_name": job, "build_status": "FAILURE", "voting": "1",
             "build_queue": "gate", "build_change": "800001", "build_patchset": "1",
             "project": PROJECTS[seed % len(PROJECTS)], "build_branch": "master", "build_node": "node-1",
-            "log_url": f"https://logs.example.org/{uuid[:7]}/"}
+            "log_url": f"https://logs.example.org/{uuid[:7]}/", **fields}
+    job = meta["build_name"]
     (build_dir / "build.json").write_text(json.dumps(meta))
     per_file = lines // (len(SERVICES) + 2)
-    clock = 1_780_000_000.0
+    clock = start
 
     def stamp(fmt: str) -> str:
         nonlocal clock
