@@ -202,6 +202,8 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
                            f"indexed ({report.skipped_debug} DEBUG lines dropped)")
 
 
+# How often the daemon looks at its fingerprint directory for changes.
+FINGERPRINT_RECHECK_SECONDS = 1.0
 # How long ``ingest`` waits for the index while the daemon (or another ingest)
 # writes to it: the daemon lets go after each batch of a few seconds.
 INGEST_WRITER_WAIT = 600.0
@@ -487,7 +489,8 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
     state = StateDB(settings.state_db)
     # The daemon's writer waits its turn while an operator's ingest holds the index.
     backend = open_backend(settings, writer_wait=settings.watch.retry_max)
-    fingerprints = FingerprintSet(settings.watch.queries, backend.check_query, settings.fingerprints)
+    fingerprints = FingerprintSet(settings.watch.queries, backend.check_query, settings.fingerprints,
+                                  recheck_every=FINGERPRINT_RECHECK_SECONDS)
     fingerprints.current()  # fail now on an unreadable directory
     builds = results = pipeline = None
     if settings.ingest.fetch:

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -174,8 +175,13 @@ class FingerprintSet:
     loaded stay in use (said once); only the first load fails."""
 
     def __init__(self, directory: str | Path, check: QueryCheck | None = None,
-                 limits: FingerprintSettings = FingerprintSettings()) -> None:
+                 limits: FingerprintSettings = FingerprintSettings(), recheck_every: float = 0.0) -> None:
+        """``recheck_every``: seconds between looks at the directory. Every
+        event and every batch asks for the set, and a look at a thousand
+        files costs ~7 ms: with a backlog, that was CPU the writer needed."""
         self.directory = Path(directory)
+        self.recheck_every = recheck_every
+        self._looked = -math.inf
         self.check = check
         self.limits = limits
         self._stamp: tuple[Any, ...] | None = None
@@ -188,6 +194,10 @@ class FingerprintSet:
             return self._current()
 
     def _current(self) -> list[Fingerprint]:
+        now = time.monotonic()
+        if self._stamp is not None and now - self._looked < self.recheck_every:
+            return self.fingerprints
+        self._looked = now
         try:
             self._reload()
         except (OSError, RecheckError) as exc:
