@@ -94,7 +94,6 @@ def test_other_events_authors_and_successes_are_not_failures():
 def test_project_and_job_filters():
     event = failure(1, 1, [("tempest-full", ZUUL + TEMPEST, "FAILURE"), ("grenade", ZUUL + GRENADE, "FAILURE")])
     assert parse_failure(event, EventFilter(exclude_projects="^openstack/nova$")) is None
-    assert [j.name for j in parse_failure(event, EventFilter(include_jobs="^grenade"))] if False else True
     assert [j.name for j in parse_failure(event, EventFilter(include_jobs="^grenade")).jobs] == ["grenade"]
     assert [j.name for j in parse_failure(event, EventFilter(exclude_jobs="grenade")).jobs] == ["tempest-full"]
 
