@@ -10,7 +10,8 @@ from .errors import BackendError
 from .fingerprints import Fingerprint
 from .lucene import quote
 from .sanitize import exception_line
-from .search import ALL_TIME, SearchBackend
+from .results import Match
+from .search import ALL_TIME, SearchBackend, epoch_micros
 
 log = logging.getLogger(__name__)
 
@@ -33,34 +34,47 @@ class Classifier:
         if not self.backend.build_files(build_uuid):
             raise BackendError(f"build {build_uuid} has no indexed logs")
         candidates = [fp for fp in self.fingerprints if tests_allow(fp, failed)]
-        failures: list[Exception] = []
-        matched = self._match(build_uuid, candidates, failures)
+        failures: dict[str, Exception] = {}
+        matched = match_fingerprints(self.backend, build_uuid, candidates, failures)
         if len(failures) == len(candidates) > 1:  # not one fingerprint's fault: no answer rather than a wrong one
-            raise failures[-1]
+            raise list(failures.values())[-1]
         return [fp for fp, hit in zip(candidates, matched) if hit]
 
-    def _match(self, build_uuid: str, fingerprints: Sequence[Fingerprint], failures: list[Exception]) -> list[bool]:
-        """One batched pass. If the batch fails for any reason but the backend
-        being unavailable (BackendError: raised, so the caller retries later),
-        a fingerprint is at fault: the batch is halved until the culprits are
-        found, each logged in one line, added to ``failures`` and counted as no
-        match, and the others still classify."""
-        if not fingerprints:
-            return []
-        try:
-            return self.backend.match_build(build_uuid, [fp.voting_query for fp in fingerprints])
-        except BackendError:
-            raise
-        except Exception as exc:
-            if len(fingerprints) == 1:
-                # one line: the daemon's log formatter escapes what the exception text holds
-                log.error("fingerprint %s skipped for build %s: it cannot run: %s", fingerprints[0].bug,
-                          build_uuid, exception_line(exc))
-                failures.append(exc)
-                return [False]
-        middle = len(fingerprints) // 2
-        return (self._match(build_uuid, fingerprints[:middle], failures)
-                + self._match(build_uuid, fingerprints[middle:], failures))
+
+def match_fingerprints(backend: SearchBackend, build_uuid: str, fingerprints: Sequence[Fingerprint],
+                       failures: dict[str, Exception]) -> list[bool]:
+    """Which fingerprints match the build, in one batched pass. If the batch
+    fails for any reason but the backend being unavailable (BackendError:
+    raised, so the caller retries later), a fingerprint is at fault: the
+    batch is halved until the culprits are found, each logged in one line,
+    put in ``failures`` (bug -> why) and counted as no match, and the others
+    still classify."""
+    if not fingerprints:
+        return []
+    try:
+        return backend.match_build(build_uuid, [fp.voting_query for fp in fingerprints])
+    except BackendError:
+        raise
+    except Exception as exc:
+        if len(fingerprints) == 1:
+            # one line: the daemon's log formatter escapes what the exception text holds
+            log.error("fingerprint %s skipped for build %s: it cannot run: %s", fingerprints[0].bug,
+                      build_uuid, exception_line(exc))
+            failures[fingerprints[0].bug] = exc
+            return [False]
+    middle = len(fingerprints) // 2
+    return (match_fingerprints(backend, build_uuid, fingerprints[:middle], failures)
+            + match_fingerprints(backend, build_uuid, fingerprints[middle:], failures))
+
+
+def index_match(backend: SearchBackend, fingerprint: Fingerprint, build_uuid: str) -> Match:
+    """A fingerprint's lines in one build, as the index counts them: how many,
+    and the newest (its time and text)."""
+    found = backend.search(f"({fingerprint.voting_query}) AND build_uuid:{quote(build_uuid)}", size=1)
+    newest = found.hits[0] if found.hits else None
+    return Match(fingerprint.bug, found.total,
+                 None if newest is None or newest.timestamp is None else epoch_micros(newest.timestamp),
+                 "" if newest is None else str(newest.source.get("message", "")))
 
 
 def tests_allow(fingerprint: Fingerprint, failed: Collection[str] | None) -> bool:

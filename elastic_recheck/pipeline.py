@@ -31,17 +31,16 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .analysis import index_text
 from .builds import Build
-from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, test_ids_in
+from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, index_match, match_fingerprints, test_ids_in
 from .config import IngestSettings
 from .errors import BackendError, IngestError, RecheckError
 from .fingerprints import Fingerprint
 from .ingest import CONSOLE_LOGS, IngestReport, write_build
 from .ingest.sources import BuildMetadata, open_logs
 from .ingest.spool import spool_logs
-from .lucene import quote
 from .results import Match, ResultStore, query_hash
 from .sanitize import exception_line
-from .search import SearchBackend, TimeWindow, epoch_micros
+from .search import SearchBackend, TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -402,18 +401,9 @@ class IndexPipeline:
                 if hit is not None and fp.bug not in percolator.fallback:
                     matches.append(Match(fp.bug, hit.hits, hit.newest_micros, hit.newest_message))
         if pending:
-            matched = self.backend.match_build(uuid, [fp.voting_query for fp in pending])
-            for fp, hit in zip(pending, matched):
-                if hit:
-                    matches.append(self._index_match(fp, uuid))
+            matched = match_fingerprints(self.backend, uuid, pending, {})
+            matches.extend(index_match(self.backend, fp, uuid) for fp, hit in zip(pending, matched) if hit)
         return matches
-
-    def _index_match(self, fp: Fingerprint, uuid: str) -> Match:
-        query = f"({fp.voting_query}) AND build_uuid:{quote(uuid)}"
-        found = self.backend.search(query, size=1)
-        newest = found.hits[0] if found.hits else None
-        return Match(fp.bug, found.total, None if newest is None or newest.timestamp is None
-                     else epoch_micros(newest.timestamp), "" if newest is None else str(newest.source.get("message", "")))
 
 
 def index_builds(backend: SearchBackend, results_path: Path, fingerprints: Sequence[Fingerprint],

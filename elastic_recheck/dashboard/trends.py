@@ -17,11 +17,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ..classify import failed_tests, tests_allow
+from ..classify import failed_tests, index_match, match_fingerprints, tests_allow
 from ..errors import RecheckError
 from ..fingerprints import Fingerprint
-from ..lucene import quote
-from ..results import Match, ResultStore, last_hit
+from ..results import ResultStore, last_hit
 from ..search import BuildOutcome, SearchBackend, TimeWindow, epoch_micros
 
 log = logging.getLogger(__name__)
@@ -180,9 +179,10 @@ def catch_up(backend: SearchBackend, store: ResultStore, fingerprints: Sequence[
     for build in missing:
         matches = []
         if by_build:
-            for fp, hit in zip(fingerprints, _match_each(backend, build.build_uuid, fingerprints, errors)):
-                if hit:
-                    matches.append(_build_match(backend, fp, build.build_uuid))
+            failures: dict[str, Exception] = {}
+            matched = match_fingerprints(backend, build.build_uuid, fingerprints, failures)
+            errors.update((bug, _why(exc)) for bug, exc in failures.items())
+            matches = [index_match(backend, fp, build.build_uuid) for fp, hit in zip(fingerprints, matched) if hit]
         fields = {"build_uuid": build.build_uuid, "build_name": build.build_name, "build_status": build.build_status,
                   "build_queue": build.build_queue, "project": build.project, "build_change": build.build_change,
                   "build_patchset": build.build_patchset, "log_url": build.log_url, "voting": build.voting or "1"}
@@ -198,29 +198,6 @@ def catch_up(backend: SearchBackend, store: ResultStore, fingerprints: Sequence[
                 continue
             store.replace_matches(fp.bug, fp.voting_query, outcomes, window.start, asked)
     return errors
-
-
-def _match_each(backend: SearchBackend, uuid: str, fingerprints: Sequence[Fingerprint],
-                errors: dict[str, str]) -> list[bool]:
-    try:
-        return backend.match_build(uuid, [fp.voting_query for fp in fingerprints])
-    except Exception:  # noqa: BLE001 - a fingerprint at fault: find it, keep the others
-        if len(fingerprints) == 1:
-            try:
-                backend.match_build(uuid, [fingerprints[0].voting_query])
-            except Exception as exc:  # noqa: BLE001
-                errors[fingerprints[0].bug] = _why(exc)
-            return [False]
-    middle = len(fingerprints) // 2
-    return (_match_each(backend, uuid, fingerprints[:middle], errors)
-            + _match_each(backend, uuid, fingerprints[middle:], errors))
-
-
-def _build_match(backend: SearchBackend, fp: Fingerprint, uuid: str) -> Match:
-    found = backend.builds(f"({fp.voting_query}) AND build_uuid:{quote(uuid)}")
-    if not found:
-        return Match(fp.bug, 0, None)
-    return Match(fp.bug, found[0].hits, _micros(found[0].last_hit))
 
 
 def _failed_tests_or_none(backend: SearchBackend, uuid: str, fingerprints: Sequence[Fingerprint]
