@@ -24,7 +24,7 @@ from typing import Any, Callable
 from .builds import Build
 from .config import IngestSettings, Settings
 from .errors import IngestError
-from .ingest.fetch import HTTP_RETRY_STATUSES, FetchStopped, HttpError, Unreachable
+from .ingest.fetch import HTTP_RETRY_STATUSES, FetchStopped, HttpError, TimedOut, Unreachable
 from .ingest.fetch_pool import FetchOne, FetchPool, Outcome
 from .ingest.spool import fetch_build
 from .pipeline import IndexPipeline, Indexed, LogsReady
@@ -121,7 +121,7 @@ class BuildQueue:
             return
         self.in_flight.discard(news.key)
         why = "; ".join(news.errors) or "no log files"
-        reported, attempts = self._reported(news.key)
+        reported, attempts = self.state.build_attempts(news.key) or (self.clock(), 0)
         if not news.retry:
             log.warning("build %s: its logs cannot be fetched: %s", news.key, why)
             self.state.set_build(news.key, "failed", error=why)
@@ -133,10 +133,6 @@ class BuildQueue:
         delay = min(RETRY_INITIAL * 2 ** min(attempts, 10), RETRY_MAX)
         log.info("build %s: no logs yet (%s); asking again in %.0fs", news.key, why, delay)
         self.state.set_build(news.key, "queued", error=why, retry_in=delay)
-
-    def _reported(self, key: str) -> tuple[float, int]:
-        row = self.state.db.execute("SELECT reported, attempts FROM builds WHERE key = ?", (key,)).fetchone()
-        return (row[0], row[1]) if row else (self.clock(), 0)
 
     def _indexed(self, news: Indexed) -> bool:
         build = news.item.build
@@ -178,8 +174,7 @@ def worth_retrying(error: IngestError) -> bool:
 
     if isinstance(error, HttpError):
         return error.status in HTTP_RETRY_STATUSES
-    said = str(error)[len(error.source):]  # the message, not the URL (a report's text) it names
-    return isinstance(error, (Unreachable, FetchStopped, NotFinished)) or "ingest.file_timeout" in said
+    return isinstance(error, (Unreachable, FetchStopped, NotFinished, TimedOut))
 
 
 def fetch_with_zuul(settings: Settings) -> FetchOne:

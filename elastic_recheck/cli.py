@@ -559,7 +559,7 @@ def status(ctx: _Context, prometheus: bool) -> None:
 
     from .metrics import exposition, summary_lines
     from .sanitize import strip_controls
-    from .state import StateDB
+    from .state import BUILD_STATUSES, StateDB
 
     settings = ctx.settings()
     if not settings.state_db.exists():
@@ -573,7 +573,7 @@ def status(ctx: _Context, prometheus: bool) -> None:
         builds = state.build_counts()
     finally:
         state.close()
-    for status_name in ("queued", "fetching", "indexed", "failed"):
+    for status_name in BUILD_STATUSES:
         values[f"builds_{status_name}"] = builds.get(status_name, 0)
     if prometheus:
         click.echo(exposition(values), nl=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .build_sources.gerrit import MAX_EVENT_BYTES, ChangeReport, EventFilter, JobLine, clean_text, read_comment
+from .builds import Build
 from .errors import EventError
 
 UTC = dt.timezone.utc
@@ -35,6 +36,12 @@ class FailedJob:
     @classmethod
     def from_line(cls, line: JobLine) -> "FailedJob":
         return cls(line.name, line.url, line.pipeline, line.result, line.build_uuid, line.short_uuid)
+
+    def build(self, report: ChangeReport) -> Build:
+        """The job as the project's build model: the same Build (and key) the
+        report's full reading gave, which queued it (a failed job is voting)."""
+        return JobLine(self.name, self.url, self.result, True, self.pipeline, self.build_uuid,
+                       self.short_uuid).build(report)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # build is given up: a crash it causes must not repeat at every start for ever,
 # and an operator's few restarts in a row must not cost a build.
 MAX_FETCH_RESTARTS = 5
+BUILD_STATUSES = ("queued", "fetching", "indexed", "failed")  # of a build in the queue (table builds)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -334,6 +335,11 @@ class StateDB:
         """(status, indexed uuid, error) of a queued build; None if never queued."""
         row = self.db.execute("SELECT status, uuid, error FROM builds WHERE key = ?", (self._key_of(key),)).fetchone()
         return None if row is None else (row[0], row[1], row[2])
+
+    def build_attempts(self, key: str) -> tuple[float, int] | None:
+        """(when it was reported, fetches tried) of a queued build; None if never queued."""
+        row = self.db.execute("SELECT reported, attempts FROM builds WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def build_counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status").fetchall())

@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 from .build_queue import BuildQueue
 from .build_sources.gerrit import parse_report
 from .build_sources.polling import BuildBatch
-from .builds import Build
 from .classify import Classifier, failed_tests, tests_allow
 from .config import FingerprintSettings, Settings
 from .errors import BackendError, EventError, RecheckError, ReportError
@@ -34,7 +33,6 @@ from .gerrit_events import (
 )
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
-from .ingest.fetch import is_http_url
 from .json_items import item_spans, numbered
 from .lucene import quote
 from .metrics import Metrics
@@ -42,7 +40,7 @@ from .reporting import JobResult, Review, Reviewer, render_review
 from .results import ResultStore
 from .sanitize import exception_line
 from .search import SearchBackend
-from .state import StateDB, StoredEvent
+from .state import BUILD_STATUSES, StateDB, StoredEvent
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -429,17 +427,16 @@ class Daemon:
         return True
 
     def _classify(self, event: StoredEvent, report: FailureReport) -> Review | None:
-        deadline = event.created.timestamp() + self.watch.log_timeout
-        expired = self.clock() >= deadline
         fingerprints = self.fingerprints.current()
-        classifier = Classifier(self.backend, fingerprints)
-        review = Review(report)
         if self.builds is not None:
             # The daemon fetches the logs itself: it waits for them from when it
             # learnt of the build, not from when the build ended (a replay, a
             # backlog after downtime), and the fetch gives up on its own.
             expired = self.clock() >= max(event.received, event.created.timestamp()) + self.watch.log_timeout
             return self._classify_stored(report, fingerprints, expired)
+        expired = self.clock() >= event.created.timestamp() + self.watch.log_timeout
+        classifier = Classifier(self.backend, fingerprints)
+        review = Review(report)
         for job in report.jobs:
             uuid, candidates = self._build_uuid(report, job)
             if len(candidates) > 1:
@@ -470,7 +467,7 @@ class Daemon:
         by_bug = {fp.bug: fp for fp in fingerprints}
         review = Review(report)
         for job in report.jobs:
-            build = report_build(report, job)
+            build = job.build(report)
             found = self.state.build_state(build.key)
             if found is None:  # accepted before fetching was on
                 self.builds.enqueue(build)
@@ -650,7 +647,7 @@ class Daemon:
         self.counters.set("queue_depth", self.state.pending_count())
         if self.builds is not None:
             counts = self.state.build_counts()
-            for status in ("queued", "fetching", "indexed", "failed"):
+            for status in BUILD_STATUSES:
                 self.counters.set(f"builds_{status}", counts.get(status, 0))
         errors = int(getattr(self.notifier, "errors", 0)), int(getattr(self.notifier, "dropped", 0))
         self.counters.inc("irc_errors", errors[0] - self._notifier_errors[0])
@@ -660,20 +657,6 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
-
-
-def report_build(report: FailureReport, job: FailedJob) -> Build:
-    """A job line of a CI report as the project's build model: a Zuul v3
-    line links the build's page (its logs are found through Zuul's API), a
-    legacy line the log directory itself. The same Build (and key) as the
-    report's reading in ``build_sources.gerrit``, which queued it."""
-    url = job.url if is_http_url(job.url) else ""
-    return Build(
-        job=job.name, status=job.result, uuid=job.build_uuid or "", short_uuid=job.short_uuid or "",
-        change=report.change, patchset=report.patchset, project=report.project, branch=report.branch,
-        pipeline=job.pipeline or report.pipeline, log_url="" if job.build_uuid else url,
-        build_url=url if job.build_uuid else "", source="gerrit",
-    )
 
 
 _COUNTER = {"bugs": "classified", "timeout": "timeouts", "ambiguous": "ambiguous", "unrecognized": "unrecognized"}

@@ -61,6 +61,10 @@ class Unreachable(IngestError):
     """The server could not be reached or dropped every connection, all attempts over."""
 
 
+class TimedOut(IngestError):
+    """The file's time (``ingest.file_timeout``) ran out: a slow server, which may answer in time later."""
+
+
 class FetchStopped(IngestError):
     """The fetching was stopped (the daemon is shutting down): not the build's fault."""
 
@@ -499,7 +503,7 @@ def open_url(url: str, retry: HttpRetry, timeout: float, connections: Connection
                     raw.close()
                     if release is not None:
                         release(False)
-                    raise IngestError(url, deadline.cut().reason)
+                    raise TimedOut(url, deadline.cut().reason)
                 return Response(url, raw, deadline, release)
             except _RefusedRedirect as exc:
                 raise IngestError(url, f"redirected to {_shown(exc.target)}: {exc.why}") from None
@@ -518,7 +522,7 @@ def open_url(url: str, retry: HttpRetry, timeout: float, connections: Connection
                 if connections is not None and connections.stopped:
                     raise FetchStopped(url, "not fetched: fetching is stopping") from None
                 if deadline.expired:
-                    raise IngestError(url, deadline.cut().reason) from None
+                    raise TimedOut(url, deadline.cut().reason) from None
                 status = 0
                 failure = f"cannot fetch: {_reason(exc)}"
                 if attempt == attempts:
@@ -555,6 +559,8 @@ def fetch_document(url: str, retry: HttpRetry, timeout: float, limit: int = MAX_
             parts.append(data)
         return b"".join(parts)
     except StopReading as stop:
+        if stop.cut == response.deadline.cut():
+            raise TimedOut(url, stop.cut.reason) from None
         raise IngestError(url, stop.cut.reason) from None
     finally:
         response.close()
