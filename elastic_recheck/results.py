@@ -259,6 +259,10 @@ class ResultStore:
             for row in rows:
                 yield self._stored(row, matches.get(row[0], ()))
 
+    def stored_uuids(self) -> set[str]:
+        """Every build with a stored result (without their matches)."""
+        return {uuid for (uuid,) in self.db.execute("SELECT uuid FROM builds")}
+
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM builds").fetchone()[0]
 

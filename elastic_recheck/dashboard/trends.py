@@ -171,7 +171,8 @@ def catch_up(backend: SearchBackend, store: ResultStore, fingerprints: Sequence[
     this is one aggregation over the window's console lines and nothing else.
     Returns bug -> why, for fingerprints that could not run."""
     indexed = backend.builds("tags:console", window)
-    missing = [b for b in indexed if store.build(b.build_uuid) is None]
+    stored = store.stored_uuids()
+    missing = [b for b in indexed if b.build_uuid not in stored]
     if not missing:
         return {}
     errors: dict[str, str] = {}
