@@ -13,7 +13,7 @@ from typing import Collection
 
 from .config import FingerprintSettings
 from .errors import FingerprintError
-from .fingerprints import LintWarning, QueryCheck, fingerprint_files, inspect_fingerprint, lint_warnings
+from .fingerprints import Fingerprint, LintWarning, QueryCheck, fingerprint_files, inspect_fingerprint, lint_warnings
 
 
 @dataclass
@@ -21,6 +21,7 @@ class LintReport:
     files: int = 0
     errors: list[FingerprintError] = field(default_factory=list)
     warnings: list[LintWarning] = field(default_factory=list)
+    fingerprints: list[Fingerprint] = field(default_factory=list)  # the files without errors, for --backtest
 
 
 def lint_directory(
@@ -40,6 +41,8 @@ def lint_directory(
         report.errors.extend(found.errors)
         if found.fingerprint is not None:
             report.warnings.extend(lint_warnings(found.fingerprint, known_fields, fields_source))
+            if not found.errors:
+                report.fingerprints.append(found.fingerprint)
     return report
 
 
