@@ -245,15 +245,26 @@ def _finish_report(report: Any, summary: str) -> None:
 @click.argument("directory", default="queries", type=click.Path())
 @click.option("--offline", is_flag=True,
               help="Check field names against the standard logstash fields, without opening the index.")
+@click.option("--backtest", "run_backtest", is_flag=True,
+              help="Also run each fingerprint over the window; fail when too many of the builds it matches succeeded.")
+@click.option("--days", type=float, default=None, callback=lambda c, p, v: _check_days(c, p, v),
+              help="With --backtest: the window [default: dashboard.days, 10]; 0 for all time.")
+@click.option("--max-success-share", type=float, default=None, callback=lambda c, p, v: _check_share(c, p, v),
+              help="With --backtest: the share of a fingerprint's matched builds that may have succeeded "
+                   "[default: 0.1].")
 @_pass_context
-def lint(ctx: _Context, directory: str, offline: bool) -> None:
+def lint(ctx: _Context, directory: str, offline: bool, run_backtest: bool, days: float | None,
+         max_success_share: float | None) -> None:
     """Check every fingerprint in DIRECTORY; non-zero exit on any error.
 
     Each query is planned exactly as the configured backend will run it (no
-    index or cluster needed), so a queries repository can gate on this."""
+    index or cluster needed), so a queries repository can gate on this; with
+    --backtest, also on what each fingerprint matches in the indexed builds."""
     from .lint import lint_directory
     from .search import query_checker
 
+    if not run_backtest and (days is not None or max_success_share is not None):
+        raise click.UsageError("--days and --max-success-share go with --backtest")
     settings = ctx.settings()
     known, source = _known_fields(settings, offline)
     report = lint_directory(directory, query_checker(settings), settings.fingerprints, known, source)
@@ -262,8 +273,59 @@ def lint(ctx: _Context, directory: str, offline: bool) -> None:
     for warning in report.warnings:
         click.echo(str(warning), err=True)
     click.echo(f"{report.files} fingerprints: {len(report.errors)} errors, {len(report.warnings)} warnings")
-    if report.errors:
+    passed = not report.errors
+    if run_backtest:
+        from .backtest import DEFAULT_MAX_SUCCESS_SHARE
+
+        passed &= _lint_backtest(settings, report.fingerprints, settings.dashboard.days if days is None else days,
+                                 DEFAULT_MAX_SUCCESS_SHARE if max_success_share is None else max_success_share)
+    if not passed:
         sys.exit(1)
+
+
+def _check_share(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not 0 <= value <= 1:  # NaN fails this too
+        raise click.BadParameter(f"{value:g} is not a share from 0 to 1 (0.1: a tenth)")
+    return value
+
+
+def _lint_backtest(settings: Settings, fingerprints: list[Any], days: float, max_share: float) -> bool:
+    """Each fingerprint's figures over the window, one line each; False when
+    one matches successful builds beyond ``max_share`` (each named on stderr)."""
+    from .backtest import backtest_fingerprints, percent, summary, totals_line, window_label
+    from .results import ResultStore
+    from .sanitize import escape_controls
+
+    if settings.backend == "embedded":
+        from .search.embedded import EmbeddedBackend
+
+        if not EmbeddedBackend.exists(settings.index_dir):
+            raise RecheckError(f"no index in {settings.index_dir}: --backtest runs the fingerprints over indexed builds")
+    backend = open_backend(settings)
+    results = ResultStore.open_existing(settings.results_db)
+    try:
+        totals, done, errors = backtest_fingerprints(backend, results, fingerprints, TimeWindow.last_days(days))
+    finally:
+        backend.close()
+        if results is not None:
+            results.close()
+    if not totals.known:
+        raise RecheckError(f"no failed or successful builds in {window_label(days)} to backtest the fingerprints "
+                           f"against (totals from the {totals.source})")
+    click.echo(totals_line(totals, days))
+    for item in done:
+        click.echo(f"{escape_controls(str(item.fingerprint.path))}: {summary(item.backtest)}")
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    offenders = [item for item in done if item.backtest.exceeds(max_share)]
+    for item in offenders:
+        result = item.backtest
+        click.echo(f"error: {escape_controls(str(item.fingerprint.path))}: {percent(result.success_share)} of the "
+                   f"{result.matched_builds:,} builds it matches succeeded ({result.success_hits:,}), more than "
+                   f"the {percent(max_share)} allowed (--max-success-share {max_share:g})", err=True)
+    click.echo(f"backtest: {len(done)} fingerprints, {len(offenders)} over the allowed success share, "
+               f"{sum(1 for item in done if not item.backtest.matched_builds)} without hits, {len(errors)} errors")
+    return not offenders and not errors
 
 
 def _known_fields(settings: Settings, offline: bool) -> tuple[list[str], str]:
@@ -343,7 +405,8 @@ def _run_query(ctx: _Context, file: str | None, expression: str | None, days: fl
     if bool(file) == bool(expression):
         raise click.UsageError("give a fingerprint FILE or -e 'QUERY' (one of them)")
     settings = ctx.settings()
-    query = load_fingerprint(file, limits=settings.fingerprints).query if file else str(expression)
+    fingerprint = load_fingerprint(file, limits=settings.fingerprints) if file else None
+    query = fingerprint.query if fingerprint else str(expression)
     parse(query)
     backend = open_backend(settings)
     window = TimeWindow.last_days(days)
@@ -354,6 +417,24 @@ def _run_query(ctx: _Context, file: str | None, expression: str | None, days: fl
                 break
         return
     for line in summarize(backend, query, window, quantity=quantity, verbose=verbose).lines():
+        click.echo(line)
+    _query_backtest(settings, backend, fingerprint, query, window, days)
+
+
+def _query_backtest(settings: Settings, backend: SearchBackend, fingerprint: Any, query: str, window: TimeWindow,
+                    days: float) -> None:
+    """The figures ``lint --backtest`` gates on, for this query (a file as the classifier runs it)."""
+    from .backtest import backtest, backtest_fingerprint, report_lines
+    from .results import ResultStore
+
+    results = ResultStore.open_existing(settings.results_db)
+    try:
+        found = (backtest_fingerprint(backend, results, fingerprint, window) if fingerprint is not None
+                 else backtest(backend, results, query, window))
+    finally:
+        if results is not None:
+            results.close()
+    for line in report_lines(found, days):
         click.echo(line)
 
 
