@@ -80,7 +80,8 @@ def test_er_query_shows_the_attribute_spread(examples):
     assert out[out.index("loglevel") + 1] == "  100% ERROR"
     assert out[out.index("tags") + 1] == "  100% screen-n-cpu.txt ERROR"  # a list in stored order, joined
     assert "message" not in out and "build_uuid" not in out and "@timestamp" not in out
-    assert out[-1] == "builds matched: 1, of which succeeded: 0"
+    assert out[-5] == "builds matched: 1, of which succeeded: 0"
+    assert out[-4].startswith("backtest over all time, voting jobs only as the classifier runs it")
 
 
 def test_er_query_verbose_shows_noisy_attributes(examples):

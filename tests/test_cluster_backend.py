@@ -558,6 +558,10 @@ def test_er_query_on_a_cluster_is_the_same_command(cluster, tmp_path):
         "builds matched: 1, of which succeeded: 1",
         "WARNING: 100% of the matched builds succeeded: the fingerprint also matches healthy runs and is not "
         "specific enough",
+        "backtest over the last 10 days (totals from the index):",  # no stored results: b1 is the window's one build
+        "  failed builds matched: 0 of 0 (0%)",
+        "  successful builds matched: 1 of 1 (100%)",
+        "  share of the matched builds that succeeded: 100% (above lint --backtest's default 10%)",
     ]
 
 
