@@ -15,7 +15,7 @@ from . import __version__
 from .config import Settings, load_settings
 from .errors import ConfigError, IngestError, RecheckError
 from .logformat import configure_logging
-from .search import SearchBackend, TimeWindow, open_backend
+from .search import ALL_TIME, SearchBackend, TimeWindow, open_backend
 
 
 class _Context:
@@ -863,6 +863,129 @@ def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, jo
             change = f" change {build.change},{build.patchset}" if build.change else ""
             click.echo("  " + strip_controls(f"{when}  {build.build_uuid}  {build.build_status} {build.build_queue}"
                                              f"{change}  {build.log_url}"))
+
+
+def _window_settings(settings: Settings, days: float | None) -> Settings:
+    import dataclasses
+
+    if days is None:
+        return settings
+    return dataclasses.replace(settings, dashboard=dataclasses.replace(settings.dashboard, days=days))
+
+
+def _stored_results(settings: Settings) -> Any:
+    from .results import ResultStore
+
+    store = ResultStore.open_existing(settings.results_db)
+    if store is None:
+        raise RecheckError(f"{settings.results_db}: no stored build results yet; `watch` or `ingest` stores them")
+    return store
+
+
+@cli.command()
+@click.option("--build", "build_uuid", required=True, help="The failed build's uuid.")
+@click.option("--days", type=float, default=None, callback=_check_days,
+              help="How far back passing builds are compared with [default: dashboard.days, 10]; 0 for all time.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 1000), help="Lines to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+@_pass_context
+def explain(ctx: _Context, build_uuid: str, days: float | None, top: int, as_json: bool) -> None:
+    """What is new in a build: its lines whose template no recent passing
+    build of the same job has, most telling first."""
+    import dataclasses
+
+    from .explain import Explainer, ExplainLimits
+    from .results import ResultStore
+    from .sanitize import strip_controls
+
+    settings = _window_settings(ctx.settings(), days)
+    backend = ctx.backend()
+    store = ResultStore.open_existing(settings.results_db)
+    window = TimeWindow.last_days(settings.dashboard.days) if settings.dashboard.days else ALL_TIME
+    limits = dataclasses.replace(ExplainLimits(), top=top)
+    try:
+        found = Explainer(backend, store, limits, window).explain(build_uuid)
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(found.as_json(), ensure_ascii=False))
+        return
+    build = found.build
+    change = f" change {build.change},{build.patchset}" if build.change else ""
+    click.echo(strip_controls(f"build {build.uuid}: {build.job} {build.status}{change}"))
+    click.echo(f"{len(found.new_templates)} new line templates in {found.lines_read:,} lines read; "
+               f"compared with {len(found.baseline)} passing build(s) ({found.baseline_scope})")
+    for note in found.notes:
+        click.echo(f"note: {note}")
+    for line in found.lines:
+        when = f"{line.timestamp:%Y-%m-%d %H:%M:%S}" if line.timestamp else "?"
+        repeat = f" (x{line.occurrences})" if line.occurrences > 1 else ""
+        click.echo()
+        click.echo(strip_controls(f"  {when}  {line.filename} {line.level}{repeat}  score {line.score:.1f}"))
+        click.echo("    " + strip_controls(line.message))
+        if line.link:
+            click.echo("    " + strip_controls(line.link))
+
+
+@cli.command()
+@click.option("--queries", "queries_dir", default=None, type=click.Path(file_okay=False),
+              help="Fingerprint directory [default: watch.queries].")
+@click.option("--days", type=float, default=None, callback=_check_days,
+              help="The window [default: dashboard.days, 10]; 0 for all time.")
+@click.option("--max-builds", default=100, show_default=True, type=click.IntRange(1, 100_000),
+              help="Unexplained failures read per run, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per cluster.")
+@_pass_context
+def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_builds: int, as_json: bool) -> None:
+    """Unexplained failures grouped by what is new in them, ranked by the
+    changes they hit, each with a suggested fingerprint and its backtest."""
+    import dataclasses
+
+    from .clusters import ClusterLimits
+    from .dashboard import gather
+    from .sanitize import strip_controls
+    from .suggest import suggest_all
+
+    settings = _window_settings(ctx.settings(), days)
+    backend = ctx.backend()
+    collected, _ = gather(settings, backend, queries_dir or settings.watch.queries)  # stored results brought up to date
+    for bug, error in collected.errors.items():
+        click.echo(f"warning: fingerprint {bug} could not run: {error}", err=True)
+    window = TimeWindow(start=collected.start)
+    store = _stored_results(settings)
+    try:
+        found = suggest_all(backend, store, window, limits=dataclasses.replace(ClusterLimits(), max_builds=max_builds))
+    finally:
+        store.close()
+    run = found.run
+    for error in run.errors:
+        click.echo(f"warning: {error}", err=True)
+    if as_json:
+        for cluster, suggestion in found.suggestions:
+            click.echo(json.dumps(suggestion.as_json() if suggestion else
+                                  {**cluster.as_json(), "query": None, "ready": False, "yaml": None},
+                                  ensure_ascii=False))
+        return
+    click.echo(f"{run.unexplained} unexplained failed voting builds in the window; read {run.examined} "
+               f"({run.lines_read:,} lines); {len(run.clusters)} clusters, {found.ready} with a ready fingerprint")
+    for rank, (cluster, suggestion) in enumerate(found.suggestions, 1):
+        click.echo()
+        click.echo(strip_controls(f"#{rank}: {len(cluster.changes)} changes, {len(cluster.builds)} builds, "
+                                  f"jobs {', '.join(cluster.jobs[:3])}; last seen {cluster.last_seen:%Y-%m-%d %H:%M}"
+                                  if cluster.last_seen else f"#{rank}: {len(cluster.builds)} builds"))
+        click.echo("  " + strip_controls(cluster.example.message))
+        if suggestion is None:
+            click.echo("  no suggestion: the line has no constant words to search for")
+            continue
+        bt = suggestion.backtest
+        state = "ready" if suggestion.ready else "lead"
+        click.echo(strip_controls(f"  {state}: {suggestion.query}"))
+        click.echo(f"  backtest: {bt.cluster_hits}/{bt.cluster_size} of the cluster, {bt.failed_hits} other failed, "
+                   f"{bt.success_hits}/{bt.success_total} passing")
+        if suggestion.ready:
+            for line in (suggestion.yaml() or "").splitlines():
+                click.echo("    " + strip_controls(line))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ and a removed one drops out.
 
 from __future__ import annotations
 
+import array
 import datetime as dt
 import hashlib
 import json
@@ -57,6 +58,17 @@ CREATE TABLE IF NOT EXISTS matches (
     PRIMARY KEY (uuid, bug)
 );
 CREATE INDEX IF NOT EXISTS matches_bug ON matches(bug);
+CREATE TABLE IF NOT EXISTS build_templates (
+    uuid TEXT PRIMARY KEY,          -- the templates (templates.py) of a build's newest max_lines lines
+    max_lines INTEGER NOT NULL,
+    version INTEGER NOT NULL,       -- TEMPLATE_VERSION they were computed with
+    keys BLOB NOT NULL              -- sorted 8-byte keys
+);
+CREATE TABLE IF NOT EXISTS explanations (
+    uuid TEXT PRIMARY KEY,          -- a failed build's new lines (explain.py), kept so it is read once
+    recipe TEXT NOT NULL,           -- how they were computed; another recipe reads the build again
+    body TEXT NOT NULL              -- JSON
+);
 CREATE TABLE IF NOT EXISTS fingerprints (
     bug TEXT PRIMARY KEY,
     query_hash TEXT NOT NULL,       -- of the query the stored matches were computed with
@@ -238,6 +250,32 @@ class ResultStore:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR IGNORE INTO fingerprints (bug, query_hash, synced, since) VALUES (?,?,?,?)",
                                 [(bug, query_hash(q), time.time(), ALL_TIME) for bug, q in queries.items()])
+
+    def store_templates(self, uuid: str, max_lines: int, version: int, keys: Iterable[int]) -> None:
+        """Keep a build's template set: a passing build is read once however
+        many failures are compared with it."""
+        blob = array.array("Q", sorted(keys)).tobytes()
+        self.db.execute("INSERT OR REPLACE INTO build_templates (uuid, max_lines, version, keys) VALUES (?, ?, ?, ?)",
+                        (uuid, max_lines, version, blob))
+
+    def templates(self, uuid: str, max_lines: int, version: int) -> frozenset[int] | None:
+        """The stored template set, if it was computed the same way."""
+        row = self.db.execute("SELECT keys FROM build_templates WHERE uuid = ? AND max_lines = ? AND version = ?",
+                              (uuid, max_lines, version)).fetchone()
+        if row is None:
+            return None
+        values = array.array("Q")
+        blob = bytes(row[0])
+        values.frombytes(blob[: len(blob) - len(blob) % values.itemsize])
+        return frozenset(values)
+
+    def store_explanation(self, uuid: str, recipe: str, body: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO explanations (uuid, recipe, body) VALUES (?, ?, ?)",
+                        (uuid, recipe, body))
+
+    def explanation(self, uuid: str, recipe: str) -> str | None:
+        row = self.db.execute("SELECT body FROM explanations WHERE uuid = ? AND recipe = ?", (uuid, recipe)).fetchone()
+        return None if row is None else row[0]
 
     # -- reading --------------------------------------------------------------
 

@@ -1,0 +1,394 @@
+"""What is new in a failed build: the lines whose template no recent
+successful build of the same job has.
+
+A failed build has tens of thousands of lines and nearly all of them are in
+every passing build too (service start-up, test progress, the usual
+warnings). The few whose *template* (``templates.py``) never appears in a
+passing build of the same job are where the failure is; ranked by how loud,
+where and how late they are, the first few are what a person reads first —
+and what a suggested fingerprint is cut from.
+
+Cost is bounded: a build's newest ``max_lines`` lines are read (the end of
+a job is where it failed), at most ``baseline_builds`` passing builds are
+compared against, and each build's template set is kept in the stored
+results so a passing build is read once however many failures it explains.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator, Sequence
+
+from .builds import FAILED_STATUSES
+from .errors import RecheckError
+from .lucene import quote
+from .results import ResultStore, StoredBuild
+from .search import ALL_TIME, Hit, SearchBackend, TimeWindow
+from .templates import TEMPLATE_VERSION, Template, has_words, template_key, template_text
+
+SUCCESS = "SUCCESS"
+LOUD_LEVELS = {"CRITICAL": 3.0, "FATAL": 3.0, "ERROR": 3.0, "TRACE": 2.5, "WARNING": 1.0, "WARN": 1.0}
+ERROR_WORDS = frozenset({"error", "errors", "exception", "traceback", "failed", "failure", "fatal", "timeout",
+                         "timed", "refused", "unable", "cannot", "killed", "denied", "oom"})
+EXCERPT_CHARS = 300
+RARITY_WEIGHT = 3.0  # a line few failures of other causes print is worth this much more than one all print
+
+
+@dataclass(frozen=True)
+class ExplainLimits:
+    """How much one explanation may read. The defaults cover a tempest
+    job's end (its last 50k lines) against five passing builds."""
+
+    max_lines: int = 50_000
+    baseline_builds: int = 5
+    min_same_job: int = 2  # fewer passing builds of the job than this: passing builds of any job fill in
+    top: int = 10
+    keep_new: int = 100  # new templates kept per build (the best-scored), for grouping and the stored copy
+    failure_sample: int = 10  # failures known fingerprints explain, read to tell what every failure prints
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    uuid: str
+    job: str = ""
+    status: str = ""
+    voting: bool = True
+    pipeline: str = ""
+    project: str = ""
+    change: str = ""
+    patchset: str = ""
+    log_url: str = ""
+    newest: dt.datetime | None = None
+
+    @classmethod
+    def from_stored(cls, build: StoredBuild) -> "BuildInfo":
+        newest = None if build.newest is None else dt.datetime.fromtimestamp(build.newest / 1e6, dt.timezone.utc)
+        return cls(build.uuid, build.job, build.status, build.voting, build.pipeline, build.project, build.change,
+                   build.patchset, build.log_url, newest)
+
+    @classmethod
+    def from_hit(cls, uuid: str, hit: Hit) -> "BuildInfo":
+        src = hit.source
+        voting = str(_first(src.get("voting")) or "1") not in ("0", "false", "False")
+        log_url = str(_first(src.get("log_url")) or "")
+        name = str(_first(src.get("filename")) or "")
+        if name and log_url.endswith("/" + name):
+            log_url = log_url[: -len(name) - 1]
+        return cls(uuid, str(_first(src.get("build_name")) or ""), str(_first(src.get("build_status")) or ""),
+                   voting, str(_first(src.get("build_queue")) or ""), str(_first(src.get("project")) or ""),
+                   str(_first(src.get("build_change")) or ""), str(_first(src.get("build_patchset")) or ""),
+                   log_url, hit.timestamp)
+
+
+@dataclass(frozen=True)
+class NewLine:
+    """One template new in the build, shown by its newest line."""
+
+    template: Template
+    message: str
+    filename: str
+    level: str
+    timestamp: dt.datetime | None
+    occurrences: int  # lines of this template in the build (of those read)
+    base_score: float  # how loud, where and when (see _new_line)
+    file_url: str
+    common: float = 0.0  # share of the sampled failures of other causes that print it too
+
+    @property
+    def score(self) -> float:
+        return self.base_score + RARITY_WEIGHT * (1.0 - self.common)
+
+    @property
+    def link(self) -> str:
+        """The log file, scrolled to the line where the browser supports text fragments."""
+        return line_link(self.file_url, self.message)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"template": self.template.text, "message": self.message, "filename": self.filename,
+                "level": self.level, "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+                "occurrences": self.occurrences, "score": round(self.score, 3), "link": self.link}
+
+    def stored(self) -> list[Any]:
+        return [self.template.text, self.message, self.filename, self.level,
+                self.timestamp.isoformat() if self.timestamp else None, self.occurrences, self.base_score,
+                self.file_url]
+
+    @classmethod
+    def from_stored(cls, row: list[Any]) -> "NewLine":
+        text, message, filename, level, stamp, occurrences, base, url = row
+        return cls(Template(text), message, filename, level, dt.datetime.fromisoformat(stamp) if stamp else None,
+                   int(occurrences), float(base), url)
+
+
+@dataclass
+class Explanation:
+    build: BuildInfo
+    lines: list[NewLine]  # ranked, best first, at most ``limits.top``
+    new_templates: dict[int, NewLine]  # the best ``keep_new`` new templates (by key), for grouping
+    new_count: int  # new templates in all
+    lines_read: int
+    lines_total: int | None
+    baseline: list[str]  # uuids of the passing builds compared against
+    baseline_scope: str  # "job", "any job" (too few of the job) or "none"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return self.lines_total is not None and self.lines_total > self.lines_read
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "build": self.build.uuid, "job": self.build.job, "status": self.build.status,
+            "change": self.build.change, "patchset": self.build.patchset, "project": self.build.project,
+            "lines_read": self.lines_read, "lines_total": self.lines_total, "new_templates": self.new_count,
+            "baseline": self.baseline, "baseline_scope": self.baseline_scope, "notes": self.notes,
+            "lines": [line.as_json() for line in self.lines],
+        }
+
+
+class Explainer:
+    """Explanations over one backend and stored results, sharing the
+    template sets of the passing builds between explanations."""
+
+    def __init__(self, backend: SearchBackend, results: ResultStore | None, limits: ExplainLimits = ExplainLimits(),
+                 window: TimeWindow = ALL_TIME) -> None:
+        self.backend = backend
+        self.results = results
+        self.limits = limits
+        self.window = window
+        self._template_sets: dict[str, frozenset[int]] = {}
+        self._passing: list[BuildInfo] | None = None
+        self._boilerplate: dict[int, float] | None = None
+
+    def explain(self, uuid: str) -> Explanation:
+        stored = self.results.build(uuid) if self.results is not None else None
+        if stored is not None:
+            build = BuildInfo.from_stored(stored)
+        else:
+            first = self._lines(uuid, 1)
+            if not first:
+                raise RecheckError(f"build {uuid}: no such build in the index")
+            build = BuildInfo.from_hit(uuid, first[0])
+        found = self._kept(build)
+        if found is None:
+            found = self._read(build)
+            if self.results is not None and found.baseline_scope == "job":
+                # A build's logs never change; its passing builds of the job
+                # were there. Kept, it is not read again on the next run.
+                self.results.store_explanation(uuid, self._recipe(), json.dumps(_stored(found)))
+        boilerplate = self.boilerplate()
+        candidates = {key: replace(line, common=boilerplate.get(key, 0.0))
+                      for key, line in found.new_templates.items()}
+        found.new_templates = candidates
+        found.lines = sorted(candidates.values(), key=lambda line: -line.score)[: self.limits.top]
+        return found
+
+    def _recipe(self) -> str:
+        return f"{TEMPLATE_VERSION}:{self.limits.max_lines}:{self.limits.baseline_builds}:{self.limits.keep_new}"
+
+    def _kept(self, build: BuildInfo) -> Explanation | None:
+        if self.results is None:
+            return None
+        body = self.results.explanation(build.uuid, self._recipe())
+        if body is None:
+            return None
+        try:
+            data = json.loads(body)
+            lines = [NewLine.from_stored(row) for row in data["new"]]
+            return Explanation(build, [], {line.template.key: line for line in lines}, int(data["new_count"]),
+                               int(data["lines_read"]), data["lines_total"], list(data["baseline"]),
+                               str(data["scope"]), list(data["notes"]))
+        except (ValueError, KeyError, TypeError):  # a damaged copy: read the build again
+            return None
+
+    def _read(self, build: BuildInfo) -> Explanation:
+        lines = self._lines(build.uuid, self.limits.max_lines)
+        total = self.backend.count(_build_query(build.uuid))
+        baseline, scope = self._baseline(build)
+        known: set[int] = set()
+        for other in baseline:
+            known |= self.template_set(other.uuid)
+        new = _new_lines(lines, known)
+        best = sorted(new.values(), key=lambda line: -line.base_score)[: self.limits.keep_new]
+        notes = []
+        if scope == "none":
+            notes.append("no passing build to compare with in the window: every template counts as new")
+        elif scope == "any job":
+            notes.append(f"fewer than {self.limits.min_same_job} passing builds of {build.job or 'this job'}: "
+                         "passing builds of other jobs filled in")
+        if total > len(lines):
+            notes.append(f"read the newest {len(lines):,} of {total:,} lines (explain max_lines)")
+        return Explanation(build, [], {line.template.key: line for line in best}, len(new), len(lines), total,
+                           [b.uuid for b in baseline], scope, notes)
+
+    def template_set(self, uuid: str) -> frozenset[int]:
+        """The templates of a build's newest ``max_lines`` lines, from the
+        stored results when they were computed before."""
+        found = self._template_sets.get(uuid)
+        if found is not None:
+            return found
+        if self.results is not None:
+            found = self.results.templates(uuid, self.limits.max_lines, TEMPLATE_VERSION)
+        if found is None:
+            found = frozenset(template_key(template_text(_message(hit)))
+                              for hit in self._lines(uuid, self.limits.max_lines))
+            if self.results is not None:
+                self.results.store_templates(uuid, self.limits.max_lines, TEMPLATE_VERSION, found)
+        self._template_sets[uuid] = found
+        return found
+
+    def boilerplate(self) -> dict[int, float]:
+        """Of the failures known fingerprints explain (a sample of the
+        newest), the share that prints each template. What nearly every
+        failure prints ("Build FAILURE", a summary with a failed count) is
+        new against passing builds yet tells nothing of *this* failure;
+        failures of other causes show which lines those are."""
+        if self._boilerplate is None:
+            sample: list[str] = []
+            if self.results is not None:
+                sample = [b.uuid for b in self.results.builds(self.window.start, self.window.end)
+                          if b.failed and b.matches][: self.limits.failure_sample]
+            counts: Counter[int] = Counter()
+            read = 0
+            for uuid in sample:
+                try:
+                    counts.update(self.template_set(uuid))
+                except RecheckError:  # an unreadable sample build leaves the sample smaller
+                    continue
+                read += 1
+            self._boilerplate = {key: n / read for key, n in counts.items()} if read else {}
+        return self._boilerplate
+
+    def passing_builds(self) -> list[BuildInfo]:
+        """Passing builds in the window, newest first."""
+        if self._passing is None:
+            if self.results is not None and self.results.count():
+                self._passing = [BuildInfo.from_stored(b) for b in self.results.builds(self.window.start,
+                                                                                        self.window.end)
+                                 if b.status == SUCCESS]
+            else:
+                found = self.backend.builds(f"build_status:{SUCCESS}", self.window)
+                found.sort(key=lambda b: _newest(b.last_hit), reverse=True)
+                self._passing = [BuildInfo(b.build_uuid, b.build_name, b.build_status, b.voting not in ("0", "false"),
+                                           b.build_queue, b.project, b.build_change, b.build_patchset, b.log_url,
+                                           b.last_hit) for b in found]
+        return self._passing
+
+    def _baseline(self, build: BuildInfo) -> tuple[list[BuildInfo], str]:
+        """The passing builds nearest in time to ``build``: what the job's
+        logs looked like when it failed."""
+        at = build.newest
+        passing = [b for b in self.passing_builds() if b.uuid != build.uuid]
+        if at is not None:
+            passing.sort(key=lambda b: abs((_newest(b) - at).total_seconds()))
+        same = [b for b in passing if b.job == build.job][: self.limits.baseline_builds]
+        if len(same) >= self.limits.min_same_job:
+            return same, "job"
+        others = [b for b in passing if b.job != build.job]
+        chosen = same + others[: self.limits.baseline_builds - len(same)]
+        return chosen, ("any job" if chosen else "none")
+
+    def _lines(self, uuid: str, limit: int) -> list[Hit]:
+        # A build is named by its uuid: its lines are read whatever the window.
+        return list(itertools.islice(self.backend.scan(_build_query(uuid)), limit))
+
+
+def _stored(found: Explanation) -> dict[str, Any]:
+    return {"new": [line.stored() for line in found.new_templates.values()], "new_count": found.new_count,
+            "lines_read": found.lines_read, "lines_total": found.lines_total, "baseline": found.baseline,
+            "scope": found.baseline_scope, "notes": found.notes}
+
+
+def _newest(value: BuildInfo | dt.datetime | None) -> dt.datetime:
+    moment = value.newest if isinstance(value, BuildInfo) else value
+    return moment or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def _build_query(uuid: str) -> str:
+    return f"build_uuid:{quote(uuid)}"
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+def _message(hit: Hit) -> str:
+    value = hit.source.get("message")
+    return value if isinstance(value, str) else str(_first(value) or "")
+
+
+def _new_lines(lines: Sequence[Hit], known: set[int]) -> dict[int, NewLine]:
+    """One NewLine per new template: its newest line (lines come newest first), scored."""
+    first_seen: dict[int, tuple[str, Hit]] = {}
+    counts: Counter[int] = Counter()
+    for hit in lines:
+        text = template_text(_message(hit))
+        key = template_key(text)
+        if key in known:
+            continue
+        counts[key] += 1
+        if key not in first_seen and has_words(text):
+            first_seen[key] = (text, hit)
+    stamps = [hit.timestamp for hit in lines if hit.timestamp is not None]
+    start, end = (min(stamps), max(stamps)) if stamps else (None, None)
+    return {key: _new_line(Template(text), hit, counts[key], start, end) for key, (text, hit) in first_seen.items()}
+
+
+def _new_line(template: Template, hit: Hit, occurrences: int, start: dt.datetime | None,
+              end: dt.datetime | None) -> NewLine:
+    """Scored by how loud the line is (its level, error words), where (the
+    console log) and when (near the end of the job, where it failed), and how
+    rare in the build (printed once); how rare across failures of other
+    causes is added by the Explainer (``NewLine.common``)."""
+    src = hit.source
+    message = _message(hit)
+    level = str(_first(src.get("loglevel")) or "")
+    tags = src.get("tags") or []
+    tags = tags if isinstance(tags, list) else [tags]
+    filename = str(_first(src.get("filename")) or "")
+    score = LOUD_LEVELS.get(level.upper(), 0.0)
+    words = {token for token in template.tokens if token}
+    if words & ERROR_WORDS:
+        score += 1.5
+    if "console" in tags:
+        score += 1.0
+    if start is not None and end is not None and hit.timestamp is not None and end > start:
+        score += 1.5 * (hit.timestamp - start) / (end - start)
+    elif hit.timestamp is not None:
+        score += 1.5
+    score += 1.0 / occurrences  # a line printed once says more than one printed a thousand times
+    score += min(template.constant_tokens, 12) / 12  # "ERROR" alone says less than a sentence
+    return NewLine(template, message[:EXCERPT_CHARS], filename, level, hit.timestamp, occurrences, score,
+                   str(_first(src.get("log_url")) or ""))
+
+
+def line_link(file_url: str, message: str) -> str:
+    """The file's URL with a text fragment (``#:~:text=``) that scrolls a
+    browser to the line and highlights it; the file alone where it has none."""
+    if not file_url:
+        return ""
+    excerpt = " ".join(message.split())[:80].strip()
+    if not excerpt:
+        return file_url
+    return f"{file_url.split('#', 1)[0]}#:~:text={urllib.parse.quote(excerpt, safe='')}"
+
+
+def is_unexplained_failure(build: StoredBuild) -> bool:
+    return build.status in FAILED_STATUSES and build.voting and not build.matches
+
+
+def explained_builds(explainer: Explainer, uuids: Iterable[str]) -> Iterator[Explanation | RecheckError]:
+    """Explanations one by one; a build that cannot be read is an error in
+    the stream, not the end of it."""
+    for uuid in uuids:
+        try:
+            yield explainer.explain(uuid)
+        except RecheckError as exc:
+            yield exc

@@ -1,0 +1,116 @@
+"""A log line's template: its analysed tokens with the variable ones masked.
+
+Two lines that differ only in ids, numbers, hex, addresses, timestamps or
+the numbered parts of paths share a template, so "is this line new?" can be
+asked across builds: a request id or an instance name never repeats, the
+sentence around it does.
+
+The template is made of the index's own tokens (``analysis.index_text``),
+not of the raw text, for two reasons: a run of constant tokens is exactly
+a phrase the index can match (a suggested fingerprint is that phrase), and
+the tokenizer already does at C speed the splitting that a regex-based log
+miner (drain3 and its kind) does in Python. What it masks, after LUCI
+Analysis's failure-reason clustering: every token with a digit in it (that
+covers numbers, versions, IPs, UUIDs, hex ids, dates and times, numbered
+host names), long hex runs without a digit, and long base64-looking tokens;
+a run of masked tokens collapses into one ``<*>`` so that ``10:30:21.123``
+and ``10:30:21`` do not make two templates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .analysis import index_text
+
+MASK = "<*>"
+TEMPLATE_VERSION = 3  # bump when template_of changes: stored template sets are then recomputed
+MAX_TEMPLATE_TOKENS = 64  # of a line; a longer line's tail makes it no more recognisable
+# Zuul's console log prefixes each line with its time and the node it ran
+# on ("2026-12-01 13:31:13.859739 | controller | ..."); the node's name is
+# constant within a job and different across jobs, so it is no part of what
+# a line says.
+_CONSOLE_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?\s*\|(?:\s*[\w.@:-]{1,64}\s*\|)?\s?")
+# An oslo.log line: time, pid, level, logger, then the request context in
+# brackets ("[None req-1a2b tempest-ServersTest-1]"); the level and the logger
+# are fields of their own (``loglevel``, the file), the context is ids.
+_OSLO_PREFIX = re.compile(
+    r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)? \d+ (?:DEBUG|INFO|WARNING|ERROR|CRITICAL|TRACE|AUDIT) "
+    r"[\w.]+ (?:\[[^\]]{0,300}\] ?)?")
+# A token is variable when it has an ASCII digit, is a long hex run, has a
+# long run of consonants (random names), or is very long without the dots
+# and underscores of a real dotted or snake_case name. Tokens are separated
+# by single spaces in ``index_text``'s output, so one pass of one regex masks
+# a whole line.
+_VARIABLE = re.compile(r"(?<![^ ])(?:[^ ]*[0-9][^ ]*|[0-9a-f]{12,}|[^ ]*[b-df-hj-np-tv-z_]{12,}[^ ]*|[^ _.]{32,})(?![^ ])")
+_MASKED_RUN = re.compile(r"<\*>(?: <\*>)+")
+
+
+@dataclass(frozen=True)
+class Template:
+    """``text``: the line's tokens joined by spaces, ``<*>`` for each run of
+    masked ones."""
+
+    text: str
+
+    @property
+    def tokens(self) -> tuple[str | None, ...]:
+        """The tokens, ``None`` where a run was masked."""
+        return tuple(None if token == MASK else token for token in self.text.split(" ") if token)
+
+    @property
+    def key(self) -> int:
+        """A 63-bit hash of the text: what build template sets hold."""
+        return template_key(self.text)
+
+    def constant_runs(self) -> list[tuple[str, ...]]:
+        """The maximal runs of unmasked tokens, in line order: each is a
+        phrase every line of this template contains."""
+        runs: list[tuple[str, ...]] = []
+        current: list[str] = []
+        for token in self.tokens:
+            if token is None:
+                if current:
+                    runs.append(tuple(current))
+                current = []
+            else:
+                current.append(token)
+        if current:
+            runs.append(tuple(current))
+        return runs
+
+    @property
+    def constant_tokens(self) -> int:
+        return sum(1 for token in self.tokens if token is not None)
+
+
+def line_body(message: str) -> str:
+    """The message without the console log's time-and-node prefix or an
+    oslo.log line's time, level, logger and request context."""
+    body = _CONSOLE_PREFIX.sub("", message, count=1)
+    return _OSLO_PREFIX.sub("", body, count=1) if body is message else body
+
+
+def template_text(message: str) -> str:
+    """The template of a line as text: what is compared across builds, at
+    the speed of one tokenizer call and one regex pass."""
+    text = _MASKED_RUN.sub(MASK, _VARIABLE.sub(MASK, index_text(line_body(message))))
+    if text.count(" ") >= MAX_TEMPLATE_TOKENS:
+        text = " ".join(text.split(" ", MAX_TEMPLATE_TOKENS)[:MAX_TEMPLATE_TOKENS])
+    return text
+
+
+def template_of(message: str) -> Template:
+    return Template(template_text(message))
+
+
+def has_words(text: str) -> bool:
+    """Whether a template has a constant token: one that is all masks says nothing."""
+    return bool(text.replace(MASK, "").strip())
+
+
+def template_key(text: str) -> int:
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1

@@ -1,0 +1,301 @@
+"""Explaining failures no fingerprint knows: what is new in a failed build,
+unexplained failures grouped by it, and a fingerprint suggested per group
+with its backtest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from elastic_recheck.cli import cli
+from elastic_recheck.clusters import ClusterLimits, cluster_failures, unexplained_failures
+from elastic_recheck.explain import ExplainLimits, Explainer, line_link
+from elastic_recheck.fingerprints import load_fingerprint, load_fingerprints
+from elastic_recheck.ingest.sources import BuildMetadata
+from elastic_recheck.pipeline import LogsReady, index_builds
+from elastic_recheck.results import ResultStore
+from elastic_recheck.search import TimeWindow
+from elastic_recheck.search.embedded import EmbeddedBackend
+from elastic_recheck.suggest import candidate_queries, suggest_all
+from elastic_recheck.templates import line_body, template_of
+
+UTC = dt.timezone.utc
+NOW = dt.datetime.now(UTC).replace(microsecond=0)
+SSH = "tempest.lib.exceptions.SSHTimeout: Connection to the 10.1.{n}.7 via SSH timed out."
+VOLUME = "Volume {n}d5e-77a1 failed to attach to instance 9c{n}f: device busy"
+KNOWN = "MessagingTimeout: Timed out waiting for a reply to message ID 4f3e{n}"
+EVERY_RUN = ["Running tempest on node {n}", "Installing devstack took {n} seconds", "Cleaning up"]
+EVERY_FAILURE = ["Totals: Ran: 1480 tests. Failed: 1", "Build FAILURE"]
+
+
+def write_build(root: Path, uuid: str, console: list[str], cpu: list[str], age_hours: float) -> Path:
+    at = NOW - dt.timedelta(hours=age_hours)
+
+    def stamp(i: int) -> str:
+        return (at + dt.timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    build = root / uuid
+    (build / "logs").mkdir(parents=True)
+    (build / "job-output.txt").write_text(
+        "".join(f"{stamp(i)} | controller | {text}\n" for i, text in enumerate(console)))
+    (build / "logs" / "screen-n-cpu.txt").write_text(
+        "".join(f"{stamp(10 + i)} 1234 ERROR nova.compute.manager [req-{uuid[:6]}] {text}\n"
+                for i, text in enumerate(cpu)))
+    return build
+
+
+class History:
+    """A window of CI builds: passing ones, failures of two unknown bugs, a
+    one-off failure, and failures a fingerprint already explains."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.queries = root / "queries"
+        self.queries.mkdir()
+        (self.queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply to message ID"\n')
+        self.items: list[LogsReady] = []
+        self.n = 0
+        for i in range(4):
+            self.add("SUCCESS", "tempest-full", change=f"70000{i}", console=[], cpu=[])
+        self.add("SUCCESS", "nova-tox", change="700009", console=["tox: all good"], cpu=[])
+        self.ssh = [self.add("FAILURE", job, change=change, console=[SSH], cpu=[])
+                    for job, change in [("tempest-full", "800001"), ("tempest-full", "800002"),
+                                        ("nova-live-migration", "800003")]]
+        self.volume = [self.add("FAILURE", "tempest-full", change="800010", console=[], cpu=[VOLUME])
+                       for _ in range(2)]
+        self.one_off = self.add("FAILURE", "tempest-full", change="800020",
+                                console=["ImportError: cannot import name 'foo' from partially initialized module"],
+                                cpu=[])
+        self.known = [self.add("FAILURE", "tempest-full", change=f"80003{i}", console=[], cpu=[KNOWN])
+                      for i in range(3)]
+        self.data = root / "data"
+        self.backend = EmbeddedBackend(self.data / "index")
+        good, bad = load_fingerprints(self.queries)
+        assert not bad
+        index_builds(self.backend, self.data / "results.sqlite3", good, self.items)
+
+    def add(self, status: str, job: str, change: str, console: list[str], cpu: list[str]) -> str:
+        self.n += 1
+        n = self.n
+        uuid = f"{n:02d}" + "b" * 30
+        lines = [line.format(n=n) for line in EVERY_RUN]
+        lines += [line.format(n=n) for line in console]
+        if status != "SUCCESS":
+            lines += EVERY_FAILURE
+        path = write_build(self.root / "logs", uuid, lines, [line.format(n=n) for line in cpu], age_hours=30 - n)
+        meta = BuildMetadata(build_uuid=uuid, build_name=job, build_status=status, build_queue="check",
+                             project="openstack/nova", build_change=change, build_patchset="1", voting="1",
+                             log_url=f"https://logs.example.org/{uuid}")
+        self.items.append(LogsReady(meta, str(path)))
+        return uuid
+
+    def store(self) -> ResultStore:
+        return ResultStore(self.data / "results.sqlite3")
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> History:
+    return History(tmp_path_factory.mktemp("history"))
+
+
+# -- templates ----------------------------------------------------------------
+
+def test_a_template_masks_what_changes_from_run_to_run_and_keeps_the_words():
+    one = template_of("2026-12-01 10:00:01.123 | controller | Volume 1d5e-77a1 failed to attach to instance 9c1f")
+    two = template_of("2026-11-30 23:59:59 | ubuntu-noble | Volume 88aa-0001 failed to attach to instance 9c2f")
+    assert one == two
+    assert one.text == "volume <*> failed to attach to instance <*>"
+    assert one.constant_runs() == [("volume",), ("failed", "to", "attach", "to", "instance")]
+    assert template_of("request req-4b1c0e2a-77aa-4c55-9f00-0123456789ab took 3.2s").text == "request req <*> took <*>"
+    assert template_of("deadbeefcafebabe1234 and deadbeefcafebabe").text == "<*> and <*>"
+    assert template_of("Volume failed").key != template_of("Volume detached").key
+
+
+def test_the_console_prefix_is_no_part_of_a_line():
+    assert line_body("2026-12-01 13:31:13.859739 | controller | SSHTimeout: timed out") == "SSHTimeout: timed out"
+    assert line_body("2026-12-01 13:31:13.859739 | Build FAILURE") == "Build FAILURE"
+    assert line_body("no prefix | here") == "no prefix | here"
+
+
+def test_a_line_link_scrolls_the_browser_to_the_line():
+    link = line_link("https://logs.example.org/b/job-output.txt", "SSHTimeout: Connection to the\n10.0.0.7 #1")
+    assert link == ("https://logs.example.org/b/job-output.txt#:~:text="
+                    "SSHTimeout%3A%20Connection%20to%20the%2010.0.0.7%20%231")
+    assert line_link("", "x") == ""
+
+
+# -- explain ------------------------------------------------------------------
+
+def test_explain_ranks_the_lines_no_passing_build_of_the_job_has(history):
+    store = history.store()
+    found = Explainer(history.backend, store).explain(history.ssh[0])
+    assert found.baseline_scope == "job" and len(found.baseline) == 4
+    messages = [line.message for line in found.lines]
+    assert "SSHTimeout" in messages[0]
+    assert not any("Running tempest" in m or "Installing devstack" in m for m in messages)
+    assert {line_body(m) for m in messages} == {SSH.format(n=6), *EVERY_FAILURE}
+    top = found.lines[0]
+    assert top.filename == "job-output.txt" and top.occurrences == 1
+    assert top.link.startswith(f"https://logs.example.org/{history.ssh[0]}/job-output.txt#:~:text=")
+    assert found.lines_read == found.lines_total == 6
+
+
+def test_passing_builds_are_read_once_and_their_template_sets_kept(history):
+    store = history.store()
+    Explainer(history.backend, store).explain(history.ssh[0])
+    kept = store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0]
+    assert kept >= 4
+    again = Explainer(history.backend, store)
+    again.explain(history.ssh[1])
+    assert store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0] == kept  # nothing read anew
+
+
+def test_a_failed_build_is_read_once_its_new_lines_kept_and_a_damaged_copy_read_again(history):
+    store = history.store()
+    first = Explainer(history.backend, store).explain(history.volume[1])
+    (recipe, body), = store.db.execute("SELECT recipe, body FROM explanations WHERE uuid = ?", (history.volume[1],))
+    kept = Explainer(history.backend, store).explain(history.volume[1])
+    assert [(line.message, line.score, line.link) for line in kept.lines] == \
+        [(line.message, line.score, line.link) for line in first.lines]
+    assert kept.lines_read == first.lines_read and kept.baseline == first.baseline
+    store.db.execute("UPDATE explanations SET body = '{\"new\": [[1]]}' WHERE uuid = ?", (history.volume[1],))
+    again = Explainer(history.backend, store).explain(history.volume[1])
+    assert [line.message for line in again.lines] == [line.message for line in first.lines]
+    assert store.explanation(history.volume[1], recipe) == body
+
+
+def test_a_job_with_too_few_passing_builds_is_compared_with_other_jobs(history):
+    found = Explainer(history.backend, history.store()).explain(history.ssh[2])  # nova-live-migration
+    assert found.baseline_scope == "any job"
+    assert any("other jobs" in note for note in found.notes)
+    assert "SSHTimeout" in found.lines[0].message
+
+
+def test_explain_reads_at_most_max_lines_of_a_build_and_says_so(history):
+    found = Explainer(history.backend, history.store(), ExplainLimits(max_lines=3)).explain(history.ssh[0])
+    assert found.lines_read == 3 and found.lines_total == 6 and found.truncated
+    assert any("newest 3 of 6 lines" in note for note in found.notes)
+
+
+def test_explain_on_the_command_line(history):
+    runner = CliRunner()
+    base = ["--data-dir", str(history.data)]
+    shown = runner.invoke(cli, [*base, "explain", "--build", history.volume[0], "--days", "0"])
+    assert shown.exit_code == 0, shown.output
+    assert "failed to attach to instance" in shown.output.split("\n\n", 1)[1].splitlines()[1]
+    as_json = runner.invoke(cli, [*base, "explain", "--build", history.volume[0], "--days", "0", "--json"])
+    found = json.loads(as_json.output)
+    assert found["build"] == history.volume[0] and found["baseline_scope"] == "job"
+    assert found["lines"][0]["filename"] == "logs/screen-n-cpu.txt" and found["lines"][0]["level"] == "ERROR"
+    missing = runner.invoke(cli, [*base, "explain", "--build", "f" * 32])
+    assert missing.exit_code == 1
+    assert missing.output.strip().splitlines()[-1] == f"error: build {'f' * 32}: no such build in the index"
+
+
+# -- clusters and suggestions ---------------------------------------------------
+
+def test_unexplained_failures_are_grouped_by_the_new_line_they_share_ranked_by_changes_hit(history):
+    store = history.store()
+    window = TimeWindow.last_days(2)
+    assert {b.uuid for b in unexplained_failures(store, window)} == {*history.ssh, *history.volume, history.one_off}
+    run = cluster_failures(Explainer(history.backend, store, window=window), store, window)
+    assert run.unexplained == run.examined == 6 and not run.capped
+    first, second, third = run.clusters
+    assert set(b.uuid for b in first.builds) == set(history.ssh)
+    assert first.changes == ["800001", "800002", "800003"]
+    assert first.jobs[0] == "tempest-full" and set(first.jobs) == {"tempest-full", "nova-live-migration"}
+    assert first.template.text == template_of(SSH.format(n=1)).text
+    assert first.first_seen < first.last_seen
+    assert set(b.uuid for b in second.builds) == set(history.volume) and second.changes == ["800010"]
+    assert [b.uuid for b in third.builds] == [history.one_off]
+    # "Build FAILURE" is in every failure, the explained ones too: it groups nothing.
+    assert run.generic_templates >= 2
+    assert not any(c.template.text in (template_of(line).text for line in EVERY_FAILURE) for c in run.clusters)
+
+
+def test_the_number_of_builds_read_per_run_is_capped_and_reported(history):
+    store = history.store()
+    window = TimeWindow.last_days(2)
+    run = cluster_failures(Explainer(history.backend, store, window=window), store, window, ClusterLimits(max_builds=2))
+    assert run.unexplained == 6 and run.examined == 2 and run.capped
+
+
+def test_a_suggested_fingerprint_is_cut_from_the_template_and_backtested(history, tmp_path):
+    store = history.store()
+    found = suggest_all(history.backend, store, TimeWindow.last_days(2))
+    (ssh_cluster, ssh), (volume_cluster, volume), (_, one_off) = found.suggestions
+    assert ssh.query == ('message:"tempest.lib.exceptions.SSHTimeout: Connection to the" '
+                         'AND message:"via SSH timed out" AND tags:"job-output.txt"')
+    bt = ssh.backtest
+    assert (bt.cluster_hits, bt.cluster_size, bt.failed_hits, bt.success_hits, bt.success_total) == (3, 3, 0, 0, 5)
+    assert ssh.ready
+    text = ssh.yaml()
+    assert text is not None and text.startswith("# Suggested by elastic-recheck suggest")
+    path = tmp_path / "1234567.yaml"
+    path.write_text(text)
+    fingerprint = load_fingerprint(path)
+    assert fingerprint.query == ssh.query
+    assert {b.build_uuid for b in history.backend.builds(fingerprint.query)} == set(history.ssh)
+    assert volume.query == ('message:"failed to attach to instance" AND message:"device busy" '
+                            'AND tags:"screen-n-cpu.txt" AND loglevel:ERROR')
+    assert volume.ready
+    assert found.ready >= 2
+
+
+def test_a_suggestion_that_matches_passing_builds_is_a_lead_not_a_file(history):
+    store = history.store()
+    found = suggest_all(history.backend, store, TimeWindow.last_days(2))
+    cluster = found.suggestions[0][0]
+    # Cut from a line every build prints, the query would match the passing builds too.
+    cluster.template = template_of("Running tempest on node 1")
+    queries = candidate_queries(cluster)
+    assert queries[0] == 'message:"running tempest on node" AND tags:"job-output.txt"'
+    from elastic_recheck.backtest import backtest
+    from elastic_recheck.suggest import Suggestion
+
+    lead = Suggestion(cluster, queries[0], backtest(history.backend, store, queries[0], TimeWindow.last_days(2),
+                                                    cluster=[b.uuid for b in cluster.builds]))
+    assert lead.backtest.success_hits == 5 and not lead.ready and lead.yaml() is None
+
+
+def test_suggest_on_the_command_line_prints_one_json_object_per_cluster(history):
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["--data-dir", str(history.data), "suggest", "--queries", str(history.queries),
+                                "--days", "2", "--json"])
+    assert shown.exit_code == 0, shown.output
+    rows = [json.loads(line) for line in shown.output.splitlines()]
+    assert len(rows) == 3
+    first = rows[0]
+    assert set(first["builds"]) == set(history.ssh)
+    assert first["ready"] is True and first["cluster_hits"] == 3 and first["success_hits"] == 0
+    assert first["failed_hits"] == 0 and yaml.safe_load(first["yaml"])["query"] == first["query"]
+    text = runner.invoke(cli, ["--data-dir", str(history.data), "suggest", "--queries", str(history.queries),
+                               "--days", "2"])
+    assert text.exit_code == 0
+    assert text.output.startswith("6 unexplained failed voting builds in the window; read 6")
+    assert "ready: message:" in text.output and "query: >-" in text.output
+
+
+def test_the_dashboard_shows_clusters_with_their_fingerprints_and_each_failure_s_new_lines(history, tmp_path):
+    out = tmp_path / "site"
+    shown = CliRunner().invoke(cli, ["--data-dir", str(history.data), "dashboard", "--queries", str(history.queries),
+                                     "--output", str(out)])
+    assert shown.exit_code == 0, shown.output
+    page = (out / "clusters.html").read_text()
+    assert '<section class="cluster" id="cluster-1">' in page and 'id="cluster-4"' not in page
+    first = page.split('id="cluster-1"')[1].split('id="cluster-2"')[0]
+    assert "3 changes" in first and "SSHTimeout" in first and '<span class="ready">ready</span>' in first
+    assert "query: &gt;-" in first and "3 of 3 builds of the cluster" in first
+    for uuid in history.ssh:
+        assert f'href="https://logs.example.org/{uuid}">{uuid}</a>' in first
+    data = json.loads((out / "data" / "clusters.json").read_text())
+    assert [len(c["builds"]) for c in data["clusters"]] == [3, 2, 1] and data["examined"] == 6
+    listed = (out / "uncategorized.html").read_text()
+    ssh_build = listed.split(f">{history.ssh[0]}</a>")[1].split("</ol>")[0]
+    assert f"https://logs.example.org/{history.ssh[0]}/job-output.txt#:~:text=" in ssh_build
+    assert "SSHTimeout: Connection to the 10.1.6.7" in ssh_build
