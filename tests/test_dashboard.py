@@ -207,7 +207,7 @@ def test_pages_draw_their_charts_in_chromium_with_a_clean_console(site, tmp_path
     assert chromium.console_errors() == []
     chromium.screenshot(ARTIFACTS / "dashboard-all.png")
     assert chromium.evaluate("getComputedStyle(document.body).marginLeft") != "8px"  # style.css loaded
-    for page in ("gate.html", "uncategorized.html"):
+    for page in ("gate.html", "clusters.html", "uncategorized.html"):
         chromium.open((out / page).as_uri())
         assert chromium.console_errors() == [], page
         chromium.screenshot(ARTIFACTS / f"dashboard-{page.replace('.html', '')}.png")
@@ -222,8 +222,8 @@ def test_script_injection_through_logs_jobs_fingerprints_and_queries_is_inert(tm
     with backend.writer() as w:
         add_build(w, "9" * 32, f"tempest{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=1),
                   {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project='"><svg onload="window.pwned=3">')
-        add_build(w, "8" * 32, f"job{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=2), {"x.txt": ["other"]},
-                  log_url="javascript:window.pwned=4")
+        add_build(w, "8" * 32, f"job{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=2),
+                  {"x.txt": ["other", f"a new line {PAYLOAD}"]}, log_url="javascript:window.pwned=4")
     queries = tmp_path / "queries"
     queries.mkdir()
     fingerprint(queries, "1", json.dumps({"query": 'message:"timed out" OR message:"<script>window.pwned=5"',
@@ -231,7 +231,8 @@ def test_script_injection_through_logs_jobs_fingerprints_and_queries_is_inert(tm
     settings = Settings(data_dir=tmp_path / "data", dashboard=DashboardSettings(
         kibana_url="javascript:window.pwned=6//{query}"))
     out = _render(settings, backend, queries, tmp_path / "site")
-    for page in ("index.html", "gate.html", "uncategorized.html"):
+    assert "a new line &lt;script&gt;" in (out / "clusters.html").read_text()  # the unexplained failure's new line
+    for page in ("index.html", "gate.html", "uncategorized.html", "clusters.html"):
         html = (out / page).read_text()
         assert "<script>" not in html and "<img" not in html and "javascript:" not in html, page
         chromium.open((out / page).as_uri())

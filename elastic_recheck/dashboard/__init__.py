@@ -12,6 +12,7 @@ from ..errors import FingerprintQueryError, RecheckError
 from ..fingerprints import Fingerprint, load_fingerprints
 from ..results import ResultStore
 from ..search import SearchBackend, TimeWindow
+from ..suggest import SuggestRun, suggest_all
 from .publish import Publisher
 from .site import FUTURE_TOLERANCE, Header, render_site
 from .trends import Collected, collect
@@ -93,7 +94,24 @@ def build_dashboard(settings: Settings, backend: SearchBackend, queries: str | P
     publisher.check()
     with publisher.lock():
         collected, header = gather(settings, backend, queries, now, progress)
-        return publisher.publish(render_site(collected, header, settings))
+        found = clusters_of(settings, backend, collected)
+        return publisher.publish(render_site(collected, header, settings, found))
+
+
+def clusters_of(settings: Settings, backend: SearchBackend, collected: Collected) -> SuggestRun | str:
+    """The window's unexplained failures grouped, with suggested
+    fingerprints; or why they could not be (the rest of the site is still
+    worth publishing)."""
+    store = ResultStore.open_existing(settings.results_db)
+    if store is None:
+        return "no stored build results yet"
+    try:
+        return suggest_all(backend, store, TimeWindow(start=collected.start))
+    except RecheckError as exc:
+        log.error("clusters of unexplained failures could not be made: %s", exc)
+        return str(exc)
+    finally:
+        store.close()
 
 
 __all__ = ["build_dashboard", "gather"]

@@ -15,6 +15,8 @@ import jinja2
 
 from ..config import Settings
 from ..errors import ConfigError
+from ..explain import NewLine
+from ..suggest import SuggestRun
 from .charts import hourly_chart
 from .trends import Collected, Trends, as_json, hours, trends
 
@@ -100,8 +102,10 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
-def render_site(collected: Collected, header: Header, settings: Settings) -> dict[str, bytes]:
-    """Every file of the site, by relative path."""
+def render_site(collected: Collected, header: Header, settings: Settings,
+                clusters: SuggestRun | str | None = None) -> dict[str, bytes]:
+    """Every file of the site, by relative path. ``clusters``: the
+    unexplained failures grouped with their suggestions, or why there are none."""
     templates = template_dir(settings)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -122,6 +126,7 @@ def render_site(collected: Collected, header: Header, settings: Settings) -> dic
         header=header,
         days=settings.dashboard.days,
         pages=PAGES,
+        new_lines=lambda uuid: _new_lines(clusters, uuid),
     )
     files: dict[str, bytes] = {}
     data: dict[str, Any] = {"generated": as_json(header.generated), "newest_indexed": as_json(header.newest),
@@ -142,8 +147,32 @@ def render_site(collected: Collected, header: Header, settings: Settings) -> dic
         page="uncategorized.html", title="Uncategorized failures", uncategorized=everything).encode()
     files["data/uncategorized.json"] = _json({**data, **as_json(everything),
                                               "log_timeouts": as_json(header.timeouts)})
+    found = clusters if isinstance(clusters, SuggestRun) else None
+    files["clusters.html"] = env.get_template("clusters.html").render(
+        page="clusters.html", title="Unexplained failures, clustered", found=found,
+        error=clusters if isinstance(clusters, str) else None).encode()
+    files["data/clusters.json"] = _json({**data, **_clusters_json(found)})
     files["style.css"] = (templates / "style.css").read_bytes()
     return files
+
+
+NEW_LINES_SHOWN = 3  # per build on the uncategorized page
+
+
+def _new_lines(clusters: SuggestRun | str | None, uuid: str) -> list[NewLine]:
+    if not isinstance(clusters, SuggestRun):
+        return []
+    found = clusters.run.explanations.get(uuid)
+    return found.lines[:NEW_LINES_SHOWN] if found is not None else []
+
+
+def _clusters_json(found: SuggestRun | None) -> dict[str, Any]:
+    if found is None:
+        return {"clusters": None}
+    run = found.run
+    return {"unexplained": run.unexplained, "examined": run.examined, "lines_read": run.lines_read,
+            "clusters": [s.as_json() if s is not None else {**c.as_json(), "query": None, "ready": False}
+                         for c, s in found.suggestions]}
 
 
 def _json(value: Any) -> bytes:
