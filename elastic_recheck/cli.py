@@ -892,8 +892,6 @@ def _stored_results(settings: Settings) -> Any:
 def explain(ctx: _Context, build_uuid: str, days: float | None, top: int, as_json: bool) -> None:
     """What is new in a build: its lines whose template no recent passing
     build of the same job has, most telling first."""
-    import dataclasses
-
     from .explain import Explainer, ExplainLimits
     from .results import ResultStore
     from .sanitize import strip_controls
@@ -902,7 +900,7 @@ def explain(ctx: _Context, build_uuid: str, days: float | None, top: int, as_jso
     backend = ctx.backend()
     store = ResultStore.open_existing(settings.results_db)
     window = TimeWindow.last_days(settings.dashboard.days) if settings.dashboard.days else ALL_TIME
-    limits = dataclasses.replace(ExplainLimits(), top=top)
+    limits = ExplainLimits.from_settings(settings.explain, top=top)
     try:
         found = Explainer(backend, store, limits, window).explain(build_uuid)
     finally:
@@ -933,16 +931,14 @@ def explain(ctx: _Context, build_uuid: str, days: float | None, top: int, as_jso
               help="Fingerprint directory [default: watch.queries].")
 @click.option("--days", type=float, default=None, callback=_check_days,
               help="The window [default: dashboard.days, 10]; 0 for all time.")
-@click.option("--max-builds", default=100, show_default=True, type=click.IntRange(1, 100_000),
-              help="Unexplained failures read per run, newest first.")
+@click.option("--max-builds", default=None, type=click.IntRange(1, 100_000),
+              help="Unexplained failures read per run, newest first [default: explain.cluster_builds, 100].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per cluster.")
 @_pass_context
-def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_builds: int, as_json: bool) -> None:
+def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_builds: int | None,
+            as_json: bool) -> None:
     """Unexplained failures grouped by what is new in them, ranked by the
     changes they hit, each with a suggested fingerprint and its backtest."""
-    import dataclasses
-
-    from .clusters import ClusterLimits
     from .dashboard import gather
     from .sanitize import strip_controls
     from .suggest import suggest_all
@@ -955,7 +951,7 @@ def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_buil
     window = TimeWindow(start=collected.start)
     store = _stored_results(settings)
     try:
-        found = suggest_all(backend, store, window, limits=dataclasses.replace(ClusterLimits(), max_builds=max_builds))
+        found = suggest_all(backend, store, window, settings.explain, max_builds)
     finally:
         store.close()
     run = found.run

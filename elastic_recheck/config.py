@@ -95,6 +95,24 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
+class ExplainSettings:
+    """What ``explain``, ``suggest`` and the dashboard's clusters read at
+    most (section ``explain:``): each run's cost is bounded by these, and
+    the figures they print say when a bound was reached."""
+
+    max_lines: int = 50_000  # of a build, the newest (the end of a job is where it failed)
+    baseline_builds: int = 5  # passing builds a failure is compared with
+    cluster_builds: int = 100  # unexplained failures grouped per run, newest first
+    max_clusters: int = 50  # groups given a suggested fingerprint (each is backtested over the window)
+
+    def __post_init__(self) -> None:
+        for name in ("max_lines", "baseline_builds", "cluster_builds", "max_clusters"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 0 < value <= 100_000_000):
+                raise ConfigError(f"explain.{name} must be a positive whole number, not {value!r}")
+
+
+@dataclass(frozen=True)
 class FingerprintSettings:
     """Limits on fingerprint files (section ``fingerprints:``), far above any
     real one: a file past one is refused, with one line naming it, before it is
@@ -227,6 +245,7 @@ class Settings:
     fingerprints: FingerprintSettings = FingerprintSettings()
     ingest: IngestSettings = IngestSettings()
     zuul: ZuulSettings = ZuulSettings()
+    explain: ExplainSettings = ExplainSettings()
 
     @property
     def index_dir(self) -> Path:
@@ -256,6 +275,7 @@ _SECTIONS = {
     "fingerprints": FingerprintSettings,
     "ingest": IngestSettings,
     "zuul": ZuulSettings,
+    "explain": ExplainSettings,
 }
 
 

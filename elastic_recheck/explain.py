@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Sequence
 
 from .builds import FAILED_STATUSES
+from .config import ExplainSettings
 from .errors import RecheckError
 from .lucene import quote
 from .results import ResultStore, StoredBuild
@@ -50,6 +51,10 @@ class ExplainLimits:
     top: int = 10
     keep_new: int = 100  # new templates kept per build (the best-scored), for grouping and the stored copy
     failure_sample: int = 10  # failures known fingerprints explain, read to tell what every failure prints
+
+    @classmethod
+    def from_settings(cls, settings: ExplainSettings, **changes: Any) -> "ExplainLimits":
+        return cls(max_lines=settings.max_lines, baseline_builds=settings.baseline_builds, **changes)
 
 
 @dataclass(frozen=True)

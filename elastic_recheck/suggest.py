@@ -21,6 +21,7 @@ import yaml
 
 from .backtest import Backtest, backtest, build_totals
 from .clusters import Cluster, ClusterLimits, ClusterRun, cluster_failures
+from .config import ExplainSettings
 from .explain import ExplainLimits, Explainer
 from .analysis import analyze
 from .lucene import quote
@@ -32,7 +33,6 @@ MIN_CLUSTER_SHARE = 0.9  # of its cluster's builds a ready suggestion matches
 MAX_SUCCESS_SHARE = 0.01  # of the window's passing builds it may match
 MAX_PHRASE_TOKENS = 12  # a longer constant run is cut: the words nearest its start are kept
 PHRASES = 2  # constant runs ANDed into one query, the longest first
-MAX_CLUSTERS = 50  # clusters given a suggestion per run, by impact (each costs a backtest or two)
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,10 @@ def _as_written(body: str, run: tuple[str, ...]) -> str:
     be found there and analyses to the same tokens, else its tokens."""
     pattern = r"\W+".join(re.escape(token) for token in run)
     found = re.search(pattern, body, re.IGNORECASE)
-    if found and found.group(0).isprintable() and analyze(found.group(0)) == run:
-        return found.group(0)
+    if found:
+        written = re.sub(r"\s+", " ", found.group(0))  # a line break inside the run reads as a space
+        if written.isprintable() and analyze(written) == run:
+            return written
     return " ".join(run)
 
 
@@ -176,18 +178,17 @@ class SuggestRun:
 
 
 def suggest_all(backend: SearchBackend, store: ResultStore, window: TimeWindow,
-                explain_limits: ExplainLimits = ExplainLimits(), limits: ClusterLimits = ClusterLimits(),
-                max_clusters: int = MAX_CLUSTERS) -> SuggestRun:
+                settings: ExplainSettings = ExplainSettings(), max_builds: int | None = None) -> SuggestRun:
     """Cluster the window's unexplained failures and backtest a fingerprint
-    for each of the ``max_clusters`` with the most impact (each backtest is
-    a query over the window)."""
-    explainer = Explainer(backend, store, explain_limits, window)
-    run = cluster_failures(explainer, store, window, limits)
+    for each of the ``settings.max_clusters`` with the most impact (each
+    backtest is a query over the window)."""
+    explainer = Explainer(backend, store, ExplainLimits.from_settings(settings), window)
+    run = cluster_failures(explainer, store, window, ClusterLimits(max_builds=max_builds or settings.cluster_builds))
 
     totals = build_totals(backend, store, window)
 
     def run_backtest(query: str, uuids: Sequence[str]) -> Backtest:
         return backtest(backend, store, query, window, cluster=uuids, totals=totals)
 
-    suggestions = [(cluster, suggest(cluster, run_backtest)) for cluster in run.clusters[:max_clusters]]
+    suggestions = [(cluster, suggest(cluster, run_backtest)) for cluster in run.clusters[: settings.max_clusters]]
     return SuggestRun(run, suggestions)

@@ -192,6 +192,9 @@ def test_explain_on_the_command_line(history):
     found = json.loads(as_json.output)
     assert found["build"] == history.volume[0] and found["baseline_scope"] == "job"
     assert found["lines"][0]["filename"] == "logs/screen-n-cpu.txt" and found["lines"][0]["level"] == "ERROR"
+    capped = runner.invoke(cli, [*base, "explain", "--build", history.volume[0], "--json"],
+                           env={"ER_EXPLAIN_MAX_LINES": "2"})
+    assert json.loads(capped.output)["lines_read"] == 2  # the explain: section bounds what is read
     missing = runner.invoke(cli, [*base, "explain", "--build", "f" * 32])
     assert missing.exit_code == 1
     assert missing.output.strip().splitlines()[-1] == f"error: build {'f' * 32}: no such build in the index"
