@@ -252,3 +252,44 @@ def test_the_pipeline_stores_what_the_backend_answers(backend, tmp_path):
     for fp in fingerprints:
         assert backend.count(f'({fp.voting_query}) AND build_uuid:"e5e5e5e5"') == \
             {m.bug: m.hits for m in stored.matches}.get(fp.bug, 0)
+
+
+def test_explain_and_suggest_read_the_same_from_every_backend(backend, tmp_path):
+    """What is new in a failed build, the groups and the suggested
+    fingerprint's backtest come from the backend's scan, count and builds:
+    the same answers on the embedded index and on a cluster."""
+    from elastic_recheck.explain import Explainer
+    from elastic_recheck.fingerprints import load_fingerprints
+    from elastic_recheck.ingest.sources import BuildMetadata
+    from elastic_recheck.pipeline import LogsReady, index_builds
+    from elastic_recheck.results import ResultStore
+    from elastic_recheck.suggest import suggest_all
+
+    stamp = at(0.2).strftime("%Y-%m-%d %H:%M:%S.%f")
+    items = []
+    for n, status in enumerate(["SUCCESS", "SUCCESS", "FAILURE", "FAILURE"]):
+        uuid_ = f"f{n}" * 4
+        logs = tmp_path / uuid_
+        (logs / "logs").mkdir(parents=True)
+        console = [f"Running tempest on node {n}", "Cleaning up"]
+        if status == "FAILURE":
+            console.append(f"Volume {n}a-{n}b failed to attach to instance 7{n}: device busy")
+        (logs / "job-output.txt").write_text("".join(f"{stamp} | {line}\n" for line in console))
+        meta = BuildMetadata(build_uuid=uuid_, build_name="tempest-full", build_status=status, voting="1",
+                             build_change=f"91000{n}", build_patchset="1")
+        items.append(LogsReady(meta, str(logs)))
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    fingerprints, _ = load_fingerprints(queries)
+    index_builds(backend, tmp_path / "results.sqlite3", fingerprints, items)
+    store = ResultStore(tmp_path / "results.sqlite3")
+    found = Explainer(backend, store).explain("f2" * 4)
+    assert found.baseline == ["f1" * 4, "f0" * 4] or sorted(found.baseline) == ["f0" * 4, "f1" * 4]
+    assert [line.message.split(" | ", 1)[1] for line in found.lines] == \
+        ["Volume 2a-2b failed to attach to instance 72: device busy"]
+    run = suggest_all(backend, store, TimeWindow.last_days(1))
+    (cluster, suggestion), = run.suggestions
+    assert sorted(b.uuid for b in cluster.builds) == ["f2" * 4, "f3" * 4]
+    assert suggestion.query == ('message:"failed to attach to instance" AND message:"device busy" '
+                                'AND tags:"job-output.txt"')
+    assert (suggestion.backtest.cluster_hits, suggestion.backtest.success_hits) == (2, 0) and suggestion.ready

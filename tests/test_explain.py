@@ -302,3 +302,35 @@ def test_the_dashboard_shows_clusters_with_their_fingerprints_and_each_failure_s
     ssh_build = listed.split(f">{history.ssh[0]}</a>")[1].split("</ol>")[0]
     assert f"https://logs.example.org/{history.ssh[0]}/job-output.txt#:~:text=" in ssh_build
     assert "SSHTimeout: Connection to the 10.1.6.7" in ssh_build
+
+
+def test_hostile_lines_become_plain_phrases_and_loadable_yaml(tmp_path):
+    """Quotes, backslashes, query syntax, control characters, Unicode and a
+    64 KiB line in a failure's logs: the suggestion is still a query the
+    engine runs and a file the loader reads, and the terminal gets no
+    control characters."""
+    hostile = History.__new__(History)
+    hostile.root = tmp_path
+    hostile.queries = tmp_path / "queries"
+    hostile.queries.mkdir()
+    hostile.items, hostile.n = [], 0
+    for i in range(3):
+        hostile.add("SUCCESS", "tempest-full", change=f"70000{i}", console=[], cpu=[])
+    line = ('Ünïcode \x1b[31m "quoted" back\\\\slash field:value (a OR b) NOT c* ?~2 /re/ '
+            'İstanbul 東京 ' + "long " * 13000)
+    bad = [hostile.add("FAILURE", "tempest-full", change=f"80000{i}", console=[line], cpu=[]) for i in range(2)]
+    hostile.data = tmp_path / "data"
+    hostile.backend = EmbeddedBackend(hostile.data / "index")
+    index_builds(hostile.backend, hostile.data / "results.sqlite3", [], hostile.items)
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["--data-dir", str(hostile.data), "suggest", "--queries", str(hostile.queries),
+                                "--json"])
+    assert shown.exit_code == 0, shown.output
+    row = json.loads(shown.output.splitlines()[0])
+    assert set(row["builds"]) == set(bad) and row["ready"] is True
+    path = tmp_path / "1.yaml"
+    path.write_text(row["yaml"])
+    fingerprint = load_fingerprint(path)
+    assert {b.build_uuid for b in hostile.backend.builds(fingerprint.query)} == set(bad)
+    text = runner.invoke(cli, ["--data-dir", str(hostile.data), "explain", "--build", bad[0]])
+    assert text.exit_code == 0 and "\x1b" not in text.output
