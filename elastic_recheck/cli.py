@@ -15,7 +15,7 @@ from . import __version__
 from .config import Settings, load_settings
 from .errors import ConfigError, IngestError, RecheckError
 from .logformat import configure_logging
-from .search import ALL_TIME, SearchBackend, TimeWindow, open_backend
+from .search import ALL_TIME, SearchBackend, TimeWindow, open_backend, open_existing_backend
 
 
 class _Context:
@@ -28,7 +28,8 @@ class _Context:
         return load_settings(self.config, self.data_dir)
 
     def backend(self) -> SearchBackend:
-        return open_backend(self.settings())
+        """The index to read: one that is not there is an error (only ingest and watch make one)."""
+        return open_existing_backend(self.settings())
 
 
 def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -301,7 +302,7 @@ def _lint_backtest(settings: Settings, fingerprints: list[Any], days: float, max
 
         if not EmbeddedBackend.exists(settings.index_dir):
             raise RecheckError(f"no index in {settings.index_dir}: --backtest runs the fingerprints over indexed builds")
-    backend = open_backend(settings)
+    backend = open_existing_backend(settings)
     results = ResultStore.open_existing(settings.results_db)
     try:
         totals, done, errors = backtest_fingerprints(backend, results, fingerprints, TimeWindow.last_days(days))
@@ -408,7 +409,7 @@ def _run_query(ctx: _Context, file: str | None, expression: str | None, days: fl
     fingerprint = load_fingerprint(file, limits=settings.fingerprints) if file else None
     query = fingerprint.query if fingerprint else str(expression)
     parse(query)
-    backend = open_backend(settings)
+    backend = open_existing_backend(settings)
     window = TimeWindow.last_days(days)
     if as_json:
         for number, hit in enumerate(backend.scan(query, window), 1):
@@ -472,7 +473,7 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
     from .fingerprints import load_fingerprints
 
     settings = ctx.settings()
-    backend = open_backend(settings)
+    backend = open_existing_backend(settings)
     fingerprints, bad = load_fingerprints(queries_dir or settings.watch.queries, backend.check_query,
                                           settings.fingerprints)
     for error in bad:
@@ -850,7 +851,11 @@ def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, jo
     for bug, error in collected.errors.items():
         click.echo(f"warning: fingerprint {bug} could not run: {error}", err=True)
     result = trends(collected, "all").uncategorized
-    click.echo(f"{result.failures} failed voting builds in {settings.dashboard.days:g} days, "
+    window = f"in {settings.dashboard.days:g} days" if settings.dashboard.days else "in all"
+    if not result.failures:
+        click.echo(f"no failed voting builds {window}: nothing to classify")
+        return
+    click.echo(f"{result.failures} failed voting builds {window}, "
                f"{result.count} uncategorized; classification rate {result.rate:.1%}")
     for group in result.groups:
         if not group.uncategorized or (job_pattern and not re.search(job_pattern, group.job)):

@@ -195,6 +195,20 @@ def query_checker(settings: Any) -> Callable[[str], None]:
     return QueryPlanner().check
 
 
+def open_existing_backend(settings: Any) -> SearchBackend:
+    """For the commands that only read: an embedded index that is not there
+    is an error, never a new empty one (a wrong ``--data-dir`` would
+    otherwise answer "0 hits" and a 100% classification rate)."""
+    if settings.backend == "embedded":
+        from ..errors import RecheckError
+        from .embedded import EmbeddedBackend
+
+        if not EmbeddedBackend.exists(settings.index_dir):
+            raise RecheckError(f"no index in {settings.index_dir}: `elastic-recheck ingest` or `watch` makes one "
+                               "(is --data-dir / ER_DATA_DIR right?)")
+    return open_backend(settings)
+
+
 def open_backend(settings: Any, writer_wait: float = 0.0) -> SearchBackend:
     """Build the backend the settings name. ``writer_wait``: how long a
     writer waits its turn on the embedded index (see EmbeddedBackend)."""
@@ -225,6 +239,7 @@ __all__ = [
     "TimeWindow",
     "WriterBatch",
     "open_backend",
+    "open_existing_backend",
     "query_checker",
 ]
 
