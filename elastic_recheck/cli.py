@@ -75,7 +75,10 @@ def _fail(ctx: click.Context, exc: Exception) -> None:
     ctx.exit(1)
 
 
-@click.group(cls=_Group)
+HELP = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=_Group, context_settings=HELP)
 @click.version_option(__version__)
 @_common_options
 @click.pass_context
@@ -447,7 +450,7 @@ def query_command(ctx: _Context, **kwargs: Any) -> None:
     _run_query(ctx, **kwargs)
 
 
-@click.command("er-query", cls=click.Command)
+@click.command("er-query", cls=click.Command, context_settings=HELP)
 @click.version_option(__version__)
 @_query_options
 @_pass_context
@@ -465,9 +468,10 @@ def er_query(ctx: _Context, **kwargs: Any) -> None:
 @click.option("--change", type=int, default=None, help="With --patchset: print the review comment for this change.")
 @click.option("--patchset", type=int, default=None)
 @click.option("--job", "job_name", default=None, help="The job's name, for the review comment.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the build and the bugs it hits.")
 @_pass_context
 def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: int | None, patchset: int | None,
-             job_name: str | None) -> None:
+             job_name: str | None, as_json: bool) -> None:
     """Which known bugs does an indexed build hit?"""
     from .classify import Classifier, failed_tests
     from .fingerprints import load_fingerprints
@@ -498,6 +502,11 @@ def classify(ctx: _Context, build_uuid: str, queries_dir: str | None, change: in
                 f"explained by bug {silent}, marked suppress-notification" if matches else "no known bug found") + ")")
             return
         click.echo(f"review {change},{patchset}:\n{render_review(review, settings.watch)}")
+        return
+    if as_json:
+        click.echo(json.dumps({"build": build_uuid, "failed_tests": None if tests is None else sorted(tests),
+                               "bugs": [{"bug": fp.bug, "title": fp.title, "query": fp.query} for fp in matches]},
+                              ensure_ascii=False))
         return
     if not matches:
         click.echo(f"build {build_uuid}: no known bug found")
@@ -634,8 +643,9 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
 
 @cli.command()
 @click.option("--prometheus", is_flag=True, help="Print the Prometheus text format instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 @_pass_context
-def status(ctx: _Context, prometheus: bool) -> None:
+def status(ctx: _Context, prometheus: bool, as_json: bool) -> None:
     """What the watch daemon has done, from its state database."""
     import datetime as dt
 
@@ -659,6 +669,10 @@ def status(ctx: _Context, prometheus: bool) -> None:
         values[f"builds_{status_name}"] = builds.get(status_name, 0)
     if prometheus:
         click.echo(exposition(values), nl=False)
+        return
+    if as_json:
+        click.echo(json.dumps({"metrics": values, "last_report_received": last,
+                               "parked": [{"event": key, "why": why} for key, why in parked]}, ensure_ascii=False))
         return
     for line in summary_lines(values):
         click.echo(line)
@@ -833,8 +847,11 @@ def dashboard(ctx: _Context, output: str, queries_dir: str | None, every: str | 
               help="The window [default: dashboard.days, 10]; 0 for all time.")
 @click.option("--job", "job_pattern", default=None, callback=_check_regex,
               help="Only jobs whose name matches this regex.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line: the window's totals, then each uncategorized build.")
 @_pass_context
-def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, job_pattern: str | None) -> None:
+def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, job_pattern: str | None,
+                  as_json: bool) -> None:
     """Failed voting builds no fingerprint explains, by job, newest first."""
     import dataclasses
     import re
@@ -851,6 +868,17 @@ def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, jo
     for bug, error in collected.errors.items():
         click.echo(f"warning: fingerprint {bug} could not run: {error}", err=True)
     result = trends(collected, "all").uncategorized
+    if as_json:
+        from .dashboard.trends import as_json as plain
+
+        groups = [g for g in result.groups if not job_pattern or re.search(job_pattern, g.job)]
+        click.echo(json.dumps({"days": settings.dashboard.days, "failures": result.failures,
+                               "uncategorized": result.count,
+                               "classification_rate": result.rate if result.failures else None}))
+        for group in groups:
+            for build in group.uncategorized:
+                click.echo(json.dumps({"job": group.job, **plain(build)}, ensure_ascii=False))
+        return
     window = f"in {settings.dashboard.days:g} days" if settings.dashboard.days else "in all"
     if not result.failures:
         click.echo(f"no failed voting builds {window}: nothing to classify")

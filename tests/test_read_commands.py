@@ -1,9 +1,15 @@
-"""Commands that only read never make an index: pointed at the wrong data
-directory they say so and fail, instead of answering from an empty index
-("0 hits", "100% classified")."""
+"""The command line's conventions: commands that only read never make an
+index (pointed at the wrong data directory they say so and fail, instead of
+answering from an empty index: "0 hits", "100% classified"); ``-h`` is
+``--help``; what a script reads has ``--json``; shells complete commands."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +54,52 @@ def test_a_window_without_failures_says_so_instead_of_a_rate(tmp_path):
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), "uncategorized", "--queries", QUERIES])
     assert result.exit_code == 0
     assert result.output.strip().splitlines()[-1] == "no failed voting builds in 10 days: nothing to classify"
+
+
+def test_dash_h_is_help_everywhere():
+    runner = CliRunner()
+    for args in ([], ["suggest"], ["uncategorized"]):
+        shown = runner.invoke(cli, [*args, "-h"])
+        assert shown.exit_code == 0 and shown.output.startswith("Usage: "), args
+    assert CliRunner().invoke(er_query, ["-h"]).output.startswith("Usage: ")
+
+
+def test_classify_and_uncategorized_print_json_for_scripts(tmp_path):
+    from elastic_recheck.search.embedded import EmbeddedBackend
+
+    now = dt.datetime.now(dt.timezone.utc)
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    with backend.writer() as writer:
+        for uuid, message in (("a" * 32, "E: Hash Sum mismatch"), ("b" * 32, "something else broke")):
+            writer.add({"message": message, "build_uuid": uuid, "build_name": "grenade", "build_status": "FAILURE",
+                        "voting": "1", "build_queue": "gate", "filename": "job-output.txt",
+                        "tags": ["job-output.txt", "console"]}, now - dt.timedelta(hours=1))
+    backend.close()
+    base = ["--data-dir", str(tmp_path / "data")]
+    classified = CliRunner().invoke(cli, [*base, "classify", "--build", "a" * 32, "--queries", QUERIES, "--json"])
+    assert classified.exit_code == 0, classified.output
+    found = json.loads(classified.output)
+    assert found["build"] == "a" * 32 and [b["bug"] for b in found["bugs"]] == ["2000002"]
+    listed = CliRunner().invoke(cli, [*base, "uncategorized", "--queries", QUERIES, "--json"])
+    assert listed.exit_code == 0, listed.output
+    head, *rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert (head["failures"], head["uncategorized"], head["classification_rate"]) == (2, 1, 0.5)
+    assert [(r["job"], r["build_uuid"]) for r in rows] == [("grenade", "b" * 32)]
+
+
+def test_status_prints_json(tmp_path):
+    from elastic_recheck.state import StateDB
+
+    StateDB(tmp_path / "state.sqlite3").close()
+    shown = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "status", "--json"])
+    assert shown.exit_code == 0, shown.output
+    found = json.loads(shown.output)
+    assert found["metrics"]["queue_depth"] == 0 and found["parked"] == []
+
+
+def test_the_shell_completion_scripts_come_from_the_commands_themselves():
+    bin_dir = Path(sys.executable).parent
+    for command, variable in (("elastic-recheck", "_ELASTIC_RECHECK_COMPLETE"), ("er-query", "_ER_QUERY_COMPLETE")):
+        script = subprocess.run([str(bin_dir / command)], env={**os.environ, variable: "bash_source"},
+                                capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "complete -o nosort -F" in script and command in script
