@@ -1008,7 +1008,7 @@ def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_buil
             click.echo("  no suggestion: the line has no constant words to search for")
             continue
         bt = suggestion.backtest
-        state = "ready" if suggestion.ready else "lead"
+        state = "ready" if suggestion.ready else f"lead ({suggestion.why_not_ready})"
         click.echo(strip_controls(f"  {state}: {suggestion.query}"))
         click.echo(f"  backtest: {bt.cluster_hits}/{bt.cluster_size} of the cluster, {bt.failed_hits} other failed, "
                    f"{bt.success_hits}/{bt.success_total} passing")

@@ -27,6 +27,12 @@ from .templates import Template
 
 TEMPLATES_PER_BUILD = 30  # a build's best-ranked new templates considered for grouping
 GENERIC_SHARE = 0.2  # of the explained failures sampled: a template in more of them is failure boilerplate
+# With no explained failure to learn from (no fingerprint yet), a template
+# this share of the unexplained failures print, in this many jobs, is taken
+# for boilerplate: no one bug breaks nearly every failure of several jobs.
+UNEXPLAINED_GENERIC_SHARE = 0.8
+UNEXPLAINED_GENERIC_JOBS = 3
+UNEXPLAINED_GENERIC_MIN = 10  # failures, for the share to mean something
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,8 @@ def cluster_failures(explainer: Explainer, store: ResultStore, window: TimeWindo
             explanations.append(explainer.explain(stored.uuid))
         except RecheckError as exc:  # one unreadable build must not hide the others' clusters
             errors.append(f"build {stored.uuid}: {exc}")
+    if not explainer.boilerplate():
+        generic |= _common_to_most(explanations)
     clusters = group(explanations, generic, limits.templates_per_build)
     return ClusterRun(clusters, window, len(failures), len(failures[: limits.max_builds]),
                       sum(e.lines_read for e in explanations), len(generic), errors,
@@ -171,6 +179,18 @@ def group(explanations: Sequence[Explanation], generic: set[int] = frozenset(), 
             clusters.append(Cluster(line.template, line, [builds[uuid]], {uuid: line}))
     clusters.sort(key=lambda c: (c.impact, _newest_of(c)), reverse=True)
     return clusters
+
+
+def _common_to_most(explanations: Sequence[Explanation]) -> set[int]:
+    if len(explanations) < UNEXPLAINED_GENERIC_MIN:
+        return set()
+    holders: dict[int, list[BuildInfo]] = defaultdict(list)
+    for explanation in explanations:
+        for key in explanation.new_templates:
+            holders[key].append(explanation.build)
+    return {key for key, builds in holders.items()
+            if len(builds) >= UNEXPLAINED_GENERIC_SHARE * len(explanations)
+            and len({b.job for b in builds}) >= UNEXPLAINED_GENERIC_JOBS}
 
 
 def _newest(build: BuildInfo) -> dt.datetime:

@@ -22,9 +22,8 @@ import json
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence
 
-from .builds import FAILED_STATUSES
 from .config import ExplainSettings
 from .errors import RecheckError
 from .lucene import quote
@@ -383,17 +382,3 @@ def line_link(file_url: str, message: str) -> str:
     if not excerpt:
         return file_url
     return f"{file_url.split('#', 1)[0]}#:~:text={urllib.parse.quote(excerpt, safe='')}"
-
-
-def is_unexplained_failure(build: StoredBuild) -> bool:
-    return build.status in FAILED_STATUSES and build.voting and not build.matches
-
-
-def explained_builds(explainer: Explainer, uuids: Iterable[str]) -> Iterator[Explanation | RecheckError]:
-    """Explanations one by one; a build that cannot be read is an error in
-    the stream, not the end of it."""
-    for uuid in uuids:
-        try:
-            yield explainer.explain(uuid)
-        except RecheckError as exc:
-            yield exc

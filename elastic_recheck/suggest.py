@@ -31,6 +31,12 @@ from .templates import Template, line_body
 
 MIN_CLUSTER_SHARE = 0.9  # of its cluster's builds a ready suggestion matches
 MAX_SUCCESS_SHARE = 0.01  # of the window's passing builds it may match
+# A line nearly all of the window's failures print is how failures
+# end ("Build FAILURE", a summary with a failed count), not a bug: such a
+# query is a lead, however clean its backtest. Judged only once the window
+# has enough failures for a share to mean something.
+MAX_FAILURE_SHARE = 0.8
+MIN_FAILURES_FOR_SHARE = 10
 MAX_PHRASE_TOKENS = 12  # a longer constant run is cut: the words nearest its start are kept
 PHRASES = 2  # constant runs ANDed into one query, the longest first
 
@@ -45,6 +51,10 @@ class Suggestion:
     def ready(self) -> bool:
         return is_ready(self.backtest)
 
+    @property
+    def why_not_ready(self) -> str:
+        return why_not_ready(self.backtest)
+
     def yaml(self, today: dt.date | None = None) -> str | None:
         """The fingerprint file's text, when the suggestion is ready."""
         return fingerprint_yaml(self, today) if self.ready else None
@@ -53,7 +63,8 @@ class Suggestion:
         bt = self.backtest
         out = self.cluster.as_json()
         out.update({
-            "query": self.query, "ready": self.ready, "cluster_size": bt.cluster_size,
+            "query": self.query, "ready": self.ready, "why_not_ready": self.why_not_ready or None,
+            "cluster_size": bt.cluster_size,
             "cluster_hits": bt.cluster_hits, "failed_hits": bt.failed_hits, "success_hits": bt.success_hits,
             "failed_total": bt.failed_total, "success_total": bt.success_total, "yaml": self.yaml(),
         })
@@ -61,8 +72,20 @@ class Suggestion:
 
 
 def is_ready(bt: Backtest) -> bool:
-    return (bt.cluster_size > 0 and bt.cluster_hits >= MIN_CLUSTER_SHARE * bt.cluster_size
-            and bt.success_hits <= MAX_SUCCESS_SHARE * bt.success_total)
+    return not why_not_ready(bt)
+
+
+def why_not_ready(bt: Backtest) -> str:
+    """Why a suggestion is only a lead; empty when it is ready."""
+    if bt.cluster_size == 0 or bt.cluster_hits < MIN_CLUSTER_SHARE * bt.cluster_size:
+        return f"finds {bt.cluster_hits} of the {bt.cluster_size} builds of its cluster (needs 90%)"
+    if bt.success_hits > MAX_SUCCESS_SHARE * bt.success_total:
+        return f"matches {bt.success_hits} of {bt.success_total} passing builds (at most 1%)"
+    failed = bt.cluster_hits + bt.failed_hits
+    if bt.failed_total >= MIN_FAILURES_FOR_SHARE and failed > MAX_FAILURE_SHARE * bt.failed_total:
+        return (f"matches {failed} of all {bt.failed_total} failed builds: a line most failures print, "
+                "not one bug")
+    return ""
 
 
 def candidate_queries(cluster: Cluster) -> list[str]:

@@ -334,3 +334,33 @@ def test_hostile_lines_become_plain_phrases_and_loadable_yaml(tmp_path):
     assert {b.build_uuid for b in hostile.backend.builds(fingerprint.query)} == set(bad)
     text = runner.invoke(cli, ["--data-dir", str(hostile.data), "explain", "--build", bad[0]])
     assert text.exit_code == 0 and "\x1b" not in text.output
+
+
+def test_with_no_fingerprint_yet_the_lines_every_failure_prints_group_nothing(tmp_path):
+    """A new deployment: nothing is explained, so failure boilerplate cannot
+    be learnt from known failures. A line most failures of several jobs
+    print is taken for boilerplate, and a query matching most failures is
+    never offered as a fingerprint."""
+    fresh = History.__new__(History)
+    fresh.root, fresh.queries, fresh.items, fresh.n = tmp_path, tmp_path / "queries", [], 0
+    fresh.queries.mkdir()
+    jobs = ["tempest-full", "grenade", "nova-next", "tempest-slow"]
+    for i, job in enumerate(jobs):
+        fresh.add("SUCCESS", job, change=f"70000{i}", console=[], cpu=[])
+    ssh = [fresh.add("FAILURE", jobs[i % 4], change=f"81000{i}", console=[SSH], cpu=[]) for i in range(6)]
+    volume = [fresh.add("FAILURE", jobs[i % 2], change=f"82000{i}", console=[], cpu=[VOLUME]) for i in range(5)]
+    fresh.data = tmp_path / "data"
+    fresh.backend = EmbeddedBackend(fresh.data / "index")
+    index_builds(fresh.backend, fresh.data / "results.sqlite3", [], fresh.items)
+    found = suggest_all(fresh.backend, fresh.store(), TimeWindow.last_days(2))
+    assert found.run.generic_templates >= 2  # "Build FAILURE" and the test summary
+    groups = [sorted(b.uuid for b in cluster.builds) for cluster, _ in found.suggestions]
+    assert groups[:2] == [sorted(ssh), sorted(volume)]
+    assert all(s is not None and s.ready for _, s in found.suggestions[:2])
+    from elastic_recheck.backtest import Backtest
+    from elastic_recheck.suggest import why_not_ready
+
+    everything = Backtest(query="message:x", window=TimeWindow.last_days(2), failed_total=11, success_total=4,
+                          failed_hits=0, success_hits=0, cluster_hits=11, cluster_size=11)
+    assert why_not_ready(everything) == ("matches 11 of all 11 failed builds: a line most failures print, "
+                                         "not one bug")
