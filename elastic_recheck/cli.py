@@ -304,7 +304,8 @@ def _lint_backtest(settings: Settings, fingerprints: list[Any], days: float, max
     backend = open_backend(settings)
     results = ResultStore.open_existing(settings.results_db)
     try:
-        totals, done, errors = backtest_fingerprints(backend, results, fingerprints, TimeWindow.last_days(days))
+        totals, done, errors = backtest_fingerprints(backend, results, fingerprints, TimeWindow.last_days(days),
+                                                     progress=_fingerprint_progress("backtesting"))
     finally:
         backend.close()
         if results is not None:
