@@ -415,3 +415,11 @@ def test_lint_backtest_on_a_cluster(tmp_path):
     assert result.stderr.splitlines()[-1] == (
         f"error: {directory / '100001.yaml'}: 33.3% of the 3 builds it matches succeeded (1), more than the 10% "
         "allowed (--max-success-share 0.1)")
+
+
+def test_a_fingerprint_s_builds_are_those_its_voting_query_matches(backend, results, tmp_path):
+    """The query runs as written and non-voting builds are dropped after: the same builds."""
+    for name, body in (("7", PRECISE), ("8", BROAD), ("9", PRECISE + "allow-nonvoting: true\n")):
+        fp = fingerprint(tmp_path, name, body)
+        assert backtest_fingerprint(backend, results, fp, TEN_DAYS) == backtest(
+            backend, results, fp.voting_query, TEN_DAYS, voting_only=not fp.allow_nonvoting)
