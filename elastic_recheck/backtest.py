@@ -16,8 +16,8 @@ The totals (how many builds failed and succeeded in the window) come from the
 stored per-build results when there are any for the window: every build the
 daemon or ``ingest`` fetched, successes included, read in one SQLite pass.
 Otherwise (no results stored: an index fed by another pipeline, or
-``ingest --docs``) from the index: the builds of the lines whose
-``build_status`` is one of the above, one aggregation over build ids. A
+``ingest --docs``) from the index: one aggregation of the window's lines
+over build ids, each build with its status. A
 matched build the stored results do not know is added to the totals, so a
 figure is never more than its total. The ``source`` of every Backtest says
 which was used.
@@ -40,8 +40,9 @@ from .search import BuildOutcome, SearchBackend, TimeWindow
 SUCCESS_STATUSES = frozenset({"SUCCESS"})
 FROM_STORED_RESULTS = "stored results"
 FROM_INDEX = "index"
-# The lines of every build with a verdict: what the index totals are counted over.
-VERDICT_QUERY = "build_status:(" + " OR ".join(sorted(SUCCESS_STATUSES | FAILED_STATUSES)) + ")"
+# What the index totals are counted over: every line, the builds sorted by status here. Naming the
+# statuses (build_status:(...)) made it dearer on the embedded index: 0.5 s of CPU against 0.3 s over 5M lines.
+TOTALS_QUERY = "*:*"
 DEFAULT_MAX_SUCCESS_SHARE = 0.10  # er-query's warning and lint --backtest's default gate
 
 
@@ -90,7 +91,7 @@ def build_totals(backend: SearchBackend, results: ResultStore | None, window: Ti
             return BuildTotals(window, FROM_STORED_RESULTS, counts, frozenset(known), tests)
     counts = {}
     known = set()
-    for outcome in backend.builds(VERDICT_QUERY, window):
+    for outcome in backend.builds(TOTALS_QUERY, window):
         succeeded = verdict(outcome.build_status)
         if succeeded is None or outcome.build_uuid in known:
             continue
@@ -333,6 +334,6 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 __all__ = [
     "Backtest", "BuildTotals", "DEFAULT_MAX_SUCCESS_SHARE", "FROM_INDEX", "FROM_STORED_RESULTS", "FingerprintBacktest",
-    "SUCCESS_STATUSES", "VERDICT_QUERY", "backtest", "backtest_fingerprint", "backtest_fingerprints", "backtest_many",
+    "SUCCESS_STATUSES", "TOTALS_QUERY", "backtest", "backtest_fingerprint", "backtest_fingerprints", "backtest_many",
     "build_totals", "percent", "report_lines", "summary", "tally", "totals_line", "verdict", "window_label",
 ]
