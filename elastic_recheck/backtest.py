@@ -171,13 +171,16 @@ class Backtest:
 def tally(query: str, matched: Iterable[BuildOutcome], totals: BuildTotals, cluster: Collection[str] = (), *,
           voting_only: bool = False, keep: Callable[[BuildOutcome], bool] | None = None) -> Backtest:
     """The figures of the builds ``query`` matched (``backend.builds``), over
-    ``totals``. ``keep``: which matched builds count (a fingerprint's test_ids)."""
+    ``totals``. ``voting_only``: only voting builds count, matched or in the
+    totals. ``keep``: which matched builds count (a fingerprint's test_ids)."""
     members = frozenset(cluster)
     hits = {"success": 0, "cluster": 0, "failed": 0, "other": 0}
     unknown = {True: 0, False: 0}
     seen: set[str] = set()
     for build in matched:
-        if build.build_uuid in seen or (keep is not None and not keep(build)):
+        if build.build_uuid in seen or (voting_only and build.voting != "1"):
+            continue
+        if keep is not None and not keep(build):
             continue
         seen.add(build.build_uuid)
         succeeded = verdict(build.build_status)
@@ -205,8 +208,9 @@ def backtest(backend: SearchBackend, results: ResultStore | None, query: str, wi
              keep: Callable[[BuildOutcome], bool] | None = None) -> Backtest:
     """Run ``query`` over ``window`` and count the builds it matches.
     ``cluster``: the builds it was made for (counted in ``cluster_hits``, not
-    ``failed_hits``). ``voting_only``: the query only matches voting builds
-    (it says ``voting:1``), so only those are counted in the totals.
+    ``failed_hits``). ``voting_only``: count voting builds only, matched and
+    in the totals; cheaper than ``AND voting:1`` in the query on the embedded
+    index, for the same builds (``voting`` is the same on all of a build's lines).
     ``totals``: counted once for many queries (``build_totals``)."""
     if totals is None:
         totals = build_totals(backend, results, window)
@@ -241,15 +245,13 @@ def backtest_fingerprint(backend: SearchBackend, results: ResultStore | None, fi
         totals = build_totals(backend, results, window)
     elif totals.window != window:
         raise ValueError("the totals were counted over another window")
-    voting_only = not fingerprint.allow_nonvoting
+    keep = None
+    if fingerprint.test_ids:
+        def keep(build: BuildOutcome) -> bool:
+            return tests_allow(fingerprint, totals.failed_tests.get(build.build_uuid))
 
-    def keep(build: BuildOutcome) -> bool:
-        if voting_only and build.voting != "1":
-            return False
-        return not fingerprint.test_ids or tests_allow(fingerprint, totals.failed_tests.get(build.build_uuid))
-
-    return tally(fingerprint.voting_query, backend.builds(fingerprint.query, window), totals, voting_only=voting_only,
-                 keep=keep)
+    return tally(fingerprint.voting_query, backend.builds(fingerprint.query, window), totals,
+                 voting_only=not fingerprint.allow_nonvoting, keep=keep)
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ def test_non_voting_builds_count_only_for_a_fingerprint_that_allows_them(backend
     assert (found.failed_hits, found.failed_total, found.success_total) == (4, 5, 6) and not found.voting_only
     raw = backtest(backend, results, 'message:"Timed out waiting for a reply"', TEN_DAYS)  # a bare query: all builds
     assert (raw.failed_hits, raw.failed_total) == (4, 5)
+    voting = backtest(backend, results, 'message:"Timed out waiting for a reply"', TEN_DAYS, voting_only=True)
+    assert (voting.failed_hits, voting.failed_total) == (3, 4)  # n1 dropped from both
 
 
 def test_test_ids_rule_out_builds_whose_stored_failed_tests_do_not_name_them(backend, results, tmp_path):
