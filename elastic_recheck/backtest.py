@@ -16,11 +16,10 @@ The totals (how many builds failed and succeeded in the window) come from the
 stored per-build results when there are any for the window: every build the
 daemon or ``ingest`` fetched, successes included, read in one SQLite pass.
 Otherwise (no results stored: an index fed by another pipeline, or
-``ingest --docs``) from the index: one aggregation of the window's lines
-over build ids, each build with its status. A
-matched build the stored results do not know is added to the totals, so a
-figure is never more than its total. The ``source`` of every Backtest says
-which was used.
+``ingest --docs``) from the index: one aggregation of the window's lines over
+build ids, each build with its status. A matched build the stored results do
+not know is added to the totals, so a figure is never more than its total.
+The ``source`` of every Backtest says which was used.
 """
 
 from __future__ import annotations
@@ -120,7 +119,7 @@ class Backtest:
     cluster_size: int = 0
     other_hits: int = 0
     source: str = FROM_INDEX  # where the totals come from
-    voting_only: bool = False  # the query and the totals cover voting builds only
+    voting_only: bool = False  # only voting builds counted, matched and in the totals
 
     @property
     def matched_builds(self) -> int:
@@ -138,7 +137,7 @@ class Backtest:
 
     @property
     def failed_rate(self) -> float:
-        """Of the window's failed builds, the share it matched (its cluster's included)."""
+        """Of the window's failed builds, the share it matched besides its cluster's."""
         return self.failed_hits / self.failed_total if self.failed_total else 0.0
 
     @property
