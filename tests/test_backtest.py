@@ -31,7 +31,7 @@ from elastic_recheck.results import ResultStore
 from elastic_recheck.search import ALL_TIME, TimeWindow
 from elastic_recheck.search.embedded import EmbeddedBackend
 
-from .cluster_server import RecordedCluster, search_response, shards
+from .cluster_server import RecordedCluster, error_body, search_response, shards
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -278,6 +278,9 @@ CLUSTER_MATCHES = {"message:boom": ["c-fail-1", "c-fail-2", "c-pass-1"], "messag
 def _answer_builds(request):
     """Builds per query_string, as a composite aggregation of build ids answers."""
     query = request.json["query"]["bool"]["must"][0]["query_string"]["query"]
+    if query.startswith("message:[a TO"):
+        return 400, error_body(400, "search_phase_execution_exception", "all shards failed",
+                               caused_by={"type": "query_shard_exception", "reason": "Failed to parse query"})
     if query == TOTALS_QUERY:
         names = list(CLUSTER_BUILDS)
     else:
@@ -315,6 +318,20 @@ def test_on_a_cluster_the_totals_are_one_aggregation_of_build_ids_by_status():
     assert (boom.source, boom.failed_hits, boom.failed_total, boom.success_hits, boom.success_total) == (
         FROM_INDEX, 2, 2, 1, 3)
     assert boom.success_share == pytest.approx(1 / 3) and rare.success_share == 0.0
+
+
+def test_a_query_the_cluster_refuses_is_that_fingerprint_s_error_and_the_others_still_run(tmp_path):
+    from elastic_recheck.config import ClusterSettings
+    from elastic_recheck.search.cluster import ClusterBackend
+
+    fingerprints = [fingerprint(tmp_path, "1", "query: message:[a TO b]\n"), fingerprint(tmp_path, "2", "query: message:rare\n")]
+    with _recorded_cluster() as server:
+        backend = ClusterBackend(ClusterSettings(urls=(server.url,), retries=0), "elasticsearch")
+        totals, done, errors = backtest_fingerprints(backend, None, fingerprints, TEN_DAYS)
+    assert [item.fingerprint.bug for item in done] == ["2"] and done[0].backtest.failed_hits == 1
+    (error,) = errors
+    assert str(error).startswith(f"{tmp_path / '1.yaml'}:1: the search engine cannot run the query: ")
+    assert "search_phase_execution_exception" in str(error) and "\n" not in str(error)
 
 
 # -- the command line ---------------------------------------------------------------------------
