@@ -300,7 +300,8 @@ def _lint_backtest(settings: Settings, fingerprints: list[Any], days: float, max
         from .search.embedded import EmbeddedBackend
 
         if not EmbeddedBackend.exists(settings.index_dir):
-            raise RecheckError(f"no index in {settings.index_dir}: --backtest runs the fingerprints over indexed builds")
+            raise RecheckError(f"no index in {settings.index_dir}: --backtest runs the fingerprints over indexed "
+                               "builds")
     backend = open_backend(settings)
     results = ResultStore.open_existing(settings.results_db)
     try:

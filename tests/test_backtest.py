@@ -324,7 +324,8 @@ def test_a_query_the_cluster_refuses_is_that_fingerprint_s_error_and_the_others_
     from elastic_recheck.config import ClusterSettings
     from elastic_recheck.search.cluster import ClusterBackend
 
-    fingerprints = [fingerprint(tmp_path, "1", "query: message:[a TO b]\n"), fingerprint(tmp_path, "2", "query: message:rare\n")]
+    fingerprints = [fingerprint(tmp_path, "1", "query: message:[a TO b]\n"),
+                    fingerprint(tmp_path, "2", "query: message:rare\n")]
     with _recorded_cluster() as server:
         backend = ClusterBackend(ClusterSettings(urls=(server.url,), retries=0), "elasticsearch")
         totals, done, errors = backtest_fingerprints(backend, None, fingerprints, TEN_DAYS)
