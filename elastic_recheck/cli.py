@@ -300,15 +300,11 @@ def _lint_backtest(settings: Settings, fingerprints: list[Any], days: float, max
     from .results import ResultStore
     from .sanitize import escape_controls
 
-    if settings.backend == "embedded":
-        from .search.embedded import EmbeddedBackend
-
-        if not EmbeddedBackend.exists(settings.index_dir):
-            raise RecheckError(f"no index in {settings.index_dir}: --backtest runs the fingerprints over indexed builds")
     backend = open_existing_backend(settings)
     results = ResultStore.open_existing(settings.results_db)
     try:
-        totals, done, errors = backtest_fingerprints(backend, results, fingerprints, TimeWindow.last_days(days))
+        totals, done, errors = backtest_fingerprints(backend, results, fingerprints, TimeWindow.last_days(days),
+                                                     progress=_fingerprint_progress("backtesting"))
     finally:
         backend.close()
         if results is not None:

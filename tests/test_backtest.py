@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from elastic_recheck.backtest import (
-    FROM_INDEX, FROM_STORED_RESULTS, VERDICT_QUERY, Backtest, backtest, backtest_fingerprint, backtest_fingerprints,
+    FROM_INDEX, FROM_STORED_RESULTS, TOTALS_QUERY, Backtest, backtest, backtest_fingerprint, backtest_fingerprints,
     backtest_many, build_totals, percent, summary, verdict,
 )
 from elastic_recheck.builds import FAILED_STATUSES
@@ -31,7 +31,7 @@ from elastic_recheck.results import ResultStore
 from elastic_recheck.search import ALL_TIME, TimeWindow
 from elastic_recheck.search.embedded import EmbeddedBackend
 
-from .cluster_server import RecordedCluster, search_response, shards
+from .cluster_server import RecordedCluster, error_body, search_response, shards
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -124,7 +124,6 @@ def test_success_is_a_success_the_failed_statuses_are_failures_and_the_rest_is_n
     assert verdict("SUCCESS") is True
     assert all(verdict(status) is False for status in FAILED_STATUSES)
     assert {verdict(status) for status in ("NODE_FAILURE", "SKIPPED", "ABORTED", "", "success")} == {None}
-    assert VERDICT_QUERY == "build_status:(FAILURE OR POST_FAILURE OR RETRY_LIMIT OR SUCCESS OR TIMED_OUT)"
 
 
 # -- the gate ---------------------------------------------------------------------------------
@@ -159,6 +158,8 @@ def test_non_voting_builds_count_only_for_a_fingerprint_that_allows_them(backend
     assert (found.failed_hits, found.failed_total, found.success_total) == (4, 5, 6) and not found.voting_only
     raw = backtest(backend, results, 'message:"Timed out waiting for a reply"', TEN_DAYS)  # a bare query: all builds
     assert (raw.failed_hits, raw.failed_total) == (4, 5)
+    voting = backtest(backend, results, 'message:"Timed out waiting for a reply"', TEN_DAYS, voting_only=True)
+    assert (voting.failed_hits, voting.failed_total) == (3, 4)  # n1 dropped from both
 
 
 def test_test_ids_rule_out_builds_whose_stored_failed_tests_do_not_name_them(backend, results, tmp_path):
@@ -236,7 +237,7 @@ def test_backtest_many_counts_the_totals_once(backend, results):
     counting = Counting(backend)
     queries = ['message:"Timed out waiting for a reply"', 'message:"Hash Sum mismatch"', "message:tempest"]
     many = backtest_many(counting, None, queries, TEN_DAYS)
-    assert counting.asked == [VERDICT_QUERY, *queries]
+    assert counting.asked == [TOTALS_QUERY, *queries]
     assert many == [backtest(backend, None, query, TEN_DAYS) for query in queries]
     assert [b.failed_hits for b in many] == [4, 1, 5]
     with pytest.raises(ValueError, match="2 clusters for 3 queries"):
@@ -277,8 +278,11 @@ CLUSTER_MATCHES = {"message:boom": ["c-fail-1", "c-fail-2", "c-pass-1"], "messag
 def _answer_builds(request):
     """Builds per query_string, as a composite aggregation of build ids answers."""
     query = request.json["query"]["bool"]["must"][0]["query_string"]["query"]
-    if query == VERDICT_QUERY:
-        names = [n for n, (status, _) in CLUSTER_BUILDS.items() if verdict(status) is not None]
+    if query.startswith("message:[a TO"):
+        return 400, error_body(400, "search_phase_execution_exception", "all shards failed",
+                               caused_by={"type": "query_shard_exception", "reason": "Failed to parse query"})
+    if query == TOTALS_QUERY:
+        names = list(CLUSTER_BUILDS)
     else:
         names = CLUSTER_MATCHES[query.split(" AND ")[0].strip("()")]
     buckets = [{"key": {"build": name}, "doc_count": 2, "newest": {"hits": {"hits": [{
@@ -307,13 +311,28 @@ def test_on_a_cluster_the_totals_are_one_aggregation_of_build_ids_by_status():
                              TEN_DAYS)
         searches = [r.json for r in server.seen("POST", r"/.*/_search")]
     assert [s["query"]["bool"]["must"][0]["query_string"]["query"] for s in searches] == [
-        VERDICT_QUERY, "message:boom", "message:rare"]
+        TOTALS_QUERY, "message:boom", "message:rare"]
     assert all("composite" in s["aggs"]["b"] and s["query"]["bool"]["filter"][0]["range"]["@timestamp"]["gte"]
                for s in searches)
     boom, rare = many
     assert (boom.source, boom.failed_hits, boom.failed_total, boom.success_hits, boom.success_total) == (
         FROM_INDEX, 2, 2, 1, 3)
     assert boom.success_share == pytest.approx(1 / 3) and rare.success_share == 0.0
+
+
+def test_a_query_the_cluster_refuses_is_that_fingerprint_s_error_and_the_others_still_run(tmp_path):
+    from elastic_recheck.config import ClusterSettings
+    from elastic_recheck.search.cluster import ClusterBackend
+
+    fingerprints = [fingerprint(tmp_path, "1", "query: message:[a TO b]\n"),
+                    fingerprint(tmp_path, "2", "query: message:rare\n")]
+    with _recorded_cluster() as server:
+        backend = ClusterBackend(ClusterSettings(urls=(server.url,), retries=0), "elasticsearch")
+        totals, done, errors = backtest_fingerprints(backend, None, fingerprints, TEN_DAYS)
+    assert [item.fingerprint.bug for item in done] == ["2"] and done[0].backtest.failed_hits == 1
+    (error,) = errors
+    assert str(error).startswith(f"{tmp_path / '1.yaml'}:1: the search engine cannot run the query: ")
+    assert "search_phase_execution_exception" in str(error) and "\n" not in str(error)
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -373,8 +392,8 @@ def test_lint_backtest_without_builds_to_run_over_is_an_error_not_a_pass(data_di
     directory = queries_dir(tmp_path, **{"1": PRECISE})
     no_index = run("lint", str(directory), "--backtest", env={"ER_DATA_DIR": str(tmp_path / "empty")})
     assert no_index.returncode == 1
-    assert no_index.stderr == (f"error: no index in {tmp_path / 'empty' / 'index'}: --backtest runs the fingerprints "
-                               "over indexed builds\n")
+    assert no_index.stderr == (f"error: no index in {tmp_path / 'empty' / 'index'}: `elastic-recheck ingest` or "
+                               "`watch` makes one (is --data-dir / ER_DATA_DIR right?)\n")
     assert not (tmp_path / "empty" / "index").exists()
     too_far_back = run("lint", str(directory), "--backtest", "--days", "0.001", env={"ER_DATA_DIR": str(data_dir)})
     assert too_far_back.returncode == 1
@@ -415,3 +434,11 @@ def test_lint_backtest_on_a_cluster(tmp_path):
     assert result.stderr.splitlines()[-1] == (
         f"error: {directory / '100001.yaml'}: 33.3% of the 3 builds it matches succeeded (1), more than the 10% "
         "allowed (--max-success-share 0.1)")
+
+
+def test_a_fingerprint_s_builds_are_those_its_voting_query_matches(backend, results, tmp_path):
+    """The query runs as written and non-voting builds are dropped after: the same builds."""
+    for name, body in (("7", PRECISE), ("8", BROAD), ("9", PRECISE + "allow-nonvoting: true\n")):
+        fp = fingerprint(tmp_path, name, body)
+        assert backtest_fingerprint(backend, results, fp, TEN_DAYS) == backtest(
+            backend, results, fp.voting_query, TEN_DAYS, voting_only=not fp.allow_nonvoting)
