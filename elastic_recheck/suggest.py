@@ -211,7 +211,8 @@ def suggest_all(backend: SearchBackend, store: ResultStore, window: TimeWindow,
     totals = build_totals(backend, store, window)
 
     def run_backtest(query: str, uuids: Sequence[str]) -> Backtest:
-        return backtest(backend, store, query, window, cluster=uuids, totals=totals)
+        # As the classifier will run it: on voting builds, unless the file says otherwise.
+        return backtest(backend, store, query, window, cluster=uuids, totals=totals, voting_only=True)
 
     suggestions = [(cluster, suggest(cluster, run_backtest)) for cluster in run.clusters[: settings.max_clusters]]
     return SuggestRun(run, suggestions)
