@@ -1,7 +1,22 @@
 """Gerrit over SSH (``gerritlib``): the event stream in, reviews out.
 
-gerritlib's own connection accepts unknown host keys with a warning; ours
-rejects any host key that is not in the configured known_hosts file.
+What is taken from gerritlib is its connection (``GerritConnection``:
+paramiko set up with keepalives and connection attempts) and the ``Gerrit``
+object that holds it; its stream and review helpers are not used, for
+reasons that matter to a daemon fed by hostile input:
+
+* its connection accepts unknown host keys with a warning; ours rejects any
+  host key that is not in the configured known_hosts file;
+* its watcher (``GerritWatcher``) reads each event with an unbounded
+  ``readline`` (one huge line is held whole in memory), drops a line it
+  cannot parse with a debug message nobody sees, and retries at a fixed
+  delay; ``EventStream`` caps an event at ``MAX_EVENT_BYTES``, reports a bad
+  one as an error naming it, and backs off exponentially;
+* its ``review()`` builds the command by pasting the message into double
+  quotes (a message with a quote or ``$(...)`` from a log line is run by the
+  remote shell) and cannot tell "Gerrit refused" from "the connection dropped
+  mid-command"; ``SSHReviewer`` quotes every argument and never resends a
+  review whose outcome is unknown, so a comment is never doubled.
 """
 
 from __future__ import annotations
