@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from ..config import Settings
 from ..errors import ConfigError
 from ..explain import NewLine
 from ..suggest import SuggestRun
-from .charts import hourly_chart
-from .trends import Collected, Trends, as_json, hours, trends
+from .charts import bar_chart, rate_chart, sparkline
+from .incidents import Alerts
+from .lines import LineFinder, MatchedLine
+from .trends import Collected, Trends, as_json, days, hours, last_day_hours, trends
 
 UTC = dt.timezone.utc
 # A newest line dated this far past the page's own time is "in the future": a
@@ -89,6 +92,59 @@ def kibana_link(template: str, query: str) -> str | None:
     return safe_url(template.replace("{query}", urllib.parse.quote(rison_string(query), safe="!'()*,:")))
 
 
+def change_link(base: str, project: str, change: str, patchset: str) -> str | None:
+    """The change on Gerrit's web UI (``gerrit.web_url``), when both are known."""
+    if not base or not str(change).isdigit():
+        return None
+    path = f"/c/{urllib.parse.quote(project, safe='/')}/+/{change}" if project else f"/{change}"
+    return safe_url(base + path + (f"/{patchset}" if str(patchset).isdigit() else ""))
+
+
+def trend_mark(now: int, before: int | None, period: str) -> Markup:
+    """↑/↓ and by how many, against the previous period of the same length."""
+    if before is None:
+        return Markup("")
+    if now == before:
+        return Markup(f'<span class="trend same" title="as many as the previous {escape(period)} ({before})">='
+                      '</span>')
+    up = now > before
+    return Markup(f'<span class="trend {"up" if up else "down"}" title="{abs(now - before)} '
+                  f'{"more" if up else "fewer"} than the previous {escape(period)} ({before})">'
+                  f'{"↑" if up else "↓"}{abs(now - before)}</span>')
+
+
+@dataclass
+class BugBuild:
+    """One build a bug hit, as its page lists it."""
+
+    uuid: str
+    when: dt.datetime | None
+    job: str
+    pipeline: str
+    project: str
+    change: str
+    patchset: str
+    status: str
+    log_url: str
+    lines: list[MatchedLine]
+
+
+def bug_builds(collected: Collected, bug: str, query: str, limit: int, finder: LineFinder | None) -> list[BugBuild]:
+    """The builds ``bug`` hit in the window, newest first, at most ``limit``."""
+    mine = collected.hits[collected.hits["bug"] == bug].sort_values("last_hit", ascending=False).head(limit)
+    out = []
+    for r in mine.itertuples():
+        when = None if r.last_hit is None or r.last_hit != r.last_hit else r.last_hit.to_pydatetime()
+        message = str(r.message or "")
+        if finder is not None:
+            found = finder.lines(r.build_uuid, query, message)
+        else:
+            found = [MatchedLine(" ".join(message.split())[:300], "", "")] if message.strip() else []
+        out.append(BugBuild(r.build_uuid, when, r.build_name, r.build_queue, r.project, r.build_change,
+                            r.build_patchset, r.build_status, r.log_url, found))
+    return out
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
@@ -103,9 +159,12 @@ def _duration(seconds: float | None) -> str:
 
 
 def render_site(collected: Collected, header: Header, settings: Settings,
-                clusters: SuggestRun | str | None = None) -> dict[str, bytes]:
+                clusters: SuggestRun | str | None = None, alerts: Alerts | None = None,
+                finder: LineFinder | None = None) -> dict[str, bytes]:
     """Every file of the site, by relative path. ``clusters``: the
-    unexplained failures grouped with their suggestions, or why there are none."""
+    unexplained failures grouped with their suggestions, or why there are
+    none; ``alerts``: incidents and regressions; ``finder``: where a bug
+    page's matching lines come from (else the stored newest line alone)."""
     templates = template_dir(settings)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -115,6 +174,9 @@ def render_site(collected: Collected, header: Header, settings: Settings,
         lstrip_blocks=True,
     )
     buckets = [ts.to_pydatetime() for ts in hours(collected)]
+    day_buckets = [ts.to_pydatetime() for ts in days(collected)]
+    last_day = [ts.to_pydatetime() for ts in last_day_hours(collected)]
+    alerts = alerts or Alerts([], [], [])
     env.filters["safe_url"] = safe_url
     env.filters["duration"] = _duration
     env.filters["when"] = lambda value: "—" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
@@ -122,7 +184,21 @@ def render_site(collected: Collected, header: Header, settings: Settings,
     env.globals.update(
         bug_url=lambda bug: safe_url(settings.watch.bug_url.replace("%s", bug)),
         kibana=lambda query: kibana_link(settings.dashboard.kibana_url, query),
-        chart=lambda row: hourly_chart(row.series, buckets, f"bug {row.bug}: builds per hour by status"),
+        daily_chart=lambda row: bar_chart(row.daily, day_buckets, f"Bug {row.bug}: builds hit per day, by status",
+                                          "day", chart_id="daily"),
+        hourly_chart=lambda row: bar_chart(row.last_day, last_day,
+                                           f"Bug {row.bug}: builds hit per hour, last 24 hours, by status",
+                                           "hour", chart_id="hourly"),
+        spark=lambda row: sparkline(row.sparkline or [0] * len(day_buckets), day_buckets,
+                                    f"Bug {row.bug}, builds hit per day"),
+        rate_chart=lambda u: rate_chart([d.day for d in u.daily], [d.failures for d in u.daily],
+                                        [d.uncategorized for d in u.daily], "Classification rate per day"),
+        trend=trend_mark,
+        change_url=lambda project, change, patchset: change_link(settings.gerrit.change_web_url, project,
+                                                                 change, patchset),
+        alerts=alerts,
+        incident_hours=settings.dashboard.incident_hours,
+        root="",
         header=header,
         days=settings.dashboard.days,
         pages=PAGES,
@@ -137,6 +213,8 @@ def render_site(collected: Collected, header: Header, settings: Settings,
     by_name: dict[str, Trends] = {}
     for filename, name, title, queue in PAGES:
         selection = trends(collected, name, queue)
+        for row in selection.rows:
+            row.incident = row.bug in {i.bug for i in alerts.incidents}
         by_name[name] = selection
         page = env.get_template("bugs.html").render(page=filename, title=title, trends=selection)
         files[filename] = page.encode()
@@ -152,6 +230,16 @@ def render_site(collected: Collected, header: Header, settings: Settings,
         page="clusters.html", title="Unexplained failures, clustered", found=found,
         error=clusters if isinstance(clusters, str) else None).encode()
     files["data/clusters.json"] = _json({**data, **_clusters_json(found)})
+    by_fingerprint = {fp.bug: fp for fp in collected.fingerprints}
+    bug_page = env.get_template("bug.html")
+    for row in by_name["all"].rows:
+        fp = by_fingerprint[row.bug]
+        builds = bug_builds(collected, row.bug, fp.query, settings.dashboard.bug_builds, finder)
+        files[f"bugs/{row.bug}.html"] = bug_page.render(
+            page=f"bugs/{row.bug}.html", title=f"Bug {row.bug}", row=row, fp=fp, builds=builds, root="../").encode()
+    data["incidents"] = as_json(alerts.incidents)
+    data["regressions"] = [row.bug for row in alerts.regressions]
+    files["data/alerts.json"] = _json(data)
     files["style.css"] = (templates / "style.css").read_bytes()
     return files
 
@@ -179,4 +267,5 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode()
 
 
-__all__ = ["Header", "kibana_link", "render_site", "safe_url", "template_dir"]
+__all__ = ["BugBuild", "Header", "bug_builds", "change_link", "kibana_link", "render_site", "safe_url",
+           "template_dir", "trend_mark"]
