@@ -215,7 +215,7 @@ def test_pages_draw_their_charts_in_chromium_with_a_clean_console(site, tmp_path
     bars_daily = len(failed_days) + 1  # the passing build is its own colour in its day's bar
     assert [chart["bars"] for chart in drawn] == [bars_daily, 3]  # the last 24 h: three failures
     assert all(chart["width"] > 500 for chart in drawn)
-    for page in ("gate.html", "clusters.html", "uncategorized.html", "bugs/100001.html"):
+    for page in ("gate.html", "clusters.html", "bugs/100001.html", "uncategorized.html"):
         chromium.open((out / page).as_uri())
         assert chromium.console_errors() == [], page
         chromium.screenshot(ARTIFACTS / f"dashboard-{page.replace('.html', '').replace('/', '-')}.png")

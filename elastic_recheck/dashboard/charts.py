@@ -52,9 +52,9 @@ def _label(moment: dt.datetime, unit: str) -> str:
 
 
 def bar_chart(series: Mapping[str, Sequence[int]], buckets: Sequence[dt.datetime], label: str, unit: str = "day",
-              width: int = 720, height: int = 170, chart_id: str = "") -> Markup:
+              width: int = 600, height: int = 170, chart_id: str = "") -> Markup:
     """Stacked bars of distinct builds per bucket (a day or an hour), one colour per build status."""
-    left, right, top, bottom = 36, 8, 8, 22
+    left, right, top, bottom = 40, 8, 8, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     statuses = _ordered([s for s in series if any(series[s])])
     n = len(buckets)
@@ -73,14 +73,14 @@ def bar_chart(series: Mapping[str, Sequence[int]], buckets: Sequence[dt.datetime
     for value in scale:
         y = top + plot_h - plot_h * value / axis_max
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e6e6e6"/>')
-        parts.append(f'<text class="tick" x="{left - 4}" y="{y + 3.5:.1f}" text-anchor="end" font-size="10">'
+        parts.append(f'<text class="tick" x="{left - 4}" y="{y + 3.5:.1f}" text-anchor="end" font-size="12">'
                      f'{value}</text>')
     every = max(1, math.ceil(n / 10))  # at most about ten bucket labels
     for i, moment in enumerate(buckets):
         if (n - 1 - i) % every == 0:
             text = f"{moment:%m-%d}" if unit == "day" else f"{moment:%H}h"
             parts.append(f'<text x="{left + (i + 0.5) * slot:.1f}" y="{height - 7}" text-anchor="middle" '
-                         f'font-size="10">{text}</text>')
+                         f'font-size="12">{text}</text>')
     for i, moment in enumerate(buckets):
         if not totals[i]:
             continue
@@ -130,9 +130,9 @@ def sparkline(values: Sequence[int], buckets: Sequence[dt.datetime], label: str,
 
 
 def rate_chart(days: Sequence[dt.datetime], failures: Sequence[int], uncategorized: Sequence[int],
-               label: str, width: int = 720, height: int = 170) -> Markup:
+               label: str, width: int = 600, height: int = 170) -> Markup:
     """The classification rate per day, 0-100%; a day with no failure has no bar."""
-    left, right, top, bottom = 36, 8, 8, 22
+    left, right, top, bottom = 40, 8, 8, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     n = len(days)
     slot = plot_w / max(n, 1)
@@ -145,13 +145,13 @@ def rate_chart(days: Sequence[dt.datetime], failures: Sequence[int], uncategoriz
     for value in (0, 25, 50, 75, 100):
         y = top + plot_h - plot_h * value / 100
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e6e6e6"/>')
-        parts.append(f'<text class="tick" x="{left - 4}" y="{y + 3.5:.1f}" text-anchor="end" font-size="10">'
+        parts.append(f'<text class="tick" x="{left - 4}" y="{y + 3.5:.1f}" text-anchor="end" font-size="12">'
                      f'{value}%</text>')
     every = max(1, math.ceil(n / 10))
     for i, day in enumerate(days):
         if (n - 1 - i) % every == 0:
             parts.append(f'<text x="{left + (i + 0.5) * slot:.1f}" y="{height - 7}" text-anchor="middle" '
-                         f'font-size="10">{day:%m-%d}</text>')
+                         f'font-size="12">{day:%m-%d}</text>')
         if not failures[i]:
             continue
         classified = failures[i] - uncategorized[i]
