@@ -105,10 +105,12 @@ class DashboardSettings:
     incident_hours: float = 6.0
     incident_clear_changes: int = 1
     bug_builds: int = 200  # builds listed on a bug's page, newest first (the charts count them all)
-    line_searches: int = 200  # builds per run whose matching lines are looked up in the index (then kept)
+    # Seconds a run may spend looking up the lines each bug matched in its builds (one search per bug,
+    # busiest first; each answer kept, so the next run goes on where this one stopped)
+    line_search_seconds: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("incident_changes", "bug_builds", "line_searches"):
+        for name in ("incident_changes", "bug_builds"):
             value = getattr(self, name)
             if not (isinstance(value, int) and 0 < value <= 1_000_000):
                 raise ConfigError(f"dashboard.{name} must be a positive whole number, not {value!r}")

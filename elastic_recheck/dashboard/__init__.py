@@ -101,10 +101,11 @@ def build_dashboard(settings: Settings, backend: SearchBackend, queries: str | P
         found = clusters_of(settings, backend, collected)
         memory = DashboardMemory(settings.dashboard_state)
         try:
-            alerts = incidents.update(collected, trends(collected, "all").rows, settings, memory)
-            finder = LineFinder(backend, memory, settings.dashboard.line_searches, collected.now.timestamp())
+            everything = trends(collected, "all")
+            alerts = incidents.update(collected, everything.rows, settings, memory)
+            finder = LineFinder(backend, memory, settings.dashboard.line_search_seconds, collected.now.timestamp())
             memory.forget_lines(collected.start.timestamp() - 86400)
-            files = render_site(collected, header, settings, found, alerts, finder)
+            files = render_site(collected, header, settings, found, alerts, finder, {"all": everything})
         finally:
             memory.close()
         published = publisher.publish(files)

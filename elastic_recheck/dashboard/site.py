@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
 from markupsafe import Markup, escape
 
 from ..config import Settings
@@ -20,7 +21,7 @@ from ..explain import NewLine
 from ..suggest import SuggestRun
 from .charts import bar_chart, rate_chart, sparkline
 from .incidents import Alerts
-from .lines import LineFinder, MatchedLine
+from .lines import LineFinder, MatchedLine, matched_lines
 from .trends import Collected, Trends, as_json, days, hours, last_day_hours, trends
 
 UTC = dt.timezone.utc
@@ -129,19 +130,23 @@ class BugBuild:
     lines: list[MatchedLine]
 
 
-def bug_builds(collected: Collected, bug: str, query: str, limit: int, finder: LineFinder | None) -> list[BugBuild]:
-    """The builds ``bug`` hit in the window, newest first, at most ``limit``."""
-    mine = collected.hits[collected.hits["bug"] == bug].sort_values("last_hit", ascending=False).head(limit)
+def newest_hits(collected: Collected, limit: int) -> dict[str, pd.DataFrame]:
+    """bug -> its hits, newest first, at most ``limit``: one sort and one group-by for every page."""
+    ordered = collected.hits.sort_values("last_hit", ascending=False, kind="stable")
+    return {str(bug): frame.head(limit) for bug, frame in ordered.groupby("bug", sort=False)}
+
+
+def bug_builds(mine: pd.DataFrame | None, query: str, finder: LineFinder | None) -> list[BugBuild]:
+    """One bug's builds as its page lists them, from its rows of :func:`newest_hits`."""
+    if mine is None:
+        return []
+    found = finder.lines_of(list(mine["build_uuid"]), query) if finder is not None else {}
     out = []
     for r in mine.itertuples():
-        when = None if r.last_hit is None or r.last_hit != r.last_hit else r.last_hit.to_pydatetime()
-        message = str(r.message or "")
-        if finder is not None:
-            found = finder.lines(r.build_uuid, query, message)
-        else:
-            found = [MatchedLine(" ".join(message.split())[:300], "", "")] if message.strip() else []
+        when = None if pd.isna(r.last_hit) else r.last_hit.to_pydatetime()
         out.append(BugBuild(r.build_uuid, when, r.build_name, r.build_queue, r.project, r.build_change,
-                            r.build_patchset, r.build_status, r.log_url, found))
+                            r.build_patchset, r.build_status, r.log_url,
+                            matched_lines(found.get(r.build_uuid), str(r.message or ""))))
     return out
 
 
@@ -160,11 +165,12 @@ def _duration(seconds: float | None) -> str:
 
 def render_site(collected: Collected, header: Header, settings: Settings,
                 clusters: SuggestRun | str | None = None, alerts: Alerts | None = None,
-                finder: LineFinder | None = None) -> dict[str, bytes]:
+                finder: LineFinder | None = None, computed: dict[str, Trends] | None = None) -> dict[str, bytes]:
     """Every file of the site, by relative path. ``clusters``: the
     unexplained failures grouped with their suggestions, or why there are
     none; ``alerts``: incidents and regressions; ``finder``: where a bug
-    page's matching lines come from (else the stored newest line alone)."""
+    page's matching lines come from (else the stored newest line alone);
+    ``computed``: selections already computed, by name (not computed again)."""
     templates = template_dir(settings)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -212,7 +218,7 @@ def render_site(collected: Collected, header: Header, settings: Settings,
                             "window_start": as_json(header.window_start)}
     by_name: dict[str, Trends] = {}
     for filename, name, title, queue in PAGES:
-        selection = trends(collected, name, queue)
+        selection = (computed or {}).get(name) or trends(collected, name, queue)
         for row in selection.rows:
             row.incident = row.bug in {i.bug for i in alerts.incidents}
         by_name[name] = selection
@@ -232,9 +238,10 @@ def render_site(collected: Collected, header: Header, settings: Settings,
     files["data/clusters.json"] = _json({**data, **_clusters_json(found)})
     by_fingerprint = {fp.bug: fp for fp in collected.fingerprints}
     bug_page = env.get_template("bug.html")
+    newest = newest_hits(collected, settings.dashboard.bug_builds)
     for row in by_name["all"].rows:
         fp = by_fingerprint[row.bug]
-        builds = bug_builds(collected, row.bug, fp.query, settings.dashboard.bug_builds, finder)
+        builds = bug_builds(newest.get(row.bug), fp.query, finder)
         files[f"bugs/{row.bug}.html"] = bug_page.render(
             page=f"bugs/{row.bug}.html", title=f"Bug {row.bug}", row=row, fp=fp, builds=builds, root="../").encode()
     data["incidents"] = as_json(alerts.incidents)
@@ -267,5 +274,5 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode()
 
 
-__all__ = ["BugBuild", "Header", "bug_builds", "change_link", "kibana_link", "render_site", "safe_url",
+__all__ = ["BugBuild", "Header", "bug_builds", "newest_hits", "change_link", "kibana_link", "render_site", "safe_url",
            "template_dir", "trend_mark"]
