@@ -8,7 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,7 +25,7 @@ from elastic_recheck.dashboard.publish import Publisher
 from elastic_recheck.errors import ConfigError
 from elastic_recheck.fingerprints import inspect_fingerprint, lint_warnings
 from elastic_recheck.irc_bot import PrintingNotifier
-from elastic_recheck.irc_messages import ChannelRule
+from elastic_recheck.irc_messages import Announcement, ChannelRule
 from elastic_recheck.irc_outbox import Outbox
 from elastic_recheck.results import ResultStore
 from elastic_recheck.search.embedded import EmbeddedBackend
@@ -320,3 +323,28 @@ def test_an_outbox_line_that_is_not_an_announcement_is_skipped_with_one_line(tmp
     assert not (tmp_path / "absent.sqlite3").exists()
     outbox.close()
 
+
+
+def test_the_watch_daemon_sends_what_a_dashboard_run_left_in_the_outbox_to_its_channels(tmp_path):
+    """One IRC connection: the daemon's. A dashboard run's incident reaches
+    the channels taking negative events, through the real ``watch`` (with
+    --dry-run it prints the lines it would send; nothing else changes)."""
+    channels = tmp_path / "channels.yaml"
+    channels.write_text('"#qa": {projects: all, events: [negative]}\n'
+                        '"#nova": {projects: [openstack/nova], events: [positive]}\n')
+    outbox = Outbox(tmp_path / "data" / "irc-outbox.sqlite3")
+    outbox.post([Announcement("negative", frozenset({"openstack/nova"}), "Incident: bug 300001 hit 4 changes")])
+    outbox.close()
+    events = tmp_path / "events.json"
+    events.write_text("[]")
+    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false",
+           "ER_IRC_CHANNELS": str(channels), "ER_GERRIT_HOST": "127.0.0.1"}
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    command = [str(Path(sys.executable).parent / "elastic-recheck"), "watch", "--dry-run", "--queries", str(queries),
+               "--events", str(events)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stdout.splitlines() if line.startswith("irc ")] == [
+        "irc #qa: Incident: bug 300001 hit 4 changes"]
+    assert Outbox(tmp_path / "data" / "irc-outbox.sqlite3").waiting() == []  # sent once: marked so

@@ -27,7 +27,8 @@ from .memory import DashboardMemory
 
 log = logging.getLogger(__name__)
 LINES_PER_BUILD = 3
-EXCERPT_CHARS = 300
+EXCERPT_CHARS = 300  # of each line, kept
+SHOWN_CHARS = 200  # of its first line, shown
 BUILDS_PER_SEARCH = 100  # builds named in one search (a longer query costs the engine more to parse)
 
 
@@ -88,11 +89,18 @@ class LineFinder:
         return {uuid: rows for uuid, rows in by_build.items() if uuid in set(uuids)}
 
 
+def excerpt(message: str) -> str:
+    """A line's first line, cut to SHOWN_CHARS (a log line may carry a whole traceback)."""
+    first = next((part.strip() for part in message.splitlines() if part.strip()), "")
+    return first if len(first) <= SHOWN_CHARS else first[:SHOWN_CHARS].rstrip() + "…"
+
+
 def matched_lines(rows: list[list[str]] | None, stored_message: str) -> list[MatchedLine]:
     """The lines to show for one build: those found, else the stored newest line's text alone."""
     if rows:
-        return [MatchedLine(message, filename, line_link(url, message)) for message, filename, url in rows]
-    message = " ".join(stored_message.split())[:EXCERPT_CHARS]
+        return [MatchedLine(excerpt(message), filename, line_link(url, excerpt(message).rstrip("…")))
+                for message, filename, url in rows]
+    message = excerpt(stored_message)
     return [MatchedLine(message, "", "")] if message else []
 
 
