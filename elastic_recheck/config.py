@@ -104,7 +104,7 @@ class DashboardSettings:
     incident_changes: int = 3
     incident_hours: float = 6.0
     incident_clear_changes: int = 1
-    bug_builds: int = 200  # builds listed on a bug's page, newest first (the charts count them all)
+    bug_builds: int = 100  # builds listed on a bug's page, newest first (the charts count them all)
     # Seconds a run may spend looking up the lines each bug matched in its builds (one search per bug,
     # busiest first; each answer kept, so the next run goes on where this one stopped)
     line_search_seconds: float = 2.0

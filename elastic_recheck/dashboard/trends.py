@@ -349,18 +349,20 @@ def _bug_rows(collected: Collected, hits: pd.DataFrame, failures: pd.DataFrame,
     day_ago = pd.Timestamp(collected.now - dt.timedelta(days=1))
     two_days_ago = pd.Timestamp(collected.now - dt.timedelta(days=2))
     failed_hits = hits[hits["build_status"].isin(FAILED_STATUSES)]
-    fails_window = failed_hits.groupby("bug")["build_uuid"].nunique()
-    fails_24h = failed_hits[failed_hits["last_hit"] >= day_ago].groupby("bug")["build_uuid"].nunique()
+    # plain dicts: a thousand look-ups each, where a pandas Series answers one in tens of microseconds
+    fails_window = failed_hits.groupby("bug")["build_uuid"].nunique().to_dict()
+    fails_24h = failed_hits[failed_hits["last_hit"] >= day_ago].groupby("bug")["build_uuid"].nunique().to_dict()
     fails_prev_24h = failed_hits[(failed_hits["last_hit"] >= two_days_ago) & (failed_hits["last_hit"] < day_ago)
-                                 ].groupby("bug")["build_uuid"].nunique()
-    fails_prev_window = previous.groupby("bug")["build_uuid"].nunique() if previous is not None else None
+                                 ].groupby("bug")["build_uuid"].nunique().to_dict()
+    fails_prev_window = (previous.groupby("bug")["build_uuid"].nunique().to_dict()
+                         if previous is not None else None)
     daily = _by_status(hits, "D", days(collected))
     recent = last_day_hours(collected)
     last_day = _by_status(hits[hits["last_hit"] >= recent[0]], "h", recent)
     per_project = hits.groupby(["bug", "project"])["build_uuid"].nunique()
     projects_by_bug = {bug: series.droplevel(0) for bug, series in per_project.groupby(level="bug")}
-    builds_window = hits.groupby("bug")["build_uuid"].nunique()
-    job_failures = failures.groupby("build_name")["build_uuid"].nunique()
+    builds_window = hits.groupby("bug")["build_uuid"].nunique().to_dict()
+    job_failures = failures.groupby("build_name")["build_uuid"].nunique().to_dict()
     per_job = failed_hits.groupby(["bug", "build_name"])["build_uuid"].nunique()
     hourly = (
         hits.assign(hour=hits["last_hit"].dt.floor("h"))
