@@ -348,3 +348,16 @@ def test_the_watch_daemon_sends_what_a_dashboard_run_left_in_the_outbox_to_its_c
     assert [line for line in done.stdout.splitlines() if line.startswith("irc ")] == [
         "irc #qa: Incident: bug 300001 hit 4 changes"]
     assert Outbox(tmp_path / "data" / "irc-outbox.sqlite3").waiting() == []  # sent once: marked so
+
+
+def test_a_suppress_notification_incident_is_shown_but_never_announced(tmp_path):
+    backend = EmbeddedBackend(tmp_path / "data" / "index")
+    with backend.writer() as w:
+        for n in range(3):
+            add(w, f"q{n}" + "0" * 31, 880000 + n, "FAILURE", dt.timedelta(hours=n + 1), MIRROR)
+    (tmp_path / "queries").mkdir()
+    (tmp_path / "queries" / "400001.yaml").write_text(
+        'query: message:"Hash Sum mismatch" AND tags:console\nsuppress-notification: true\n')
+    site = make_site(tmp_path)
+    assert [i["bug"] for i in json.loads((site / "data" / "alerts.json").read_text())["incidents"]] == ["400001"]
+    assert Outbox(tmp_path / "data" / "irc-outbox.sqlite3").waiting() == []

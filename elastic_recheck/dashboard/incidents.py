@@ -7,7 +7,8 @@ failure. It opens at ``dashboard.incident_changes`` changes within
 ``incident_clear_changes`` or fewer: with one threshold, a count wavering
 around it would open and close (and announce) by turns. A regression is a
 fingerprint marked ``resolved:`` hitting a failed build dated after that day.
-Each is announced once, on IRC, through the daemon's outbox.
+Each is announced once, on IRC, through the daemon's outbox (unless its
+fingerprint says ``suppress-notification``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def update(collected: Collected, rows: list[BugRow], settings: Settings, memory:
     config = settings.dashboard
     counts = changes_hit(collected, config.incident_hours)
     by_bug = {row.bug: row for row in rows}
+    quiet = {fp.bug for fp in collected.fingerprints if fp.suppress_notification}  # shown, never announced
     before = memory.open_incidents()
     now = collected.now.timestamp()
     kept: dict[str, tuple[float, int]] = {}
@@ -80,12 +82,13 @@ def update(collected: Collected, rows: list[BugRow], settings: Settings, memory:
             incident = Incident(bug, row.title, changes, builds, projects,
                                 dt.datetime.fromtimestamp(opened, UTC), not was_open)
             incidents.append(incident)
-            if incident.new:
+            if incident.new and bug not in quiet:
                 announced.append(_incident_line(incident, settings, row.projects))
     memory.save_incidents(kept)
     regressions = [row for row in rows if row.regressions]
     for row in regressions:
-        if row.resolved is not None and memory.first_regression(row.bug, row.resolved.isoformat(), now):
+        if (row.resolved is not None and memory.first_regression(row.bug, row.resolved.isoformat(), now)
+                and row.bug not in quiet):
             announced.append(_regression_line(row, settings))
     incidents.sort(key=lambda i: (-i.changes, i.bug))
     return Alerts(incidents, regressions, announced)
