@@ -324,8 +324,8 @@ GERRIT_CREDENTIALS = "gerrit.user and gerrit.rest_password"
 CLUSTER_CREDENTIALS = "cluster.username/password or cluster.api_key"
 ZUUL_CREDENTIALS = "no setting (the builds API is read anonymously)"
 PAGE_LINK = "no setting (a link on public pages)"
-_URL_SETTINGS = {("gerrit", "rest_url"): GERRIT_CREDENTIALS, ("gerrit", "web_url"): PAGE_LINK, ("cluster", "urls"): CLUSTER_CREDENTIALS,
-                 ("zuul", "api"): ZUUL_CREDENTIALS}
+_URL_SETTINGS = {("gerrit", "rest_url"): GERRIT_CREDENTIALS, ("gerrit", "web_url"): PAGE_LINK,
+                 ("cluster", "urls"): CLUSTER_CREDENTIALS, ("zuul", "api"): ZUUL_CREDENTIALS}
 
 
 def check_http_url(where: str, url: str, credentials_in: str = "their own settings") -> str:

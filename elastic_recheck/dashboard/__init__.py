@@ -10,10 +10,11 @@ from typing import Any, Callable, Iterable
 from ..config import Settings
 from ..errors import FingerprintQueryError, RecheckError
 from ..fingerprints import Fingerprint, load_fingerprints
+from ..irc_messages import Announcement
+from ..irc_outbox import Outbox
 from ..results import ResultStore
 from ..search import SearchBackend, TimeWindow
 from ..suggest import SuggestRun, suggest_all
-from ..irc_outbox import Outbox
 from . import incidents
 from .lines import LineFinder
 from .memory import DashboardMemory
@@ -113,7 +114,7 @@ def build_dashboard(settings: Settings, backend: SearchBackend, queries: str | P
         return published
 
 
-def announce(settings: Settings, items: list) -> None:
+def announce(settings: Settings, items: list[Announcement]) -> None:
     """New incidents and regressions, left for the daemon's IRC bot (the one
     connection): it sends them to the channels that take negative events."""
     if not items:
@@ -121,7 +122,7 @@ def announce(settings: Settings, items: list) -> None:
     outbox = Outbox(settings.irc_outbox)
     try:
         outbox.post(items)
-        log.warning("announced on IRC (through the daemon): %s", "; ".join(i.text for i in items)[:2000])
+        log.warning("left for watch's IRC bot to announce: %s", "; ".join(i.text for i in items)[:2000])
     except RecheckError as exc:
         log.error("incidents could not be left for IRC: %s", exc)
     finally:

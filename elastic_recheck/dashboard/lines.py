@@ -83,10 +83,10 @@ class LineFinder:
             if len(rows) < LINES_PER_BUILD:
                 rows.append([_text(hit.source.get("message"))[:EXCERPT_CHARS], _text(hit.source.get("filename")),
                              _text(hit.source.get("log_url"))])
-        for uuid in uuids:
-            if uuid in by_build:  # one whose lines were crowded out by another's is asked again next run
-                self.memory.store_lines(uuid, digest, by_build[uuid], self.now)
-        return {uuid: rows for uuid, rows in by_build.items() if uuid in set(uuids)}
+        asked = set(uuids)  # one whose lines were crowded out by another's is asked again next run
+        found = {uuid: rows for uuid, rows in by_build.items() if uuid in asked}
+        self.memory.store_lines(found, digest, self.now)
+        return found
 
 
 def excerpt(message: str) -> str:

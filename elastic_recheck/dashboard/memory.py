@@ -45,6 +45,7 @@ class DashboardMemory:
                 private_file(self.path)
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # a lost last run is found again, not worth an fsync a row
             self.db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise RecheckError(f"{self.path}: cannot open the dashboard's state: {exc}") from None
@@ -81,9 +82,12 @@ class DashboardMemory:
         ok = isinstance(body, list) and all(isinstance(r, list) and len(r) == 3 for r in body)
         return [[str(v) for v in r] for r in body] if ok else None
 
-    def store_lines(self, uuid: str, digest: str, rows: list[list[str]], now: float) -> None:
-        self.db.execute("INSERT OR REPLACE INTO lines (uuid, query_hash, body, stored) VALUES (?,?,?,?)",
-                        (uuid, digest, json.dumps(rows), now))
+    def store_lines(self, found: dict[str, list[list[str]]], digest: str, now: float) -> None:
+        """uuid -> its lines, found with the query of ``digest``; in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO lines (uuid, query_hash, body, stored) VALUES (?,?,?,?)",
+                                [(uuid, digest, json.dumps(rows), now) for uuid, rows in found.items()])
 
     def forget_lines(self, before: float) -> None:
         """Lines looked up before ``before``: their builds have left the window."""

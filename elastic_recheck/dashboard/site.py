@@ -217,10 +217,11 @@ def render_site(collected: Collected, header: Header, settings: Settings,
                             "lag_seconds": header.lag_seconds, "health": header.health,
                             "window_start": as_json(header.window_start)}
     by_name: dict[str, Trends] = {}
+    in_incident = {i.bug for i in alerts.incidents}
     for filename, name, title, queue in PAGES:
         selection = (computed or {}).get(name) or trends(collected, name, queue)
         for row in selection.rows:
-            row.incident = row.bug in {i.bug for i in alerts.incidents}
+            row.incident = row.bug in in_incident
         by_name[name] = selection
         page = env.get_template("bugs.html").render(page=filename, title=title, trends=selection)
         files[filename] = page.encode()
@@ -274,5 +275,5 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode()
 
 
-__all__ = ["BugBuild", "Header", "bug_builds", "newest_hits", "change_link", "kibana_link", "render_site", "safe_url",
-           "template_dir", "trend_mark"]
+__all__ = ["BugBuild", "Header", "bug_builds", "change_link", "kibana_link", "newest_hits", "render_site",
+           "safe_url", "template_dir", "trend_mark"]
