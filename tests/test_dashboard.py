@@ -232,15 +232,20 @@ def test_script_injection_through_logs_jobs_fingerprints_and_queries_is_inert(tm
                   {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project='"><svg onload="window.pwned=3">')
         add_build(w, "8" * 32, f"job{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=2),
                   {"x.txt": ["other", f"a new line {PAYLOAD}"]}, log_url="javascript:window.pwned=4")
+        for uuid in ("7" * 31, "6" * 30):  # two more changes (the change number follows the uuid's length)
+            add_build(w, uuid, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=3),
+                      {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project=PAYLOAD)
     queries = tmp_path / "queries"
     queries.mkdir()
     fingerprint(queries, "1", json.dumps({"query": 'message:"timed out" OR message:"<script>window.pwned=5"',
-                                          "title": PAYLOAD, "projects": [PAYLOAD]}))
+                                          "title": PAYLOAD, "projects": [PAYLOAD], "resolved": "2020-01-01"}))
     settings = Settings(data_dir=tmp_path / "data", dashboard=DashboardSettings(
         kibana_url="javascript:window.pwned=6//{query}"), gerrit=GerritSettings(web_url="javascript:window.pwned=7"))
     out = _render(settings, backend, queries, tmp_path / "site")
     bug_page = (out / "bugs" / "1.html").read_text()
     assert "Timed out &lt;script&gt;" in bug_page and "&#34;&gt;&lt;svg onload" in bug_page  # line and project
+    index = (out / "index.html").read_text()  # the banners carry the title and projects too
+    assert 'id="incidents"' in index and 'id="regressions"' in index and "&lt;img src=x" in index
     assert "a new line &lt;script&gt;" in (out / "clusters.html").read_text()  # the unexplained failure's new line
     for page in ("index.html", "gate.html", "uncategorized.html", "clusters.html", "bugs/1.html"):
         html = (out / page).read_text()
