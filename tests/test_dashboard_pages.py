@@ -247,6 +247,7 @@ def test_the_classification_rate_per_day_is_a_chart(world):
     bars = re.findall(r'<rect class="bar" data-bucket="[^"]+"[^>]*><title>([^<]+)</title>', page)
     today = f"{NOW:%Y-%m-%d}"
     assert any(t.startswith(today) and "classified" in t for t in bars)
+    assert 'href="https://review.example.org/c/openstack/nova/+/870300/3">870300,3</a>' in page  # linked here too
 
 
 @pytest.mark.parametrize("width", [1400, 420])
