@@ -36,6 +36,12 @@ class GerritSettings:
     ci_accounts: tuple[str, ...] = ("zuul", "jenkins")
     rest_url: str = ""  # post reviews through the REST API instead of SSH
     rest_password: str = field(default="", repr=False)
+    # Where people open a change (the dashboard links change numbers there); empty: https://<host>
+    web_url: str = ""
+
+    @property
+    def change_web_url(self) -> str:
+        return (self.web_url or (f"https://{self.host}" if self.host else "")).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,29 @@ class DashboardSettings:
     # Discover URL with {query} where the Lucene query goes (Kibana / OpenSearch Dashboards); empty: no link
     kibana_url: str = ""
     templates: str = ""  # a directory of jinja2 templates replacing the shipped web/ ones
+    # An incident: one fingerprint hitting failed builds of at least incident_changes different
+    # changes within incident_hours. It ends when that count falls to incident_clear_changes or
+    # fewer (lower, so a count wavering around the threshold does not open and close it by turns).
+    incident_changes: int = 3
+    incident_hours: float = 6.0
+    incident_clear_changes: int = 1
+    bug_builds: int = 100  # builds listed on a bug's page, newest first (the charts count them all)
+    # Seconds a run may spend looking up the lines each bug matched in its builds (one search per bug,
+    # busiest first; each answer kept, so the next run goes on where this one stopped)
+    line_search_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("incident_changes", "bug_builds"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 0 < value <= 1_000_000):
+                raise ConfigError(f"dashboard.{name} must be a positive whole number, not {value!r}")
+        if not (isinstance(self.incident_clear_changes, int)
+                and 0 <= self.incident_clear_changes < self.incident_changes):
+            raise ConfigError(f"dashboard.incident_clear_changes must be 0 or more and below incident_changes "
+                              f"({self.incident_changes}), not {self.incident_clear_changes!r}")
+        if not (0 < self.incident_hours <= 24 * 365):
+            raise ConfigError(f"dashboard.incident_hours must be more than 0 and at most a year, "
+                              f"not {self.incident_hours!r}")
 
 
 @dataclass(frozen=True)
@@ -261,6 +290,16 @@ class Settings:
         return self.data_dir / "results.sqlite3"
 
     @property
+    def irc_outbox(self) -> Path:
+        """IRC lines other processes (the dashboard) leave for the daemon's bot to send."""
+        return self.data_dir / "irc-outbox.sqlite3"
+
+    @property
+    def dashboard_state(self) -> Path:
+        """The dashboard's own memory: incidents open, regressions announced, matching lines found."""
+        return self.data_dir / "dashboard.sqlite3"
+
+    @property
     def spool_dir(self) -> Path:
         """Where the daemon's fetch workers put a build's logs until they are indexed."""
         return self.data_dir / "spool"
@@ -284,8 +323,9 @@ _SECTIONS = {
 GERRIT_CREDENTIALS = "gerrit.user and gerrit.rest_password"
 CLUSTER_CREDENTIALS = "cluster.username/password or cluster.api_key"
 ZUUL_CREDENTIALS = "no setting (the builds API is read anonymously)"
-_URL_SETTINGS = {("gerrit", "rest_url"): GERRIT_CREDENTIALS, ("cluster", "urls"): CLUSTER_CREDENTIALS,
-                 ("zuul", "api"): ZUUL_CREDENTIALS}
+PAGE_LINK = "no setting (a link on public pages)"
+_URL_SETTINGS = {("gerrit", "rest_url"): GERRIT_CREDENTIALS, ("gerrit", "web_url"): PAGE_LINK,
+                 ("cluster", "urls"): CLUSTER_CREDENTIALS, ("zuul", "api"): ZUUL_CREDENTIALS}
 
 
 def check_http_url(where: str, url: str, credentials_in: str = "their own settings") -> str:

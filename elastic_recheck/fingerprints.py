@@ -10,6 +10,7 @@ are skipped; the others load.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ KNOWN_KEYS = {
     "test_ids": list,
     "title": str,
     "projects": list,
+    "resolved": (str, dt.date),  # YYYY-MM-DD; YAML reads an unquoted one as a date
 }
 FINGERPRINT_SUFFIXES = (".yaml", ".yml")
 # The file name is the bug id: it goes into bug URLs, comments, IRC and HTML.
@@ -59,6 +61,8 @@ class Fingerprint:
     test_ids: tuple[str, ...] = ()
     title: str | None = None
     projects: tuple[str, ...] = ()
+    # The day its bug was fixed: a hit dated after that day is a regression.
+    resolved: dt.date | None = None
     unknown_keys: tuple[str, ...] = field(default=(), compare=False)
     query_line: int | None = field(default=None, compare=False)
 
@@ -102,7 +106,11 @@ def inspect_fingerprint(
         value = data.get(key)
         if value is None:
             continue
-        if not isinstance(value, kind):
+        if key == "resolved":
+            if _resolved_date(value) is None:
+                error(f"'resolved' must be a date YYYY-MM-DD (the day the bug was fixed), not {str(value)[:40]!r}",
+                      lines.get(key))
+        elif not isinstance(value, kind):
             error(f"'{key}' must be a {kind.__name__}, not {type(value).__name__}", lines.get(key))
         elif kind is list and not all(isinstance(item, (str, int, float)) for item in value):
             error(f"'{key}' must be a list of strings", lines.get(key))
@@ -127,6 +135,7 @@ def inspect_fingerprint(
         test_ids=tuple(str(t) for t in data.get("test_ids") or ()),
         title=data.get("title"),
         projects=tuple(str(p) for p in data.get("projects") or ()),
+        resolved=_resolved_date(data.get("resolved")),
         unknown_keys=tuple(sorted(escape_controls(str(k)) for k in data if k not in KNOWN_KEYS)),
         query_line=lines.get("query"),
     )
@@ -238,6 +247,20 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+def _resolved_date(value: Any) -> dt.date | None:
+    """``resolved:`` as a date: YAML's own date, or the same written as a quoted string."""
+    if isinstance(value, dt.datetime):
+        return None  # a time too: not the day the bug was fixed
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
 def _key_lines(node: Any) -> dict[str, int]:
     if not isinstance(node, yaml.MappingNode):
         return {}
@@ -346,6 +369,9 @@ def lint_warnings(
             warnings.append(LintWarning(fingerprint, f"regular expression /{leaf.pattern}/ starts with a wildcard"))
         if getattr(leaf, "field", lucene.DEFAULT_FIELD) != lucene.DEFAULT_FIELD:
             restricted = True
+    if fingerprint.resolved is not None and fingerprint.resolved > dt.datetime.now(dt.timezone.utc).date():
+        warnings.append(LintWarning(fingerprint, f"resolved: {fingerprint.resolved} is in the future; every hit "
+                                                 "until then is counted as usual, none as a regression"))
     if not restricted:
         warnings.append(
             LintWarning(fingerprint, "no field restriction besides message: add tags:, filename: or build_name:")

@@ -297,6 +297,13 @@ class ResultStore:
             for row in rows:
                 yield self._stored(row, matches.get(row[0], ()))
 
+    def bug_spans(self) -> dict[str, tuple[int, int]]:
+        """Each fingerprint's first and last matching line (micros) over every
+        stored build, whatever the window: when a bug was first and last seen."""
+        return {bug: (first, last) for bug, first, last in self.db.execute(
+            "SELECT m.bug, MIN(COALESCE(m.newest, b.newest)), MAX(COALESCE(m.newest, b.newest)) "
+            "FROM matches m JOIN builds b ON b.uuid = m.uuid GROUP BY m.bug") if first is not None}
+
     def stored_uuids(self) -> set[str]:
         """Every build with a stored result (without their matches)."""
         return {uuid for (uuid,) in self.db.execute("SELECT uuid FROM builds")}

@@ -33,6 +33,7 @@ from .gerrit_events import (
 )
 from .ingest import CONSOLE_LOGS
 from .irc_messages import ChannelRule, announcements, route
+from .irc_outbox import Outbox
 from .json_items import item_spans, numbered
 from .lucene import quote
 from .metrics import Metrics
@@ -268,6 +269,7 @@ class Daemon:
             include_jobs=self.watch.include_jobs or None,
             exclude_jobs=self.watch.exclude_jobs or None,
         )
+        self.outbox = Outbox(settings.irc_outbox)  # what dashboard runs announce, sent here
         self.stopping = threading.Event()
         self.counters = Metrics()
         self._paused_until = 0.0  # no work before this while the search backend is down (intake goes on)
@@ -620,6 +622,8 @@ class Daemon:
             if time.monotonic() - flushed >= 1.0:
                 self.flush_metrics()
                 flushed = time.monotonic()
+                if self.notifier is not None:
+                    self.counters.inc("announced", self.outbox.deliver(self.notifier.send, self.channels))
             if self.builds is not None and self.builds.pump():
                 self.state.wake_events()
             if self.clock() >= self._paused_until:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from elastic_recheck.classify import Classifier, failed_tests
-from elastic_recheck.config import DashboardSettings, Settings
+from elastic_recheck.config import DashboardSettings, GerritSettings, Settings
 from elastic_recheck.dashboard import build_dashboard, gather
 from elastic_recheck.dashboard.publish import Busy, PublishError, Publisher
 from elastic_recheck.dashboard.trends import trends
@@ -148,7 +148,8 @@ def test_the_site_has_pages_and_json_data_files(site, tmp_path):
     uncategorized = json.loads((out / "data" / "uncategorized.json").read_text())
     assert uncategorized["count"] == 2 and uncategorized["failures"] == 9
     page = (out / "index.html").read_text()
-    assert "This fingerprint could not run" in page and "removal candidate" in page
+    assert "This fingerprint could not run" in page and "removal candidates" in page
+    page = (out / "bugs" / "100001.html").read_text()  # the bug's own page links out
     assert "https://bugs.launchpad.net/bugs/100001" in page
     assert ("https://kibana.example.org/app/discover#/?_a=(query:(language:lucene,query:&#39;"
             "message:%22Timed%20out%20waiting%20for%20a%20reply%22%20AND%20tags:%22screen-n-cpu.txt%22&#39;))") in page
@@ -198,19 +199,26 @@ def test_pages_draw_their_charts_in_chromium_with_a_clean_console(site, tmp_path
     settings, backend, queries = site
     out = _render(settings, backend, queries, tmp_path / "site")
     chromium.open((out / "index.html").as_uri())
-    drawn = chromium.evaluate("""Array.from(document.querySelectorAll('svg.trend')).map(svg => ({
-        width: svg.getBoundingClientRect().width,
-        bars: Array.from(svg.querySelectorAll('rect.bar')).filter(r => r.getBBox().height > 0).length}))""")
-    assert len(drawn) == 3  # one per row that ran (the failing fingerprint shows its error instead)
-    assert all(chart["width"] > 500 for chart in drawn)
-    assert [chart["bars"] for chart in drawn][:2] == [6, 1]
+    sparks = chromium.evaluate("""Array.from(document.querySelectorAll('svg.spark')).map(
+        svg => svg.querySelectorAll('rect').length)""")
+    # one per row that ran and hit, a bar per day with hits; the failing fingerprint shows its error instead
+    days_hit = {(NOW - dt.timedelta(hours=age)).date() for age in (2, 5, 20, 27, 120, 121)}
+    assert sparks == [len(days_hit), 1]
     assert chromium.console_errors() == []
     chromium.screenshot(ARTIFACTS / "dashboard-all.png")
     assert chromium.evaluate("getComputedStyle(document.body).marginLeft") != "8px"  # style.css loaded
-    for page in ("gate.html", "clusters.html", "uncategorized.html"):
+    chromium.open((out / "bugs" / "100001.html").as_uri())
+    drawn = chromium.evaluate("""Array.from(document.querySelectorAll('svg.chart')).map(svg => ({
+        width: svg.getBoundingClientRect().width,
+        bars: Array.from(svg.querySelectorAll('rect.bar')).filter(r => r.getBBox().height > 0).length}))""")
+    failed_days = {(NOW - dt.timedelta(hours=age)).date() for age in (2, 5, 20, 120, 121)}
+    bars_daily = len(failed_days) + 1  # the passing build is its own colour in its day's bar
+    assert [chart["bars"] for chart in drawn] == [bars_daily, 3]  # the last 24 h: three failures
+    assert all(chart["width"] > 500 for chart in drawn)
+    for page in ("gate.html", "clusters.html", "bugs/100001.html", "uncategorized.html"):
         chromium.open((out / page).as_uri())
         assert chromium.console_errors() == [], page
-        chromium.screenshot(ARTIFACTS / f"dashboard-{page.replace('.html', '')}.png")
+        chromium.screenshot(ARTIFACTS / f"dashboard-{page.replace('.html', '').replace('/', '-')}.png")
     assert "77.8%" in chromium.evaluate("document.getElementById('rate').textContent")
 
 
@@ -224,15 +232,22 @@ def test_script_injection_through_logs_jobs_fingerprints_and_queries_is_inert(tm
                   {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project='"><svg onload="window.pwned=3">')
         add_build(w, "8" * 32, f"job{PAYLOAD}", "FAILURE", "gate", dt.timedelta(hours=2),
                   {"x.txt": ["other", f"a new line {PAYLOAD}"]}, log_url="javascript:window.pwned=4")
+        for uuid in ("7" * 31, "6" * 30):  # two more changes (the change number follows the uuid's length)
+            add_build(w, uuid, "tempest-full", "FAILURE", "gate", dt.timedelta(hours=3),
+                      {"logs/screen-n-cpu.txt": [f"Timed out {PAYLOAD}"]}, project=PAYLOAD)
     queries = tmp_path / "queries"
     queries.mkdir()
     fingerprint(queries, "1", json.dumps({"query": 'message:"timed out" OR message:"<script>window.pwned=5"',
-                                          "title": PAYLOAD, "projects": [PAYLOAD]}))
+                                          "title": PAYLOAD, "projects": [PAYLOAD], "resolved": "2020-01-01"}))
     settings = Settings(data_dir=tmp_path / "data", dashboard=DashboardSettings(
-        kibana_url="javascript:window.pwned=6//{query}"))
+        kibana_url="javascript:window.pwned=6//{query}"), gerrit=GerritSettings(web_url="javascript:window.pwned=7"))
     out = _render(settings, backend, queries, tmp_path / "site")
+    bug_page = (out / "bugs" / "1.html").read_text()
+    assert "Timed out &lt;script&gt;" in bug_page and "&#34;&gt;&lt;svg onload" in bug_page  # line and project
+    index = (out / "index.html").read_text()  # the banners carry the title and projects too
+    assert 'id="incidents"' in index and 'id="regressions"' in index and "&lt;img src=x" in index
     assert "a new line &lt;script&gt;" in (out / "clusters.html").read_text()  # the unexplained failure's new line
-    for page in ("index.html", "gate.html", "uncategorized.html", "clusters.html"):
+    for page in ("index.html", "gate.html", "uncategorized.html", "clusters.html", "bugs/1.html"):
         html = (out / page).read_text()
         assert "<script>" not in html and "<img" not in html and "javascript:" not in html, page
         chromium.open((out / page).as_uri())

@@ -10,12 +10,17 @@ from typing import Any, Callable, Iterable
 from ..config import Settings
 from ..errors import FingerprintQueryError, RecheckError
 from ..fingerprints import Fingerprint, load_fingerprints
+from ..irc_messages import Announcement
+from ..irc_outbox import Outbox
 from ..results import ResultStore
 from ..search import SearchBackend, TimeWindow
 from ..suggest import SuggestRun, suggest_all
+from . import incidents
+from .lines import LineFinder
+from .memory import DashboardMemory
 from .publish import Publisher
 from .site import FUTURE_TOLERANCE, Header, render_site
-from .trends import Collected, collect
+from .trends import Collected, collect, trends
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -95,7 +100,33 @@ def build_dashboard(settings: Settings, backend: SearchBackend, queries: str | P
     with publisher.lock():
         collected, header = gather(settings, backend, queries, now, progress)
         found = clusters_of(settings, backend, collected)
-        return publisher.publish(render_site(collected, header, settings, found))
+        memory = DashboardMemory(settings.dashboard_state)
+        try:
+            everything = trends(collected, "all")
+            alerts = incidents.update(collected, everything.rows, settings, memory)
+            finder = LineFinder(backend, memory, settings.dashboard.line_search_seconds, collected.now.timestamp())
+            memory.forget_lines(collected.start.timestamp() - 86400)
+            files = render_site(collected, header, settings, found, alerts, finder, {"all": everything})
+        finally:
+            memory.close()
+        published = publisher.publish(files)
+        announce(settings, alerts.announced)
+        return published
+
+
+def announce(settings: Settings, items: list[Announcement]) -> None:
+    """New incidents and regressions, left for the daemon's IRC bot (the one
+    connection): it sends them to the channels that take negative events."""
+    if not items:
+        return
+    outbox = Outbox(settings.irc_outbox)
+    try:
+        outbox.post(items)
+        log.warning("left for watch's IRC bot to announce: %s", "; ".join(i.text for i in items)[:2000])
+    except RecheckError as exc:
+        log.error("incidents could not be left for IRC: %s", exc)
+    finally:
+        outbox.close()
 
 
 def clusters_of(settings: Settings, backend: SearchBackend, collected: Collected) -> SuggestRun | str:

@@ -9,6 +9,7 @@ reading them.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import fcntl
 import os
@@ -67,6 +68,7 @@ class Publisher:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         target = self.versions / f"{stamp}-{os.getpid()}"
         try:
+            written = []
             for name, data in files.items():
                 path = target / name
                 if Path(name).is_absolute() or ".." in Path(name).parts:
@@ -74,8 +76,8 @@ class Publisher:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "wb") as handle:
                     handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                written.append(path)
+            _sync(target, written)  # every file on disk before the link moves
             link = self.output.parent / f".{self.output.name}.new-{os.getpid()}"
             if link.is_symlink():
                 link.unlink()
@@ -92,6 +94,34 @@ class Publisher:
         for old in copies[:-KEEP]:
             if old != current:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync(directory: Path, paths: list[Path]) -> None:
+    """The new copy's files durably written. A site has a page per bug
+    (a thousand files): one ``syncfs`` of the file system holding them
+    costs what one ``fsync`` does, where a thousand ``fsync`` calls take
+    seconds; without ``syncfs`` (not Linux), each file is synced."""
+    syncfs = getattr(_libc(), "syncfs", None)
+    if syncfs is not None:
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            if syncfs(descriptor) == 0:
+                return
+        finally:
+            os.close(descriptor)
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _libc() -> object:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 __all__ = ["Busy", "PublishError", "Publisher"]

@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
+from markupsafe import Markup, escape
 
 from ..config import Settings
 from ..errors import ConfigError
 from ..explain import NewLine
 from ..suggest import SuggestRun
-from .charts import hourly_chart
-from .trends import Collected, Trends, as_json, hours, trends
+from .charts import bar_chart, rate_chart, sparkline
+from .incidents import Alerts
+from .lines import LineFinder, MatchedLine, matched_lines
+from .trends import Collected, Trends, as_json, days, hours, last_day_hours, trends
 
 UTC = dt.timezone.utc
 # A newest line dated this far past the page's own time is "in the future": a
@@ -89,6 +93,63 @@ def kibana_link(template: str, query: str) -> str | None:
     return safe_url(template.replace("{query}", urllib.parse.quote(rison_string(query), safe="!'()*,:")))
 
 
+def change_link(base: str, project: str, change: str, patchset: str) -> str | None:
+    """The change on Gerrit's web UI (``gerrit.web_url``), when both are known."""
+    if not base or not str(change).isdigit():
+        return None
+    path = f"/c/{urllib.parse.quote(project, safe='/')}/+/{change}" if project else f"/{change}"
+    return safe_url(base + path + (f"/{patchset}" if str(patchset).isdigit() else ""))
+
+
+def trend_mark(now: int, before: int | None, period: str) -> Markup:
+    """↑/↓ and by how many, against the previous period of the same length."""
+    if before is None:
+        return Markup("")
+    if now == before:
+        return Markup(f'<span class="trend same" title="as many as the previous {escape(period)} ({before})">='
+                      '</span>')
+    up = now > before
+    return Markup(f'<span class="trend {"up" if up else "down"}" title="{abs(now - before)} '
+                  f'{"more" if up else "fewer"} than the previous {escape(period)} ({before})">'
+                  f'{"↑" if up else "↓"}{abs(now - before)}</span>')
+
+
+@dataclass
+class BugBuild:
+    """One build a bug hit, as its page lists it."""
+
+    uuid: str
+    when: dt.datetime | None
+    job: str
+    pipeline: str
+    project: str
+    change: str
+    patchset: str
+    status: str
+    log_url: str
+    lines: list[MatchedLine]
+
+
+def newest_hits(collected: Collected, limit: int) -> dict[str, pd.DataFrame]:
+    """bug -> its hits, newest first, at most ``limit``: one sort and one group-by for every page."""
+    ordered = collected.hits.sort_values("last_hit", ascending=False, kind="stable")
+    return {str(bug): frame.head(limit) for bug, frame in ordered.groupby("bug", sort=False)}
+
+
+def bug_builds(mine: pd.DataFrame | None, query: str, finder: LineFinder | None) -> list[BugBuild]:
+    """One bug's builds as its page lists them, from its rows of :func:`newest_hits`."""
+    if mine is None:
+        return []
+    found = finder.lines_of(list(mine["build_uuid"]), query) if finder is not None else {}
+    out = []
+    for r in mine.itertuples():
+        when = None if pd.isna(r.last_hit) else r.last_hit.to_pydatetime()
+        out.append(BugBuild(r.build_uuid, when, r.build_name, r.build_queue, r.project, r.build_change,
+                            r.build_patchset, r.build_status, r.log_url,
+                            matched_lines(found.get(r.build_uuid), str(r.message or ""))))
+    return out
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
@@ -103,9 +164,13 @@ def _duration(seconds: float | None) -> str:
 
 
 def render_site(collected: Collected, header: Header, settings: Settings,
-                clusters: SuggestRun | str | None = None) -> dict[str, bytes]:
+                clusters: SuggestRun | str | None = None, alerts: Alerts | None = None,
+                finder: LineFinder | None = None, computed: dict[str, Trends] | None = None) -> dict[str, bytes]:
     """Every file of the site, by relative path. ``clusters``: the
-    unexplained failures grouped with their suggestions, or why there are none."""
+    unexplained failures grouped with their suggestions, or why there are
+    none; ``alerts``: incidents and regressions; ``finder``: where a bug
+    page's matching lines come from (else the stored newest line alone);
+    ``computed``: selections already computed, by name (not computed again)."""
     templates = template_dir(settings)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -115,6 +180,9 @@ def render_site(collected: Collected, header: Header, settings: Settings,
         lstrip_blocks=True,
     )
     buckets = [ts.to_pydatetime() for ts in hours(collected)]
+    day_buckets = [ts.to_pydatetime() for ts in days(collected)]
+    last_day = [ts.to_pydatetime() for ts in last_day_hours(collected)]
+    alerts = alerts or Alerts([], [], [])
     env.filters["safe_url"] = safe_url
     env.filters["duration"] = _duration
     env.filters["when"] = lambda value: "—" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
@@ -122,7 +190,21 @@ def render_site(collected: Collected, header: Header, settings: Settings,
     env.globals.update(
         bug_url=lambda bug: safe_url(settings.watch.bug_url.replace("%s", bug)),
         kibana=lambda query: kibana_link(settings.dashboard.kibana_url, query),
-        chart=lambda row: hourly_chart(row.series, buckets, f"bug {row.bug}: builds per hour by status"),
+        daily_chart=lambda row: bar_chart(row.daily, day_buckets, f"Bug {row.bug}: builds hit per day, by status",
+                                          "day", chart_id="daily"),
+        hourly_chart=lambda row: bar_chart(row.last_day, last_day,
+                                           f"Bug {row.bug}: builds hit per hour, last 24 hours, by status",
+                                           "hour", chart_id="hourly"),
+        spark=lambda row: sparkline(row.sparkline or [0] * len(day_buckets), day_buckets,
+                                    f"Bug {row.bug}, builds hit per day"),
+        rate_chart=lambda u: rate_chart([d.day for d in u.daily], [d.failures for d in u.daily],
+                                        [d.uncategorized for d in u.daily], "Classification rate per day"),
+        trend=trend_mark,
+        change_url=lambda project, change, patchset: change_link(settings.gerrit.change_web_url, project,
+                                                                 change, patchset),
+        alerts=alerts,
+        incident_hours=settings.dashboard.incident_hours,
+        root="",
         header=header,
         days=settings.dashboard.days,
         pages=PAGES,
@@ -135,8 +217,11 @@ def render_site(collected: Collected, header: Header, settings: Settings,
                             "lag_seconds": header.lag_seconds, "health": header.health,
                             "window_start": as_json(header.window_start)}
     by_name: dict[str, Trends] = {}
+    in_incident = {i.bug for i in alerts.incidents}
     for filename, name, title, queue in PAGES:
-        selection = trends(collected, name, queue)
+        selection = (computed or {}).get(name) or trends(collected, name, queue)
+        for row in selection.rows:
+            row.incident = row.bug in in_incident
         by_name[name] = selection
         page = env.get_template("bugs.html").render(page=filename, title=title, trends=selection)
         files[filename] = page.encode()
@@ -152,6 +237,17 @@ def render_site(collected: Collected, header: Header, settings: Settings,
         page="clusters.html", title="Unexplained failures, clustered", found=found,
         error=clusters if isinstance(clusters, str) else None).encode()
     files["data/clusters.json"] = _json({**data, **_clusters_json(found)})
+    by_fingerprint = {fp.bug: fp for fp in collected.fingerprints}
+    bug_page = env.get_template("bug.html")
+    newest = newest_hits(collected, settings.dashboard.bug_builds)
+    for row in by_name["all"].rows:
+        fp = by_fingerprint[row.bug]
+        builds = bug_builds(newest.get(row.bug), fp.query, finder)
+        files[f"bugs/{row.bug}.html"] = bug_page.render(
+            page=f"bugs/{row.bug}.html", title=f"Bug {row.bug}", row=row, fp=fp, builds=builds, root="../").encode()
+    data["incidents"] = as_json(alerts.incidents)
+    data["regressions"] = [row.bug for row in alerts.regressions]
+    files["data/alerts.json"] = _json(data)
     files["style.css"] = (templates / "style.css").read_bytes()
     return files
 
@@ -179,4 +275,5 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode()
 
 
-__all__ = ["Header", "kibana_link", "render_site", "safe_url", "template_dir"]
+__all__ = ["BugBuild", "Header", "bug_builds", "change_link", "kibana_link", "newest_hits", "render_site",
+           "safe_url", "template_dir", "trend_mark"]
