@@ -103,3 +103,15 @@ def test_the_shell_completion_scripts_come_from_the_commands_themselves():
         script = subprocess.run([str(bin_dir / command)], env={**os.environ, variable: "bash_source"},
                                 capture_output=True, text=True, timeout=60, check=True).stdout
         assert "complete -o nosort -F" in script and command in script
+
+
+def test_a_site_over_a_window_without_failures_says_so_instead_of_a_rate(tmp_path):
+    from elastic_recheck.search.embedded import EmbeddedBackend
+
+    EmbeddedBackend(tmp_path / "data" / "index").close()
+    out = tmp_path / "site"
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), "dashboard", "--queries", QUERIES,
+                                      "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "uncategorized.html").read_text()
+    assert "No failed voting builds in 10 days: nothing to classify." in page and "100.0%" not in page
