@@ -74,6 +74,8 @@ def hits(backend, query):
         ("build_uuid:>=b", ["b", "c"]),
         ("build_uuid:<b", ["a"]),
         ("@timestamp:[2026-11-20T00:00:00Z TO *]", ["a", "b"]),
+        ("@timestamp:2026-11-20", ["a", "b"]),  # a date names its whole day
+        ("@timestamp:[* TO 2026-11-19]", ["c"]),  # an inclusive upper bound takes its whole day
         ("message:C\\:\\\\path", ["c"]),  # escapes outside quotes
         ("messag~", ["a"]),
         ("message:offlin~1", ["b"]),
@@ -132,7 +134,7 @@ def test_bad_queries_are_clear_errors(query, message):
         "pid:[1 TO 5]",
         "message:/a&b/",  # Lucene regex intersection
         "message:/~a/",
-        "@timestamp:2026-11-20",
+        "@timestamp:2026-11-20*",  # a date takes no wildcard (Elasticsearch refuses it too)
         "*:foo",
     ],
 )
