@@ -28,6 +28,7 @@ from luqum import tree
 from luqum.exceptions import ParseError
 from luqum.parser import parser
 
+from .analysis import analyze
 from .errors import QuerySyntaxError
 
 DEFAULT_FIELD = "message"
@@ -270,6 +271,9 @@ def _rewrite_symbolic_operators(query: str) -> str:
             _check_after_modifier(query, i)
             in_word = False
             continue
+        if ch in "<>" and at_start and not (i and query[i - 1] == ":"):
+            raise QuerySyntaxError(query, f"a range '{ch}' needs its field written before it (message:{ch}...): "
+                                          "Lucene joins it to the words beside it otherwise")
         if ch in "<>" and i and query[i - 1] == ":":
             op_end = i + 2 if query.startswith("=", i + 1) else i + 1
             if op_end >= n or query[op_end] in _WHITESPACE or query[op_end] in "()":
@@ -393,7 +397,7 @@ class _Converter:
     def _word(self, node: tree.Word, fieldname: str) -> Node:
         if node.value == "*":
             return MatchAll() if fieldname == "*" else Exists(fieldname)
-        if node.value.upper() in ("AND", "OR", "NOT", "&&", "||"):
+        if node.value in ("AND", "OR", "NOT", "&&", "||"):  # lower-case and/or/not are words, as in Lucene
             raise self.error(f"operator {node.value!r} is missing an operand")
         if node.has_wildcard():
             return Wildcard(fieldname, node.value)
@@ -439,9 +443,11 @@ class _Converter:
                 occur, query = clauses[-1]
                 if occur != _MUST_NOT:
                     clauses[-1] = (_MUST, query)
-            converted = self.convert(inner, fieldname)
             if mods:
                 self._single_modifier(operand)
+            converted = self.convert(inner, fieldname)
+            if _analyses_to_nothing(converted):
+                continue  # Lucene drops it, after its AND made the clause before required
             if mods == "not":
                 occur = _MUST_NOT
             elif mods == "req" or conj == "AND":
@@ -453,6 +459,20 @@ class _Converter:
         should = tuple(q for o, q in clauses if o == _SHOULD)
         must_not = tuple(q for o, q in clauses if o == _MUST_NOT)
         return Bool(must=must, should=should, must_not=must_not)
+
+
+def _analyses_to_nothing(node: Node) -> bool:
+    """A clause Lucene's parser drops: words that analyse to no token (on a
+    text field; a date is never empty), or a group of such clauses. The
+    clause's conjunction still counts: in ``a OR !!! AND b`` the AND makes
+    ``a`` required, as Lucene's addClause does. (A field no document has is
+    a clause matching nothing in Elasticsearch even then; the query model
+    cannot know which fields documents have, so it drops it too.)"""
+    if isinstance(node, (Term, Phrase)):
+        return node.field != "@timestamp" and not analyze(node.text)
+    if isinstance(node, Bool):
+        return not (node.must or node.should or node.must_not)
+    return False
 
 
 def _flatten(node: tree.Item, conj: str | None = None) -> Iterator[tuple[str | None, tree.Item]]:

@@ -261,9 +261,7 @@ public final class LuceneOracle {
                 return new MatchNoDocsQuery();
             }
             if (kind == Kind.DATE) {
-                return dateRange(part1 == null ? null : part1.toLowerCase(java.util.Locale.ROOT),
-                                 part2 == null ? null : part2.toLowerCase(java.util.Locale.ROOT),
-                                 startInclusive, endInclusive);
+                return dateRange(part1, part2, startInclusive, endInclusive);  // a date field has no normalizer
             }
             if (kind == Kind.TEXT) {
                 part1 = part1 == null ? null : normalize(field, part1);
