@@ -335,3 +335,34 @@ def test_generated_queries_agree_with_lucene(corpus):
     assert answered >= len(outcomes) // 2, f"only {answered} of {len(outcomes)} generated queries were answered"
     assert sum(bool(o.lucene.ids) for o in outcomes) >= len(outcomes) // 2  # the queries match something
     check(without(outcomes, KNOWN_DIFFERENT_DOCUMENTS))
+
+
+# -- a live cluster -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["elasticsearch", "opensearch"])
+def live_cluster(request, lucene):
+    """The corpus on a live cluster named by ER_TEST_ES_URL / ER_TEST_OPENSEARCH_URL
+    (see tests/test_backend_contract.py); skipped when none is named."""
+    from .test_backend_contract import _cluster_backend, _drop_cluster_data
+
+    backend = _cluster_backend(request.param)
+    docs = log_documents(NOW)
+    try:
+        with backend.writer() as writer:
+            for doc in docs:
+                writer.add(doc, dt.datetime.fromisoformat(doc["@timestamp"]))
+        yield Differential(lucene, backend, docs)
+    finally:
+        _drop_cluster_data(backend)
+        backend.close()
+
+
+def test_a_live_cluster_agrees_with_lucene(live_cluster):
+    """The oracle models Elasticsearch 7 (Lucene 8) over the template; a live
+    cluster answers the same corpus. Where Lucene answers, the cluster gives
+    the same documents or refuses the query with a clear error."""
+    outcomes = live_cluster.compare([*EDGE_QUERIES, *_generate(1000)])
+    wrong = [o for o in outcomes if o.lucene.error is None and (o.crash or (o.ours is not None and o.ours != o.lucene.ids))]
+    report = "\n".join(o.describe() for o in wrong[:40])
+    assert not wrong, f"{len(wrong)} of {len(outcomes)} queries differ between the cluster and Lucene:\n{report}"
