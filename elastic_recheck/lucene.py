@@ -224,7 +224,7 @@ def _rewrite_symbolic_operators(query: str) -> str:
             in_word = False
             if ch == '"' and i < n and query[i] == "~":
                 slop = _NUMBER.match(query, i + 1)
-                out.append(f"~{int(float(slop.group())) if slop else 0}")
+                out.append(f"~{slop.group().split('.')[0] if slop else 0}")
                 i = slop.end() if slop else i + 1
                 _check_after_modifier(query, i)
             continue
