@@ -9,8 +9,9 @@ fixed here rather than in each engine:
   required, ``NOT``/``-`` prohibited, ``+`` required, and the rest optional
   (``a AND b OR c`` is ``+a +b c``). luqum builds a precedence tree, so the
   run is flattened back and Lucene's ``addClause`` rules are replayed.
-* ``&&``, ``||`` and a leading ``!`` are Lucene spellings luqum does not know;
-  they are rewritten to ``AND``, ``OR`` and ``NOT`` before parsing.
+* luqum's lexer is laxer than Lucene's and does not know ``&& || !``: a pass
+  over the text first applies Lucene's lexical rules (``_apply_lucene_lexical_rules``),
+  rewriting what luqum would misread and refusing what Lucene refuses.
 
 A purely negative boolean query matches everything but its exclusions, as
 Elasticsearch makes it do (``Queries.fixNegativeQueryIfNeeded``): each engine
@@ -115,7 +116,7 @@ def parse(query: str) -> Node:
     """Parse ``query`` into the query model, or raise QuerySyntaxError."""
     if not query or not query.strip():
         raise QuerySyntaxError(query, "the query is empty")
-    rewritten = _rewrite_symbolic_operators(query)
+    rewritten = _apply_lucene_lexical_rules(query)
     try:
         luqum_tree = parser.parse(rewritten)
     except ParseError as exc:
@@ -179,7 +180,7 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 
 
-def _rewrite_symbolic_operators(query: str) -> str:
+def _apply_lucene_lexical_rules(query: str) -> str:
     """``query`` with Lucene's lexical rules applied where luqum's differ,
     so luqum's tree means what Lucene's would, or QuerySyntaxError where
     Lucene refuses the query:

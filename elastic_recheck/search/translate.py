@@ -374,9 +374,10 @@ def _codepoint(ch: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """Lower-cased as Lucene's LowerCaseFilter does, one character at a
-    time (so ``İ`` is ``i`` and a final sigma stays ``σ``)."""
-    return "".join("i" if ch == "\u0130" else ch.lower() for ch in text)
+    """Lower-cased one character at a time, as the index's lowercase filter
+    and Lucene's do (a final sigma stays ``σ``; ``İ`` becomes ``i`` plus a
+    combining dot, as in the index: a known difference from Lucene's ``i``)."""
+    return "".join(ch.lower() for ch in text)
 
 
 _WILDCARD_RUNS = re.compile(r"(\\.)|([?*]+)", re.S)
