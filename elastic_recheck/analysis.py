@@ -13,7 +13,12 @@ logs (see docs/query-language.md for the known differences):
   not break: ``127.0.0.1``, ``1,000.5``;
 * everything else breaks, so ``screen-n-cpu.txt`` is ``screen`` ``n``
   ``cpu.txt`` and ``10:30`` is ``10`` ``30``;
-* each Han ideograph and Hiragana character is a token of its own.
+* each Han ideograph and Hiragana character is a token of its own;
+* combining marks and format characters (soft hyphen, joiners) stay in the
+  word they follow, and one at the start of a word is dropped;
+* an emoji (with its modifiers, variation selector and joined partners), a
+  flag or a keycap is a token; superscripts, fractions and other non-decimal
+  digits are not part of any token.
 
 The pattern is written once, in the Rust regex dialect that tantivy's regex
 tokenizer runs, so index and query analysis cannot drift apart.
@@ -30,20 +35,39 @@ from ._tokens import ascii_index_text
 ANALYZER_NAME = "er_standard"
 PRETOKENIZED_NAME = "er_pretokenized"
 
-_LETTER = r"[\p{L}\p{M}\p{Nl}\p{No}&&[^\p{Han}\p{Hiragana}]]"
+_LETTER = r"[\p{L}\p{Nl}&&[^\p{Han}\p{Hiragana}]]"
 _DIGIT = r"\p{Nd}"
 _CONNECTOR = r"\p{Pc}"
+# Extend and Format characters (combining marks, soft hyphen, joiners; not the
+# zero-width space) belong to the character before them, never start a token.
+_EXTEND = r"[\p{M}\p{Cf}&&[^\x{200B}]]*"
 _MID_NUM_LET = r".'\x{2018}\x{2019}\x{2024}\x{FE52}\x{FF07}\x{FF0E}"
 _MID_LETTER = r":\x{B7}\x{387}\x{5F4}\x{2027}\x{FE13}\x{FE55}\x{FF1A}"
 _MID_NUM = (
     r",;\x{37E}\x{589}\x{60C}\x{60D}\x{66C}\x{7F8}\x{2044}"
     r"\x{FE10}\x{FE14}\x{FE50}\x{FE54}\x{FF0C}\x{FF1B}"
 )
+# An emoji with its modifiers, variation selector and zero-width-joined
+# partners, a flag (two regional indicators) or a keycap is one token.
+_PICTOGRAPH = r"\p{Extended_Pictographic}[\p{Emoji_Modifier}\x{FE0F}]*"
+_EMOJI = (
+    rf"[\x{{1F1E6}}-\x{{1F1FF}}]{{2}}|[0-9#*]\x{{FE0F}}?\x{{20E3}}"
+    rf"|{_PICTOGRAPH}(?:\x{{200D}}{_PICTOGRAPH})*"
+)
+_LETTERS = rf"(?:{_LETTER}{_EXTEND})+"
+_DIGITS = rf"(?:{_DIGIT}{_EXTEND})+"
+_CONNECTORS = rf"(?:{_CONNECTOR}{_EXTEND})*"
+
+# Hebrew letters also join across a double quote (an acronym: צה"ל) and
+# keep a trailing apostrophe (a geresh).
+_HEBREW = rf"(?:[\p{{Hebrew}}&&\p{{L}}]{_EXTEND})+"
 
 TOKEN_PATTERN = (
-    r"[\p{Han}\p{Hiragana}]"
-    rf"|(?:{_CONNECTOR}*(?:{_LETTER}+(?:[{_MID_LETTER}{_MID_NUM_LET}]{_LETTER}+)*"
-    rf"|{_DIGIT}+(?:[{_MID_NUM}{_MID_NUM_LET}]{_DIGIT}+)*))+{_CONNECTOR}*"
+    rf"{_EMOJI}"
+    rf"|{_HEBREW}(?:[\"{_MID_LETTER}{_MID_NUM_LET}]{_HEBREW})*'?"
+    rf"|[\p{{Han}}\p{{Hiragana}}]{_EXTEND}"
+    rf"|(?:{_CONNECTORS}(?:{_LETTERS}(?:[{_MID_LETTER}{_MID_NUM_LET}]{_LETTERS})*"
+    rf"|{_DIGITS}(?:[{_MID_NUM}{_MID_NUM_LET}]{_DIGITS})*))+{_CONNECTORS}"
 )
 
 

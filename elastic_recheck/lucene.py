@@ -9,11 +9,14 @@ fixed here rather than in each engine:
   required, ``NOT``/``-`` prohibited, ``+`` required, and the rest optional
   (``a AND b OR c`` is ``+a +b c``). luqum builds a precedence tree, so the
   run is flattened back and Lucene's ``addClause`` rules are replayed.
-* ``&&``, ``||`` and a leading ``!`` are Lucene spellings luqum does not know;
-  they are rewritten to ``AND``, ``OR`` and ``NOT`` before parsing.
+* luqum's lexer is laxer than Lucene's and does not know ``&& || !``: a pass
+  over the text first applies Lucene's lexical rules (``_apply_lucene_lexical_rules``),
+  rewriting what luqum would misread and refusing what Lucene refuses.
 
 A purely negative boolean query matches everything but its exclusions, as
-Elasticsearch makes it do (``Queries.fixNegativeQueryIfNeeded``).
+Elasticsearch makes it do (``Queries.fixNegativeQueryIfNeeded``): each engine
+adds the match-all after dropping the clauses that analyse to nothing, since
+a query left with no clause at all matches nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from luqum import tree
 from luqum.exceptions import ParseError
 from luqum.parser import parser
 
+from .analysis import analyze
 from .errors import QuerySyntaxError
 
 DEFAULT_FIELD = "message"
@@ -112,8 +116,9 @@ def parse(query: str) -> Node:
     """Parse ``query`` into the query model, or raise QuerySyntaxError."""
     if not query or not query.strip():
         raise QuerySyntaxError(query, "the query is empty")
+    rewritten = _apply_lucene_lexical_rules(query)
     try:
-        luqum_tree = parser.parse(_rewrite_symbolic_operators(query))
+        luqum_tree = parser.parse(rewritten)
     except ParseError as exc:
         raise QuerySyntaxError(query, f"syntax error: {_one_line(exc)}") from None
     except Exception as exc:  # luqum's lexer raises a few bare errors
@@ -164,42 +169,133 @@ def fields_used(node: Node) -> set[str]:
     return {leaf.field for leaf in iter_leaves(node) if hasattr(leaf, "field")}
 
 
-# -- rewriting &&, ||, ! ------------------------------------------------------
+# -- Lucene's lexical rules where luqum's differ --------------------------------
 
 _BOUNDARY_BEFORE = set(" \t\r\n\u3000()")
+_WHITESPACE = set(" \t\r\n\u3000")
+# Characters that end a bare word in Lucene's classic lexer (its _TERM_CHAR
+# excludes them; "-" and "+" only may not start one).
+_SPECIAL = set(' \t\r\n\u3000()"[]{}:^~*?\\/!') | {"+", "-"}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 
 
-def _rewrite_symbolic_operators(query: str) -> str:
-    """Turn Lucene's ``&& || !`` into words luqum understands.
+def _apply_lucene_lexical_rules(query: str) -> str:
+    """``query`` with Lucene's lexical rules applied where luqum's differ,
+    so luqum's tree means what Lucene's would, or QuerySyntaxError where
+    Lucene refuses the query:
 
-    Quoted phrases, regular expressions and escaped characters are copied as
-    they are; only operators standing where an operator may stand change.
+    * ``&& || !`` become ``AND OR NOT``; a ``!`` inside a word starts a
+      negation there, as in Lucene (``a!b`` is ``a NOT b``);
+    * ``+ - !`` followed by whitespace are Lucene's "bare operators": a term
+      that analyses to nothing, written here as an escaped character;
+    * ``\\uXXXX`` is the character it names;
+    * ``^`` must be followed by a number, and ``~`` by a number or nothing;
+      a phrase's ``~`` with no number or a fraction is Lucene's integer slop;
+    * an unescaped ``/`` inside a word (``project:openstack/nova``) starts a
+      regular expression in Lucene, which then fails: refused with a hint;
+    * ``>``/``<`` ranges must touch their bound (``field:>5``).
+
+    Quoted phrases, regular expressions and ranges are copied as they are.
     """
     out: list[str] = []
     i, n = 0, len(query)
+    in_word = False  # the previous character belongs to a bare word
+    field_value = False  # in the word after a field's ':'
     while i < n:
         ch = query[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(query[i : i + 2])
-            i += 2
+        if ch == "\\":
+            if i + 1 >= n:
+                raise QuerySyntaxError(query, "a query cannot end with a backslash")
+            if query[i + 1] == "u":
+                code = query[i + 2 : i + 6]
+                if not _HEX4.fullmatch(code):
+                    raise QuerySyntaxError(query, f"'\\u' must be followed by four hex digits, not {code!r}")
+                out.append("\\" + chr(int(code, 16)))
+                i += 6
+            else:
+                out.append(query[i : i + 2])
+                i += 2
+            in_word = True
             continue
-        if ch in "\"/" and (ch == '"' or _at_term_start(query, i)):
+        if ch == '"' or (ch == "/" and not in_word):
             end = _closing(query, i, ch)
             out.append(query[i:end])
             i = end
+            in_word = False
+            if ch == '"' and i < n and query[i] == "~":
+                slop = _NUMBER.match(query, i + 1)
+                out.append(f"~{slop.group().split('.')[0] if slop else 0}")
+                i = slop.end() if slop else i + 1
+                _check_after_modifier(query, i)
             continue
-        at_start = _at_term_start(query, i)
+        if ch == "/":
+            raise QuerySyntaxError(query, "an unescaped '/' inside a word starts a regular expression in Lucene; "
+                                          "quote the value or escape the slash (project:\"openstack/nova\")")
+        if ch in "[{" and not in_word:
+            end = _closing_range(query, i)
+            out.append(query[i:end])
+            i = end
+            continue
+        at_start = not in_word and _at_term_start(query, i)
         if at_start and query.startswith(("&&", "||"), i) and _ends_token(query, i + 2):
             out.append(" AND " if ch == "&" else " OR ")
             i += 2
             continue
-        if at_start and ch == "!" and i + 1 < n and query[i + 1] not in " \t\r\n":
-            out.append("NOT ")
+        if ch == "!" or (at_start and ch in "+-"):
+            following = query[i + 1] if i + 1 < n else ""
+            if not following:
+                raise QuerySyntaxError(query, f"operator {ch!r} is missing an operand")
+            if following in _WHITESPACE:  # a bare operator: a term of no words
+                out.append(f" \\{ch} ")
+            elif ch == "!":
+                out.append(" NOT ")
+            else:
+                out.append(ch)
             i += 1
+            in_word = False
             continue
+        if ch == "^":
+            boost = _NUMBER.match(query, i + 1)
+            if not boost:
+                raise QuerySyntaxError(query, "'^' must be followed by a number (a boost, e.g. ^2)")
+            out.append(query[i : boost.end()])
+            i = boost.end()
+            _check_after_modifier(query, i)
+            in_word = False
+            continue
+        if ch == "~":
+            distance = _NUMBER.match(query, i + 1)
+            end = distance.end() if distance else i + 1
+            out.append(query[i:end])
+            i = end
+            _check_after_modifier(query, i)
+            in_word = False
+            continue
+        if ch in "<>" and at_start and not (i and query[i - 1] == ":"):
+            raise QuerySyntaxError(query, f"a range '{ch}' needs its field written before it (message:{ch}...): "
+                                          "Lucene joins it to the words beside it otherwise")
+        if ch in "<>" and i and query[i - 1] == ":":
+            op_end = i + 2 if query.startswith("=", i + 1) else i + 1
+            if op_end >= n or query[op_end] in _WHITESPACE or query[op_end] in "()":
+                raise QuerySyntaxError(query, f"'{query[i:op_end]}' must be followed by its bound, e.g. field:{query[i:op_end]}5")
+        if ch == ":":
+            if field_value:
+                raise QuerySyntaxError(query, f"a second ':' in one word (column {i + 1}); escape it (\\:) "
+                                              "or quote the value")
+            field_value = True
+        elif ch in _SPECIAL and ch not in "+-*?":
+            field_value = False
         out.append(ch)
         i += 1
+        in_word = ch not in _SPECIAL or ch in "+-*?"
     return "".join(out)
+
+
+def _check_after_modifier(query: str, i: int) -> None:
+    """After ``^N`` or ``~N`` Lucene's lexer wants whitespace, an operator or the end."""
+    if i < len(query) and query[i] not in _WHITESPACE and query[i] not in "()^~":
+        raise QuerySyntaxError(query, f"unexpected {query[i]!r} after a boost or fuzziness (column {i + 1})")
 
 
 def _at_term_start(query: str, i: int) -> bool:
@@ -223,20 +319,38 @@ def _closing(query: str, start: int, quote: str) -> int:
     return len(query)
 
 
+def _closing_range(query: str, start: int) -> int:
+    """Index just past a range's closing bracket (or the end)."""
+    i = start + 1
+    while i < len(query):
+        if query[i] == "\\":
+            i += 2
+            continue
+        if query[i] == '"':
+            i = _closing(query, i, '"')
+            continue
+        if query[i] in "]}":
+            return i + 1
+        i += 1
+    return len(query)
+
+
 # -- luqum tree -> query model ------------------------------------------------
 
-_ESCAPE = re.compile(r"\\(.)", re.S)
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
 
 
 def _unescape(text: str) -> str:
-    return _ESCAPE.sub(r"\1", text)
+    """Lucene's discardEscapeChar: ``\\x`` is ``x``, ``\\uXXXX`` the character it names."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1)[1:], 16)) if len(m.group(1)) == 5 else m.group(1), text)
 
 
-def _fuzzy_distance(degree: object) -> int | None:
-    value = float(str(degree))
-    if value < 1:  # a bare "~" (luqum reports 0.5) or an old-style similarity
+def _fuzzy_distance(node: tree.Fuzzy) -> int | None:
+    """Elasticsearch's reading of ``~N``: a bare ``~`` is AUTO (None), else
+    the whole part of N, at most 2 (``~0.5`` is 0: the exact term)."""
+    if getattr(node, "_implicit_degree", False):
         return None
-    return min(int(value), 2)
+    return min(int(float(str(node.degree))), 2)
 
 
 class _Converter:
@@ -251,10 +365,11 @@ class _Converter:
             return self._boolean(node, fieldname)
         if isinstance(node, (tree.Group, tree.FieldGroup)):
             return self.convert(node.expr, fieldname)
-        if isinstance(node, (tree.Not, tree.Prohibit)):
-            return _fix_negative(Bool(must_not=(self.convert(node.a, fieldname),)))
-        if isinstance(node, tree.Plus):
-            return self.convert(node.a, fieldname)
+        if isinstance(node, (tree.Not, tree.Prohibit, tree.Plus)):
+            self._single_modifier(node)
+            if isinstance(node, tree.Plus):
+                return self.convert(node.a, fieldname)
+            return Bool(must_not=(self.convert(node.a, fieldname),))
         if isinstance(node, tree.Boost):
             return self.convert(node.expr, fieldname)  # scoring only
         if isinstance(node, tree.SearchField):
@@ -262,14 +377,14 @@ class _Converter:
         if isinstance(node, tree.Proximity):
             if not isinstance(node.term, tree.Phrase):
                 raise self.error("'~N' after a word is fuzziness; use it after a phrase for slop")
-            slop = int(float(str(node.degree)))
+            slop = 0 if getattr(node, "_implicit_degree", False) else int(float(str(node.degree)))
             if not 0 <= slop <= MAX_SLOP:
                 raise self.error(f"phrase slop ~{node.degree} is out of range (0 to {MAX_SLOP})")
             return Phrase(fieldname, _unescape(node.term.value[1:-1]), slop)
         if isinstance(node, tree.Fuzzy):
             if not isinstance(node.term, tree.Word):
                 raise self.error("fuzziness '~' applies to a single word")
-            return Fuzzy(fieldname, node.term.unescaped_value, _fuzzy_distance(node.degree))
+            return Fuzzy(fieldname, _unescape(node.term.value), _fuzzy_distance(node))
         if isinstance(node, tree.Phrase):
             return Phrase(fieldname, _unescape(node.value[1:-1]))
         if isinstance(node, tree.Regex):
@@ -283,25 +398,30 @@ class _Converter:
     def _word(self, node: tree.Word, fieldname: str) -> Node:
         if node.value == "*":
             return MatchAll() if fieldname == "*" else Exists(fieldname)
-        if node.value.upper() in ("AND", "OR", "NOT", "&&", "||"):
+        if node.value in ("AND", "OR", "NOT", "&&", "||"):  # lower-case and/or/not are words, as in Lucene
             raise self.error(f"operator {node.value!r} is missing an operand")
         if node.has_wildcard():
             return Wildcard(fieldname, node.value)
-        return Term(fieldname, node.unescaped_value)
+        return Term(fieldname, _unescape(node.value))
+
+    def _single_modifier(self, node: tree.Item) -> None:
+        """Lucene takes one of ``+ - NOT`` before a clause: ``NOT NOT a`` and ``--a`` do not parse."""
+        if isinstance(node.a, (tree.Not, tree.Prohibit, tree.Plus)):
+            raise self.error(f"'{node}' stacks two of + - NOT; Lucene allows one before a clause")
 
     def _search_field(self, node: tree.SearchField) -> Node:
         name = _unescape(node.name)
         if name == "_exists_":
             if not isinstance(node.expr, tree.Word):
                 raise self.error("_exists_ takes a field name")
-            return Exists(node.expr.unescaped_value)
+            return Exists(_unescape(node.expr.value))
         if isinstance(node.expr, tree.SearchField):
             raise self.error(f"field {name!r} cannot contain another field")
         return self.convert(node.expr, name)
 
     def _range(self, node: tree.Item, fieldname: str) -> Node:
         def bound(item: tree.Item) -> str | None:
-            text = item.unescaped_value if isinstance(item, tree.Word) else _unescape(str(item).strip('"'))
+            text = _unescape(item.value if isinstance(item, tree.Word) else str(item).strip('"'))
             return None if text == "*" else text
 
         if isinstance(node, tree.Range):
@@ -324,7 +444,11 @@ class _Converter:
                 occur, query = clauses[-1]
                 if occur != _MUST_NOT:
                     clauses[-1] = (_MUST, query)
+            if mods:
+                self._single_modifier(operand)
             converted = self.convert(inner, fieldname)
+            if _analyses_to_nothing(converted):
+                continue  # Lucene drops it, after its AND made the clause before required
             if mods == "not":
                 occur = _MUST_NOT
             elif mods == "req" or conj == "AND":
@@ -335,7 +459,21 @@ class _Converter:
         must = tuple(q for o, q in clauses if o == _MUST)
         should = tuple(q for o, q in clauses if o == _SHOULD)
         must_not = tuple(q for o, q in clauses if o == _MUST_NOT)
-        return _fix_negative(Bool(must=must, should=should, must_not=must_not))
+        return Bool(must=must, should=should, must_not=must_not)
+
+
+def _analyses_to_nothing(node: Node) -> bool:
+    """A clause Lucene's parser drops: words that analyse to no token (on a
+    text field; a date is never empty), or a group of such clauses. The
+    clause's conjunction still counts: in ``a OR !!! AND b`` the AND makes
+    ``a`` required, as Lucene's addClause does. (A field no document has is
+    a clause matching nothing in Elasticsearch even then; the query model
+    cannot know which fields documents have, so it drops it too.)"""
+    if isinstance(node, (Term, Phrase)):
+        return node.field != "@timestamp" and not analyze(node.text)
+    if isinstance(node, Bool):
+        return not (node.must or node.should or node.must_not)
+    return False
 
 
 def _flatten(node: tree.Item, conj: str | None = None) -> Iterator[tuple[str | None, tree.Item]]:
@@ -348,8 +486,3 @@ def _flatten(node: tree.Item, conj: str | None = None) -> Iterator[tuple[str | N
     else:
         yield conj, node
 
-
-def _fix_negative(node: Bool) -> Bool:
-    if not node.must and not node.should and node.must_not:
-        return Bool(must=(MatchAll(),), must_not=node.must_not)
-    return node

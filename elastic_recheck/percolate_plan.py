@@ -32,9 +32,8 @@ from typing import Mapping, Union
 
 from . import lucene
 from .analysis import analyze
-from .search import epoch_micros
 from .search import schema as sch
-from .search.translate import parse_date_math
+from .search.translate import timestamp_micros
 
 # tantivy does not index a token longer than this many bytes (its MAX_TOKEN_LEN):
 # such a token is in no line as the index sees it, and no query finds it.
@@ -119,9 +118,11 @@ def lower(node: lucene.Node) -> Expr | None:
     if name == sch.TIMESTAMP_FIELD:
         if isinstance(node, lucene.Exists):
             return TRUE
+        if isinstance(node, (lucene.Term, lucene.Phrase)):  # a date: the span it names, as the index reads it
+            node = lucene.Range(node.field, node.text, node.text)
         if isinstance(node, lucene.Range):
             return TRUE if node.low is None and node.high is None else TimeRange(node)
-        raise NotNative("@timestamp supports ranges only")
+        raise NotNative("@timestamp takes a date or a range")
     if name == sch.MESSAGE:
         return _message(node)
     return _context(node)
@@ -151,13 +152,13 @@ def _message(node: lucene.Node) -> Expr | None:
             raise NotNative(f"a phrase with slop (~{node.slop}) on the message")
         return _atom(tuple(tokens))
     if isinstance(node, lucene.Exists):
-        return HasToken()
+        return TRUE  # every log event has a message, as Elasticsearch counts it: even an empty one
     kind = type(node).__name__.lower()
     raise NotNative(f"a {kind} clause on the message")
 
 
 def _context(node: lucene.Node) -> Expr | None:
-    if isinstance(node, (lucene.Term, lucene.Phrase, lucene.Fuzzy)) and not analyze(node.text):
+    if isinstance(node, (lucene.Term, lucene.Phrase)) and not analyze(node.text):
         return None  # analyses to nothing: dropped, as the index drops it
     return CtxLeaf(node)
 
@@ -282,23 +283,20 @@ def _intern(table: list, ids: dict, item: object) -> int:
 
 def _bounds(node: lucene.Range, now: dt.datetime | None) -> tuple[int, int]:
     try:
-        low = epoch_micros(parse_date_math(node.low, now)) if node.low else None
-        high = epoch_micros(parse_date_math(node.high, now)) if node.high else None
+        low, high = timestamp_micros(node, now)
     except (ValueError, OverflowError):
         return (1, 0)  # checked when compiled; a moment out of range matches nothing
-    lo = MIN_MICROS if low is None else low if node.include_low else low + 1
-    hi = MAX_MICROS if high is None else high if node.include_high else high - 1
+    lo = MIN_MICROS if low is None else low
+    hi = MAX_MICROS if high is None else high
     return (max(lo, MIN_MICROS), min(hi, MAX_MICROS))
 
 
 def check_time_range(node: lucene.Range, now: dt.datetime | None) -> None:
     """Raise NotNative for bounds the index refuses (not a date, months in date math)."""
-    for bound in (node.low, node.high):
-        if bound:
-            try:
-                epoch_micros(parse_date_math(bound, now))
-            except (ValueError, OverflowError) as exc:
-                raise NotNative(f"@timestamp range: {exc}") from None
+    try:
+        timestamp_micros(node, now)
+    except (ValueError, OverflowError) as exc:
+        raise NotNative(f"@timestamp range: {exc}") from None
 
 
 def token_counts(exprs: list[Expr]) -> dict[str, int]:

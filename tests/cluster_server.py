@@ -77,6 +77,14 @@ ROOTS = {
         },
         "tagline": "The OpenSearch Project: https://opensearch.org/",
     },
+    ("opensearch", "3.0.0"): {  # the fields the backend reads, in OpenSearch 3's shape
+        "name": "opensearch-node1",
+        "cluster_name": "opensearch-cluster",
+        "version": {"distribution": "opensearch", "number": "3.0.0", "build_type": "tar",
+                    "lucene_version": "10.1.0", "minimum_wire_compatibility_version": "2.19.0",
+                    "minimum_index_compatibility_version": "2.0.0"},
+        "tagline": "The OpenSearch Project: https://opensearch.org/",
+    },
 }
 
 HEALTH = {

@@ -2,7 +2,7 @@
 
 It always runs against the embedded index, and against a live cluster when
 one is named: ``ER_TEST_ES_URL`` (Elasticsearch 7.x-9.x) and/or
-``ER_TEST_OPENSEARCH_URL`` (OpenSearch 1.x-2.x), with optional
+``ER_TEST_OPENSEARCH_URL`` (OpenSearch 1.x-3.x), with optional
 ``ER_TEST_ES_API_KEY`` / ``ER_TEST_OPENSEARCH_USER`` and ``..._PASSWORD``, and
 ``..._CA`` for a CA bundle. On a cluster the suite writes to indices of its
 own (``er-contract-<random>-*``) and deletes them afterwards.

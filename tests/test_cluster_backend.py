@@ -376,11 +376,15 @@ def test_health_and_newest_timestamp_for_the_dashboard_header(cluster):
     assert health["nodes"] == 3 and health["url"] == cluster.url
 
 
-def test_the_server_must_be_the_product_configured():
+def test_the_server_must_be_the_product_configured(caplog):
     with RecordedCluster(product="opensearch", version="2.11.1") as opensearch:
         with pytest.raises(BackendError, match="the server is OpenSearch 2.11.1; set backend: opensearch"):
             backend_for(opensearch, "elasticsearch").health()
         assert backend_for(opensearch, "opensearch").health()["version"] == "OpenSearch 2.11.1"
+    with RecordedCluster(product="opensearch", version="3.0.0") as opensearch3:  # 3.x is supported
+        with caplog.at_level(logging.WARNING):
+            assert backend_for(opensearch3, "opensearch").health()["version"] == "OpenSearch 3.0.0"
+        assert "newer than the versions tested" not in caplog.text
     with RecordedCluster(version="6.8.23") as old:
         with pytest.raises(BackendError, match=r"Elasticsearch 6.8.23 is not supported \(Elasticsearch 7.x-9.x"):
             backend_for(old).health()

@@ -150,9 +150,9 @@ def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.one_of(
         st.tuples(children, children).map(lambda p: f"({p[0]} AND {p[1]})"),
         st.tuples(children, children).map(lambda p: f"({p[0]} OR {p[1]})"),
-        st.tuples(children, children).map(lambda p: f"({p[0]} AND NOT {p[1]})"),
-        children.map(lambda c: f"NOT {c}"),
-        st.tuples(children, children, children).map(lambda p: f"({p[0]} {p[1]} -{p[2]})"),
+        st.tuples(children, children).map(lambda p: f"({p[0]} AND NOT ({p[1]}))"),
+        children.map(lambda c: f"NOT ({c})"),  # Lucene takes one NOT before a clause
+        st.tuples(children, children, children).map(lambda p: f"({p[0]} {p[1]} -({p[2]}))"),
     )
 
 

@@ -5,7 +5,7 @@ Why the transport alone and not the ``elasticsearch`` client, and why no
 opensearch-py:
 the requests elastic-recheck sends (``_search``, ``_msearch``, ``_count``,
 ``_bulk``, ``_delete_by_query``, templates, health) are the same JSON on
-Elasticsearch 7.x-9.x and OpenSearch 1.x-2.x. The client's API layer would
+Elasticsearch 7.x-9.x and OpenSearch 1.x-3.x. The client's API layer would
 get in the way of that: it refuses any server that does not answer with
 ``X-Elastic-Product: Elasticsearch`` (OpenSearch, Elasticsearch before 7.14),
 and version 9 of it sends ``compatible-with=9`` headers that Elasticsearch 8
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BACKOFF_CAP = 30.0
 PRODUCTS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
-SUPPORTED = {"elasticsearch": (7, 9), "opensearch": (1, 2)}
+SUPPORTED = {"elasticsearch": (7, 9), "opensearch": (1, 3)}
 
 
 class ClusterHTTPError(BackendError):

@@ -18,13 +18,15 @@ from tantivy import Occur, Query
 from .. import lucene
 from ..analysis import analyze
 from ..errors import QuerySyntaxError, UnsupportedQueryError
-from . import epoch_micros
 from . import schema as sch
+from .date_math import range_millis
 
 _MAX_CODEPOINT = 0x10FFFF
 # A range over text becomes a regex whose size grows with the square of its
 # bounds' length: 4,000 characters took 9 s to refuse. Real bounds are short.
 _MAX_RANGE_BOUND = 256
+# Elasticsearch refuses longer regular expressions (index.max_regex_length).
+MAX_REGEX_LENGTH = 1000
 
 
 # A query translated but for its context clauses (Translator.plan):
@@ -139,6 +141,12 @@ class Translator:
     def _leaf(self, node: lucene.Node) -> Query | None:
         if node.field == "*":
             raise self.unsupported("searching every field ('*:') is not supported; name a field")
+        if "*" in node.field or "?" in node.field:
+            raise self.unsupported(f"field-name patterns ({node.field!r}) are not supported; name each field")
+        base = node.field.split(".", 1)[0]
+        if base != node.field and sch.is_indexed_field(base):
+            raise self.unsupported(f"{node.field!r}: sub-fields of {base!r} (such as a cluster's keyword "
+                                   "sub-field) do not exist in the embedded index")
         if isinstance(node, lucene.Exists):
             return self._exists(node.field)
         text_field = sch.text_field(node.field)
@@ -148,23 +156,28 @@ class Translator:
             tokens = analyze(node.text)
             if len(tokens) <= 1:
                 return self._term(text_field, tokens[0]) if tokens else None
+            if node.slop:
+                self._check_slop(node, tokens)
             return Query.phrase_query(self.schema, text_field, list(tokens), node.slop)
         if isinstance(node, lucene.Fuzzy):
-            return _any_of([self._fuzzy(text_field, token, node.distance) for token in analyze(node.text)])
+            return self._fuzzy(text_field, normalize(node.text), node.distance)
         if not sch.is_indexed_field(node.field):
             raise self.unsupported(
                 f"wildcards, regular expressions and ranges work on the standard fields only, "
                 f"not on {node.field!r}"
             )
         if isinstance(node, lucene.Wildcard):
-            if node.pattern.strip("*") == "":
+            if node.pattern == "*":  # "**" is a pattern: any term
                 return self._exists(node.field)
-            return self._regex(text_field, wildcard_to_regex(node.pattern.lower()), "wildcard")
+            return self._regex(text_field, wildcard_to_regex(normalize_wildcard(node.pattern)), "wildcard")
         if isinstance(node, lucene.Regexp):
+            if len(node.pattern) > MAX_REGEX_LENGTH:
+                raise self.unsupported(f"a regular expression longer than {MAX_REGEX_LENGTH} characters is refused "
+                                       "(as Elasticsearch's index.max_regex_length does)")
             return self._regex(text_field, self._lucene_regex(node.pattern), "regular expression")
         if isinstance(node, lucene.Range):
-            low = node.low.lower() if node.low is not None else None
-            high = node.high.lower() if node.high is not None else None
+            low = normalize(node.low) if node.low is not None else None
+            high = normalize(node.high) if node.high is not None else None
             if max(len(low or ""), len(high or "")) > _MAX_RANGE_BOUND:
                 raise self.unsupported(f"a range bound longer than {_MAX_RANGE_BOUND} characters is not supported "
                                        "by the embedded engine")
@@ -252,37 +265,55 @@ class Translator:
     def _term(self, text_field: str, token: str) -> Query:
         return Query.term_query(self.schema, text_field, token)
 
-    def _fuzzy(self, text_field: str, token: str, distance: int | None) -> Query:
+    def _check_slop(self, node: lucene.Phrase, tokens: tuple[str, ...]) -> None:
+        """Sloppy phrases tantivy cannot answer as Lucene does, refused."""
+        if node.field != sch.MESSAGE:
+            raise self.unsupported(
+                f"phrase slop on {node.field!r}: Elasticsearch leaves 100 positions between the values of a "
+                "list, so a sloppy phrase never spans two; the embedded index does not (use slop on message only)")
+        if len(set(tokens)) < len(tokens):
+            raise self.unsupported("a sloppy phrase that repeats a word: Lucene matches each word at its own "
+                                   "position, tantivy may match one position twice")
+
+    def _fuzzy(self, text_field: str, term: str, distance: int | None) -> Query:
+        """One term, not analysed but lower-cased, as Elasticsearch's query_string
+        builds it. Lucene only takes a term fewer edits away than the shorter
+        of the two words' lengths: the same as tantivy's answer whenever the
+        word is longer than twice the edits (always so for AUTO)."""
+        length = len(term)
         if distance is None:  # Elasticsearch's AUTO fuzziness
-            distance = 0 if len(token) <= 2 else 1 if len(token) <= 5 else 2
+            distance = 0 if length <= 2 else 1 if length <= 5 else 2
         if "." in text_field:
             raise self.unsupported("fuzzy terms work on the standard fields only")
-        return Query.fuzzy_term_query(self.schema, text_field, token, distance, True, False)
+        if distance and length <= 2 * distance:
+            raise self.unsupported(f"fuzziness ~{distance} on {term!r}: on a word of at most {2 * distance} "
+                                   "characters Lucene's answer differs from the embedded engine's "
+                                   "(use a longer word, or a bare ~)")
+        return Query.fuzzy_term_query(self.schema, text_field, term, distance, True, False)
 
     def _exists(self, fieldname: str) -> Query:
-        if fieldname == sch.TIMESTAMP_FIELD:
+        if fieldname in (sch.TIMESTAMP_FIELD, sch.MESSAGE):  # every log event has both
             return Query.all_query()
-        if fieldname == "message":
-            return Query.regex_query(self.schema, "message", ".*")
         return Query.exists_query(sch.facet_field(fieldname), False)
 
     def _timestamp(self, node: lucene.Node) -> Query:
+        """``@timestamp`` is a date in Elasticsearch: ranges and single dates
+        (``@timestamp:2026-11-20`` is that day) as its date math reads them."""
         if isinstance(node, lucene.Exists):
             return Query.all_query()
+        if isinstance(node, (lucene.Term, lucene.Phrase)):
+            node = lucene.Range(node.field, node.text, node.text)
         if not isinstance(node, lucene.Range):
-            raise self.unsupported("@timestamp supports ranges only, e.g. @timestamp:[now-1d TO now]")
+            raise self.unsupported("@timestamp is a date: it takes a date or a range, e.g. @timestamp:[now-1d TO now]")
         try:
-            low = parse_date_math(node.low, self.now) if node.low else None
-            high = parse_date_math(node.high, self.now) if node.high else None
+            low, high = timestamp_micros(node, self.now)
         except (ValueError, OverflowError) as exc:
-            raise self.unsupported(f"@timestamp range: {exc}") from None
+            raise self.unsupported(f"@timestamp: {exc}") from None
         if low is None and high is None:
             return Query.all_query()
-        return Query.range_query(
-            self.schema, sch.TS, tantivy.FieldType.Integer,
-            epoch_micros(low) if low else None, epoch_micros(high) if high else None,
-            node.include_low if low else True, node.include_high if high else True,
-        )
+        if low is not None and high is not None and low > high:
+            return Query.empty_query()
+        return Query.range_query(self.schema, sch.TS, tantivy.FieldType.Integer, low, high, True, True)
 
     def _lucene_regex(self, pattern: str) -> str:
         try:
@@ -340,6 +371,35 @@ def _literal(text: str) -> str:
 
 def _codepoint(ch: str) -> str:
     return ch if ch.isalnum() else f"\\x{{{ord(ch):X}}}"
+
+
+def normalize(text: str) -> str:
+    """Lower-cased one character at a time, as the index's lowercase filter
+    and Lucene's do (a final sigma stays ``σ``; ``İ`` becomes ``i`` plus a
+    combining dot, as in the index: a known difference from Lucene's ``i``)."""
+    return "".join(ch.lower() for ch in text)
+
+
+_WILDCARD_RUNS = re.compile(r"(\\.)|([?*]+)", re.S)
+
+
+def normalize_wildcard(pattern: str) -> str:
+    """A wildcard pattern lower-cased as Elasticsearch does: a prefix (``Foo*``,
+    Lucene's PREFIXTERM: one trailing ``*``, no other wildcard) wholly,
+    escaped characters included; any other pattern in its literal runs only,
+    leaving escaped characters as written."""
+    runs = list(_WILDCARD_RUNS.finditer(pattern))
+    wildcards = [m for m in runs if m.group(2)]
+    if len(wildcards) == 1 and wildcards[0].group(2) == "*" and wildcards[0].end() == len(pattern):
+        return "".join(normalize(m.group(1)) if m.group(1) else "" for m in
+                       re.finditer(r"(\\.|[^\\])", pattern[:-1], re.S)) + "*"
+    out, last = [], 0
+    for match in runs:
+        out.append(normalize(pattern[last : match.start()]))
+        out.append(match.group())
+        last = match.end()
+    out.append(normalize(pattern[last:]))
+    return "".join(out)
 
 
 def wildcard_to_regex(pattern: str) -> str:
@@ -485,32 +545,10 @@ def range_to_regex(low: str | None, high: str | None, include_low: bool, include
     return prefix + middle if middle else None
 
 
-_DATE_MATH = re.compile(r"^now(?P<ops>(?:[+-]\d+[yMwdhHms])*)(?:/(?P<round>[yMwdhHms]))?$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "H": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_date_math(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """An ISO date/time or Elasticsearch date math (``now-7d``, ``now/d``)."""
-    match = _DATE_MATH.match(text)
-    if match:
-        moment = now or dt.datetime.now(dt.timezone.utc)
-        for sign, amount, unit in re.findall(r"([+-])(\d+)([yMwdhHms])", match["ops"]):
-            if unit in "yM":
-                raise ValueError(f"date math in months or years is not supported by the embedded engine: {text} "
-                                 "(use days, e.g. now-30d)")
-            try:
-                delta = dt.timedelta(seconds=int(amount) * _UNITS[unit])
-                moment = moment + delta if sign == "+" else moment - delta
-            except (OverflowError, ValueError):
-                raise ValueError(f"date math out of range: {text}") from None
-        if match["round"] == "d":
-            moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        elif match["round"] in ("h", "H"):
-            moment = moment.replace(minute=0, second=0, microsecond=0)
-        return moment
-    try:
-        moment = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"not a date: {text[:40]!r} (give an ISO date such as 2024-05-01T12:00:00Z, "
-                         "or date math such as now-7d)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+def timestamp_micros(node: lucene.Range, now: dt.datetime | None = None) -> tuple[int | None, int | None]:
+    """The inclusive bounds, in the index's microseconds, of a range on
+    ``@timestamp`` (None: open), or ValueError naming the bad bound.
+    Elasticsearch keeps milliseconds: an upper bound takes its whole millisecond."""
+    low, high = range_millis(node.low, node.high, node.include_low, node.include_high,
+                             now or dt.datetime.now(dt.timezone.utc))
+    return (None if low is None else low * 1000, None if high is None else high * 1000 + 999)
