@@ -20,6 +20,7 @@ for that build only.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import queue
 import shutil
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
-from .analysis import index_text
+from .analysis import index_text, index_texts
 from .builds import Build
 from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, index_match, match_fingerprints, test_ids_in
 from .config import IngestSettings
@@ -100,6 +101,7 @@ class BuildClassifier:
         self._handles: dict[Any, tuple[Any, bool]] = {}
         self.failed_tests: set[str] = set()
         self._analysed = hasattr(writer, "add_analysed_line")
+        self._batched = hasattr(writer, "add_analysed_lines")
         # Lines wait here, per run of one context, for the percolator's bulk
         # call: one C call per line costs more than matching the line.
         self._pending: Any = None
@@ -140,6 +142,35 @@ class BuildClassifier:
         if console and "FAIL" in message and len(self.failed_tests) < MAX_FAILED_TESTS:
             found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
             self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+
+    def add_lines(self, handles: list[Any], micros: list[int], messages: list[str]) -> None:
+        """:meth:`add_line` for many lines in order (one file's batch of
+        events): analysed, written and percolated a run of one context at a
+        time, with no Python call per line."""
+        if not micros:
+            return
+        if self.percolation is None or not self._batched:
+            for handle, when, message in zip(handles, micros, messages):
+                self.add_line(handle, when, message)
+            return
+        self._percolate_pending()  # lines given one by one before these go first
+        tokens = index_texts(messages)
+        self.writer.add_analysed_lines(handles, micros, messages, tokens)
+        start = 0
+        for handle, run in itertools.groupby(handles):
+            end = start + sum(1 for _ in run)
+            mine, console = self._handles[handle]
+            self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
+            if console and len(self.failed_tests) < MAX_FAILED_TESTS:
+                for message in messages[start:end]:
+                    if "FAIL" in message and len(self.failed_tests) < MAX_FAILED_TESTS:
+                        found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
+                        self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+            start = end
+        self.lines += len(micros)
+        newest = max(micros)
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
 
     def _percolate_pending(self) -> None:
         if self._micros:

@@ -242,10 +242,10 @@ def test_a_build_that_breaks_the_writer_is_an_error_and_the_batch_goes_on_withou
     from elastic_recheck.search.embedded import EmbeddedWriter
 
     class BreaksOnBoom(EmbeddedWriter):
-        def add_analysed_line(self, cid, micros, message, tokens):
-            if "boom" in message:
+        def add_analysed_lines(self, cids, micros, messages, tokens):
+            if any("boom" in message for message in messages):
                 raise RuntimeError("a bug met by this build")
-            super().add_analysed_line(cid, micros, message, tokens)
+            super().add_analysed_lines(cids, micros, messages, tokens)
 
     class Backend(EmbeddedBackend):
         def writer(self):
