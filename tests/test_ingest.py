@@ -354,3 +354,21 @@ def test_without_the_native_batch_path_the_same_documents_are_indexed(tmp_path, 
     monkeypatch.setattr(embedded, "_native_line_docs", None)
     assert indexed(tmp_path / "python") == native
     assert native[3][:3] == [1, 1, 1] and native[3][-1] == 1
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from elastic_recheck.ingest.streams import bounded_line_batches, bounded_lines  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"x", b"yy", b"0123456789", b"a" * 40, b" "]), max_size=60)
+       .map(b"".join), st.integers(1, 30), st.integers(1, 50))
+def test_lines_read_a_block_at_a_time_are_those_read_one_by_one(data, limit, block):
+    """Same lines, same cuts of a line over ``ingest.max_line_bytes``, whatever the block size."""
+    one_by_one = [line[:-1] if line.endswith(b"\n") else line
+                  for line in bounded_lines(io.BufferedReader(io.BytesIO(data)), limit)]
+    source = io.BytesIO(data)
+    batches = list(bounded_line_batches(source.read, limit, block))
+    assert [line for batch in batches for line in batch] == one_by_one
+    assert all(batches)

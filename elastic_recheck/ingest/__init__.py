@@ -19,7 +19,6 @@ from .streams import BuildBudget, Cut
 
 CONSOLE_LOGS = ("job-output.txt", "console.html")
 COMMIT_EVERY = 100_000  # log events per commit when many builds are ingested at once
-EVENT_BATCH = 2048  # lines of one file read into events at once, and handed to the writer together
 UTC = dt.timezone.utc
 
 Progress = Callable[[int], None]
@@ -180,8 +179,7 @@ def _write_build(
                     progress(1000)
 
         with stream:
-            lines = stream.lines()
-            while batch := list(itertools.islice(lines, EVENT_BATCH)):
+            for batch in stream.line_batches():
                 add(parser.feed(batch))
             add(parser.finish())
         report.skipped_debug += parser.skipped_debug
