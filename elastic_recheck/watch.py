@@ -274,6 +274,7 @@ class Daemon:
         self._notifier_errors = (0, 0)
         self._strikes: dict[int, int] = {}  # event id -> backend failures in a row while the backend was up
         self._not_ready: list[tuple[int, float]] | None = None  # (event id, delay) waiting on logs, in this pass
+        self._by_bug: tuple[Sequence[Fingerprint] | None, dict[str, Fingerprint]] = (None, {})
         self._refusals: dict[tuple[int, int], int] = {}  # change, patchset -> reviews Gerrit refused in a row
 
     # -- intake ---------------------------------------------------------------
@@ -476,7 +477,9 @@ class Daemon:
         """Each job's result as the index pipeline stored it when the build's
         logs were indexed: no question to the index here."""
         assert self.builds is not None and self.results is not None
-        by_bug = {fp.bug: fp for fp in fingerprints}
+        if self._by_bug[0] is not fingerprints:  # made once per fingerprint set, not per event and pass
+            self._by_bug = (fingerprints, {fp.bug: fp for fp in fingerprints})
+        by_bug = self._by_bug[1]
         review = Review(report)
         for job in report.jobs:
             build = job.build(report)
