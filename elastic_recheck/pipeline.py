@@ -162,10 +162,11 @@ class BuildClassifier:
             mine, console = self._handles[handle]
             self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
             if console and len(self.failed_tests) < MAX_FAILED_TESTS:
-                for message in messages[start:end]:
-                    if "FAIL" in message and len(self.failed_tests) < MAX_FAILED_TESTS:
-                        found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
-                        self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+                for message in [message for message in messages[start:end] if "FAIL" in message]:
+                    found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
+                    self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+                    if len(self.failed_tests) >= MAX_FAILED_TESTS:
+                        break
             start = end
         self.lines += len(micros)
         newest = max(micros)

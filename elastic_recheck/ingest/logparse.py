@@ -102,7 +102,7 @@ class PyEventParser:
     each batch finished as three lists (no object per event), DEBUG events
     dropped unless ``keep_debug``. ``_logline.EventParser`` is the same in C;
     this one is for an install without a compiler. Lines come cut to
-    ``ingest.max_line_bytes`` already (``streams.bounded_lines``)."""
+    ``ingest.max_line_bytes`` already (``streams.bounded_line_batches``)."""
 
     def __init__(self, start_micros: int, year: int, detect_level: bool, keep_debug: bool) -> None:
         self.year = year
