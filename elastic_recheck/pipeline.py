@@ -324,29 +324,20 @@ class IndexPipeline:
             self._pending.appendleft(first)  # nothing of it written yet: it waits for the next try
             raise
         batch: list[tuple[LogsReady, BuildClassifier | None, IngestReport | None, str | None]] = []
-        started = time.monotonic()
+        writer: Any = None
         try:
-            with self.backend.writer() as writer:
-                item: LogsReady | None = first
-                lines = 0
-                while item is not None:
-                    recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None)
-                    try:
-                        logs = (spool_logs(Path(item.location), self.limits) if item.spooled
-                                else open_logs(item.location, limits=self.limits))
-                        report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug,
-                                             progress=self.progress)
-                        batch.append((item, recorder, report, None))
-                        lines += recorder.lines
-                    except IngestError as exc:  # nothing of it to index (no log files): its own outcome
-                        batch.append((item, None, None, str(exc)))
-                    except RecheckError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - a bug met by one build: the batch is rolled back
-                        raise _BuildFailed(item, exc) from exc
-                    if lines >= self.batch_lines or time.monotonic() - started >= self.batch_seconds:
-                        break
-                    item = self._take(None)
+            try:
+                writer = self.backend.writer()
+                try:
+                    self._write(writer, first, percolator, batch)
+                except BaseException:
+                    writer.rollback()
+                    raise
+                writer.commit()
+            except BaseException:
+                if writer is not None:
+                    writer.close()
+                raise
         except _BuildFailed as failed:
             # Part of that build may be in the batch: none of it is committed. It is
             # recorded as an error; the builds before it in the batch go first again.
@@ -368,10 +359,39 @@ class IndexPipeline:
             self.stopping.wait(min(0.5 * 2 ** min(self.backend_failures, 6), 30.0))
             return []
         self.backend_failures = 0
-        finished = []
-        for item, recorder, report, error in batch:
-            finished.append(self._finish(store, fingerprints, percolator, item, recorder, report, error))
-        return finished
+        try:
+            return [self._finish(store, fingerprints, percolator, item, recorder, report, error)
+                    for item, recorder, report, error in batch]
+        finally:
+            # Closing waits for the merges the commit started (when the writers are
+            # not held across batches): the builds' results and comments do not.
+            writer.close()
+
+    def _write(self, writer: Any, first: LogsReady, percolator: Any,
+               batch: list[tuple[LogsReady, BuildClassifier | None, IngestReport | None, str | None]]) -> None:
+        """``first`` and the builds queued behind it into ``writer``, up to the
+        batch limits; each build's outcome onto ``batch``."""
+        started = time.monotonic()
+        item: LogsReady | None = first
+        lines = 0
+        while item is not None:
+            recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None)
+            try:
+                logs = (spool_logs(Path(item.location), self.limits) if item.spooled
+                        else open_logs(item.location, limits=self.limits))
+                report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug,
+                                     progress=self.progress)
+                batch.append((item, recorder, report, None))
+                lines += recorder.lines
+            except IngestError as exc:  # nothing of it to index (no log files): its own outcome
+                batch.append((item, None, None, str(exc)))
+            except RecheckError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug met by one build: the batch is rolled back
+                raise _BuildFailed(item, exc) from exc
+            if lines >= self.batch_lines or time.monotonic() - started >= self.batch_seconds:
+                break
+            item = self._take(None)
 
     def _sync(self, store: ResultStore, fingerprints: Sequence[Fingerprint]) -> None:
         """Before builds are classified with a new set of fingerprints, those

@@ -266,3 +266,32 @@ def test_a_build_that_breaks_the_writer_is_an_error_and_the_batch_goes_on_withou
     assert "a bug met by this build" in outcomes["b" * 32]
     assert backend.count('build_uuid:"' + "b" * 32 + '"') == 0  # nothing of it committed
     assert backend.count('build_uuid:"' + "a" * 32 + '"') > 0 and store.build("c" * 32).bugs == ("100001",)
+
+
+def test_a_builds_result_is_out_before_the_writer_waits_for_merges(tmp_path, queries):
+    """Closing the writer waits for the merges its commit started: the build's
+    result (and so its comment) must not wait for them too."""
+    from elastic_recheck.search.embedded import EmbeddedWriter
+
+    order = []
+
+    class Recording(EmbeddedWriter):
+        def commit(self):
+            super().commit()
+            order.append("committed")
+
+        def close(self):
+            order.append("closing")
+            super().close()
+
+    class Backend(EmbeddedBackend):
+        def writer(self):
+            return Recording(self, self._held)
+
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline = IndexPipeline(Backend(tmp_path / "index"), tmp_path / "results.sqlite3",
+                             lambda: fingerprints_of(queries),
+                             done=lambda item: order.append(f"done {store.build(item.uuid).bugs}"))
+    pipeline.submit(LogsReady(metadata("a" * 32), str(write_build(tmp_path / "logs", "a", ["x"], [TIMEOUT]))))
+    pipeline.drain(store)
+    assert order == ["committed", "done ('100001',)", "closing"]
