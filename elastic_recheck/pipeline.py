@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 BATCH_LINES = 200_000  # log events per commit when builds queue up
 BATCH_SECONDS = 2.0  # of indexing before a commit, however few lines
+HOLD_SECONDS = 30.0  # the writer keeps the index between batches while builds keep coming, at most this long
 IDLE_SYNC_SECONDS = 1.0  # an idle writer looks this often for a changed fingerprint set
 SYNC_RETRY_SECONDS = 60.0  # and this long after a fingerprint could not be run (not hammering a failing backend)
 PERCOLATE_LINES = 1000  # lines of one context handed to the percolator at once
@@ -274,8 +275,6 @@ class IndexPipeline:
     def _run(self) -> None:
         store = ResultStore(self.results_path)
         try:
-            # The writer is held for one batch at a time, not for the daemon's
-            # life: an operator's ``ingest`` waits for a gap between batches.
             look = 0.0
             while not self.stopping.is_set():
                 first = self._take(0.2)
@@ -284,12 +283,28 @@ class IndexPipeline:
                         look = time.monotonic() + self._sync_idle(store)
                     continue
                 try:
-                    self.run_batch(store, first)
+                    self._run_held(store, first)
                 except Exception as exc:  # noqa: BLE001 - the writer outlives any batch (a results store that failed)
                     log.error("a batch of builds failed after indexing: %s", exception_line(exc, 500))
                     self.stopping.wait(1.0)
         finally:
             store.close()
+
+    def _run_held(self, store: ResultStore, first: LogsReady) -> None:
+        """``first`` and the builds queued behind it, batch after batch, the
+        index's writers kept open between batches: closing them waits for the
+        merges of every commit, which held the next batch back. They are let
+        go when nothing is queued, after a batch the backend refused, and at
+        least every ``HOLD_SECONDS``, so that an operator's ``ingest`` (which
+        waits its turn) gets one; the daemon's writer is not held for its life."""
+        until = time.monotonic() + HOLD_SECONDS
+        with self.backend.ingest_session():
+            item: LogsReady | None = first
+            while item is not None:
+                self.run_batch(store, item)
+                if self.backend_failures or self.stopping.is_set() or time.monotonic() >= until:
+                    return
+                item = self._take(None)
 
     def _sync_idle(self, store: ResultStore) -> float:
         """With no build to index, a changed fingerprint set is synced now: a
