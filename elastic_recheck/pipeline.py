@@ -150,18 +150,20 @@ class BuildClassifier:
         time, with no Python call per line."""
         if not micros:
             return
-        if self.percolation is None or not self._batched:
+        if not self._batched:
             for handle, when, message in zip(handles, micros, messages):
                 self.add_line(handle, when, message)
             return
-        self._percolate_pending()  # lines given one by one before these go first
+        if self.percolation is not None:
+            self._percolate_pending()  # lines given one by one before these go first
         tokens = index_texts(messages)
         self.writer.add_analysed_lines(handles, micros, messages, tokens)
         start = 0
         for handle, run in itertools.groupby(handles):
             end = start + sum(1 for _ in run)
             mine, console = self._handles[handle]
-            self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
+            if self.percolation is not None:
+                self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
             if console and len(self.failed_tests) < MAX_FAILED_TESTS:
                 for message in [message for message in messages[start:end] if "FAIL" in message]:
                     found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
