@@ -206,6 +206,241 @@ static PyObject *line_head(PyObject *self, PyObject *args)
     return result;
 }
 
+/* The head of one line (its end past "\r\n" already cut), with parse_lines'
+ * New Year rule: a syslog line read as later than ``future`` is of the year
+ * before. Returns 1 with *ts and *level (borrowed, or NULL) set, 0 for none. */
+static int read_head(const unsigned char *s, Py_ssize_t len, int year, long long future, int detect_level,
+                     long long *ts, PyObject **level)
+{
+    Py_ssize_t end = 0;
+    if (iso_head(s, len, ts, &end)) {
+        /* an ISO line has its own year: reading it again gives the same */
+    } else if (syslog_head(s, len, year, ts, &end)) {
+        long long before;
+        Py_ssize_t end_before;
+        if (*ts > future && syslog_head(s, len, year - 1, &before, &end_before)) {
+            *ts = before;
+            end = end_before;
+        }
+    } else {
+        return 0;
+    }
+    *level = detect_level ? level_after(s, len, end) : NULL;
+    return 1;
+}
+
+/* -- EventParser: parse_lines over batches of lines, in C -------------------
+ *
+ * Why: ingest reads every line of every log; parse_lines' Python loop, a
+ * LogEvent per line and the generators around it were half the writer's
+ * Python time (measured). logparse.PyEventParser is the same reading in
+ * Python (no compiler), and tests/test_logline.py holds the two to the same
+ * events as parse_lines. */
+
+#define MAX_FOLDED_LINES 500
+#define MAX_MESSAGE_CHARS (256 * 1024)
+
+typedef struct {
+    PyObject_HEAD
+    int year, detect_level, keep_debug;
+    long long future;
+    long long last_time;   /* the time of the latest line with a timestamp */
+    long long last;        /* the time of the latest event finished, kept or not */
+    Py_ssize_t skipped;    /* DEBUG events dropped */
+    int has_current;
+    long long cur_micros;
+    PyObject *cur_level;   /* borrowed from level_names, or NULL */
+    PyObject *cur_message; /* owned */
+    PyObject *folded;      /* list of str */
+    PyObject *out_micros, *out_levels, *out_messages;  /* the events finished in this call */
+} EventParser;
+
+static int is_blank(const unsigned char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!is_space(s[i])) return 0;
+    return 1;
+}
+
+static PyObject *decode(const unsigned char *s, Py_ssize_t n)
+{
+    return PyUnicode_DecodeUTF8((const char *)s, n, "replace");
+}
+
+/* The current event, folded lines joined in, onto the output (or counted as a dropped DEBUG). */
+static int finish_event(EventParser *p)
+{
+    PyObject *message = p->cur_message;
+    p->cur_message = NULL;
+    p->has_current = 0;
+    if (PyList_GET_SIZE(p->folded)) {
+        PyObject *parts = PyList_New(0), *joined = NULL, *sep = NULL;
+        int ok = parts && PyList_Append(parts, message) == 0 &&
+                 PyList_SetSlice(parts, 1, 1, p->folded) == 0 && (sep = PyUnicode_FromString("\n")) != NULL &&
+                 (joined = PyUnicode_Join(sep, parts)) != NULL;
+        Py_XDECREF(parts);
+        Py_XDECREF(sep);
+        Py_DECREF(message);
+        if (!ok) { Py_XDECREF(joined); return -1; }
+        message = joined;
+        if (PyList_SetSlice(p->folded, 0, PyList_GET_SIZE(p->folded), NULL) < 0) { Py_DECREF(message); return -1; }
+        if (PyUnicode_GET_LENGTH(message) > MAX_MESSAGE_CHARS) {
+            PyObject *head = PyUnicode_Substring(message, 0, MAX_MESSAGE_CHARS);
+            Py_DECREF(message);
+            if (!head) return -1;
+            PyObject *marker = PyUnicode_FromString(" [... truncated]");
+            message = marker ? PyUnicode_Concat(head, marker) : NULL;
+            Py_DECREF(head);
+            Py_XDECREF(marker);
+            if (!message) return -1;
+        }
+    }
+    p->last = p->cur_micros;
+    if (p->cur_level == level_names[0] && !p->keep_debug) {
+        p->skipped++;
+        Py_DECREF(message);
+        return 0;
+    }
+    PyObject *when = PyLong_FromLongLong(p->cur_micros);
+    int failed = !when || PyList_Append(p->out_micros, when) < 0 ||
+                 PyList_Append(p->out_levels, p->cur_level ? p->cur_level : Py_None) < 0 ||
+                 PyList_Append(p->out_messages, message) < 0;
+    Py_XDECREF(when);
+    Py_DECREF(message);
+    return failed ? -1 : 0;
+}
+
+static int start_output(EventParser *p)
+{
+    Py_CLEAR(p->out_micros);
+    Py_CLEAR(p->out_levels);
+    Py_CLEAR(p->out_messages);
+    p->out_micros = PyList_New(0);
+    p->out_levels = PyList_New(0);
+    p->out_messages = PyList_New(0);
+    return p->out_micros && p->out_levels && p->out_messages ? 0 : -1;
+}
+
+static PyObject *take_output(EventParser *p)
+{
+    PyObject *out = PyTuple_Pack(3, p->out_micros, p->out_levels, p->out_messages);
+    Py_CLEAR(p->out_micros);
+    Py_CLEAR(p->out_levels);
+    Py_CLEAR(p->out_messages);
+    return out;
+}
+
+static int read_line(EventParser *p, PyObject *item)
+{
+    if (!PyBytes_Check(item)) {
+        PyErr_SetString(PyExc_TypeError, "EventParser.feed takes bytes lines");
+        return -1;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(item);
+    Py_ssize_t n = PyBytes_GET_SIZE(item);
+    while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == '\n')) n--;
+    long long ts = 0;
+    PyObject *level = NULL;
+    int head = read_head(s, n, p->year, p->future, p->detect_level, &ts, &level);
+    int blank = is_blank(s, n);
+    if (!head && p->has_current && PyList_GET_SIZE(p->folded) < MAX_FOLDED_LINES) {
+        if (blank) return 0;
+        PyObject *text = decode(s, n);
+        if (!text) return -1;
+        int failed = PyList_Append(p->folded, text);
+        Py_DECREF(text);
+        return failed;
+    }
+    if (p->has_current && finish_event(p) < 0) return -1;
+    if (blank) return 0;
+    if (head) p->last_time = ts;
+    p->cur_micros = p->last_time;
+    p->cur_level = head ? level : NULL;
+    p->cur_message = decode(s, n);
+    if (!p->cur_message) return -1;
+    p->has_current = 1;
+    if (!head) return finish_event(p);  /* a file without timestamps: every line stands alone */
+    return 0;
+}
+
+static PyObject *EventParser_feed(EventParser *p, PyObject *lines)
+{
+    PyObject *seq = PySequence_Fast(lines, "EventParser.feed takes a sequence of bytes");
+    if (!seq || start_output(p) < 0) { Py_XDECREF(seq); return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (read_line(p, items[i]) < 0) { Py_DECREF(seq); return NULL; }
+    }
+    Py_DECREF(seq);
+    return take_output(p);
+}
+
+static PyObject *EventParser_finish(EventParser *p, PyObject *unused)
+{
+    if (start_output(p) < 0) return NULL;
+    if (p->has_current && finish_event(p) < 0) return NULL;
+    return take_output(p);
+}
+
+static int EventParser_init(EventParser *p, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"start_micros", "year", "detect_level", "keep_debug", NULL};
+    long long start;
+    int year, detect_level, keep_debug;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Lipp", names, &start, &year, &detect_level, &keep_debug))
+        return -1;
+    p->year = year;
+    p->detect_level = detect_level;
+    p->keep_debug = keep_debug;
+    p->last_time = p->last = start;
+    p->future = start + 86400LL * 1000000LL;
+    p->skipped = 0;
+    p->has_current = 0;
+    Py_CLEAR(p->cur_message);
+    Py_XSETREF(p->folded, PyList_New(0));
+    return p->folded ? 0 : -1;
+}
+
+static void EventParser_dealloc(EventParser *p)
+{
+    Py_XDECREF(p->cur_message);
+    Py_XDECREF(p->folded);
+    Py_XDECREF(p->out_micros);
+    Py_XDECREF(p->out_levels);
+    Py_XDECREF(p->out_messages);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *EventParser_last(EventParser *p, void *closure) { return PyLong_FromLongLong(p->last); }
+static PyObject *EventParser_skipped(EventParser *p, void *closure) { return PyLong_FromSsize_t(p->skipped); }
+
+static PyMethodDef EventParser_methods[] = {
+    {"feed", (PyCFunction)EventParser_feed, METH_O,
+     "feed(lines) -> (micros, levels, messages) of the events these lines finished"},
+    {"finish", (PyCFunction)EventParser_finish, METH_NOARGS, "finish() -> the last event, as feed gives events"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef EventParser_getset[] = {
+    {"last", (getter)EventParser_last, NULL, "the time of the latest event read, DEBUG ones included", NULL},
+    {"skipped_debug", (getter)EventParser_skipped, NULL, "DEBUG events dropped", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EventParserType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "elastic_recheck._logline.EventParser",
+    .tp_basicsize = sizeof(EventParser),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "EventParser(start_micros, year, detect_level, keep_debug): parse_lines, a batch of lines at a time",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)EventParser_init,
+    .tp_dealloc = (destructor)EventParser_dealloc,
+    .tp_methods = EventParser_methods,
+    .tp_getset = EventParser_getset,
+};
+
 static PyMethodDef methods[] = {
     {"line_head", line_head, METH_VARARGS,
      "line_head(line: bytes, syslog_year: int, detect_level: bool) -> (epoch micros, level | None) | None"},
@@ -221,5 +456,14 @@ PyMODINIT_FUNC PyInit__logline(void)
         level_names[k] = PyUnicode_InternFromString(reported[k]);
         if (level_names[k] == NULL) return NULL;
     }
-    return PyModule_Create(&module);
+    if (PyType_Ready(&EventParserType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&EventParserType);
+    if (PyModule_AddObject(m, "EventParser", (PyObject *)&EventParserType) < 0) {
+        Py_DECREF(&EventParserType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

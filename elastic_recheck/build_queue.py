@@ -113,6 +113,8 @@ class BuildQueue:
         return indexed
 
     def _fetched(self, news: Fetched) -> None:
+        """A fetch's outcome: logs to index (told by the worker thread itself),
+        or a build to ask again or give up on (by the loop: it writes the state)."""
         if news.directory is not None:
             for error in news.errors:
                 log.warning("build %s: %s", news.key, error)
@@ -154,7 +156,9 @@ class BuildQueue:
             return
         if not build.log_url:  # found through Zuul's API by the fetch
             build = build.with_log_url(outcome.log_url)
-        self.news.put(Fetched(build.key, build, destination, [str(e) for e in outcome.errors],
+        # Straight to the writer's queue (it is thread-safe): through the loop, a
+        # fetched build waited for the loop's next turn, and the writer with it.
+        self._fetched(Fetched(build.key, build, destination, [str(e) for e in outcome.errors],
                               failed_tests=failed_tests_in(destination)))
 
     def writer_done(self, item: Indexed) -> None:

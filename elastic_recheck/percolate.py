@@ -53,6 +53,10 @@ from .percolate_engine import Matcher as PythonMatcher
 # answers to the context clauses (a file, a level, a job named by some
 # fingerprint...): a deployment has dozens to hundreds.
 MAX_CONTEXT_KINDS = 512
+# Queries folded for a set of answers to their own context clauses, kept for
+# the next kind of context: emptied past this (a few MB; 1,000 fingerprints
+# over a few hundred kinds stay well below it).
+MAX_FOLDS = 200_000
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,11 @@ class Percolator:
         self._leaves = ContextLeaves(leaves)
         self._df = token_counts(self._exprs)
         self._kinds: OrderedDict[bytes, _Kind] = OrderedDict()
+        # A query folds the same way in every kind of context that answers its own
+        # context clauses alike: folded once per answer, not once per kind (a new
+        # build's kinds cost ~15 ms each to fold, on a report's way to its comment).
+        self._expr_leaves = [tuple(sorted(_leaf_ids_of(expr, self._leaf_ids))) for expr in self._exprs]
+        self._folds: dict[tuple[int, bytes], Expr] = {}
 
     @property
     def keys(self) -> list[str]:
@@ -142,8 +151,13 @@ class Percolator:
             return kind
         compiled = Compiled(df=self._df)
         whole: list[int] = []
+        if len(self._folds) > MAX_FOLDS:
+            self._folds.clear()
         for query, expr in enumerate(self._exprs):
-            folded = _fold(expr, values, self._leaf_ids)
+            answers = (query, bytes([values[leaf] for leaf in self._expr_leaves[query]]))
+            folded = self._folds.get(answers)
+            if folded is None:
+                folded = self._folds[answers] = _fold(expr, values, self._leaf_ids)
             if folded == TRUE:
                 whole.append(query)
             elif folded != FALSE:
@@ -175,6 +189,17 @@ def _intern_leaves(expr: Expr, leaves: list[lucene.Node], ids: dict[lucene.Node,
             _intern_leaves(part, leaves, ids)
     elif isinstance(expr, Not):
         _intern_leaves(expr.part, leaves, ids)
+
+
+def _leaf_ids_of(expr: Expr, ids: dict[lucene.Node, int]) -> set[int]:
+    """The context clauses ``expr`` asks (their numbers in ``ids``)."""
+    if isinstance(expr, CtxLeaf):
+        return {ids[expr.clause]}
+    if isinstance(expr, (And, Or)):
+        return set().union(*(_leaf_ids_of(part, ids) for part in expr.parts))
+    if isinstance(expr, Not):
+        return _leaf_ids_of(expr.part, ids)
+    return set()
 
 
 def _check_leaves(expr: Expr, leaves: ContextLeaves, now: dt.datetime | None) -> None:

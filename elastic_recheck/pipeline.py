@@ -20,6 +20,7 @@ for that build only.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import queue
 import shutil
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
-from .analysis import index_text
+from .analysis import index_text, index_texts
 from .builds import Build
 from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, index_match, match_fingerprints, test_ids_in
 from .config import IngestSettings
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 BATCH_LINES = 200_000  # log events per commit when builds queue up
 BATCH_SECONDS = 2.0  # of indexing before a commit, however few lines
+HOLD_SECONDS = 30.0  # the writer keeps the index between batches while builds keep coming, at most this long
 IDLE_SYNC_SECONDS = 1.0  # an idle writer looks this often for a changed fingerprint set
 SYNC_RETRY_SECONDS = 60.0  # and this long after a fingerprint could not be run (not hammering a failing backend)
 PERCOLATE_LINES = 1000  # lines of one context handed to the percolator at once
@@ -100,6 +102,7 @@ class BuildClassifier:
         self._handles: dict[Any, tuple[Any, bool]] = {}
         self.failed_tests: set[str] = set()
         self._analysed = hasattr(writer, "add_analysed_line")
+        self._batched = hasattr(writer, "add_analysed_lines")
         # Lines wait here, per run of one context, for the percolator's bulk
         # call: one C call per line costs more than matching the line.
         self._pending: Any = None
@@ -140,6 +143,38 @@ class BuildClassifier:
         if console and "FAIL" in message and len(self.failed_tests) < MAX_FAILED_TESTS:
             found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
             self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+
+    def add_lines(self, handles: list[Any], micros: list[int], messages: list[str]) -> None:
+        """:meth:`add_line` for many lines in order (one file's batch of
+        events): analysed, written and percolated a run of one context at a
+        time, with no Python call per line."""
+        if not micros:
+            return
+        if not self._batched:
+            for handle, when, message in zip(handles, micros, messages):
+                self.add_line(handle, when, message)
+            return
+        if self.percolation is not None:
+            self._percolate_pending()  # lines given one by one before these go first
+        tokens = index_texts(messages)
+        self.writer.add_analysed_lines(handles, micros, messages, tokens)
+        start = 0
+        for handle, run in itertools.groupby(handles):
+            end = start + sum(1 for _ in run)
+            mine, console = self._handles[handle]
+            if self.percolation is not None:
+                self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
+            if console and len(self.failed_tests) < MAX_FAILED_TESTS:
+                for message in [message for message in messages[start:end] if "FAIL" in message]:
+                    found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
+                    self.failed_tests.update(found[: MAX_FAILED_TESTS - len(self.failed_tests)])
+                    if len(self.failed_tests) >= MAX_FAILED_TESTS:
+                        break
+            start = end
+        self.lines += len(micros)
+        newest = max(micros)
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
 
     def _percolate_pending(self) -> None:
         if self._micros:
@@ -242,8 +277,6 @@ class IndexPipeline:
     def _run(self) -> None:
         store = ResultStore(self.results_path)
         try:
-            # The writer is held for one batch at a time, not for the daemon's
-            # life: an operator's ``ingest`` waits for a gap between batches.
             look = 0.0
             while not self.stopping.is_set():
                 first = self._take(0.2)
@@ -252,12 +285,28 @@ class IndexPipeline:
                         look = time.monotonic() + self._sync_idle(store)
                     continue
                 try:
-                    self.run_batch(store, first)
+                    self._run_held(store, first)
                 except Exception as exc:  # noqa: BLE001 - the writer outlives any batch (a results store that failed)
                     log.error("a batch of builds failed after indexing: %s", exception_line(exc, 500))
                     self.stopping.wait(1.0)
         finally:
             store.close()
+
+    def _run_held(self, store: ResultStore, first: LogsReady) -> None:
+        """``first`` and the builds queued behind it, batch after batch, the
+        index's writers kept open between batches: closing them waits for the
+        merges of every commit, which held the next batch back. They are let
+        go when nothing is queued, after a batch the backend refused, and at
+        least every ``HOLD_SECONDS``, so that an operator's ``ingest`` (which
+        waits its turn) gets one; the daemon's writer is not held for its life."""
+        until = time.monotonic() + HOLD_SECONDS
+        with self.backend.ingest_session():
+            item: LogsReady | None = first
+            while item is not None:
+                self.run_batch(store, item)
+                if self.backend_failures or self.stopping.is_set() or time.monotonic() >= until:
+                    return
+                item = self._take(None)
 
     def _sync_idle(self, store: ResultStore) -> float:
         """With no build to index, a changed fingerprint set is synced now: a
@@ -292,29 +341,20 @@ class IndexPipeline:
             self._pending.appendleft(first)  # nothing of it written yet: it waits for the next try
             raise
         batch: list[tuple[LogsReady, BuildClassifier | None, IngestReport | None, str | None]] = []
-        started = time.monotonic()
+        writer: Any = None
         try:
-            with self.backend.writer() as writer:
-                item: LogsReady | None = first
-                lines = 0
-                while item is not None:
-                    recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None)
-                    try:
-                        logs = (spool_logs(Path(item.location), self.limits) if item.spooled
-                                else open_logs(item.location, limits=self.limits))
-                        report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug,
-                                             progress=self.progress)
-                        batch.append((item, recorder, report, None))
-                        lines += recorder.lines
-                    except IngestError as exc:  # nothing of it to index (no log files): its own outcome
-                        batch.append((item, None, None, str(exc)))
-                    except RecheckError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - a bug met by one build: the batch is rolled back
-                        raise _BuildFailed(item, exc) from exc
-                    if lines >= self.batch_lines or time.monotonic() - started >= self.batch_seconds:
-                        break
-                    item = self._take(None)
+            try:
+                writer = self.backend.writer()
+                try:
+                    self._write(writer, first, percolator, batch)
+                except BaseException:
+                    writer.rollback()
+                    raise
+                writer.commit()
+            except BaseException:
+                if writer is not None:
+                    writer.close()
+                raise
         except _BuildFailed as failed:
             # Part of that build may be in the batch: none of it is committed. It is
             # recorded as an error; the builds before it in the batch go first again.
@@ -336,10 +376,39 @@ class IndexPipeline:
             self.stopping.wait(min(0.5 * 2 ** min(self.backend_failures, 6), 30.0))
             return []
         self.backend_failures = 0
-        finished = []
-        for item, recorder, report, error in batch:
-            finished.append(self._finish(store, fingerprints, percolator, item, recorder, report, error))
-        return finished
+        try:
+            return [self._finish(store, fingerprints, percolator, item, recorder, report, error)
+                    for item, recorder, report, error in batch]
+        finally:
+            # Closing waits for the merges the commit started (when the writers are
+            # not held across batches): the builds' results and comments do not.
+            writer.close()
+
+    def _write(self, writer: Any, first: LogsReady, percolator: Any,
+               batch: list[tuple[LogsReady, BuildClassifier | None, IngestReport | None, str | None]]) -> None:
+        """``first`` and the builds queued behind it into ``writer``, up to the
+        batch limits; each build's outcome onto ``batch``."""
+        started = time.monotonic()
+        item: LogsReady | None = first
+        lines = 0
+        while item is not None:
+            recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None)
+            try:
+                logs = (spool_logs(Path(item.location), self.limits) if item.spooled
+                        else open_logs(item.location, limits=self.limits))
+                report = write_build(recorder, logs, item.metadata, keep_debug=self.keep_debug,
+                                     progress=self.progress)
+                batch.append((item, recorder, report, None))
+                lines += recorder.lines
+            except IngestError as exc:  # nothing of it to index (no log files): its own outcome
+                batch.append((item, None, None, str(exc)))
+            except RecheckError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug met by one build: the batch is rolled back
+                raise _BuildFailed(item, exc) from exc
+            if lines >= self.batch_lines or time.monotonic() - started >= self.batch_seconds:
+                break
+            item = self._take(None)
 
     def _sync(self, store: ResultStore, fingerprints: Sequence[Fingerprint]) -> None:
         """Before builds are classified with a new set of fingerprints, those

@@ -183,6 +183,16 @@ class StateDB:
             "UPDATE events SET attempts = attempts + 1, next_check = ? WHERE id = ?", (time.time() + delay, event_id)
         )
 
+    def retry_many(self, delays: Sequence[tuple[int, float]]) -> None:
+        """:meth:`retry_later` for many events (event id, delay), in one transaction."""
+        if not delays:
+            return
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE events SET attempts = attempts + 1, next_check = ? WHERE id = ?",
+                                [(now + delay, event_id) for event_id, delay in delays])
+
     def finish(self, event_id: int) -> None:
         self.db.execute("UPDATE events SET status = 'done', finished = ? WHERE id = ?", (time.time(), event_id))
 

@@ -275,6 +275,8 @@ class Daemon:
         self._paused_until = 0.0  # no work before this while the search backend is down (intake goes on)
         self._notifier_errors = (0, 0)
         self._strikes: dict[int, int] = {}  # event id -> backend failures in a row while the backend was up
+        self._not_ready: list[tuple[int, float]] | None = None  # (event id, delay) waiting on logs, in this pass
+        self._by_bug: tuple[Sequence[Fingerprint] | None, dict[str, Fingerprint]] = (None, {})
         self._refusals: dict[tuple[int, int], int] = {}  # change, patchset -> reviews Gerrit refused in a row
 
     # -- intake ---------------------------------------------------------------
@@ -343,13 +345,21 @@ class Daemon:
         """Work on every event that is due. ``intake`` runs between events,
         so new reports are persisted however long the pass takes; a backend
         failure ends the pass, since every other event would meet it too."""
-        for event in self.state.due_events(self.clock()):
-            if self.stopping.is_set():
-                return
-            if intake is not None:
-                intake()
-            if not self.process(event):
-                return
+        # Events still waiting on logs are put off in one transaction at the end
+        # of the pass: a disk sync each (~4 ms) for dozens of waiting events after
+        # every indexed build kept the loop from handing fetched builds to the writer.
+        self._not_ready = []
+        try:
+            for event in self.state.due_events(self.clock()):
+                if self.stopping.is_set():
+                    return
+                if intake is not None:
+                    intake()
+                if not self.process(event):
+                    return
+        finally:
+            waiting, self._not_ready = self._not_ready, None
+            self.state.retry_many(waiting)
 
     def process(self, event: StoredEvent) -> bool:
         """False when the search backend failed (the event is retried later).
@@ -410,7 +420,10 @@ class Daemon:
             return False
         self._strikes.pop(event.id, None)
         if review is None:  # logs not ready yet
-            self.state.retry_later(event.id, self._backoff(event.attempts))
+            if self._not_ready is not None:
+                self._not_ready.append((event.id, self._backoff(event.attempts)))
+            else:
+                self.state.retry_later(event.id, self._backoff(event.attempts))
             return True
         self.counters.observe(time.monotonic() - started)
         for result in review.results:
@@ -466,7 +479,9 @@ class Daemon:
         """Each job's result as the index pipeline stored it when the build's
         logs were indexed: no question to the index here."""
         assert self.builds is not None and self.results is not None
-        by_bug = {fp.bug: fp for fp in fingerprints}
+        if self._by_bug[0] is not fingerprints:  # made once per fingerprint set, not per event and pass
+            self._by_bug = (fingerprints, {fp.bug: fp for fp in fingerprints})
+        by_bug = self._by_bug[1]
         review = Review(report)
         for job in report.jobs:
             build = job.build(report)

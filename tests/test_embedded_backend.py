@@ -4,6 +4,7 @@ facets, histograms, batched build matching, and processes sharing the index."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import textwrap
@@ -197,3 +198,38 @@ def test_an_index_directory_gone_from_under_a_reader_is_a_backend_error(tmp_path
         backend.match_build("b", ["boom"])
     os.rename(tmp_path / "away", tmp_path / "index")
     assert backend.count("boom") == 1  # back by itself
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from elastic_recheck.analysis import analyze, index_text, index_texts  # noqa: E402
+from elastic_recheck.search import schema as sch  # noqa: E402
+
+try:
+    from elastic_recheck._tokens import add_line_docs
+except ImportError:  # the extension built without it: nothing native to hold to line_json
+    add_line_docs = None
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 2**63 - 1), st.integers(-(2**62), 2**62),
+                          st.text(max_size=40) | st.sampled_from(["plain ascii", 'a "quote" \\ x', "é 😀 東京\x01"])),
+                max_size=6))
+def test_line_documents_built_natively_are_those_of_line_json(lines):
+    """The batch path's documents (built in C) read back as schema.line_json's, a
+    message no UTF-8 encoder takes (a lone surrogate) included."""
+    if add_line_docs is None:
+        pytest.skip("the native batch path is not built")
+    cids = [cid for cid, _, _ in lines]
+    micros = [when for _, when, _ in lines]
+    messages = [message for _, _, message in lines]
+    tokens = index_texts(messages)
+    assert tokens == [index_text(m) for m in messages]
+    built: list[str] = []
+    add_line_docs(built.append, cids, micros, messages, tokens,
+                  lambda cid, when, message, terms: sch.line_json(sch.line_prefix(cid), when, message, terms))
+    expected = [sch.line_json(sch.line_prefix(c), w, m, t) for c, w, m, t in zip(cids, micros, messages, tokens)]
+    assert [json.loads(doc) for doc in built] == [json.loads(doc) for doc in expected]
+    for message, terms in zip(messages, tokens):
+        if not any(0xD800 <= ord(ch) < 0xE000 for ch in message):
+            assert tuple(terms.split()) == analyze(message)

@@ -328,3 +328,47 @@ def test_search_response_in_the_old_logstash_format(backend, realdata):
     assert hit["tags"] == source["@tags"]
     assert hit["build_name"] == source["@fields"]["build_name"][0]
     assert backend.count(f'build_uuid:"{source["@fields"]["build_uuid"][0]}"') >= 1
+
+
+def test_without_the_native_batch_path_the_same_documents_are_indexed(tmp_path, build_dir, monkeypatch):
+    """An install without a compiler reads, analyses and writes lines in Python: same index."""
+    from elastic_recheck import analysis
+    from elastic_recheck.ingest import logparse
+    from elastic_recheck.search import embedded
+
+    (build_dir / "logs" / "screen-n-cpu.txt").write_bytes(
+        "2026-11-20 10:30:00.000 1 ERROR nova Ошибка: \"quoted\" \\ path 😀 ÉTÉ 東京 tab\there\n"
+        "  continued ünïcode\n2026-11-20 10:30:01.000 1 INFO nova plain\n".encode())
+
+    def indexed(path):
+        backend = EmbeddedBackend(path)
+        report = ingest_build(backend, open_logs(str(build_dir)), META)
+        docs = sorted((d["@timestamp"], d["filename"], d.get("loglevel", ""), d["message"]) for d in all_docs(backend))
+        counts = [backend.count(q) for q in ('message:"ошибка quoted"', "message:東", 'message:"ünïcode"',
+                                             'message:"path 😀"', "message:été", "message:plain")]
+        return report.documents, report.skipped_debug, docs, counts
+
+    native = indexed(tmp_path / "native")
+    monkeypatch.setattr(logparse, "NativeEventParser", None)
+    monkeypatch.setattr(analysis, "_native_index_texts", None)
+    monkeypatch.setattr(embedded, "_native_line_docs", None)
+    assert indexed(tmp_path / "python") == native
+    assert native[3][:3] == [1, 1, 1] and native[3][-1] == 1
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from elastic_recheck.ingest.streams import bounded_line_batches, bounded_lines  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"x", b"yy", b"0123456789", b"a" * 40, b" "]), max_size=60)
+       .map(b"".join), st.integers(1, 30), st.integers(1, 50))
+def test_lines_read_a_block_at_a_time_are_those_read_one_by_one(data, limit, block):
+    """Same lines, same cuts of a line over ``ingest.max_line_bytes``, whatever the block size."""
+    one_by_one = [line[:-1] if line.endswith(b"\n") else line
+                  for line in bounded_lines(io.BufferedReader(io.BytesIO(data)), limit)]
+    source = io.BytesIO(data)
+    batches = list(bounded_line_batches(source.read, limit, block))
+    assert [line for batch in batches for line in batch] == one_by_one
+    assert all(batches)

@@ -115,3 +115,66 @@ _LEVEL_SEARCH = st.tuples(
 @given(_DATE_LIKE | _SYSLOG_LIKE | _LEVEL_SEARCH | _LINES, st.integers(1, 9999), st.booleans())
 def test_native_reader_agrees_with_the_regular_expressions(line, year, detect_level):
     assert line_head(line, year, detect_level) == reference.line_head(line, year, detect_level)
+
+
+# -- a file's events a batch of lines at a time (the ingest path) -------------------
+
+from elastic_recheck.ingest.logparse import NativeEventParser, PyEventParser, event_parser  # noqa: E402
+
+_PARSERS = [PyEventParser] + ([NativeEventParser] if NativeEventParser is not None else [])
+
+
+def _events_in_batches(kind, lines, cuts, default_time, detect_level, keep_debug):
+    """(micros, level, message) of every event kept, the lines fed in batches cut at ``cuts``."""
+    parser = kind(reference_micros(default_time), default_time.year, detect_level, keep_debug)
+    events = []
+    bounds = sorted({0, len(lines), *(c % (len(lines) + 1) for c in cuts)})
+    for start, end in zip(bounds, bounds[1:]):
+        events.extend(zip(*parser.feed(lines[start:end])))
+    events.extend(zip(*parser.finish()))
+    return events, parser.last, parser.skipped_debug
+
+
+def reference_micros(moment: dt.datetime) -> int:
+    return micros(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+                  moment.microsecond)
+
+
+def _expected(lines, default_time, detect_level, keep_debug):
+    every = list(parse_lines(lines, default_time, detect_level=detect_level, max_line_bytes=None))
+    kept = [(e.micros, e.level, e.message) for e in every if keep_debug or e.level != "DEBUG"]
+    last = every[-1].micros if every else reference_micros(default_time)
+    return kept, last, sum(1 for e in every if e.level == "DEBUG" and not keep_debug)
+
+
+_FILE_LINES = st.lists(
+    (_DATE_LIKE | _SYSLOG_LIKE | _LEVEL_SEARCH | _LINES | st.sampled_from([b"", b"  \t", b"\r", b"  at x.py"]))
+    .flatmap(lambda line: st.sampled_from([line, line + b"\n", line + b"\r\n"])),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(_FILE_LINES, st.lists(st.integers(0, 40), max_size=4), st.booleans(), st.booleans(),
+       st.sampled_from([dt.datetime(2027, 1, 1, 0, 30, tzinfo=UTC), dt.datetime(2026, 11, 20, 12, tzinfo=UTC)]))
+def test_events_read_in_batches_are_the_events_of_parse_lines(lines, cuts, detect_level, keep_debug, default_time):
+    expected = _expected(lines, default_time, detect_level, keep_debug)
+    for kind in _PARSERS:
+        assert _events_in_batches(kind, lines, cuts, default_time, detect_level, keep_debug) == expected, kind
+
+
+def test_a_long_traceback_is_folded_up_to_its_limits_by_either_reader():
+    default_time = dt.datetime(2026, 11, 20, 12, tzinfo=UTC)
+    lines = [b"2026-11-20 10:00:01.123 4242 ERROR nova boom\n"] + [b"  frame %d\n" % i for i in range(600)]
+    lines += [b"2026-11-20 10:00:02 1 INFO x " + b"y" * 300_000 + b"\n", b"  \xff more\n"]
+    expected = _expected(lines, default_time, True, False)
+    assert len(expected[0]) == 102  # 500 lines folded into the first event, the next 100 stand alone
+    assert expected[0][-1][2].endswith(" [... truncated]")
+    for kind in _PARSERS:
+        assert _events_in_batches(kind, lines, [7, 300], default_time, True, False) == expected, kind
+
+
+def test_the_native_reader_is_used_when_built():
+    parser = event_parser(dt.datetime(2026, 11, 20, tzinfo=UTC), True, False)
+    assert isinstance(parser, NativeEventParser or PyEventParser)
+    assert isinstance(event_parser(dt.datetime(2026, 11, 20, tzinfo=UTC), True, False, native=False), PyEventParser)

@@ -242,10 +242,10 @@ def test_a_build_that_breaks_the_writer_is_an_error_and_the_batch_goes_on_withou
     from elastic_recheck.search.embedded import EmbeddedWriter
 
     class BreaksOnBoom(EmbeddedWriter):
-        def add_analysed_line(self, cid, micros, message, tokens):
-            if "boom" in message:
+        def add_analysed_lines(self, cids, micros, messages, tokens):
+            if any("boom" in message for message in messages):
                 raise RuntimeError("a bug met by this build")
-            super().add_analysed_line(cid, micros, message, tokens)
+            super().add_analysed_lines(cids, micros, messages, tokens)
 
     class Backend(EmbeddedBackend):
         def writer(self):
@@ -266,3 +266,65 @@ def test_a_build_that_breaks_the_writer_is_an_error_and_the_batch_goes_on_withou
     assert "a bug met by this build" in outcomes["b" * 32]
     assert backend.count('build_uuid:"' + "b" * 32 + '"') == 0  # nothing of it committed
     assert backend.count('build_uuid:"' + "a" * 32 + '"') > 0 and store.build("c" * 32).bugs == ("100001",)
+
+
+def test_a_builds_result_is_out_before_the_writer_waits_for_merges(tmp_path, queries):
+    """Closing the writer waits for the merges its commit started: the build's
+    result (and so its comment) must not wait for them too."""
+    from elastic_recheck.search.embedded import EmbeddedWriter
+
+    order = []
+
+    class Recording(EmbeddedWriter):
+        def commit(self):
+            super().commit()
+            order.append("committed")
+
+        def close(self):
+            order.append("closing")
+            super().close()
+
+    class Backend(EmbeddedBackend):
+        def writer(self):
+            return Recording(self, self._held)
+
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline = IndexPipeline(Backend(tmp_path / "index"), tmp_path / "results.sqlite3",
+                             lambda: fingerprints_of(queries),
+                             done=lambda item: order.append(f"done {store.build(item.uuid).bugs}"))
+    pipeline.submit(LogsReady(metadata("a" * 32), str(write_build(tmp_path / "logs", "a", ["x"], [TIMEOUT]))))
+    pipeline.drain(store)
+    assert order == ["committed", "done ('100001',)", "closing"]
+
+
+def test_the_writer_keeps_the_index_while_builds_keep_coming_and_lets_go_when_none_are_queued(tmp_path, queries):
+    """Closing tantivy's writers waits for their merges: between batches of a
+    backlog they stay open; with nothing queued, an operator's ingest gets its turn."""
+    held, sessions = [], []
+
+    class Backend(EmbeddedBackend):
+        def writer(self):
+            held.append(self._held is not None)
+            return super().writer()
+
+        def ingest_session(self):
+            sessions.append(len(held))
+            return super().ingest_session()
+
+    done = []
+    pipeline = IndexPipeline(Backend(tmp_path / "index"), tmp_path / "results.sqlite3",
+                             lambda: fingerprints_of(queries), done=done.append, batch_lines=1)
+    for name in "abc":
+        pipeline.submit(LogsReady(metadata(name * 32), str(write_build(tmp_path / "logs", name, ["x"], [TIMEOUT]))))
+    pipeline.start()
+    try:
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        while len(done) < 3 and dt.datetime.now() < deadline:
+            threading.Event().wait(0.05)
+        assert [item.error for item in done] == [None, None, None]
+        assert held == [True, True, True] and sessions == [0]  # three batches, the writers opened once
+        other = EmbeddedBackend(tmp_path / "index", writer_wait=5.0).writer()  # let go: another writer gets in
+        other.rollback()
+        other.close()
+    finally:
+        pipeline.stop()

@@ -762,3 +762,18 @@ def test_a_builds_failed_tests_come_from_its_subunit_stream(tmp_path):
     stored = ResultStore(tmp_path / "data" / "results.sqlite3").build(TEMPEST)
     assert stored.failed_tests == (failed,)
     assert "3000001" in proc.stdout and "3000002" not in proc.stdout
+
+
+def test_events_waiting_on_logs_are_put_off_together_and_woken_by_an_indexed_build(tmp_path):
+    import datetime as dt
+
+    from elastic_recheck.state import StateDB
+
+    state = StateDB(tmp_path / "state.sqlite3")
+    created = dt.datetime.now(dt.timezone.utc)
+    first, second, third = (state.add_event(f"event-{n}", {"n": n}, created) for n in range(3))
+    state.retry_many([(first, 60.0), (second, 120.0)])
+    due = state.due_events()
+    assert [event.id for event in due] == [third]
+    state.wake_events()
+    assert [(event.id, event.attempts) for event in state.due_events()] == [(first, 1), (second, 1), (third, 0)]

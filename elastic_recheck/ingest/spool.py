@@ -19,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..builds import Build
 from ..config import IngestSettings
@@ -351,15 +351,11 @@ def _write_lines(stream: LogStream, handle: Any) -> None:
     ``max_line_bytes`` (a longer one ends with its truncation marker), and at
     a cut, a last line that says why the rest is missing."""
     write = handle.write
-    for line in _ended(stream.lines()):
-        write(line)
+    for batch in stream.line_batches():  # a block at a time: no Python call per line
+        batch.append(b"")
+        write(b"\n".join(batch))
     if stream.cut is not None:
         write(cut_marker(stream.cut).encode() + b"\n")
-
-
-def _ended(lines: Iterator[bytes]) -> Iterator[bytes]:
-    for line in lines:
-        yield line if line.endswith(b"\n") else line + b"\n"
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -19,7 +19,9 @@ import tantivy
 from tantivy import Occur, Order, Query
 
 from .. import lucene
-from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text
+from ..analysis import (
+    ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text, index_texts,
+)
 from ..errors import BackendError, IndexBusy, RecheckError
 from ..private_paths import private_dir
 from . import schema as sch
@@ -27,6 +29,11 @@ from . import (
     ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch, epoch_micros, from_epoch_micros,
 )
 from .translate import Plan, QueryPlanner, Translator, prepare
+
+try:
+    from .._tokens import add_line_docs as _native_line_docs
+except ImportError:  # an older build of the extension: the same documents, built in Python
+    _native_line_docs = None
 
 UTC = dt.timezone.utc
 _FIELDS_FILE = "er-fields.json"
@@ -529,6 +536,27 @@ class EmbeddedWriter(WriterBatch):
         except ValueError as exc:
             raise RecheckError(f"document rejected by the index: {exc}") from None
         self.added += 1
+
+    def add_lines(self, cids: list[int], micros: list[int], messages: list[str]) -> None:
+        """Many lines, each of its context: :meth:`add_line` in one call."""
+        self.add_analysed_lines(cids, micros, messages, index_texts(messages))
+
+    def add_analysed_lines(self, cids: list[int], micros: list[int], messages: list[str], tokens: list[str]) -> None:
+        """:meth:`add_analysed_line` for many lines; the documents are built
+        and handed to tantivy in C when the extension has it."""
+        try:
+            if _native_line_docs is not None:
+                _native_line_docs(self._lines.add_json, cids, micros, messages, tokens, self._line_json)
+            else:
+                add = self._lines.add_json
+                for cid, when, message, terms in zip(cids, micros, messages, tokens):
+                    add(self._line_json(cid, when, message, terms))
+        except ValueError as exc:
+            raise RecheckError(f"document rejected by the index: {exc}") from None
+        self.added += len(cids)
+
+    def _line_json(self, cid: int, micros: int, message: str, tokens: str) -> str:
+        return sch.line_json(self._prefixes[cid], micros, message, tokens)
 
     def add(self, doc: dict[str, Any], timestamp: dt.datetime) -> None:
         """A document the index cannot take (text no UTF-8 encoder takes,
