@@ -405,3 +405,29 @@ def test_a_fingerprint_added_while_no_build_comes_is_run_over_the_stored_builds(
     finally:
         pipeline.stop()
         store.close()
+
+
+def test_stores_opened_at_the_same_moment_by_many_threads_all_open(tmp_path):
+    """The daemon's writer, its loop and a dashboard run open the stored
+    results at once, the first time too (switching a new file to WAL answers
+    "locked" without waiting); none may fail."""
+    errors: list[BaseException] = []
+    for round_ in range(30):
+        path = tmp_path / f"results-{round_}.sqlite3"
+        start = threading.Barrier(4)
+
+        def open_one() -> None:
+            start.wait()
+            try:
+                store = ResultStore(path)
+                store.build("x" * 32)
+                store.close()
+            except BaseException as exc:  # noqa: BLE001 - the assertion below names it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
