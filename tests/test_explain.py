@@ -281,6 +281,16 @@ def test_suggest_on_the_command_line_prints_one_json_object_per_cluster(history)
     assert "ready: message:" in text.output and "query: >-" in text.output
 
 
+def test_suggest_over_all_time_with_days_0_finds_the_same_clusters(history):
+    runner = CliRunner()
+    base = ["--data-dir", str(history.data), "suggest", "--queries", str(history.queries), "--json"]
+    recent = runner.invoke(cli, [*base, "--days", "2"])
+    all_time = runner.invoke(cli, [*base, "--days", "0"])
+    assert all_time.exit_code == 0, all_time.output
+    assert [json.loads(line)["builds"] for line in all_time.output.splitlines()] == \
+        [json.loads(line)["builds"] for line in recent.output.splitlines()]
+
+
 def test_the_dashboard_shows_clusters_with_their_fingerprints_and_each_failure_s_new_lines(history, tmp_path):
     out = tmp_path / "site"
     shown = CliRunner().invoke(cli, ["--data-dir", str(history.data), "dashboard", "--queries", str(history.queries),
