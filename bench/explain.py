@@ -48,7 +48,6 @@ Run: .venv/bin/python bench/explain.py [--work /work/bench-cache/explain-bench] 
 from __future__ import annotations
 
 import argparse
-import bisect
 import gzip
 import itertools
 import json
@@ -62,7 +61,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -813,10 +812,6 @@ def build_cache(work: Path, count: int, lines: int, big: list[tuple[int, str, st
 
 def files_of(build_dir: str) -> list[str]:
     return sorted(str(p) for p in Path(build_dir).rglob("*") if p.is_file() and p.name != "build.json")
-
-
-def _markers(bug: Bug) -> tuple[str, ...]:
-    return bug.markers
 
 
 def shell_pipeline(work: Path, failed: dict, passing: list[dict], mask: str) -> tuple[Run, int, int, bool]:

@@ -103,7 +103,7 @@ def line_body(message: str) -> str:
 
 def template_text(message: str) -> str:
     """The template of a line as text: what is compared across builds, at
-    the speed of one tokenizer call and one regex pass."""
+    the speed of one tokenizer call and a few regex passes."""
     text = _VARIABLE.sub(MASK, index_text(line_body(message)))
     text = _MASKED_RUN.sub(MASK, _TMP_NAME.sub(MASK, _ID_GROUP.sub(MASK, text)))
     if text.count(" ") >= MAX_TEMPLATE_TOKENS:
