@@ -977,7 +977,8 @@ def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_buil
     collected, _ = gather(settings, backend, queries_dir or settings.watch.queries)  # stored results brought up to date
     for bug, error in collected.errors.items():
         click.echo(f"warning: fingerprint {bug} could not run: {error}", err=True)
-    window = TimeWindow(start=collected.start)
+    # --days 0 is all time: the dashboard's window would start now and hold nothing.
+    window = TimeWindow(start=collected.start) if settings.dashboard.days else ALL_TIME
     store = _stored_results(settings)
     try:
         found = suggest_all(backend, store, window, settings.explain, max_builds)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .analysis import index_text
 
 MASK = "<*>"
-TEMPLATE_VERSION = 3  # bump when template_of changes: stored template sets are then recomputed
+TEMPLATE_VERSION = 4  # bump when template_of changes: stored template sets are then recomputed
 MAX_TEMPLATE_TOKENS = 64  # of a line; a longer line's tail makes it no more recognisable
 # Zuul's console log prefixes each line with its time and the node it ran
 # on ("2026-12-01 13:31:13.859739 | controller | ..."); the node's name is
@@ -46,6 +46,14 @@ _OSLO_PREFIX = re.compile(
 # a whole line.
 _VARIABLE = re.compile(r"(?<![^ ])(?:[^ ]*[0-9][^ ]*|[0-9a-f]{12,}|[^ ]*[b-df-hj-np-tv-z_]{12,}[^ ]*|[^ _.]{32,})(?![^ ])")
 _MASKED_RUN = re.compile(r"<\*>(?: <\*>)+")
+# The tokenizer splits a UUID into its groups and a group is masked for its
+# digit; one group in 40 has none ("3099fdf5-abcd-254a-...") and would give
+# its line a template of its own: a short hex token between two masked ones
+# is taken as part of the same id.
+_ID_GROUP = re.compile(r"(?<=<\*> )[0-9a-f]{1,12}(?= <\*>)")
+# Python's temporary names (tempfile: "tmp" and eight of [a-z0-9_]) have no
+# digit one time in twelve.
+_TMP_NAME = re.compile(r"(?<![^ ])tmp[a-z0-9_]{8}(?![^ ])")
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,9 @@ def line_body(message: str) -> str:
 
 def template_text(message: str) -> str:
     """The template of a line as text: what is compared across builds, at
-    the speed of one tokenizer call and one regex pass."""
-    text = _MASKED_RUN.sub(MASK, _VARIABLE.sub(MASK, index_text(line_body(message))))
+    the speed of one tokenizer call and a few regex passes."""
+    text = _VARIABLE.sub(MASK, index_text(line_body(message)))
+    text = _MASKED_RUN.sub(MASK, _TMP_NAME.sub(MASK, _ID_GROUP.sub(MASK, text)))
     if text.count(" ") >= MAX_TEMPLATE_TOKENS:
         text = " ".join(text.split(" ", MAX_TEMPLATE_TOKENS)[:MAX_TEMPLATE_TOKENS])
     return text

@@ -116,6 +116,15 @@ def test_a_template_masks_what_changes_from_run_to_run_and_keeps_the_words():
     assert template_of("Volume failed").key != template_of("Volume detached").key
 
 
+def test_an_id_or_a_temporary_name_without_a_digit_is_masked_all_the_same():
+    with_digit = template_of("Port 3099fdf5-ab99-254a-e901-e35cd47d380d is down on tap3099fdf5-ab")
+    assert template_of("Port 3099fdf5-abcd-254a-e901-e35cd47d380d is down on tap3099fdf5-ab") == with_digit
+    assert with_digit.text == "port <*> is down on <*> ab"  # a name's tail after the id: kept (not between two masks)
+    assert template_of("Creating /opt/stack/data/tmp/tmpkqjzxabc for the cache") == \
+        template_of("Creating /opt/stack/data/tmp/tmp0i87bau8 for the cache")
+    assert template_of("added 3 volumes to a tmp dir").text == "added <*> volumes to a tmp dir"
+
+
 def test_the_console_prefix_is_no_part_of_a_line():
     assert line_body("2026-12-01 13:31:13.859739 | controller | SSHTimeout: timed out") == "SSHTimeout: timed out"
     assert line_body("2026-12-01 13:31:13.859739 | Build FAILURE") == "Build FAILURE"
@@ -282,6 +291,16 @@ def test_suggest_on_the_command_line_prints_one_json_object_per_cluster(history)
     assert text.exit_code == 0
     assert text.output.startswith("6 unexplained failed voting builds in the window; read 6")
     assert "ready: message:" in text.output and "query: >-" in text.output
+
+
+def test_suggest_over_all_time_with_days_0_finds_the_same_clusters(history):
+    runner = CliRunner()
+    base = ["--data-dir", str(history.data), "suggest", "--queries", str(history.queries), "--json"]
+    recent = runner.invoke(cli, [*base, "--days", "2"])
+    all_time = runner.invoke(cli, [*base, "--days", "0"])
+    assert all_time.exit_code == 0, all_time.output
+    assert [json.loads(line)["builds"] for line in all_time.output.splitlines()] == \
+        [json.loads(line)["builds"] for line in recent.output.splitlines()]
 
 
 def test_the_dashboard_shows_clusters_with_their_fingerprints_and_each_failure_s_new_lines(history, tmp_path):
