@@ -30,11 +30,17 @@ import functools
 
 import tantivy
 
-from ._tokens import ascii_index_text
+try:
+    from ._tokens import ascii_index_text
+except ImportError:  # not built: every text goes through tantivy's regex analyzer, the same terms
+    from .native import without
+
+    ascii_index_text = None
+    without("elastic_recheck._tokens", "tokenizing log lines")
 
 try:
     from ._tokens import index_texts as _native_index_texts
-except ImportError:  # an older build of the extension
+except ImportError:  # not built, or an older build of the extension
     _native_index_texts = None
 
 ANALYZER_NAME = "er_standard"
@@ -109,7 +115,7 @@ def index_text(text: str) -> str:
     TOKEN_PATTERN restricted to ASCII (the only ASCII connector is ``_``,
     MidLetter/MidNumLet are ``:.'`` and MidNum/MidNumLet ``,;.'``) as a C scanner,
     ~20x faster than Python's re; the tests hold it to :func:`analyze`."""
-    if text.isascii():
+    if ascii_index_text is not None and text.isascii():
         return ascii_index_text(text)
     return " ".join(_shared_analyzer().analyze(text))
 

@@ -44,7 +44,10 @@ try:
     from ._percolate import Build as NativeBuild
     from ._percolate import Matcher as NativeMatcher
 except ImportError:  # the extension is not built: the same algorithm in Python
+    from .native import without
+
     NativeBuild = NativeMatcher = None
+    without("elastic_recheck._percolate", "matching fingerprints as lines are indexed")
 
 from .percolate_engine import Build as PythonBuild
 from .percolate_engine import Matcher as PythonMatcher

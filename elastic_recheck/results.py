@@ -332,6 +332,10 @@ class ResultStore:
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM builds").fetchone()[0]
 
+    def oldest(self) -> int | None:
+        """The newest line (micros) of the oldest stored build: where "all time" begins."""
+        return self.db.execute("SELECT MIN(newest) FROM builds").fetchone()[0]
+
     def _matches(self, uuids: Sequence[str]) -> dict[str, tuple[Match, ...]]:
         out: dict[str, list[Match]] = {}
         for offset in range(0, len(uuids), 500):

@@ -1,7 +1,7 @@
 """How ingest reads the head of a log line: timestamp and level.
 
 The native reader (elastic_recheck/_logline.c) must agree with the regular
-expressions in tests/logline_reference.py on every line; the examples first
+expressions in elastic_recheck/ingest/line_head.py (what runs where the extension is not built) on every line; the examples first
 say what those expressions mean."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from elastic_recheck._logline import line_head
 from elastic_recheck.ingest.logparse import parse_lines
 
-from . import logline_reference as reference
+from elastic_recheck.ingest import line_head as reference
 
 UTC = dt.timezone.utc
 

@@ -171,7 +171,9 @@ def collect(
     A fingerprint whose query fails, whatever the exception, is an error on
     its own row. ``refused``: fingerprints the engine refused at load, with
     why (not run). Without ``store``, an in-memory one serves this run."""
-    window = TimeWindow(start=now - dt.timedelta(days=days), end=now)
+    # 0 days is all time: the window has no start, and the pages' span begins
+    # at the oldest stored build.
+    window = TimeWindow(start=now - dt.timedelta(days=days) if days > 0 else None, end=now)
     refused = refused or {}
     errors: dict[str, str] = {fp.bug: refused[fp] for fp in fingerprints if fp in refused}
     for bug, why in errors.items():
@@ -190,11 +192,12 @@ def collect(
             before = TimeWindow(start=window.start - dt.timedelta(days=days), end=window.start)
             previous = _frame(_stored_tables(store, fingerprints, before, errors, failed_only=True)[0], HIT_COLUMNS)
         spans = {bug: (last_hit(first), last_hit(last)) for bug, (first, last) in store.bug_spans().items()}
+        start = window.start or last_hit(store.oldest()) or now
     finally:
         if own:
             store.close()
     return Collected(
-        start=window.start or now, now=now, fingerprints=list(fingerprints),
+        start=start, now=now, fingerprints=list(fingerprints),
         hits=_frame(records, HIT_COLUMNS), failures=_frame(failed, BUILD_COLUMNS), errors=errors,
         previous=previous, spans=spans,  # type: ignore[arg-type]
     )

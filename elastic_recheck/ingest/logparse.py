@@ -15,12 +15,19 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
-from .._logline import line_head
 from ..search import epoch_micros
 
 try:
+    from .._logline import line_head
+except ImportError:  # not built: the same reading in Python
+    from ..native import without
+    from .line_head import line_head
+
+    without("elastic_recheck._logline", "reading log lines' times and levels")
+
+try:
     from .._logline import EventParser as NativeEventParser
-except ImportError:  # built without it (an older build of the extension): the Python reading below
+except ImportError:  # not built, or an older build of the extension: the Python reading below
     NativeEventParser = None
 
 MAX_LINE_BYTES = 64 * 1024

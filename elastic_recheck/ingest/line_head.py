@@ -1,5 +1,7 @@
-"""The Python reading of a log line's head that ``elastic_recheck/_logline.c``
-replaces: the specification the native code is property-tested against.
+"""A log line's head (its time and level) read in Python: what
+``elastic_recheck/_logline.c`` does faster, the specification the native
+code is property-tested against, and what ingest runs where the extension
+is not built.
 
 One change from the regexes ingest used before: an offset of a day or more
 (``+9900``) makes no timestamp instead of an uncaught ValueError.
