@@ -30,13 +30,12 @@ import functools
 
 import tantivy
 
+from .native import without
+
 try:
     from ._tokens import ascii_index_text
 except ImportError:  # not built: every text goes through tantivy's regex analyzer, the same terms
-    from .native import without
-
     ascii_index_text = None
-    without("elastic_recheck._tokens", "tokenizing log lines")
 
 try:
     from ._tokens import index_texts as _native_index_texts
@@ -115,8 +114,10 @@ def index_text(text: str) -> str:
     TOKEN_PATTERN restricted to ASCII (the only ASCII connector is ``_``,
     MidLetter/MidNumLet are ``:.'`` and MidNum/MidNumLet ``,;.'``) as a C scanner,
     ~20x faster than Python's re; the tests hold it to :func:`analyze`."""
-    if ascii_index_text is not None and text.isascii():
-        return ascii_index_text(text)
+    if text.isascii():
+        if ascii_index_text is not None:
+            return ascii_index_text(text)
+        without("elastic_recheck._tokens", "tokenizing log lines")
     return " ".join(_shared_analyzer().analyze(text))
 
 

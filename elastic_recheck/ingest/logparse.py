@@ -17,13 +17,16 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..search import epoch_micros
 
+from ..native import without
+
 try:
     from .._logline import line_head
-except ImportError:  # not built: the same reading in Python
-    from ..native import without
+
+    NATIVE_HEAD = True
+except ImportError:  # not built: the same reading in Python (said on first use)
     from .line_head import line_head
 
-    without("elastic_recheck._logline", "reading log lines' times and levels")
+    NATIVE_HEAD = False
 
 try:
     from .._logline import EventParser as NativeEventParser
@@ -60,6 +63,8 @@ def parse_lines(
     """Events of one log file. Bytes in, so undecodable input never stops it.
     A line longer than ``max_line_bytes`` is cut with a marker (None: the
     lines come cut already, as ``streams.bounded_lines`` gives them)."""
+    if not NATIVE_HEAD:
+        without("elastic_recheck._logline", "reading log lines' times and levels")
     current: LogEvent | None = None
     folded: list[str] = []
     last_time = epoch_micros(default_time)
@@ -112,6 +117,8 @@ class PyEventParser:
     ``ingest.max_line_bytes`` already (``streams.bounded_line_batches``)."""
 
     def __init__(self, start_micros: int, year: int, detect_level: bool, keep_debug: bool) -> None:
+        if not NATIVE_HEAD:
+            without("elastic_recheck._logline", "reading log lines' times and levels")
         self.year = year
         self.detect_level = detect_level
         self.keep_debug = keep_debug
