@@ -15,7 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import elastic_recheck
+
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = Path(elastic_recheck.__file__).resolve().parent  # the checkout, or where tox installed it
 NATIVE = ("_tokens", "_logline", "_percolate")
 SCRIPT = """
 import json, sys
@@ -56,10 +59,10 @@ def _run(package_root: Path, data: Path) -> tuple[dict, str]:
 
 def test_without_the_c_extensions_the_same_answers_and_one_warning_each(tmp_path):
     plain = tmp_path / "plain"
-    shutil.copytree(ROOT / "elastic_recheck", plain / "elastic_recheck",
+    shutil.copytree(PACKAGE, plain / "elastic_recheck",
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "*.c"))
     native = tmp_path / "native"
-    shutil.copytree(ROOT / "elastic_recheck", native / "elastic_recheck", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACKAGE, native / "elastic_recheck", ignore=shutil.ignore_patterns("__pycache__"))
     assert list((native / "elastic_recheck").glob("_tokens*.so")), "the native copy has its extensions"
     with_c, quiet = _run(native, tmp_path / "data-native")
     without_c, said = _run(plain, tmp_path / "data-plain")
