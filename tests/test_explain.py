@@ -383,3 +383,98 @@ def test_with_no_fingerprint_yet_the_lines_every_failure_prints_group_nothing(tm
                           failed_hits=0, success_hits=0, cluster_hits=11, cluster_size=11)
     assert why_not_ready(everything) == ("matches 11 of all 11 failed builds: a line most failures print, "
                                          "not one bug")
+
+
+# -- evaluation over a labelled corpus ------------------------------------------
+
+MODES = {  # failure mode -> (file, lines as the logs show them, with ids varying per build)
+    "ssh": ("job-output.txt", ["tempest.lib.exceptions.SSHTimeout: Connection to the 10.1.{n}.7 via SSH timed out."]),
+    "volume": ("cpu", ["Volume {n}d5e-77a1 failed to attach to instance 9c{n}f: device busy"]),
+    "mirror": ("job-output.txt", ["E: Failed to fetch http://mirror{n}.example.org/ubuntu/pool/main/p/pkg_{n}.deb "
+                                  "Hash Sum mismatch"]),
+    "rabbit": ("cpu", ["AMQP server on 10.0.0.{n}:5672 is unreachable: [Errno 111] ECONNREFUSED. Trying again in "
+                       "{n} seconds."]),
+    "disk": ("job-output.txt", ["OSError: [Errno 28] No space left on device: '/opt/stack/data/{n}'"]),
+    "oom": ("cpu", ["Out of memory: Killed process {n} (qemu-system-x86) total-vm:{n}kB"]),
+    "neutron": ("cpu", ["Port {n}b2-cc binding failed for host compute-{n}: no agent alive on the host"]),
+    "placement": ("cpu", ["Placement API returned 409 for resource provider 7f{n}: generation conflict, "
+                          "giving up after {n} retries"]),
+    "import": ("job-output.txt", ["ImportError: cannot import name 'quota_{n}' from partially initialized module "
+                                  "'nova.quota' (most likely due to a circular import)\n  File \"/opt/stack/nova/"
+                                  "nova/quota.py\", line {n}, in <module>"]),
+    "known-timeout": ("cpu", [KNOWN]),
+    "known-mirror2": ("job-output.txt", ["W: Some index files failed to download {n}"]),
+    "known-db": ("cpu", ["DBConnectionError: (pymysql.err.OperationalError) (2013, 'Lost connection {n}')"]),
+}
+NOISE = ["WARNING oslo_messaging heartbeat missed, reconnecting after {n} ms",
+         "DeprecationWarning: the option auth_strategy is deprecated, use keystone_{n}",
+         "Cleaning up orphaned instance directory /opt/stack/data/nova/instances/{n}"]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory):
+    """Four jobs; passing builds with noise some of them print; twelve
+    failure modes (three with a fingerprint), each failing builds of several
+    jobs and changes, two builds failing of two modes at once; every failure
+    ends with the same boilerplate."""
+    import random
+
+    root = tmp_path_factory.mktemp("labelled")
+    corpus = History.__new__(History)
+    corpus.root, corpus.queries, corpus.items, corpus.n = root, root / "queries", [], 0
+    corpus.queries.mkdir()
+    (corpus.queries / "1.yaml").write_text('query: message:"Timed out waiting for a reply to message ID"\n')
+    (corpus.queries / "2.yaml").write_text('query: message:"Some index files failed to download"\n')
+    (corpus.queries / "3.yaml").write_text('query: message:"Lost connection"\n')
+    rng = random.Random(1234)
+    jobs = ["tempest-full", "grenade", "nova-next", "tempest-slow"]
+    for i in range(16):
+        noise = [line for line in NOISE if rng.random() < 0.4]
+        corpus.add("SUCCESS", jobs[i % 4], change=f"7{i:05d}", console=noise, cpu=[])
+    labels: dict[str, set[str]] = {}
+    change = 800000
+    plan = [[mode] for mode in MODES for _ in range(3)] + [["ssh", "oom"], ["mirror", "rabbit"]]
+    for i, modes in enumerate(plan):
+        console, cpu = [line for line in NOISE if rng.random() < 0.3], []
+        for mode in modes:
+            where, lines = MODES[mode]
+            (cpu if where == "cpu" else console).extend(lines)
+        change += 1
+        uuid = corpus.add("FAILURE", jobs[rng.randrange(4)], change=str(change), console=console, cpu=cpu)
+        labels[uuid] = set(modes)
+    corpus.data = root / "data"
+    corpus.backend = EmbeddedBackend(corpus.data / "index")
+    good, bad = load_fingerprints(corpus.queries)
+    assert not bad
+    index_builds(corpus.backend, corpus.data / "results.sqlite3", good, corpus.items)
+    return corpus, labels
+
+
+def test_on_a_labelled_corpus_clusters_are_pure_whole_and_ready(labelled):
+    corpus, labels = labelled
+    found = suggest_all(corpus.backend, corpus.store(), TimeWindow.last_days(3))
+    unknown = {mode for mode in MODES if not mode.startswith("known")}
+    explained = {u for u, modes in labels.items() if modes <= {m for m in MODES if m.startswith("known")}}
+    assert {b.uuid for b in unexplained_failures(corpus.store(), TimeWindow.last_days(3))} == set(labels) - explained
+    groups = [(cluster, suggestion) for cluster, suggestion in found.suggestions if len(cluster.builds) > 1]
+    # Purity: the builds of a group share its most common failure mode.
+    pure = []
+    for cluster, _ in groups:
+        modes = [labels[b.uuid] for b in cluster.builds]
+        best = max(unknown, key=lambda m: sum(m in ms for ms in modes))
+        pure.append(sum(best in ms for ms in modes) / len(modes))
+    assert min(pure) >= 0.9, pure
+    # Recall: each unknown mode's builds are found together in one group.
+    recall = {}
+    ready = set()
+    for mode in unknown:
+        members = {u for u, ms in labels.items() if mode in ms}
+        best = max(groups, key=lambda g: len(members & {b.uuid for b in g[0].builds}))
+        recall[mode] = len(members & {b.uuid for b in best[0].builds}) / len(members)
+        if best[1] is not None and best[1].ready:
+            ready.add(mode)
+    assert len(groups) >= len(unknown) and len(recall) == 9
+    assert sum(recall.values()) / len(recall) >= 0.9, recall
+    assert len(ready) >= 0.8 * len(unknown), (ready, recall)
+    # No suggestion offered as ready matches a passing build.
+    assert all(s.backtest.success_hits == 0 for _, s in groups if s is not None and s.ready)
