@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from elastic_recheck.fingerprints import load_fingerprints
 from elastic_recheck.ingest import ingest_build
@@ -42,7 +43,8 @@ from .irc_server import IRCServer, Listener
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ZUUL = "https://zuul.example.org/t/main/build/"
-EVENTS = 10_000
+EVENTS = 10_000  # the full drill (marked full_drill: .ci/run runs it after the suite)
+QUICK_EVENTS = 2_500  # the same faults at a quarter of the scale, in every run of the suite
 FAILURE_SHARE = 5  # one event in five is a failure report
 GATE_EVERY = 100  # one failure report in a hundred is in the gate pipeline (announced on IRC)
 CHANNEL = "#drill"
@@ -59,13 +61,13 @@ def _demo_builds(directory: Path) -> list[dict]:
             for build in sorted((directory / "builds").iterdir())]
 
 
-def _stream(builds: list[dict], seed: int = 7) -> list[tuple[str, dict]]:
-    """10,000 events: ("failure", event) for failure reports, ("noise", event) for the rest."""
+def _stream(builds: list[dict], events: int, seed: int = 7) -> list[tuple[str, dict]]:
+    """``events`` events: ("failure", event) for failure reports, ("noise", event) for the rest."""
     rng = random.Random(seed)
     failed = [b for b in builds if b["result"] == "FAILURE"]
     out: list[tuple[str, dict]] = []
     failures = 0
-    for n in range(EVENTS):
+    for n in range(events):
         change = 900_000 + n
         base = {"change": {"number": str(change), "project": "openstack/nova", "branch": "master",
                            "url": f"https://review.example.org/{change}"},
@@ -153,7 +155,14 @@ def _wait(what: str, condition, timeout: float = 180) -> None:
         time.sleep(0.2)
 
 
-def test_fault_drill(tmp_path, capsys):
+@pytest.mark.parametrize("events", [
+    QUICK_EVENTS, pytest.param(EVENTS, marks=pytest.mark.full_drill)], ids=["quick", "full"])
+def test_fault_drill(tmp_path, capsys, events):
+    """Every fault at once, in this order, over a flood of events: SSH
+    connections dropped after 15% of them, the IRC server restarted after
+    30%, the index gone from 30% to 60%, the daemon SIGKILLed with work
+    queued; nothing lost, nothing doubled."""
+    first, second, third = events * 15 // 100, events * 30 // 100, events * 60 // 100
     started = time.monotonic()
     data_dir = tmp_path / "data"
     builds = _demo_builds(tmp_path / "demo")
@@ -175,7 +184,7 @@ def test_fault_drill(tmp_path, capsys):
                 "pipelines": ["gate"], "rate": 50, "burst": 20},
     }))
     listener = Listener(irc.port, "drill-watcher", [CHANNEL])
-    stream = _stream(builds)
+    stream = _stream(builds, events)
     failures = [event for kind, event in stream if kind == "failure"]
     daemon = Daemon(data_dir, config, tmp_path / "watch.log")
     faults: list[str] = []
@@ -191,26 +200,26 @@ def test_fault_drill(tmp_path, capsys):
         def failures_in(end: int) -> int:
             return sum(1 for kind, _ in stream[:end] if kind == "failure")
 
-        # 1. the first 3,000 events, with every SSH connection dropped half way
-        push(0, 1500)
-        _wait("the first 1,500 events to be read",  # what is in flight when a connection drops is gone
-              lambda: _count(data_dir, "SELECT COUNT(*) FROM events") >= failures_in(1500))
+        # 1. the first 30% of the events, with every SSH connection dropped half way
+        push(0, first)
+        _wait(f"the first {first:,} events to be read",  # what is in flight when a connection drops is gone
+              lambda: _count(data_dir, "SELECT COUNT(*) FROM events") >= failures_in(first))
         gerrit.drop_all()
-        faults.append("SSH: every connection (event stream and reviews) dropped after 1,500 events")
+        faults.append(f"SSH: every connection (event stream and reviews) dropped after {first:,} events")
         gerrit.wait_for_stream()
-        push(1500, 3000)
+        push(first, second)
         # 2. the IRC server restarts
         irc.restart()
-        faults.append("IRC: server restarted after 3,000 events")
+        faults.append(f"IRC: server restarted after {second:,} events")
         heard = listener.texts(CHANNEL)
         listener.close()  # the watcher reconnects too, and counts on from what it heard
         listener = Listener(irc.port, "drill-watcher", [CHANNEL])
-        # 3. the search index goes away; 3,000 more events arrive meanwhile
+        # 3. the search index goes away; 30% more of the events arrive meanwhile
         (data_dir / "index").rename(data_dir / "index-away")
-        faults.append("search backend: index unavailable for events 3,000-6,000")
-        push(3000, 6000)
+        faults.append(f"search backend: index unavailable for events {second:,}-{third:,}")
+        push(second, third)
         _wait("every failure report so far to be persisted",
-              lambda: _count(data_dir, "SELECT COUNT(*) FROM events") >= failures_in(6000))
+              lambda: _count(data_dir, "SELECT COUNT(*) FROM events") >= failures_in(third))
         waiting = _count(data_dir, "SELECT COUNT(*) FROM events WHERE status = 'pending'")
         # 4. SIGKILL with work queued, index back, restart
         daemon.kill()
@@ -219,7 +228,7 @@ def test_fault_drill(tmp_path, capsys):
         daemon.start()
         gerrit.wait_for_stream()
         # 5. the rest of the flood
-        push(6000, EVENTS)
+        push(third, events)
         _wait("every failure report to be finished",
               lambda: _count(data_dir, "SELECT COUNT(*) FROM events WHERE status = 'done'") >= len(failures),
               timeout=300)
@@ -265,7 +274,7 @@ def test_fault_drill(tmp_path, capsys):
     report = "\n".join([
         "fault drill: the real watch daemon, 10,000 Gerrit events",
         *(f"  fault: {fault}" for fault in faults),
-        f"  events in:            {EVENTS:,} ({len(failures):,} failure reports, the rest other events)",
+        f"  events in:            {events:,} ({len(failures):,} failure reports, the rest other events)",
         f"  accepted (persisted): {accepted:,}",
         f"  finished:             {len(finished):,}",
         f"  classified:           {len(classified):,} ({len(to_comment):,} with a known bug)",
