@@ -15,7 +15,7 @@ from . import __version__
 from .config import Settings, load_settings
 from .errors import ConfigError, IngestError, RecheckError
 from .logformat import configure_logging
-from .search import ALL_TIME, SearchBackend, TimeWindow, open_backend, open_existing_backend
+from .search import SearchBackend, TimeWindow, open_backend, open_existing_backend
 
 
 class _Context:
@@ -849,16 +849,13 @@ def dashboard(ctx: _Context, output: str, queries_dir: str | None, every: str | 
 def uncategorized(ctx: _Context, queries_dir: str | None, days: float | None, job_pattern: str | None,
                   as_json: bool) -> None:
     """Failed voting builds no fingerprint explains, by job, newest first."""
-    import dataclasses
     import re
 
     from .dashboard import gather
     from .dashboard.trends import trends
     from .sanitize import strip_controls
 
-    settings = ctx.settings()
-    if days is not None:
-        settings = dataclasses.replace(settings, dashboard=dataclasses.replace(settings.dashboard, days=days))
+    settings = _window_settings(ctx.settings(), days)
     collected, header = gather(settings, ctx.backend(), queries_dir or settings.watch.queries,
                                progress=_fingerprint_progress("fingerprints"))
     for bug, error in collected.errors.items():
@@ -928,7 +925,7 @@ def explain(ctx: _Context, build_uuid: str, days: float | None, top: int, as_jso
     settings = _window_settings(ctx.settings(), days)
     backend = ctx.backend()
     store = ResultStore.open_existing(settings.results_db)
-    window = TimeWindow.last_days(settings.dashboard.days) if settings.dashboard.days else ALL_TIME
+    window = TimeWindow.last_days(settings.dashboard.days)
     limits = ExplainLimits.from_settings(settings.explain, top=top)
     try:
         found = Explainer(backend, store, limits, window).explain(build_uuid)
@@ -970,15 +967,14 @@ def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_buil
     changes they hit, each with a suggested fingerprint and its backtest."""
     from .dashboard import gather
     from .sanitize import strip_controls
-    from .suggest import suggest_all
+    from .suggest import row_json, suggest_all
 
     settings = _window_settings(ctx.settings(), days)
     backend = ctx.backend()
     collected, _ = gather(settings, backend, queries_dir or settings.watch.queries)  # stored results brought up to date
     for bug, error in collected.errors.items():
         click.echo(f"warning: fingerprint {bug} could not run: {error}", err=True)
-    # --days 0 is all time: the dashboard's window would start now and hold nothing.
-    window = TimeWindow(start=collected.start) if settings.dashboard.days else ALL_TIME
+    window = TimeWindow(start=collected.start)  # with --days 0, from the oldest stored build
     store = _stored_results(settings)
     try:
         found = suggest_all(backend, store, window, settings.explain, max_builds)
@@ -989,9 +985,7 @@ def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_buil
         click.echo(f"warning: {error}", err=True)
     if as_json:
         for cluster, suggestion in found.suggestions:
-            click.echo(json.dumps(suggestion.as_json() if suggestion else
-                                  {**cluster.as_json(), "query": None, "ready": False, "yaml": None},
-                                  ensure_ascii=False))
+            click.echo(json.dumps(row_json(cluster, suggestion), ensure_ascii=False))
         return
     click.echo(f"{run.unexplained} unexplained failed voting builds in the window; read {run.examined} "
                f"({run.lines_read:,} lines); {len(run.clusters)} clusters, {found.ready} with a ready fingerprint")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from .errors import RecheckError
 from .explain import BuildInfo, Explainer, Explanation, NewLine
@@ -136,7 +136,7 @@ def cluster_failures(explainer: Explainer, store: ResultStore, window: TimeWindo
                       {e.build.uuid: e for e in explanations})
 
 
-def group(explanations: Sequence[Explanation], generic: set[int] = frozenset(),  # type: ignore[assignment]
+def group(explanations: Sequence[Explanation], generic: Collection[int] = frozenset(),
           templates_per_build: int = TEMPLATES_PER_BUILD) -> list[Cluster]:
     """Greedy cover: the template reaching the most distinct changes among
     the builds not yet grouped makes a cluster of every such build; repeat.

@@ -71,6 +71,14 @@ class Suggestion:
         return out
 
 
+def row_json(cluster: Cluster, suggestion: Suggestion | None) -> dict[str, Any]:
+    """One cluster as ``suggest --json`` and ``data/clusters.json`` give it,
+    with or without a suggestion."""
+    if suggestion is not None:
+        return suggestion.as_json()
+    return {**cluster.as_json(), "query": None, "ready": False, "yaml": None}
+
+
 def is_ready(bt: Backtest) -> bool:
     return not why_not_ready(bt)
 
@@ -105,7 +113,7 @@ def candidate_queries(cluster: Cluster) -> list[str]:
         clauses.append(f"loglevel:{levels.pop()}")
     queries = [" AND ".join(clauses)]
     jobs = cluster.jobs
-    if len(jobs) == 1 and len(cluster.builds) == len([b for b in cluster.builds if b.job]):
+    if len(jobs) == 1 and all(b.job for b in cluster.builds):
         queries.append(f"{queries[0]} AND build_name:{quote(jobs[0])}")
     return queries
 

@@ -97,8 +97,8 @@ class Template:
 def line_body(message: str) -> str:
     """The message without the console log's time-and-node prefix or an
     oslo.log line's time, level, logger and request context."""
-    body = _CONSOLE_PREFIX.sub("", message, count=1)
-    return _OSLO_PREFIX.sub("", body, count=1) if body is message else body
+    body, cut = _CONSOLE_PREFIX.subn("", message, count=1)
+    return body if cut else _OSLO_PREFIX.sub("", message, count=1)
 
 
 def template_text(message: str) -> str:

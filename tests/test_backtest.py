@@ -32,6 +32,7 @@ from elastic_recheck.search import ALL_TIME, TimeWindow
 from elastic_recheck.search.embedded import EmbeddedBackend
 
 from .cluster_server import RecordedCluster, error_body, search_response, shards
+from .test_pipeline import write_build as write_logs
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -60,16 +61,7 @@ def uuid(name: str) -> str:
 
 def write_build(root: Path, name: str) -> Path:
     status, _, age, console, cpu, tests = BUILDS[name]
-    at = NOW - dt.timedelta(days=age)
-    stamp = lambda i: (at + dt.timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S.%f")  # noqa: E731
-    build = root / name
-    (build / "logs").mkdir(parents=True)
-    lines = [f"{stamp(i)} | {text}" for i, text in enumerate(console)]
-    lines += [f"{stamp(100 + i)} | {{0}} {test} [1.0s] ... FAILED" for i, test in enumerate(tests)]
-    (build / "job-output.txt").write_text("\n".join(lines) + "\n")
-    (build / "logs" / "screen-n-cpu.txt").write_text(
-        "".join(f"{stamp(50 + i)} 1234 ERROR nova.compute.manager [req-1] {text}\n" for i, text in enumerate(cpu)))
-    return build
+    return write_logs(root, name, console, cpu, age_hours=age * 24, tests=tests)
 
 
 def metadata(name: str) -> BuildMetadata:

@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from ..config import Settings
 from ..errors import ConfigError
 from ..explain import NewLine
-from ..suggest import SuggestRun
+from ..suggest import SuggestRun, row_json
 from .charts import bar_chart, rate_chart, sparkline
 from .incidents import Alerts
 from .lines import LineFinder, MatchedLine, matched_lines
@@ -267,8 +267,7 @@ def _clusters_json(found: SuggestRun | None) -> dict[str, Any]:
         return {"clusters": None}
     run = found.run
     return {"unexplained": run.unexplained, "examined": run.examined, "lines_read": run.lines_read,
-            "clusters": [s.as_json() if s is not None else {**c.as_json(), "query": None, "ready": False}
-                         for c, s in found.suggestions]}
+            "clusters": [row_json(c, s) for c, s in found.suggestions]}
 
 
 def _json(value: Any) -> bytes:
