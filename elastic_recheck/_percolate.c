@@ -33,7 +33,7 @@
 
 #define MAX_TOKEN_BYTES 65530
 #define EMPTY_KEY UINT64_MAX
-enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT, OP_HAS_TOKEN };
+enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT };
 
 #define FILTER_BITS 65536
 #define FILTER_WORDS (FILTER_BITS / 64)
@@ -301,7 +301,7 @@ static int check_programs(Matcher *m)
             case OP_ATOM: if (arg < 0 || arg >= m->natoms) goto bad; depth++; break;
             case OP_CTX: if (arg < 0 || arg >= m->nleaves) goto bad; depth++; break;
             case OP_TS: if (arg < 0) goto bad; depth++; break;
-            case OP_TRUE: case OP_FALSE: case OP_HAS_TOKEN: depth++; break;
+            case OP_TRUE: case OP_FALSE: depth++; break;
             case OP_NOT: if (depth < 1) goto bad; break;
             case OP_AND: case OP_OR: if (arg < 1 || arg > depth) goto bad; depth -= arg - 1; break;
             default: goto bad;
@@ -585,7 +585,7 @@ static int atom_in_line(Run *r, int32_t atom)
     return r->atom_seen[atom] == r->serial;
 }
 
-static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros, int has_token)
+static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros)
 {
     const Matcher *m = r->m;
     uint8_t *st = r->stack;
@@ -601,7 +601,6 @@ static inline int holds(Run *r, int32_t q, const uint8_t *values, int64_t micros
         case OP_TS: st[sp++] = micros >= r->ts_low[arg] && micros <= r->ts_high[arg]; break;
         case OP_TRUE: st[sp++] = 1; break;
         case OP_FALSE: st[sp++] = 0; break;
-        case OP_HAS_TOKEN: st[sp++] = (uint8_t)has_token; break;
         case OP_NOT: st[sp - 1] ^= 1; break;
         case OP_AND: {
             uint8_t v = 1;
@@ -723,7 +722,6 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
     Tok *seq = r->seq;
     Probe *probes = r->probes;
     Py_ssize_t len = 0, nprobes = 0, pending = -1; /* pending: where a token not ended yet starts */
-    Py_ssize_t too_long = 0;
     uint64_t previous = 0, carry = 1; /* before the line: whitespace */
     for (Py_ssize_t base = 0; base < n + 1; base += 64) {
         uint64_t ws = whitespace(s + base, n - base, base);
@@ -761,10 +759,7 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
             tok->hash = h;
             tok->off = start;
             tok->len = (int32_t)k;
-            if (k > MAX_TOKEN_BYTES) { /* not indexed: equal to no query token */
-                tok->len = -1;
-                too_long++;
-            }
+            if (k > MAX_TOKEN_BYTES) tok->len = -1; /* not indexed: equal to no query token */
             if (terms && bit_set(m->term_filter, h)) {
                 probes[nprobes].key = h;
                 probes[nprobes++].pos = len;
@@ -781,7 +776,6 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
         }
         if (starts) pending = base + __builtin_ctzll(starts); /* a token running into the next block */
     }
-    const int has_token = len > too_long;
     r->text = s;
     r->ntokens = len;
     int32_t npresent = 0;
@@ -804,14 +798,14 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
             int32_t q = m->aq_query[j];
             if (r->query_seen[q] == serial) continue;
             r->query_seen[q] = serial;
-            if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
+            if (holds(r, q, c->values, micros)) record(r, q, micros, message);
         }
     }
     for (int32_t j = 0; j < c->nper_line; j++) {
         int32_t q = c->per_line[j];
         if (r->query_seen[q] == serial) continue;
         r->query_seen[q] = serial;
-        if (holds(r, q, c->values, micros, has_token)) record(r, q, micros, message);
+        if (holds(r, q, c->values, micros)) record(r, q, micros, message);
     }
     r->text = NULL;
     Py_XDECREF(encoded); /* the tokens were read from it until here */

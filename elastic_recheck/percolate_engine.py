@@ -19,7 +19,7 @@ import re
 from typing import Any, Sequence
 
 from .percolate_plan import (
-    MAX_TOKEN_BYTES, OP_AND, OP_ATOM, OP_CTX, OP_FALSE, OP_HAS_TOKEN, OP_NOT, OP_TRUE, OP_TS,
+    OP_AND, OP_ATOM, OP_CTX, OP_FALSE, OP_NOT, OP_TRUE, OP_TS,
 )
 
 # tantivy's whitespace tokenizer splits on ASCII whitespace only.
@@ -88,8 +88,6 @@ class Run:
                 stat[1], stat[2] = micros, message
         m = self.m
         seq = _TOKEN.findall(tokens)
-        has_token = any(len(t) * 4 <= MAX_TOKEN_BYTES or len(t.encode("utf-8", "surrogatepass")) <= MAX_TOKEN_BYTES
-                        for t in seq)  # tantivy does not index a longer token
         present: set[int] = set()
         for position, token in enumerate(seq):
             keys = [(token,), (token, seq[position + 1])] if position + 1 < len(seq) else [(token,)]
@@ -104,7 +102,7 @@ class Run:
         for query in per_line:
             candidates[query] = None
         for query in candidates:
-            if self._holds(query, present, seq, values, micros, has_token):
+            if self._holds(query, present, seq, values, micros):
                 found = self.hits.get(query)
                 if found is None:
                     self.hits[query] = [1, micros, message]
@@ -113,8 +111,7 @@ class Run:
                     if micros >= found[1]:
                         found[1], found[2] = micros, message
 
-    def _holds(self, query: int, present: set[int], seq: list[str], values: bytes, micros: int,
-               has_token: bool) -> bool:
+    def _holds(self, query: int, present: set[int], seq: list[str], values: bytes, micros: int) -> bool:
         stack: list[bool] = []
         code = self.m.code[query]
         for i in range(0, len(code), 2):
@@ -134,8 +131,6 @@ class Run:
                 stack.append(True)
             elif op == OP_FALSE:
                 stack.append(False)
-            elif op == OP_HAS_TOKEN:
-                stack.append(has_token)
             elif op == OP_NOT:
                 stack[-1] = not stack[-1]
             else:  # OP_AND or OP_OR over the last ``arg`` values

@@ -42,7 +42,7 @@ MIN_MICROS = -(2**63)
 MAX_MICROS = 2**63 - 1
 
 # Program operations: (op, argument) pairs in postfix order.
-OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT, OP_HAS_TOKEN = range(9)
+OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT = range(8)
 
 
 class NotNative(Exception):
@@ -73,11 +73,6 @@ class Const:
 
 
 @dataclass(frozen=True)
-class HasToken:
-    """``_exists_:message``: the line has an indexed token."""
-
-
-@dataclass(frozen=True)
 class And:
     parts: tuple["Expr", ...]
 
@@ -92,7 +87,7 @@ class Not:
     part: "Expr"
 
 
-Expr = Union[Atom, CtxLeaf, TimeRange, Const, HasToken, And, Or, Not]
+Expr = Union[Atom, CtxLeaf, TimeRange, Const, And, Or, Not]
 TRUE, FALSE = Const(True), Const(False)
 
 
@@ -253,8 +248,6 @@ class Compiled:
             out += (OP_TS, _intern(self.ranges, self.range_ids, expr.clause))
         elif isinstance(expr, Const):
             out += (OP_TRUE if expr.value else OP_FALSE, 0)
-        elif isinstance(expr, HasToken):
-            out += (OP_HAS_TOKEN, 0)
         elif isinstance(expr, Not):
             self._emit(expr.part, out)
             out += (OP_NOT, 0)
