@@ -21,6 +21,7 @@ from .errors import RecheckError
 from .irc_messages import KINDS, Announcement, ChannelRule, route
 from .private_paths import private_dir, private_file
 from .sanitize import strip_controls
+from .sqlite_files import open_database
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ class Outbox:
             try:
                 private_dir(self.path.parent)
                 private_file(self.path)
-                db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
+                db = open_database(self.path, _SCHEMA, synchronous="FULL", timeout=10)
             except (OSError, sqlite3.Error) as exc:
                 raise RecheckError(f"{self.path}: cannot open the IRC outbox: {exc}") from None
             self._db = db

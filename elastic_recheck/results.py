@@ -27,6 +27,7 @@ from .builds import FAILED_STATUSES, Build
 from .errors import RecheckError
 from .private_paths import private_dir, private_file
 from .search import BuildOutcome, from_epoch_micros
+from .sqlite_files import open_database
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -77,7 +78,6 @@ CREATE TABLE IF NOT EXISTS fingerprints (
 );
 """
 ALL_TIME = -(2**62)  # ``since`` of matches run over every indexed build
-OPEN_TIMEOUT = 30.0  # seconds a store busy in another process or thread is waited for
 MESSAGE_CHARS = 2_000  # of the newest matching line, kept for the pages and the comment
 
 
@@ -131,36 +131,13 @@ class ResultStore:
         if str(path) != ":memory:":
             private_dir(self.path.parent)
             private_file(self.path)
-        # Switching to WAL and creating the tables take locks that SQLite's
-        # busy timeout does not always wait for (a journal-mode change answers
-        # "locked" at once): when the daemon's writer and a dashboard run open
-        # the store at the same moment, the loser tries again, for as long as
-        # the busy timeout would have waited.
-        deadline = time.monotonic() + OPEN_TIMEOUT
-        while True:
-            try:
-                self.db = sqlite3.connect(str(self.path), timeout=OPEN_TIMEOUT, isolation_level=None)
-            except sqlite3.Error as exc:
-                raise RecheckError(f"{self.path}: cannot open the stored results: {exc}") from None
-            try:
-                self._prepare()
-                return
-            except sqlite3.OperationalError as exc:
-                self.db.close()
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() >= deadline:
-                    raise RecheckError(f"{self.path}: cannot open the stored results: {exc}") from None
-                time.sleep(0.05)
-            except sqlite3.Error as exc:
-                raise RecheckError(f"{self.path}: cannot open the stored results: {exc}") from None
-
-    def _prepare(self) -> None:
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(fingerprints)")}
-        if "since" not in columns:  # a store from before the column: its fingerprints are run once again
-            self.db.execute("ALTER TABLE fingerprints ADD COLUMN since INTEGER")
+        try:
+            self.db = open_database(self.path, _SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(fingerprints)")}
+            if "since" not in columns:  # a store from before the column: its fingerprints are run once again
+                self.db.execute("ALTER TABLE fingerprints ADD COLUMN since INTEGER")
+        except sqlite3.Error as exc:
+            raise RecheckError(f"{self.path}: cannot open the stored results: {exc}") from None
 
     @classmethod
     def open_existing(cls, path: str | Path) -> "ResultStore | None":

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from .errors import RecheckError
 from .private_paths import looser_than_private, private_dir, private_file
+from .sqlite_files import open_database
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,7 @@ class StateDB:
             log.warning("%s is readable by other users (mode %s); `chmod 600` it unless that is intended",
                         self.path, mode)
         try:
-            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(_SCHEMA)
+            self.db = open_database(self.path, _SCHEMA, synchronous="FULL")
             self._migrate()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot open the state database: {exc}") from None

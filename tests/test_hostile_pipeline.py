@@ -13,6 +13,7 @@ import queue as queues
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -407,21 +408,39 @@ def test_a_fingerprint_added_while_no_build_comes_is_run_over_the_stored_builds(
         store.close()
 
 
-def test_stores_opened_at_the_same_moment_by_many_threads_all_open(tmp_path):
-    """The daemon's writer, its loop and a dashboard run open the stored
-    results at once, the first time too (switching a new file to WAL answers
-    "locked" without waiting); none may fail."""
+def _open_and_close(kind: str, path: Path) -> None:
+    from elastic_recheck.dashboard.memory import DashboardMemory
+    from elastic_recheck.irc_outbox import Outbox
+    from elastic_recheck.state import StateDB
+
+    if kind == "results":
+        store = ResultStore(path)
+        store.build("x" * 32)
+        store.close()
+    elif kind == "state":
+        StateDB(path).close()
+    elif kind == "outbox":
+        outbox = Outbox(path)
+        outbox.post([])
+        outbox.close()
+    else:
+        DashboardMemory(path).close()
+
+
+@pytest.mark.parametrize("kind", ["results", "state", "outbox", "dashboard"])
+def test_stores_opened_at_the_same_moment_by_many_threads_all_open(tmp_path, kind):
+    """The daemon's writer, its loop and a dashboard run open the same
+    SQLite files at once, the first time too (switching a new file to WAL
+    answers "locked" without waiting); none may fail."""
     errors: list[BaseException] = []
     for round_ in range(30):
-        path = tmp_path / f"results-{round_}.sqlite3"
+        path = tmp_path / f"{kind}-{round_}.sqlite3"
         start = threading.Barrier(4)
 
         def open_one() -> None:
             start.wait()
             try:
-                store = ResultStore(path)
-                store.build("x" * 32)
-                store.close()
+                _open_and_close(kind, path)
             except BaseException as exc:  # noqa: BLE001 - the assertion below names it
                 errors.append(exc)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import RecheckError
 from ..private_paths import private_dir, private_file
+from ..sqlite_files import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -43,10 +44,8 @@ class DashboardMemory:
             if str(path) != ":memory:":
                 private_dir(self.path.parent)
                 private_file(self.path)
-            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # a lost last run is found again, not worth an fsync a row
-            self.db.executescript(_SCHEMA)
+            # synchronous=NORMAL: a lost last run is found again, not worth an fsync a row
+            self.db = open_database(self.path, _SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise RecheckError(f"{self.path}: cannot open the dashboard's state: {exc}") from None
 
