@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import pandas as pd
 
 from ..config import Settings
 from ..irc_messages import Announcement
@@ -47,16 +46,16 @@ class Alerts:
 
 def changes_hit(collected: Collected, hours: float) -> dict[str, tuple[int, int, tuple[str, ...]]]:
     """bug -> (different changes, failed builds, projects) of failed builds hit in the last ``hours``."""
-    hits = collected.hits
-    since = pd.Timestamp(collected.now - dt.timedelta(hours=hours))
-    recent = hits[hits["build_status"].isin(FAILED_STATUSES) & (hits["last_hit"] >= since)
-                  & (hits["build_change"].astype(str) != "")]
-    out = {}
-    for bug, frame in recent.groupby("bug"):
-        changes = frame[["project", "build_change"]].drop_duplicates()
-        out[str(bug)] = (len(changes), int(frame["build_uuid"].nunique()),
-                         tuple(sorted(set(map(str, frame["project"])))))
-    return out
+    since = collected.now - dt.timedelta(hours=hours)
+    changes: dict[str, set[tuple[str, str]]] = {}
+    builds: dict[str, set[str]] = {}
+    for hit in collected.hits:
+        if (hit.build_status in FAILED_STATUSES and hit.last_hit is not None and hit.last_hit >= since
+                and str(hit.build_change) != ""):
+            changes.setdefault(hit.bug, set()).add((hit.project, hit.build_change))
+            builds.setdefault(hit.bug, set()).add(hit.build_uuid)
+    return {bug: (len(pairs), len(builds[bug]), tuple(sorted({str(project) for project, _ in pairs})))
+            for bug, pairs in sorted(changes.items())}
 
 
 def update(collected: Collected, rows: list[BugRow], settings: Settings, memory: DashboardMemory) -> Alerts:

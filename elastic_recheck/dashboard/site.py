@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 from markupsafe import Markup, escape
 
 from ..config import Settings
@@ -22,7 +21,7 @@ from ..suggest import SuggestRun, row_json
 from .charts import bar_chart, rate_chart, sparkline
 from .incidents import Alerts
 from .lines import LineFinder, MatchedLine, matched_lines
-from .trends import Collected, Trends, as_json, days, hours, last_day_hours, trends
+from .trends import Collected, Hit, Trends, as_json, days, hours, last_day_hours, newest_first, trends
 
 UTC = dt.timezone.utc
 # A newest line dated this far past the page's own time is "in the future": a
@@ -130,24 +129,24 @@ class BugBuild:
     lines: list[MatchedLine]
 
 
-def newest_hits(collected: Collected, limit: int) -> dict[str, pd.DataFrame]:
-    """bug -> its hits, newest first, at most ``limit``: one sort and one group-by for every page."""
-    ordered = collected.hits.sort_values("last_hit", ascending=False, kind="stable")
-    return {str(bug): frame.head(limit) for bug, frame in ordered.groupby("bug", sort=False)}
-
-
-def bug_builds(mine: pd.DataFrame | None, query: str, finder: LineFinder | None) -> list[BugBuild]:
-    """One bug's builds as its page lists them, from its rows of :func:`newest_hits`."""
-    if mine is None:
-        return []
-    found = finder.lines_of(list(mine["build_uuid"]), query) if finder is not None else {}
-    out = []
-    for r in mine.itertuples():
-        when = None if pd.isna(r.last_hit) else r.last_hit.to_pydatetime()
-        out.append(BugBuild(r.build_uuid, when, r.build_name, r.build_queue, r.project, r.build_change,
-                            r.build_patchset, r.build_status, r.log_url,
-                            matched_lines(found.get(r.build_uuid), str(r.message or ""))))
+def newest_hits(collected: Collected, limit: int) -> dict[str, list[Hit]]:
+    """bug -> its hits, newest first, at most ``limit``: one sort for every page."""
+    out: dict[str, list[Hit]] = {}
+    for hit in newest_first(collected.hits):
+        mine = out.setdefault(hit.bug, [])
+        if len(mine) < limit:
+            mine.append(hit)
     return out
+
+
+def bug_builds(mine: list[Hit] | None, query: str, finder: LineFinder | None) -> list[BugBuild]:
+    """One bug's builds as its page lists them, from its rows of :func:`newest_hits`."""
+    if not mine:
+        return []
+    found = finder.lines_of([r.build_uuid for r in mine], query) if finder is not None else {}
+    return [BugBuild(r.build_uuid, r.last_hit, r.build_name, r.build_queue, r.project, r.build_change,
+                     r.build_patchset, r.build_status, r.log_url,
+                     matched_lines(found.get(r.build_uuid), str(r.message or ""))) for r in mine]
 
 
 def _duration(seconds: float | None) -> str:
@@ -179,9 +178,9 @@ def render_site(collected: Collected, header: Header, settings: Settings,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    buckets = [ts.to_pydatetime() for ts in hours(collected)]
-    day_buckets = [ts.to_pydatetime() for ts in days(collected)]
-    last_day = [ts.to_pydatetime() for ts in last_day_hours(collected)]
+    buckets = hours(collected)
+    day_buckets = days(collected)
+    last_day = last_day_hours(collected)
     alerts = alerts or Alerts([], [], [])
     env.filters["safe_url"] = safe_url
     env.filters["duration"] = _duration

@@ -3,7 +3,9 @@
 The backend counts: one ``builds`` aggregation per fingerprint returns the
 distinct builds it hit (status, job, pipeline, newest hit) — never the hits
 themselves — plus one for every failed voting build in the window. Every
-figure on the pages is then a pandas group-by over those two small tables.
+figure on the pages is then a count of distinct builds over those two small
+tables (tens of thousands of rows at most), plain dicts and sets: pandas cost
+more to import than the counting costs.
 """
 
 from __future__ import annotations
@@ -13,15 +15,13 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
-
-import pandas as pd
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 from ..classify import failed_tests, index_match, match_fingerprints, tests_allow
 from ..errors import RecheckError
 from ..fingerprints import Fingerprint
 from ..results import ResultStore, last_hit
-from ..search import BuildOutcome, SearchBackend, TimeWindow, epoch_micros
+from ..search import SearchBackend, TimeWindow, epoch_micros
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -29,10 +29,39 @@ UTC = dt.timezone.utc
 FAILED_STATUSES = ("FAILURE", "TIMED_OUT", "POST_FAILURE", "RETRY_LIMIT")
 # A build counts once: by its console log, which every CI build has.
 FAILED_BUILDS_QUERY = "build_status:(" + " OR ".join(FAILED_STATUSES) + ") AND voting:1 AND tags:console"
-HIT_COLUMNS = ["bug", "build_uuid", "build_status", "build_name", "build_queue", "last_hit", "project",
-               "build_change", "build_patchset", "log_url", "message"]
-BUILD_COLUMNS = ["build_uuid", "build_status", "build_name", "build_queue", "project", "build_change",
-                 "build_patchset", "log_url", "last_hit"]
+
+
+class Hit(NamedTuple):
+    """One fingerprint's hit on one build."""
+
+    bug: str
+    build_uuid: str
+    build_status: str
+    build_name: str
+    build_queue: str
+    last_hit: dt.datetime | None  # its newest matching line
+    project: str
+    build_change: str
+    build_patchset: str
+    log_url: str
+    message: str  # that line's message
+
+
+class FailedBuild(NamedTuple):
+    """A failed voting build of the window."""
+
+    build_uuid: str
+    build_status: str
+    build_name: str
+    build_queue: str
+    project: str
+    build_change: str
+    build_patchset: str
+    log_url: str
+    last_hit: dt.datetime | None  # its newest line
+
+
+_Dated = TypeVar("_Dated", Hit, FailedBuild)
 
 
 @dataclass
@@ -146,10 +175,10 @@ class Collected:
     start: dt.datetime
     now: dt.datetime
     fingerprints: list[Fingerprint]
-    hits: pd.DataFrame  # one row per (fingerprint, build) hit
-    failures: pd.DataFrame  # one row per failed voting build
+    hits: list[Hit]  # one per (fingerprint, build)
+    failures: list[FailedBuild]
     errors: dict[str, str]  # bug -> why its query could not run
-    previous: pd.DataFrame | None = None  # hits of the window before this one, the same length
+    previous: list[Hit] | None = None  # failed builds' hits of the window before this one, the same length
     spans: dict[str, tuple[dt.datetime, dt.datetime]] = field(default_factory=dict)  # bug -> first, last seen
 
 
@@ -190,7 +219,7 @@ def collect(
         previous = None
         if days > 0 and window.start is not None:  # the window before, for each bug's trend
             before = TimeWindow(start=window.start - dt.timedelta(days=days), end=window.start)
-            previous = _frame(_stored_tables(store, fingerprints, before, errors, failed_only=True)[0], HIT_COLUMNS)
+            previous = _stored_tables(store, fingerprints, before, errors, failed_only=True)[0]
         spans = {bug: (last_hit(first), last_hit(last)) for bug, (first, last) in store.bug_spans().items()}
         start = window.start or last_hit(store.oldest()) or now
     finally:
@@ -198,7 +227,7 @@ def collect(
             store.close()
     return Collected(
         start=start, now=now, fingerprints=list(fingerprints),
-        hits=_frame(records, HIT_COLUMNS), failures=_frame(failed, BUILD_COLUMNS), errors=errors,
+        hits=records, failures=failed, errors=errors,
         previous=previous, spans=spans,  # type: ignore[arg-type]
     )
 
@@ -260,14 +289,14 @@ def _failed_tests_or_none(backend: SearchBackend, uuid: str, fingerprints: Seque
 
 def _stored_tables(store: ResultStore, fingerprints: Sequence[Fingerprint], window: TimeWindow,
                    errors: Mapping[str, str], failed_only: bool = False
-                   ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+                   ) -> tuple[list[Hit], list[FailedBuild]]:
     """Hits (one per fingerprint and build) and failed voting builds, from the stored rows.
     A fingerprint with ``test_ids`` hits a build only when one of those
     tests failed in it (when its failed tests are known), as ``classify``
     decides; a build it does not hit stays uncategorized."""
     by_bug = {fp.bug: fp for fp in fingerprints}
-    records: list[tuple[Any, ...]] = []
-    failed: list[tuple[Any, ...]] = []
+    records: list[Hit] = []
+    failed: list[FailedBuild] = []
     for build in store.builds(window.start, window.end):
         if failed_only and not build.failed:
             continue
@@ -276,11 +305,11 @@ def _stored_tables(store: ResultStore, fingerprints: Sequence[Fingerprint], wind
             fp = by_bug.get(match.bug)
             if fp is None or match.bug in errors or not tests_allow(fp, build.failed_tests):
                 continue
-            records.append((match.bug, build.uuid, build.status, build.job, build.pipeline,
+            records.append(Hit(match.bug, build.uuid, build.status, build.job, build.pipeline,
                             last_hit(match.newest) or newest, build.project, build.change, build.patchset,
                             build.log_url, match.message))
         if build.failed and build.voting:
-            failed.append((build.uuid, build.status, build.job, build.pipeline, build.project, build.change,
+            failed.append(FailedBuild(build.uuid, build.status, build.job, build.pipeline, build.project, build.change,
                            build.patchset, build.log_url, newest))
     return records, failed
 
@@ -294,148 +323,166 @@ def _micros(moment: dt.datetime | None) -> int | None:
     return None if moment is None else epoch_micros(moment)
 
 
-def _build_record(build: BuildOutcome) -> tuple[Any, ...]:
-    return tuple(getattr(build, name) for name in BUILD_COLUMNS)
-
-
-def _frame(records: list[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    frame["last_hit"] = pd.to_datetime(frame["last_hit"], utc=True)
-    return frame
-
-
 def trends(collected: Collected, name: str, queue: str | None = None) -> Trends:
     """The bug rows and the uncategorized failures, for one pipeline or all."""
-    hits, failures = collected.hits, collected.failures
+    hits, failures, previous = collected.hits, collected.failures, collected.previous
     if queue is not None:
-        hits = hits[hits["build_queue"] == queue]
-        failures = failures[failures["build_queue"] == queue]
-    previous = collected.previous
-    if queue is not None and previous is not None:
-        previous = previous[previous["build_queue"] == queue]
+        hits = [h for h in hits if h.build_queue == queue]
+        failures = [f for f in failures if f.build_queue == queue]
+        if previous is not None:
+            previous = [h for h in previous if h.build_queue == queue]
     rows = _bug_rows(collected, hits, failures, previous)
     return Trends(name=name, rows=rows, uncategorized=_uncategorized(hits, failures, days(collected)))
 
 
-def hours(collected: Collected) -> pd.DatetimeIndex:
-    """The hourly buckets of the window, oldest first."""
-    return pd.date_range(pd.Timestamp(collected.start).floor("h"), pd.Timestamp(collected.now).floor("h"), freq="h")
+def floor_hour(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def days(collected: Collected) -> pd.DatetimeIndex:
-    """The days (UTC) of the window, oldest first."""
-    return pd.date_range(pd.Timestamp(collected.start).floor("D"), pd.Timestamp(collected.now).floor("D"), freq="D")
+def floor_day(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def last_day_hours(collected: Collected) -> pd.DatetimeIndex:
-    """The 24 hourly buckets ending with the current hour."""
-    now = pd.Timestamp(collected.now).floor("h")
-    return pd.date_range(now - pd.Timedelta(hours=23), now, freq="h")
-
-
-def _by_status(frame: pd.DataFrame, floor: str, buckets: pd.DatetimeIndex) -> dict[str, dict[str, list[int]]]:
-    """bug -> status -> distinct builds per bucket."""
-    if frame.empty:
-        return {}
-    counted = (frame.assign(bucket=frame["last_hit"].dt.floor(floor))
-               .groupby(["bug", "build_status", "bucket"])["build_uuid"].nunique())
-    out: dict[str, dict[str, list[int]]] = {}
-    for (bug, status), series in counted.groupby(level=[0, 1]):
-        counts = series.droplevel([0, 1]).reindex(buckets, fill_value=0)
-        out.setdefault(str(bug), {})[str(status)] = [int(v) for v in counts.to_numpy()]
+def _steps(first: dt.datetime, last: dt.datetime, step: dt.timedelta) -> list[dt.datetime]:
+    out = []
+    while first <= last:
+        out.append(first)
+        first += step
     return out
 
 
-def _bug_rows(collected: Collected, hits: pd.DataFrame, failures: pd.DataFrame,
-              previous: pd.DataFrame | None = None) -> list[BugRow]:
-    buckets = hours(collected)
-    day_ago = pd.Timestamp(collected.now - dt.timedelta(days=1))
-    two_days_ago = pd.Timestamp(collected.now - dt.timedelta(days=2))
-    failed_hits = hits[hits["build_status"].isin(FAILED_STATUSES)]
-    # plain dicts: a thousand look-ups each, where a pandas Series answers one in tens of microseconds
-    fails_window = failed_hits.groupby("bug")["build_uuid"].nunique().to_dict()
-    fails_24h = failed_hits[failed_hits["last_hit"] >= day_ago].groupby("bug")["build_uuid"].nunique().to_dict()
-    fails_prev_24h = failed_hits[(failed_hits["last_hit"] >= two_days_ago) & (failed_hits["last_hit"] < day_ago)
-                                 ].groupby("bug")["build_uuid"].nunique().to_dict()
-    fails_prev_window = (previous.groupby("bug")["build_uuid"].nunique().to_dict()
-                         if previous is not None else None)
-    daily = _by_status(hits, "D", days(collected))
+def hours(collected: Collected) -> list[dt.datetime]:
+    """The hourly buckets (UTC) of the window, oldest first."""
+    return _steps(floor_hour(collected.start), floor_hour(collected.now), dt.timedelta(hours=1))
+
+
+def days(collected: Collected) -> list[dt.datetime]:
+    """The days (UTC) of the window, oldest first."""
+    return _steps(floor_day(collected.start), floor_day(collected.now), dt.timedelta(days=1))
+
+
+def last_day_hours(collected: Collected) -> list[dt.datetime]:
+    """The 24 hourly buckets ending with the current hour."""
+    now = floor_hour(collected.now)
+    return _steps(now - dt.timedelta(hours=23), now, dt.timedelta(hours=1))
+
+
+def _distinct_builds(rows: Iterable[Any], key: Callable[[Any], Any] = lambda row: row.bug) -> dict[Any, int]:
+    """key -> the number of different builds among ``rows`` with that key."""
+    seen: dict[Any, set[str]] = {}
+    for row in rows:
+        seen.setdefault(key(row), set()).add(row.build_uuid)
+    return {k: len(uuids) for k, uuids in seen.items()}
+
+
+HOUR, DAY = 3600, 86400  # bucket widths in seconds: UTC hours and days start at multiples of them
+
+
+def _by_status(hits: Iterable[Hit], width: int, buckets: Sequence[dt.datetime]) -> dict[str, dict[str, list[int]]]:
+    """bug -> status -> distinct builds per bucket of ``width`` seconds
+    (statuses in name order; a hit outside the buckets makes its status
+    appear with no count)."""
+    index = {int(bucket.timestamp()) // width: i for i, bucket in enumerate(buckets)}
+    seen: dict[tuple[str, str], dict[int, set[str]]] = {}
+    for hit in hits:
+        if hit.last_hit is None:  # an undated hit is in no bucket
+            continue
+        cells = seen.setdefault((hit.bug, hit.build_status), {})
+        i = index.get(int(hit.last_hit.timestamp()) // width)
+        if i is not None:
+            cells.setdefault(i, set()).add(hit.build_uuid)
+    out: dict[str, dict[str, list[int]]] = {}
+    for (bug, status), cells in sorted(seen.items()):
+        counts = [0] * len(buckets)
+        for i, uuids in cells.items():
+            counts[i] = len(uuids)
+        out.setdefault(bug, {})[status] = counts
+    return out
+
+
+def _ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Most first; ties by name."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _bug_rows(collected: Collected, hits: Sequence[Hit], failures: Sequence[FailedBuild],
+              previous: Sequence[Hit] | None = None) -> list[BugRow]:
+    day_ago = collected.now - dt.timedelta(days=1)
+    two_days_ago = collected.now - dt.timedelta(days=2)
+    failed_hits = [h for h in hits if h.build_status in FAILED_STATUSES]
+    fails_window = _distinct_builds(failed_hits)
+    fails_24h = _distinct_builds(h for h in failed_hits if h.last_hit is not None and h.last_hit >= day_ago)
+    fails_prev_24h = _distinct_builds(h for h in failed_hits
+                                      if h.last_hit is not None and two_days_ago <= h.last_hit < day_ago)
+    fails_prev_window = _distinct_builds(previous) if previous is not None else None
+    daily = _by_status(hits, DAY, days(collected))
     recent = last_day_hours(collected)
-    last_day = _by_status(hits[hits["last_hit"] >= recent[0]], "h", recent)
-    per_project = hits.groupby(["bug", "project"])["build_uuid"].nunique()
-    projects_by_bug = {bug: series.droplevel(0) for bug, series in per_project.groupby(level="bug")}
-    builds_window = hits.groupby("bug")["build_uuid"].nunique().to_dict()
-    job_failures = failures.groupby("build_name")["build_uuid"].nunique().to_dict()
-    per_job = failed_hits.groupby(["bug", "build_name"])["build_uuid"].nunique()
-    hourly = (
-        hits.assign(hour=hits["last_hit"].dt.floor("h"))
-        .groupby(["bug", "build_status", "hour"])["build_uuid"].nunique()
-    )
-    jobs_by_bug = {bug: series.droplevel(0) for bug, series in per_job.groupby(level="bug")}
-    hourly_by_bug = {bug: series.droplevel(0) for bug, series in hourly.groupby(level="bug")}
+    last_day = _by_status([h for h in hits if h.last_hit is not None and h.last_hit >= recent[0]], HOUR, recent)
+    hourly = _by_status(hits, HOUR, hours(collected))
+    builds_window = _distinct_builds(hits)
+    job_failures = _distinct_builds(failures, lambda f: f.build_name)
+    projects_by_bug: dict[str, dict[str, int]] = {}
+    for (bug, project), count in _distinct_builds(hits, lambda h: (h.bug, h.project)).items():
+        projects_by_bug.setdefault(bug, {})[project] = count
+    jobs_by_bug: dict[str, dict[str, int]] = {}
+    for (bug, job), count in _distinct_builds(failed_hits, lambda h: (h.bug, h.build_name)).items():
+        jobs_by_bug.setdefault(bug, {})[job] = count
     rows = []
     for fp in collected.fingerprints:
         if fp.suppress_graph:
             continue
         row = BugRow(fp.bug, fp.title, fp.projects, fp.query, error=collected.errors.get(fp.bug))
-        row.fails_window = int(fails_window.get(fp.bug, 0))
-        row.fails_24h = int(fails_24h.get(fp.bug, 0))
-        row.builds_window = int(builds_window.get(fp.bug, 0))
-        row.fails_prev_24h = int(fails_prev_24h.get(fp.bug, 0))
+        row.fails_window = fails_window.get(fp.bug, 0)
+        row.fails_24h = fails_24h.get(fp.bug, 0)
+        row.builds_window = builds_window.get(fp.bug, 0)
+        row.fails_prev_24h = fails_prev_24h.get(fp.bug, 0)
         if fails_prev_window is not None:
-            row.fails_prev_window = int(fails_prev_window.get(fp.bug, 0))
+            row.fails_prev_window = fails_prev_window.get(fp.bug, 0)
         row.daily = daily.get(fp.bug, {})
         row.last_day = last_day.get(fp.bug, {})
+        row.series = hourly.get(fp.bug, {})
         row.first_seen, row.last_seen = collected.spans.get(fp.bug, (None, None))
-        if fp.bug in projects_by_bug:
-            row.hit_projects = [ProjectShare(str(project), int(count)) for project, count in
-                                projects_by_bug[fp.bug].sort_values(ascending=False).items()]
+        row.hit_projects = [ProjectShare(str(project), count)
+                            for project, count in _ranked(projects_by_bug.get(fp.bug, {}))]
         row.resolved = fp.resolved
         if fp.resolved is not None:
-            fixed = pd.Timestamp(fp.resolved, tz=UTC) + pd.Timedelta(days=1)  # after the day it names
-            mine = failed_hits[(failed_hits["bug"] == fp.bug) & (failed_hits["last_hit"] >= fixed)]
-            row.regressions = int(mine["build_uuid"].nunique())
-        if fp.bug in jobs_by_bug:
-            for job, count in jobs_by_bug[fp.bug].sort_values(ascending=False).items():
-                total = int(job_failures.get(job, 0))
-                row.jobs.append(JobShare(str(job), int(count), 100.0 * count / total if total else None))
-        if fp.bug in hourly_by_bug:
-            for status, series in hourly_by_bug[fp.bug].groupby(level=0):
-                counts = series.droplevel(0).reindex(buckets, fill_value=0)
-                row.series[str(status)] = [int(v) for v in counts.to_numpy()]
+            fixed = dt.datetime.combine(fp.resolved, dt.time(), UTC) + dt.timedelta(days=1)  # after the day it names
+            row.regressions = len({h.build_uuid for h in failed_hits
+                                   if h.bug == fp.bug and h.last_hit is not None and h.last_hit >= fixed})
+        for job, count in _ranked(jobs_by_bug.get(fp.bug, {})):
+            total = job_failures.get(job, 0)
+            row.jobs.append(JobShare(str(job), count, 100.0 * count / total if total else None))
         rows.append(row)
     rows.sort(key=lambda r: (-r.fails_24h, -r.fails_window, r.bug))
     return rows
 
 
-def _uncategorized(hits: pd.DataFrame, failures: pd.DataFrame, buckets: pd.DatetimeIndex | None = None
+def newest_first(rows: Iterable[_Dated]) -> list[_Dated]:
+    """Newest first, undated ones last, in their order otherwise."""
+    dated = sorted((r for r in rows if r.last_hit is not None), key=lambda r: r.last_hit, reverse=True)
+    return dated + [r for r in rows if r.last_hit is None]
+
+
+def _uncategorized(hits: Sequence[Hit], failures: Sequence[FailedBuild], buckets: Sequence[dt.datetime] | None = None
                    ) -> Uncategorized:
     """Failed voting builds no fingerprint hit (suppressed ones count: they are known bugs)."""
-    explained = set(hits["build_uuid"])
-    unexplained = failures[~failures["build_uuid"].isin(explained)].sort_values("last_hit", ascending=False)
-    totals = failures.groupby("build_name")["build_uuid"].nunique()
-    groups = []
-    for job, frame in unexplained.groupby("build_name", sort=False):
-        builds = [
-            UncategorizedBuild(r.build_uuid, r.build_status, r.build_queue, r.project, r.build_change,
-                               r.build_patchset, r.log_url, None if pd.isna(r.last_hit) else r.last_hit.to_pydatetime())
-            for r in frame.itertuples()
-        ]
-        groups.append(JobGroup(str(job), int(totals.get(job, len(builds))), builds))
-    listed = set(unexplained["build_name"])
-    for job, total in totals.items():  # jobs whose every failure is explained still have a rate
-        if job not in listed:
-            groups.append(JobGroup(str(job), int(total), []))
+    explained = {h.build_uuid for h in hits}
+    unexplained = newest_first([f for f in failures if f.build_uuid not in explained])
+    totals = _distinct_builds(failures, lambda f: f.build_name)
+    by_job: dict[str, list[UncategorizedBuild]] = {}
+    for f in unexplained:
+        by_job.setdefault(f.build_name, []).append(UncategorizedBuild(
+            f.build_uuid, f.build_status, f.build_queue, f.project, f.build_change, f.build_patchset, f.log_url,
+            f.last_hit))
+    groups = [JobGroup(str(job), totals.get(job, len(builds)), builds) for job, builds in by_job.items()]
+    groups += [JobGroup(str(job), total, []) for job, total in sorted(totals.items()) if job not in by_job]
     groups.sort(key=lambda g: (-len(g.uncategorized), g.rate, g.job))
     daily = []
     if buckets is not None:
-        day = failures["last_hit"].dt.floor("D")
-        total = failures.groupby(day)["build_uuid"].nunique().reindex(buckets, fill_value=0)
-        missed = unexplained.groupby(unexplained["last_hit"].dt.floor("D"))["build_uuid"].nunique().reindex(
-            buckets, fill_value=0)
-        daily = [DayRate(moment.to_pydatetime(), int(total.iloc[i]), int(missed.iloc[i]))
-                 for i, moment in enumerate(buckets)]
-    return Uncategorized(failures=int(failures["build_uuid"].nunique()), groups=groups, daily=daily)
+        total = _distinct_builds((f for f in failures if f.last_hit is not None), lambda f: floor_day(f.last_hit))
+        missed = _distinct_builds((f for f in unexplained if f.last_hit is not None), lambda f: floor_day(f.last_hit))
+        daily = [DayRate(day, total.get(day, 0), missed.get(day, 0)) for day in buckets]
+    return Uncategorized(failures=len({f.build_uuid for f in failures}), groups=groups, daily=daily)
 
 
 def as_json(value: Any) -> Any:
@@ -459,5 +506,5 @@ def as_json(value: Any) -> Any:
     return value
 
 
-__all__ = ["BugRow", "Collected", "FAILED_BUILDS_QUERY", "Trends", "as_json", "collect", "days", "hours",
-           "last_day_hours", "trends"]
+__all__ = ["BugRow", "Collected", "FAILED_BUILDS_QUERY", "FailedBuild", "Hit", "Trends", "as_json", "collect",
+           "days", "hours", "last_day_hours", "newest_first", "trends"]
