@@ -6,8 +6,8 @@ its file; the file comes from the index. One search per bug asks for the
 lines of all its listed builds not looked up before (``(query) AND
 build_uuid:(a OR b ...)``, never one search per line or per build), busiest
 bugs first, for at most ``dashboard.line_search_seconds`` a run; each
-build's answer is kept in the dashboard's memory, since a build's lines do
-not change once indexed. A build not looked up yet shows the stored line's
+build's answer (its lines, or that it has none) is kept in the dashboard's
+memory, since a build's lines do not change once indexed. A build not looked up yet shows the stored line's
 text and a link to the build's logs; a later run fills it in.
 """
 
@@ -70,21 +70,36 @@ class LineFinder:
         return found
 
     def _search(self, uuids: list[str], query: str, digest: str) -> dict[str, list[list[str]]]:
-        self.searches += 1
-        wanted = " OR ".join(quote(uuid) for uuid in uuids)
-        try:
-            hits = self.backend.search(f"({query}) AND build_uuid:({wanted})", size=LINES_PER_BUILD * len(uuids)).hits
-        except RecheckError as exc:
-            log.warning("the lines a fingerprint matched could not be read from the index: %s", exc)
-            return {}
-        by_build: dict[str, list[list[str]]] = {}
-        for hit in hits:  # newest first
-            rows = by_build.setdefault(_text(hit.source.get("build_uuid")), [])
-            if len(rows) < LINES_PER_BUILD:
-                rows.append([_text(hit.source.get("message"))[:EXCERPT_CHARS], _text(hit.source.get("filename")),
-                             _text(hit.source.get("log_url"))])
-        asked = set(uuids)  # one whose lines were crowded out by another's is asked again next run
-        found = {uuid: rows for uuid, rows in by_build.items() if uuid in asked}
+        """The lines of ``uuids``. The answer is newest first across builds,
+        so one build matching on many lines can fill it: while it is full,
+        the builds it left out are asked again without the ones found
+        (each round finds at least one). A build missing from an answer
+        that was not full has no matching line in the index: it is kept as
+        such, so later runs do not ask again."""
+        found: dict[str, list[list[str]]] = {}
+        pending = uuids
+        while pending:
+            self.searches += 1
+            size = LINES_PER_BUILD * len(pending)
+            wanted = " OR ".join(quote(uuid) for uuid in pending)
+            try:
+                hits = self.backend.search(f"({query}) AND build_uuid:({wanted})", size=size).hits
+            except RecheckError as exc:
+                log.warning("the lines a fingerprint matched could not be read from the index: %s", exc)
+                break
+            by_build: dict[str, list[list[str]]] = {}
+            for hit in hits:  # newest first
+                rows = by_build.setdefault(_text(hit.source.get("build_uuid")), [])
+                if len(rows) < LINES_PER_BUILD:
+                    rows.append([_text(hit.source.get("message"))[:EXCERPT_CHARS], _text(hit.source.get("filename")),
+                                 _text(hit.source.get("log_url"))])
+            if len(hits) < size:  # the whole answer: a build not in it matched no line
+                found.update((uuid, by_build.get(uuid, [])) for uuid in pending)
+                break
+            found.update((uuid, by_build[uuid]) for uuid in pending if uuid in by_build)
+            pending = [uuid for uuid in pending if uuid not in by_build]
+            if self.deadline is None or time.monotonic() >= self.deadline:
+                break  # the builds left out are asked again next run
         self.memory.store_lines(found, digest, self.now)
         return found
 
