@@ -233,3 +233,13 @@ def test_line_documents_built_natively_are_those_of_line_json(lines):
     for message, terms in zip(messages, tokens):
         if not any(0xD800 <= ord(ch) < 0xE000 for ch in message):
             assert tuple(terms.split()) == analyze(message)
+
+
+def test_a_compiled_query_is_kept_from_its_second_use_on(idx):
+    """A compiled query holds its context clauses' id sets; a one-off query
+    (a bug page's look-up of its builds' lines) must not keep them alive."""
+    query = "message:boom AND build_name:grenade"
+    first, second, third = idx.compile(query), idx.compile(query), idx.compile(query)
+    assert first is not second  # used once: compiled and let go
+    assert second is third  # used again: kept
+    assert idx.count(query) == idx.count(query) == 3

@@ -78,6 +78,7 @@ class EmbeddedBackend:
         self.context_schema = self.contexts.schema
         self._parsed: dict[str, lucene.Node] = {}
         self._compiled: dict[str, tuple[int, Query]] = {}
+        self._compiled_once: set[int] = set()  # hashes of queries compiled once, not kept
         self._context_fields: dict[int, dict[str, Any]] = {}
         self._planner = QueryPlanner(self.schema, self.context_schema)
         self._plans: dict[str, Plan] = {}
@@ -135,9 +136,19 @@ class EmbeddedBackend:
         resolver = _ContextLookup(self, searcher)
         compiled = Translator(self.schema, query, contexts=resolver).instantiate(plan)
         with self._lock:
-            if len(self._compiled) > 10_000:
-                self._compiled.clear()
-            self._compiled[query] = (generation, compiled)
+            # Kept from its second use on: a compiled query holds its context
+            # clauses' id sets (megabytes when a clause such as voting:1
+            # matches most files), and one-off queries (a bug page's
+            # look-up of its builds' lines, er-query) would pile them up.
+            key = hash(query)
+            if cached is not None or key in self._compiled_once:
+                if len(self._compiled) > 10_000:
+                    self._compiled.clear()
+                self._compiled[query] = (generation, compiled)
+            else:
+                if len(self._compiled_once) > 100_000:
+                    self._compiled_once.clear()
+                self._compiled_once.add(key)
         return compiled
 
     def _window_query(self, query: Query, window: TimeWindow) -> Query:
@@ -440,6 +451,7 @@ class EmbeddedBackend:
     def close(self) -> None:
         self._parsed.clear()
         self._compiled.clear()
+        self._compiled_once.clear()
         self._context_fields.clear()
         self._planner.leaves.clear()
         self._plans.clear()
