@@ -212,9 +212,9 @@ class EmbeddedBackend:
         return self._count(self._searcher(), compiled)
 
     @staticmethod
-    def _run(searcher: tantivy.Searcher, query: Query, **kwargs: Any) -> tantivy.SearchResult:
+    def _run(searcher: tantivy.Searcher, query: Query, count: bool = True, **kwargs: Any) -> tantivy.SearchResult:
         try:
-            return searcher.search(query, count=True, **kwargs)
+            return searcher.search(query, count=count, **kwargs)
         except ValueError as exc:
             raise BackendError(f"embedded search failed: {exc}") from None
 
@@ -413,7 +413,9 @@ class EmbeddedBackend:
         return sorted(set(sch.STANDARD_FIELDS) | set(extra) | {sch.TIMESTAMP_FIELD})
 
     def newest_timestamp(self) -> dt.datetime | None:
-        result = self._run(self._searcher(), Query.all_query(), limit=1, order_by_field=sch.TS, order=Order.Desc)
+        # Not counted: the count of every line cost a third of the answer at 20M lines.
+        result = self._run(self._searcher(), Query.all_query(), count=False, limit=1, order_by_field=sch.TS,
+                           order=Order.Desc)
         if not result.hits:
             return None
         return from_epoch_micros(result.hits[0][0])
