@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -367,3 +368,23 @@ def test_a_suppress_notification_incident_is_shown_but_never_announced(tmp_path)
     site = make_site(tmp_path)
     assert [i["bug"] for i in json.loads((site / "data" / "alerts.json").read_text())["incidents"]] == ["400001"]
     assert Outbox(tmp_path / "data" / "irc-outbox.sqlite3").waiting() == []
+
+
+def test_custom_templates_may_replace_one_page_and_take_the_others_from_the_shipped_ones(world, tmp_path):
+    """A templates directory copied before the bug pages existed (or holding
+    only the page someone changed) still makes the whole site."""
+    root, _ = world
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "web" / "bugs.html"
+    (templates / "bugs.html").write_text(shipped.read_text().replace('<p class="summary">', '<p class="summary">Our team. ', 1))
+    for part in ("data", "queries"):
+        shutil.copytree(root / part, tmp_path / part)
+    settings = Settings(data_dir=tmp_path / "data", dashboard=DashboardSettings(templates=str(templates)))
+    site = make_site(tmp_path, settings=settings)
+    assert '<p class="summary">Our team. ' in (site / "index.html").read_text()
+    assert "300001" in (site / "bugs" / "300001.html").read_text() and (site / "style.css").is_file()
+
+    settings = Settings(data_dir=tmp_path / "data", dashboard=DashboardSettings(templates=str(tmp_path / "nowhere")))
+    with pytest.raises(ConfigError, match="dashboard.templates: .*nowhere is not a directory"):
+        make_site(tmp_path, settings=settings)

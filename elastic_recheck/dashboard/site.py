@@ -63,16 +63,21 @@ class Header:
         return None if self.lag_from is None else max(0.0, (self.generated - self.lag_from).total_seconds())
 
 
-def template_dir(settings: Settings) -> Path:
-    """The configured templates, else ``web/`` of a source checkout, else the installed copy."""
-    candidates = [Path(settings.dashboard.templates).expanduser()] if settings.dashboard.templates else [
-        Path(__file__).resolve().parents[2] / "web",
-        Path(sys.prefix) / "share" / "elastic-recheck" / "web",
-    ]
-    for candidate in candidates:
-        if (candidate / "bugs.html").is_file():
-            return candidate
-    raise ConfigError(f"dashboard templates not found (looked in: {', '.join(map(str, candidates))})")
+def template_dirs(settings: Settings) -> list[Path]:
+    """Where each page's template is looked for, first hit wins: the
+    configured directory (it may replace a few templates only: a copy made
+    before a page was added lacks that page), then ``web/`` of a source
+    checkout, else the installed copy."""
+    shipped = [Path(__file__).resolve().parents[2] / "web", Path(sys.prefix) / "share" / "elastic-recheck" / "web"]
+    found = next((c for c in shipped if (c / "bugs.html").is_file()), None)
+    if found is None:
+        raise ConfigError(f"dashboard templates not found (looked in: {', '.join(map(str, shipped))})")
+    if not settings.dashboard.templates:
+        return [found]
+    custom = Path(settings.dashboard.templates).expanduser()
+    if not custom.is_dir():
+        raise ConfigError(f"dashboard.templates: {custom} is not a directory")
+    return [custom, found]
 
 
 def safe_url(value: Any) -> str | None:
@@ -170,9 +175,9 @@ def render_site(collected: Collected, header: Header, settings: Settings,
     none; ``alerts``: incidents and regressions; ``finder``: where a bug
     page's matching lines come from (else the stored newest line alone);
     ``computed``: selections already computed, by name (not computed again)."""
-    templates = template_dir(settings)
+    templates = template_dirs(settings)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
+        loader=jinja2.FileSystemLoader([str(t) for t in templates]),
         autoescape=True,  # everything from logs, jobs, fingerprints and queries is text, never markup
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -247,7 +252,7 @@ def render_site(collected: Collected, header: Header, settings: Settings,
     data["incidents"] = as_json(alerts.incidents)
     data["regressions"] = [row.bug for row in alerts.regressions]
     files["data/alerts.json"] = _json(data)
-    files["style.css"] = (templates / "style.css").read_bytes()
+    files["style.css"] = next(t / "style.css" for t in templates if (t / "style.css").is_file()).read_bytes()
     return files
 
 
@@ -274,4 +279,4 @@ def _json(value: Any) -> bytes:
 
 
 __all__ = ["BugBuild", "Header", "bug_builds", "change_link", "kibana_link", "newest_hits", "render_site",
-           "safe_url", "template_dir", "trend_mark"]
+           "safe_url", "template_dirs", "trend_mark"]
