@@ -31,6 +31,7 @@ from luqum.parser import parser
 
 from .analysis import analyze
 from .errors import QuerySyntaxError
+from .search.schema import STANDARD_FIELDS
 
 DEFAULT_FIELD = "message"
 # How deep a query may nest: every group, operator, NOT/+/- and field counts a
@@ -361,6 +362,11 @@ class _Converter:
         return QuerySyntaxError(self.query, detail)
 
     def convert(self, node: tree.Item, fieldname: str) -> Node:
+        converted = self._convert(node, fieldname)
+        self._check_empty_on_extra_field(converted)
+        return converted
+
+    def _convert(self, node: tree.Item, fieldname: str) -> Node:
         if isinstance(node, (tree.AndOperation, tree.OrOperation, tree.UnknownOperation)):
             return self._boolean(node, fieldname)
         if isinstance(node, (tree.Group, tree.FieldGroup)):
@@ -403,6 +409,20 @@ class _Converter:
         if node.has_wildcard():
             return Wildcard(fieldname, node.value)
         return Term(fieldname, _unescape(node.value))
+
+    def _check_empty_on_extra_field(self, node: Node) -> None:
+        """Refuse words of no token on a field outside the standard ones.
+
+        Elasticsearch drops such a clause on a mapped field but answers it
+        with match-none on a field its mapping does not know (no document has
+        it), so ``NOT unknown:½`` is everything there. Whether an extra field
+        is mapped depends on every document ever indexed, which neither the
+        query model nor the percolator (one line at a time) can know."""
+        if (isinstance(node, (Term, Phrase)) and node.field not in STANDARD_FIELDS
+                and node.field != "@timestamp" and not analyze(node.text)):
+            raise self.error(f"{node.field}:{node.text!r} has no words to search, on a field outside the standard "
+                             "ones: Elasticsearch drops it if some document has the field and matches nothing "
+                             "if none has; search words, or a standard field")
 
     def _single_modifier(self, node: tree.Item) -> None:
         """Lucene takes one of ``+ - NOT`` before a clause: ``NOT NOT a`` and ``--a`` do not parse."""
@@ -468,7 +488,8 @@ def _analyses_to_nothing(node: Node) -> bool:
     clause's conjunction still counts: in ``a OR !!! AND b`` the AND makes
     ``a`` required, as Lucene's addClause does. (A field no document has is
     a clause matching nothing in Elasticsearch even then; the query model
-    cannot know which fields documents have, so it drops it too.)"""
+    cannot know which fields documents have: such a clause on a field outside
+    the standard ones is refused, see ``_check_empty_on_extra_field``.)"""
     if isinstance(node, (Term, Phrase)):
         return node.field != "@timestamp" and not analyze(node.text)
     if isinstance(node, Bool):

@@ -120,11 +120,18 @@ def test_real_fingerprint_matches_every_real_hit(backend, realdata):
         ("a AND (b", "syntax error"),
         ("", "empty"),
         ("message:", "syntax error"),
+        # no words on an extra field: Elasticsearch's answer depends on whether any document has it
+        ("NOT unknown:½", "has no words to search, on a field outside the standard ones"),
+        ('hash OR pid:"!!!"', "has no words to search"),
     ],
 )
 def test_bad_queries_are_clear_errors(query, message):
     with pytest.raises(QuerySyntaxError, match=message):
         lucene.parse(query)
+
+
+def test_no_words_on_a_standard_field_are_dropped_as_lucene_drops_them():
+    assert lucene.parse("hash OR tags:½") == lucene.Bool(should=(lucene.Term("message", "hash"),))
 
 
 @pytest.mark.parametrize(
