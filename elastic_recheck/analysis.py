@@ -45,12 +45,16 @@ except ImportError:  # not built, or an older build of the extension
 ANALYZER_NAME = "er_standard"
 PRETOKENIZED_NAME = "er_pretokenized"
 
-_LETTER = r"[\p{L}\p{Nl}&&[^\p{Han}\p{Hiragana}]]"
-_DIGIT = r"\p{Nd}"
-_CONNECTOR = r"\p{Pc}"
+# Lucene 8's StandardTokenizer is generated from Unicode 9.0's tables: a
+# letter, digit or mark assigned later (Georgian Mtavruli, U+A7C4...) is no
+# word character there, so none is here (Age=9.0: assigned by Unicode 9.0).
+_U9 = r"\p{Age=9.0}"
+_LETTER = rf"[\p{{L}}\p{{Nl}}&&{_U9}&&[^\p{{Han}}\p{{Hiragana}}]]"
+_DIGIT = rf"[\p{{Nd}}&&{_U9}]"
+_CONNECTOR = rf"[\p{{Pc}}&&{_U9}]"
 # Extend and Format characters (combining marks, soft hyphen, joiners; not the
 # zero-width space) belong to the character before them, never start a token.
-_EXTEND = r"[\p{M}\p{Cf}&&[^\x{200B}]]*"
+_EXTEND = rf"[\p{{M}}\p{{Cf}}&&{_U9}&&[^\x{{200B}}]]*"
 _MID_NUM_LET = r".'\x{2018}\x{2019}\x{2024}\x{FE52}\x{FF07}\x{FF0E}"
 _MID_LETTER = r":\x{B7}\x{387}\x{5F4}\x{2027}\x{FE13}\x{FE55}\x{FF1A}"
 _MID_NUM = (
@@ -70,19 +74,46 @@ _CONNECTORS = rf"(?:{_CONNECTOR}{_EXTEND})*"
 
 # Hebrew letters also join across a double quote (an acronym: צה"ל) and
 # keep a trailing apostrophe (a geresh).
-_HEBREW = rf"(?:[\p{{Hebrew}}&&\p{{L}}]{_EXTEND})+"
+_HEBREW = rf"(?:[\p{{Hebrew}}&&\p{{L}}&&{_U9}]{_EXTEND})+"
 
 TOKEN_PATTERN = (
     rf"{_EMOJI}"
     rf"|{_HEBREW}(?:[\"{_MID_LETTER}{_MID_NUM_LET}]{_HEBREW})*'?"
-    rf"|[\p{{Han}}\p{{Hiragana}}]{_EXTEND}"
+    rf"|[\p{{Han}}\p{{Hiragana}}&&{_U9}]{_EXTEND}"
     rf"|(?:{_CONNECTORS}(?:{_LETTERS}(?:[{_MID_LETTER}{_MID_NUM_LET}]{_LETTERS})*"
     rf"|{_DIGITS}(?:[{_MID_NUM}{_MID_NUM_LET}]{_DIGITS})*))+{_CONNECTORS}"
 )
 
 
+# Lucene's LowerCaseFilter lower-cases one code point at a time with Java's
+# simple case mapping; tantivy's lowercaser (like Python's str.lower) uses the
+# full mapping, which differs for one character only: U+0130 (İ) is ``i`` in
+# Java, ``i`` + U+0307 in tantivy. Written as ``I`` before analysis (a letter
+# too, so the word breaks are the same), it lower-cases to Java's ``i``.
+_JAVA_LOWER_ONLY = {0x130: "I"}
+
+
+def as_java_lowercases(text: str) -> str:
+    """``text`` with the characters Java lower-cases differently from
+    tantivy replaced by ones tantivy lower-cases as Java does."""
+    return text.translate(_JAVA_LOWER_ONLY) if "\u0130" in text else text
+
+
+def java_lower(text: str) -> str:
+    """Lower-cased one code point at a time, as Lucene's LowerCaseFilter does
+    (Java's Character.toLowerCase: a final sigma stays ``σ``, ``İ`` is ``i``)."""
+    return "".join(ch.lower() for ch in as_java_lowercases(text))
+
+
+def analysable(text: str) -> str:
+    """The text to give tantivy's analyzer (a context field's value) so that
+    it makes the tokens :func:`analyze` gives."""
+    return as_java_lowercases(text)
+
+
 def build_analyzer() -> tantivy.TextAnalyzer:
-    """A fresh analyzer for registering with an index."""
+    """A fresh analyzer for registering with an index; the text it analyses
+    must go through :func:`analysable` first."""
     return (
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(TOKEN_PATTERN))
         .filter(tantivy.Filter.lowercase())
@@ -98,7 +129,7 @@ def _shared_analyzer() -> tantivy.TextAnalyzer:
 @functools.lru_cache(maxsize=65536)
 def analyze(text: str) -> tuple[str, ...]:
     """Tokens of ``text`` exactly as the index stores them."""
-    return tuple(_shared_analyzer().analyze(text))
+    return tuple(_shared_analyzer().analyze(as_java_lowercases(text)))
 
 
 def build_pretokenized_analyzer() -> tantivy.TextAnalyzer:
@@ -118,7 +149,7 @@ def index_text(text: str) -> str:
         if ascii_index_text is not None:
             return ascii_index_text(text)
         without("elastic_recheck._tokens", "tokenizing log lines")
-    return " ".join(_shared_analyzer().analyze(text))
+    return " ".join(_shared_analyzer().analyze(as_java_lowercases(text)))
 
 
 def index_texts(texts: list[str]) -> list[str]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import tantivy
 
-from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME
+from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, analysable
 
 LAYOUT_VERSION = 4
 TIMESTAMP_FIELD = "@timestamp"
@@ -121,9 +121,11 @@ def facet_value(value: Any) -> str:
 
 
 def _text_value(value: Any) -> Any:
+    """The value(s) the index analyses, made :func:`analysable` (a copy of
+    the field kept for queries; the stored source keeps what came in)."""
     if isinstance(value, list):
-        return [facet_value(v) for v in value]
-    return facet_value(value)
+        return [analysable(facet_value(v)) for v in value]
+    return analysable(facet_value(value))
 
 
 def format_timestamp(moment: dt.datetime) -> str:

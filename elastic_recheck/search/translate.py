@@ -16,7 +16,7 @@ import tantivy
 from tantivy import Occur, Query
 
 from .. import lucene
-from ..analysis import analyze
+from ..analysis import analyze, java_lower
 from ..errors import QuerySyntaxError, UnsupportedQueryError
 from . import schema as sch
 from .date_math import range_millis
@@ -375,9 +375,8 @@ def _codepoint(ch: str) -> str:
 
 def normalize(text: str) -> str:
     """Lower-cased one character at a time, as the index's lowercase filter
-    and Lucene's do (a final sigma stays ``σ``; ``İ`` becomes ``i`` plus a
-    combining dot, as in the index: a known difference from Lucene's ``i``)."""
-    return "".join(ch.lower() for ch in text)
+    and Lucene's do (a final sigma stays ``σ``; ``İ`` becomes ``i``)."""
+    return java_lower(text)
 
 
 _WILDCARD_RUNS = re.compile(r"(\\.)|([?*]+)", re.S)
