@@ -27,6 +27,7 @@ tokenizer runs, so index and query analysis cannot drift apart.
 from __future__ import annotations
 
 import functools
+from typing import Iterator
 
 import tantivy
 
@@ -107,8 +108,13 @@ def java_lower(text: str) -> str:
 
 def analysable(text: str) -> str:
     """The text to give tantivy's analyzer (a context field's value) so that
-    it makes the tokens :func:`analyze` gives."""
-    return as_java_lowercases(text)
+    it makes the tokens :func:`analyze` gives: a word over
+    :data:`MAX_TOKEN_LENGTH` is given as its pieces (the tokens joined by
+    spaces, which analyse to themselves)."""
+    text = as_java_lowercases(text)
+    if len(text) > MAX_TOKEN_LENGTH and _has_long_token(_shared_analyzer().analyze(text)):
+        return " ".join(_lucene_tokens(text))
+    return text
 
 
 def build_analyzer() -> tantivy.TextAnalyzer:
@@ -126,10 +132,76 @@ def _shared_analyzer() -> tantivy.TextAnalyzer:
     return build_analyzer()
 
 
+@functools.lru_cache(maxsize=1)
+def _raw_analyzer() -> tantivy.TextAnalyzer:
+    """The tokenizer alone: the tokens as they are written in the text."""
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(TOKEN_PATTERN)).build()
+
+
+# Elasticsearch's standard tokenizer (max_token_length) cuts a longer word
+# into pieces, each at its own position: Lucene's scanner sees at most this
+# many UTF-16 code units from a token's start (and never half a surrogate
+# pair), takes the longest token in them, and scans on from its end.
+MAX_TOKEN_LENGTH = 255
+
+
+def _utf16_length(text: str) -> int:
+    return len(text) + sum(1 for ch in text if ch > "\uffff") if not text.isascii() else len(text)
+
+
+def _has_long_token(tokens: list[str]) -> bool:
+    return any(len(t) > MAX_TOKEN_LENGTH // 2 and _utf16_length(t) > MAX_TOKEN_LENGTH for t in tokens)
+
+
+def _window(text: str, start: int, end: int) -> str:
+    """The longest stretch of ``text`` from ``start`` (before ``end``) of at
+    most MAX_TOKEN_LENGTH UTF-16 code units."""
+    window = text[start : min(end, start + MAX_TOKEN_LENGTH)]
+    while _utf16_length(window) > MAX_TOKEN_LENGTH:
+        window = window[: len(window) - (_utf16_length(window) - MAX_TOKEN_LENGTH + 1) // 2]
+    return window
+
+
+def _pieces(text: str, start: int, end: int) -> Iterator[str]:
+    """The tokens Lucene's scanner makes of the over-long word ``text[start:end]``."""
+    while start < end:
+        window = _window(text, start, end)
+        if len(window) == end - start:
+            yield from _shared_analyzer().analyze(window)
+            return
+        written = _raw_analyzer().analyze(window)
+        if not written:
+            start += 1
+            continue
+        offset = window.find(written[0])
+        if offset > 0:  # no token starts before it within the window
+            start += offset
+            continue
+        yield _shared_analyzer().analyze(window)[0]
+        start += len(written[0])
+
+
+def _lucene_tokens(text: str) -> list[str]:
+    """``text``'s tokens (already :func:`as_java_lowercases`), over-long words cut as Lucene cuts them."""
+    tokens = _shared_analyzer().analyze(text)
+    if len(text) <= MAX_TOKEN_LENGTH or not _has_long_token(tokens):
+        return tokens
+    out: list[str] = []
+    position = 0
+    for written, token in zip(_raw_analyzer().analyze(text), tokens):
+        start = text.find(written, position)
+        position = start + len(written)
+        if _utf16_length(written) <= MAX_TOKEN_LENGTH:
+            out.append(token)
+        else:
+            out.extend(_pieces(text, start, position))
+    return out
+
+
 @functools.lru_cache(maxsize=65536)
 def analyze(text: str) -> tuple[str, ...]:
     """Tokens of ``text`` exactly as the index stores them."""
-    return tuple(_shared_analyzer().analyze(as_java_lowercases(text)))
+    return tuple(_lucene_tokens(as_java_lowercases(text)))
 
 
 def build_pretokenized_analyzer() -> tantivy.TextAnalyzer:
@@ -149,7 +221,7 @@ def index_text(text: str) -> str:
         if ascii_index_text is not None:
             return ascii_index_text(text)
         without("elastic_recheck._tokens", "tokenizing log lines")
-    return " ".join(_shared_analyzer().analyze(as_java_lowercases(text)))
+    return " ".join(_lucene_tokens(as_java_lowercases(text)))
 
 
 def index_texts(texts: list[str]) -> list[str]:

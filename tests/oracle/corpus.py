@@ -72,6 +72,12 @@ def log_documents(now: dt.datetime) -> list[dict[str, Any]]:
         ("नमस्ते दुनिया त्रुटि", dict(build_name="devanagari")),
         ("ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３", dict(build_name="fullwidth")),
         ("tab\tseparated\tvalues and\nnewline continuation", dict(build_name="whitespace")),
+        # words over 255 characters, cut where Lucene's scanner cuts them
+        ("cut " + "a" * 254 + ".b" + "c" * 10 + " here", dict(build_name="long-mid-letter", tags=["x" * 300 + "y"])),
+        ("astral " + "x" * 254 + "\U0001D400" + "y" * 10 + " done", dict(build_name="long-astral")),
+        ("under " + "_" * 300 + "abc score", dict(build_name="long-underscore")),
+        ("accents " + "É" * 300 + " fin", dict(build_name="long-accents")),
+        ("digits " + "1," * 200 + " tail", dict(build_name="long-digits")),
     ]
     fixed = [
         dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
@@ -143,7 +149,11 @@ EDGE_QUERIES: list[str] = [
     '1.2.3', '"1.2.3-rc1"', 'rc1', '2026.11.20', '1,234.56', '"1,234.56 ms"', 'v2.0', '0x1f', '0xDEADBEEF',
     '1e10', '-42', '+7', '3.14', '42', 'mixed123abc', '123abc', 'abc123',
     'ошибка', '"сервер не отвечает"', 'שגיאה', '"אנשים"', 'خطأ', 'नमस्ते', 'दुनिया', 'ｆｕｌｌｗｉｄｔｈ', 'fullwidth', 'ａｂｃ', '１２３',
-    'abcdefghij', 'end', '"long end"~1', 'tab', 'separated', '"values and newline"', 'continuation',
+    'abcdefghij', 'end', '"long end"~1', '"long end"~2', '"long end"~3', 'abcdefghij' * 30, '"' + 'abcdefghij' * 30 + '"',
+    'abcdefghij' * 25 + 'abcde', 'fghij' + 'abcdefghij' * 4, '"cut here"~1', '"cut here"~2', 'bcccccccccc', 'b',
+    '"astral done"~1', '"astral done"~2', '\U0001D400' + 'y' * 10, 'x' * 254, '"under score"~1', '"under score"~2',
+    '_' * 255, '_' * 45 + 'abc', 'abc', '"accents fin"~2', '"accents fin"~1', 'é' * 255, 'é' * 45, '"digits tail"~2',
+    'tags:y', 'tags:' + 'x' * 255, 'tags:' + 'x' * 45 + 'y', 'tags:"' + 'x' * 300 + 'y"', 'tab', 'separated', '"values and newline"', 'continuation',
     # lowercase operators, bare symbols, words that are operators elsewhere
     'hash and sum', 'hash or offline', 'hash not sum', 'and', 'or', 'not', 'message:and', '"and or not"',
     'timed - waiting', 'timed + waiting', 'timed ! waiting', 'timed-waiting', 'node-1', 'node!1', 'a!b', 'hash!',
