@@ -125,9 +125,9 @@ class ContextLeaves:
 
     @staticmethod
     def _answer(clause: lucene.Node, value: Any) -> bool:
-        if value is None:
+        if not sch.has_value(value):  # absent, or an empty list: no value indexed
             return False
-        if isinstance(clause, lucene.Exists):  # any value, an empty list or string too
+        if isinstance(clause, lucene.Exists):  # any value, an empty string too
             return True
         values = _tokens(value)
         wanted = analyze(clause.text)

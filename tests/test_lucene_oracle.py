@@ -5,9 +5,9 @@ index template (tests/oracle/LuceneOracle.java), indexes the same documents
 as the embedded index and answers the same queries. For every query either
 both give the same documents, or the embedded engine refuses the query with
 a clear QuerySyntaxError (it must refuse whatever Lucene refuses), never a
-silently different answer and never a traceback. Differences not yet fixed
-are listed in EXPECTED_DIFFERENCES with the reason; the test fails if one of
-them goes away, so the list stays true.
+silently different answer and never a traceback. There is no list of known
+differences: what the embedded engine cannot answer as Lucene does, it refuses
+(docs/query-language.md, "Refused, not approximated").
 """
 
 from __future__ import annotations
@@ -32,25 +32,6 @@ from .oracle.runner import ID_FIELD, Answer, LuceneOracle, missing_tools
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
 GENERATED_QUERIES = 5000
-
-# Known differences, each with its reason (docs/query-language.md lists them
-# too). A query listed here must still differ: the test says so when one is
-# fixed, so the entry is removed. All but the first are about how a
-# *document* is indexed, which no check of the query can catch.
-_EMPTY_LIST = ("an empty list: Elasticsearch indexes no value, the embedded index an empty one "
-               "(its exact-value column cannot tell [] from \"\")")
-EXPECTED_DIFFERENCES: dict[str, str] = {
-    "tags:*": _EMPTY_LIST,
-    "_exists_:tags": _EMPTY_LIST,
-    "-_exists_:tags": _EMPTY_LIST,
-}
-
-
-def known_different_documents(docs: Sequence[dict[str, Any]]) -> frozenset[str]:
-    """The documents that carry those differences (an empty list): generated
-    queries are compared without them, so the known cases do not hide new ones."""
-    return frozenset(doc[ID_FIELD] for doc in docs if any(value == [] for value in doc.values()))
-
 
 @pytest.fixture(scope="session")
 def lucene(tmp_path_factory) -> LuceneOracle:
@@ -120,23 +101,11 @@ class Differential:
         return outcomes
 
 
-def without(outcomes: list[Outcome], documents: frozenset[str]) -> list[Outcome]:
-    """The outcomes with ``documents`` left out of both answers."""
-    def drop(ids: frozenset[str] | None) -> frozenset[str] | None:
-        return None if ids is None else ids - documents
-
-    return [Outcome(o.query, Answer(drop(o.lucene.ids), o.lucene.error), drop(o.ours), o.refusal, o.crash)
-            for o in outcomes]
-
-
-def check(outcomes: list[Outcome], expected: dict[str, str] | None = None) -> None:
-    """No silent difference, except the ``expected`` ones, which must still differ."""
-    expected = expected or {}
-    unexpected = [o for o in outcomes if o.differs and o.query not in expected]
-    fixed = [o.query for o in outcomes if o.query in expected and not o.differs]
+def check(outcomes: list[Outcome]) -> None:
+    """No silent difference: the same documents, or a one-line refusal."""
+    unexpected = [o for o in outcomes if o.differs]
     report = "\n".join(o.describe() for o in unexpected[:60])
     assert not unexpected, f"{len(unexpected)} of {len(outcomes)} queries differ from Lucene:\n{report}"
-    assert not fixed, f"listed as known differences but now agree (remove them): {fixed}"
 
 
 @pytest.fixture(scope="module")
@@ -147,20 +116,23 @@ def corpus(lucene, tmp_path_factory) -> Differential:
 
 def test_the_oracle_is_real_lucene_as_elasticsearch_configures_it(corpus):
     """The oracle itself, on answers known from Elasticsearch's documentation."""
-    answers = corpus.lucene.run(corpus.docs, ["hash AND sum", "NOT hash", "a AND (b", "tags:*"], NOW)
+    answers = corpus.lucene.run(corpus.docs, ["hash AND sum", "NOT hash", "a AND (b", "tags:*", "_exists_:severity"], NOW)
     by_message = {doc[ID_FIELD]: doc for doc in corpus.docs}
     assert [by_message[i]["message"][:7] for i in answers["hash AND sum"].ids] == ["E: Hash"]
     assert len(answers["NOT hash"].ids) == len(corpus.docs) - 1  # fixNegativeQueryIfNeeded
     assert answers["a AND (b"].error and "Cannot parse" in answers["a AND (b"].error
-    # a field exists when it has a value, even one with no words ("!!!"); an empty list is none
-    empty = {doc[ID_FIELD] for doc in corpus.docs if not doc["tags"]}
-    assert empty and answers["tags:*"].ids == {doc[ID_FIELD] for doc in corpus.docs} - empty
+    # a field exists when it has a value, even one with no words ("!!!", ""); an empty list
+    # or a list of nulls is none
+    empty = {doc[ID_FIELD] for doc in corpus.docs if all(tag is None for tag in doc["tags"])}
+    assert len(empty) == 2 and answers["tags:*"].ids == {doc[ID_FIELD] for doc in corpus.docs} - empty
+    blank = {doc[ID_FIELD] for doc in corpus.docs if doc.get("severity") == ""}
+    assert blank and blank <= answers["_exists_:severity"].ids
 
 
 def test_hand_written_edge_cases_agree_with_lucene(corpus):
     outcomes = corpus.compare(EDGE_QUERIES)
     assert len(outcomes) >= 300
-    check(outcomes, EXPECTED_DIFFERENCES)
+    check(outcomes)
 
 
 def test_every_cased_character_lower_cases_as_java_does(lucene, tmp_path):
@@ -342,9 +314,7 @@ def test_generated_queries_agree_with_lucene(corpus):
     answered = sum(o.ours is not None for o in outcomes)
     assert answered >= len(outcomes) // 2, f"only {answered} of {len(outcomes)} generated queries were answered"
     assert sum(bool(o.lucene.ids) for o in outcomes) >= len(outcomes) // 2  # the queries match something
-    known = known_different_documents(corpus.docs)
-    assert len(known) == 1
-    check(without(outcomes, known))
+    check(outcomes)
 
 
 # -- a live cluster -------------------------------------------------------------

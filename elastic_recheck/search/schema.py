@@ -120,11 +120,20 @@ def facet_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def has_value(value: Any) -> bool:
+    """Whether Elasticsearch indexes a value for this field: an empty list
+    (or one of nulls and empty lists) is none, so ``_exists_`` and ``field:*``
+    skip it; an empty string is one (its text field has norms)."""
+    if isinstance(value, list):
+        return any(map(has_value, value))
+    return value is not None
+
+
 def _text_value(value: Any) -> Any:
     """The value(s) the index analyses, made :func:`analysable` (a copy of
     the field kept for queries; the stored source keeps what came in)."""
     if isinstance(value, list):
-        return [analysable(facet_value(v)) for v in value]
+        return [analysable(facet_value(v)) for v in value if v is not None]
     return analysable(facet_value(value))
 
 
@@ -156,6 +165,8 @@ def context_json(cid: int, canonical: str) -> str:
     extra_text: dict[str, Any] = {}
     extra_facet: dict[str, Any] = {}
     for name, value in fields.items():
+        if not has_value(value):  # kept in the source only
+            continue
         if name in _STANDARD:
             row[name] = _text_value(value)
             row[f"k_{name}"] = facet_value(value)

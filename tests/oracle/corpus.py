@@ -78,6 +78,9 @@ def log_documents(now: dt.datetime) -> list[dict[str, Any]]:
         ("under " + "_" * 300 + "abc score", dict(build_name="long-underscore")),
         ("accents " + "É" * 300 + " fin", dict(build_name="long-accents")),
         ("digits " + "1," * 200 + " tail", dict(build_name="long-digits")),
+        # an empty string is a value, an empty list or a list of nulls none
+        ("empty values", dict(build_name="empty-values", severity="", component="", tags=[None], pid=[])),
+        ("null in a list", dict(build_name="null-in-list", tags=[None, "console"], component=[None])),
     ]
     fixed = [
         dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
@@ -191,7 +194,9 @@ EDGE_QUERIES: list[str] = [
     # exists
     '_exists_:pid', '_exists_:message', '_exists_:tags', '_exists_:loglevel', '_exists_:severity',
     '_exists_:build_name', '_exists_:"tags"', '_exists_:(tags)', '_exists_:build_*', '_exists_:*',
-    '_exists_:@timestamp', 'NOT _exists_:loglevel', '-_exists_:tags', '_exists_:message AND NOT tags:console',
+    '_exists_:@timestamp', 'NOT _exists_:loglevel', '-_exists_:tags', '_exists_:component', '-_exists_:component',
+    'component:*', 'NOT component:*', 'severity:*', '-_exists_:severity', 'tags:null', 'component:null', 'pid:*',
+    '-_exists_:pid', '-pid:*', '_exists_:message AND NOT tags:console',
     # wildcards and prefixes
     'build_name:temp*', 'build_name:gren?de', 'build_name:TEMP*', 'message:Tim*', 'message:\\Tim*', 'message:t\\im*',
     'message:T?med', 'message:\\T?med', 'tim*', '*med', '*ime*', '?imed', 'ti*ed', 'timed*', 'timed?', 'tim?d*',
