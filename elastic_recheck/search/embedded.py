@@ -646,8 +646,8 @@ def _check_layout(path: Path) -> None:
         version = json.loads(layout.read_text()).get("version")
         if version != sch.LAYOUT_VERSION:
             raise BackendError(
-                f"the index in {path} has layout version {version}; this version reads {sch.LAYOUT_VERSION}. "
-                "Ingest into a new data directory."
+                f"the index in {path} has layout version {version}; this version reads {sch.LAYOUT_VERSION} "
+                "(its layout or text analysis changed): re-ingest the logs into a new data directory"
             )
         return
     if (path / "meta.json").exists():
