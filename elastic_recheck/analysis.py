@@ -3,8 +3,9 @@
 Elasticsearch's *standard analyzer* splits text on Unicode word boundaries
 (UAX #29) and lower-cases it. The embedded index must produce the same tokens
 or fingerprints written against Elasticsearch would match differently. The
-rules below are UAX #29's word-break rules restricted to what occurs in CI
-logs (see docs/query-language.md for the known differences):
+rules below are UAX #29's word-break rules as Lucene 8's StandardTokenizer
+implements them (Unicode 9.0's tables), checked against real Lucene by
+tests/test_lucene_oracle.py:
 
 * letters, digits and connector punctuation (``_``) form words;
 * a MidLetter/MidNumLet character (``:`` ``.`` ``'`` …) between two letters
@@ -13,12 +14,17 @@ logs (see docs/query-language.md for the known differences):
   not break: ``127.0.0.1``, ``1,000.5``;
 * everything else breaks, so ``screen-n-cpu.txt`` is ``screen`` ``n``
   ``cpu.txt`` and ``10:30`` is ``10`` ``30``;
-* each Han ideograph and Hiragana character is a token of its own;
+* each Han ideograph and Hiragana character is a token of its own; a Katakana
+  run is a word that joins letters and digits only across ``_``; a run of a
+  South East Asian script (Thai, Lao, Myanmar, Khmer...) is a token of its own;
+* Hebrew letters also join across ``"`` and keep an apostrophe after them;
 * combining marks and format characters (soft hyphen, joiners) stay in the
   word they follow, and one at the start of a word is dropped;
 * an emoji (with its modifiers, variation selector and joined partners), a
   flag or a keycap is a token; superscripts, fractions and other non-decimal
-  digits are not part of any token.
+  digits are not part of any token;
+* letters are lower-cased one at a time as Java does, and a word over
+  MAX_TOKEN_LENGTH UTF-16 units is cut as Lucene's scanner cuts it.
 
 The pattern is written once, in the Rust regex dialect that tantivy's regex
 tokenizer runs, so index and query analysis cannot drift apart.
@@ -50,12 +56,31 @@ PRETOKENIZED_NAME = "er_pretokenized"
 # letter, digit or mark assigned later (Georgian Mtavruli, U+A7C4...) is no
 # word character there, so none is here (Age=9.0: assigned by Unicode 9.0).
 _U9 = r"\p{Age=9.0}"
-_LETTER = rf"[\p{{L}}\p{{Nl}}&&{_U9}&&[^\p{{Han}}\p{{Hiragana}}]]"
+# Scripts whose letters and marks Unicode's line breaking calls Complex_Context
+# (South East Asian, written without spaces): a run of them is one token, as
+# in Lucene's grammar, apart from letters and digits of other scripts.
+# Their letters and marks (but the Tai Tham cryptogrammic dot) and the few
+# symbols Unicode 9.0's LineBreak.txt puts in that class too (checked against
+# Lucene character by character in tests/test_lucene_oracle.py).
+_SOUTH_EAST_ASIAN = (
+    rf"[[[\p{{Thai}}\p{{Lao}}\p{{Myanmar}}\p{{Khmer}}\p{{Tai_Le}}\p{{New_Tai_Lue}}\p{{Tai_Tham}}\p{{Tai_Viet}}"
+    rf"\p{{Ahom}}]&&[\p{{L}}\p{{M}}]&&{_U9}&&[^\x{{1A7F}}]]"
+    r"\x{109E}\x{109F}\x{19DA}\x{19DE}\x{19DF}\x{1AA0}-\x{1AA6}\x{1AA8}-\x{1AAD}\x{AA77}-\x{AA79}"
+    r"\x{AADE}\x{AADF}\x{1173A}\x{1173B}\x{1173F}]"
+)
+# Katakana (the word-break property, with the prolonged sound mark and the
+# halfwidth forms, not the halfwidth sound marks, Extend in Unicode 9.0) joins
+# Katakana and, across an underscore, letters and digits.
+_KATAKANA_CHAR = rf"[\p{{Word_Break=Katakana}}&&{_U9}&&[^\x{{FF9E}}\x{{FF9F}}]]"
+_LETTER = (
+    rf"[\p{{L}}\p{{Nl}}&&{_U9}&&[^\p{{Han}}\p{{Hiragana}}\p{{Word_Break=Katakana}}\x{{FF9E}}\x{{FF9F}}]"
+    rf"&&[^\p{{Thai}}\p{{Lao}}\p{{Myanmar}}\p{{Khmer}}\p{{Tai_Le}}\p{{New_Tai_Lue}}\p{{Tai_Tham}}\p{{Tai_Viet}}\p{{Ahom}}]]"
+)
 _DIGIT = rf"[\p{{Nd}}&&{_U9}]"
 _CONNECTOR = rf"[\p{{Pc}}&&{_U9}]"
 # Extend and Format characters (combining marks, soft hyphen, joiners; not the
 # zero-width space) belong to the character before them, never start a token.
-_EXTEND = rf"[\p{{M}}\p{{Cf}}&&{_U9}&&[^\x{{200B}}]]*"
+_EXTEND = rf"[\p{{M}}\p{{Cf}}\x{{FF9E}}\x{{FF9F}}&&{_U9}&&[^\x{{200B}}]]*"
 _MID_NUM_LET = r".'\x{2018}\x{2019}\x{2024}\x{FE52}\x{FF07}\x{FF0E}"
 _MID_LETTER = r":\x{B7}\x{387}\x{5F4}\x{2027}\x{FE13}\x{FE55}\x{FF1A}"
 _MID_NUM = (
@@ -69,20 +94,26 @@ _EMOJI = (
     rf"[\x{{1F1E6}}-\x{{1F1FF}}]{{2}}|[0-9#*]\x{{FE0F}}?\x{{20E3}}"
     rf"|{_PICTOGRAPH}(?:\x{{200D}}{_PICTOGRAPH})*"
 )
-_LETTERS = rf"(?:{_LETTER}{_EXTEND})+"
+# Hebrew letters are letters, and also join across a double quote (an acronym:
+# צה"ל) and keep an apostrophe after them (a geresh).
+_HEBREW_LETTER = rf"[\p{{Hebrew}}&&\p{{L}}&&{_U9}]{_EXTEND}"
+_LETTERS = rf"(?:{_HEBREW_LETTER}(?:\"{_HEBREW_LETTER}|')?|{_LETTER}{_EXTEND})+"
 _DIGITS = rf"(?:{_DIGIT}{_EXTEND})+"
 _CONNECTORS = rf"(?:{_CONNECTOR}{_EXTEND})*"
 
-# Hebrew letters also join across a double quote (an acronym: צה"ל) and
-# keep a trailing apostrophe (a geresh).
-_HEBREW = rf"(?:[\p{{Hebrew}}&&\p{{L}}&&{_U9}]{_EXTEND})+"
+_KATAKANA = rf"(?:{_KATAKANA_CHAR}{_EXTEND})+"
+_WORD_UNIT = (
+    rf"(?:{_LETTERS}(?:[{_MID_LETTER}{_MID_NUM_LET}]{_LETTERS})*"
+    rf"|{_DIGITS}(?:[{_MID_NUM}{_MID_NUM_LET}]{_DIGITS})*)"
+)
+# Letters and digits join each other directly, Katakana only across connectors.
+_WORD_RUN = rf"(?:{_KATAKANA}|{_WORD_UNIT}(?:{_CONNECTORS}{_WORD_UNIT})*)"
 
 TOKEN_PATTERN = (
     rf"{_EMOJI}"
-    rf"|{_HEBREW}(?:[\"{_MID_LETTER}{_MID_NUM_LET}]{_HEBREW})*'?"
     rf"|[\p{{Han}}\p{{Hiragana}}&&{_U9}]{_EXTEND}"
-    rf"|(?:{_CONNECTORS}(?:{_LETTERS}(?:[{_MID_LETTER}{_MID_NUM_LET}]{_LETTERS})*"
-    rf"|{_DIGITS}(?:[{_MID_NUM}{_MID_NUM_LET}]{_DIGITS})*))+{_CONNECTORS}"
+    rf"|(?:{_SOUTH_EAST_ASIAN}{_EXTEND})+"
+    rf"|{_CONNECTORS}{_WORD_RUN}(?:(?:{_CONNECTOR}{_EXTEND})+{_WORD_RUN})*{_CONNECTORS}"
 )
 
 

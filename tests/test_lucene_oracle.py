@@ -151,6 +151,28 @@ def test_every_cased_character_lower_cases_as_java_does(lucene, tmp_path):
     check(outcomes)
 
 
+# South East Asian scripts (Thai, Lao, Myanmar, Khmer, Tai Le, New Tai Lue,
+# Tai Tham, Tai Viet, Ahom) and Katakana, whose runs Lucene's grammar keeps
+# apart from other letters and digits.
+_RUN_SCRIPTS = [(0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x1950, 0x1AAF), (0x19E0, 0x19FF),
+                (0xA9E0, 0xAADF), (0x11700, 0x1173F), (0x3031, 0x3035), (0x3099, 0x30FF), (0x31F0, 0x31FF),
+                (0x32D0, 0x32FE), (0x3300, 0x3357), (0xFF66, 0xFF9F), (0x1B000, 0x1B001)]
+
+
+def test_south_east_asian_and_katakana_characters_break_words_as_lucene_does(lucene, tmp_path):
+    """Each character of those scripts between Latin letters, before digits
+    and before an underscore, in a document of its own: the same documents
+    hold each word, and the character itself, in both engines."""
+    chars = [chr(cp) for low, high in _RUN_SCRIPTS for cp in range(low, high + 1)]
+    docs = [{ID_FIELD: f"c{ord(ch):X}", "@timestamp": "2026-01-01T00:00:00+00:00",
+             "message": f"x{ch}x y{ch}1 {ch}_z {ch}{ch}"} for ch in chars]
+    queries = ["x", "y", "1", "z", "_z", *(f'"{ch}"' for ch in chars), *(f'"{ch}{ch}"' for ch in chars)]
+    differential = Differential(lucene, _index(tmp_path / "runs", docs), docs)
+    outcomes = differential.compare(queries)
+    assert sum(bool(o.lucene.ids) for o in outcomes) > 1000
+    check(outcomes)
+
+
 def _documents_for(queries: Iterable[str]) -> list[dict[str, Any]]:
     """One document per query holding its words: every term and phrase of
     the query in the field it names, so the real fingerprints match something."""

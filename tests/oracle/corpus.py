@@ -81,6 +81,8 @@ def log_documents(now: dt.datetime) -> list[dict[str, Any]]:
         # an empty string is a value, an empty list or a list of nulls none
         ("empty values", dict(build_name="empty-values", severity="", component="", tags=[None], pid=[])),
         ("null in a list", dict(build_name="null-in-list", tags=[None, "console"], component=[None])),
+        # Katakana and South East Asian runs touching Latin letters and digits; Hebrew touching Latin
+        ("テストerror エラー_42 ｶﾀｶﾅok ภาษาไทยerror ไทย๑๒ ລາວ1 မြန်မာx ខ្មែរ_y שלוםabc abcשלום", dict(build_name="scripts")),
     ]
     fixed = [
         dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
@@ -151,6 +153,9 @@ EDGE_QUERIES: list[str] = [
     '"/usr/lib/python3/dist-packages/x.py"', 'python3', '"line 42"', '<module>', '"<module>"',
     '1.2.3', '"1.2.3-rc1"', 'rc1', '2026.11.20', '1,234.56', '"1,234.56 ms"', 'v2.0', '0x1f', '0xDEADBEEF',
     '1e10', '-42', '+7', '3.14', '42', 'mixed123abc', '123abc', 'abc123',
+    'テストerror', 'テスト', 'error', 'エラー_42', 'エラー', '42', 'ｶﾀｶﾅok', 'ｶﾀｶﾅ', 'ok', 'ภาษาไทยerror', 'ภาษาไทย',
+    'ไทย๑๒', 'ไทย', '๑๒', 'ລາວ1', 'ລາວ', '1', 'မြန်မာx', 'မြန်မာ', 'x', 'ខ្មែរ_y', 'ខ្មែរ', '_y', 'y', 'שלוםabc', 'שלום',
+    'abc', 'abcשלום', '"テスト error"', 'テス*', '/テ.*/', 'message:/ไท.*/', 'ภาษาไทย~1',
     'ошибка', '"сервер не отвечает"', 'שגיאה', '"אנשים"', 'خطأ', 'नमस्ते', 'दुनिया', 'ｆｕｌｌｗｉｄｔｈ', 'fullwidth', 'ａｂｃ', '１２３',
     'abcdefghij', 'end', '"long end"~1', '"long end"~2', '"long end"~3', 'abcdefghij' * 30, '"' + 'abcdefghij' * 30 + '"',
     'abcdefghij' * 25 + 'abcde', 'fghij' + 'abcdefghij' * 4, '"cut here"~1', '"cut here"~2', 'bcccccccccc', 'b',
