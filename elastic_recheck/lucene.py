@@ -244,6 +244,9 @@ def _apply_lucene_lexical_rules(query: str) -> str:
             i += 2
             continue
         if ch == "!" or (at_start and ch in "+-"):
+            if _after_field(query, i):
+                raise QuerySyntaxError(query, f"{ch!r} cannot follow a field's ':' (column {i + 1}); Lucene takes it "
+                                              "before the field (-field:value) or inside a group (field:(-value))")
             following = query[i + 1] if i + 1 < n else ""
             if not following:
                 raise QuerySyntaxError(query, f"operator {ch!r} is missing an operand")
@@ -297,6 +300,19 @@ def _check_after_modifier(query: str, i: int) -> None:
     """After ``^N`` or ``~N`` Lucene's lexer wants whitespace, an operator or the end."""
     if i < len(query) and query[i] not in _WHITESPACE and query[i] not in "()^~":
         raise QuerySyntaxError(query, f"unexpected {query[i]!r} after a boost or fuzziness (column {i + 1})")
+
+
+def _after_field(query: str, i: int) -> bool:
+    """Whether the last thing before ``i`` (spaces aside) is a field's unescaped ':'."""
+    j = i - 1
+    while j >= 0 and query[j] in _WHITESPACE:
+        j -= 1
+    if j < 0 or query[j] != ":":
+        return False
+    backslashes = 0
+    while j - 1 - backslashes >= 0 and query[j - 1 - backslashes] == "\\":
+        backslashes += 1
+    return backslashes % 2 == 0
 
 
 def _at_term_start(query: str, i: int) -> bool:

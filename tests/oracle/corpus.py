@@ -81,6 +81,9 @@ def log_documents(now: dt.datetime) -> list[dict[str, Any]]:
         # an empty string is a value, an empty list or a list of nulls none
         ("empty values", dict(build_name="empty-values", severity="", component="", tags=[None], pid=[])),
         ("null in a list", dict(build_name="null-in-list", tags=[None, "console"], component=[None])),
+        # numbers and booleans in extra fields: text, as the template maps them
+        ("numbers", dict(build_name="numbers-extra", error_pr=-7.1227, attempts=5, ratio=5.0, big=1e10, ok=True)),
+        ("more numbers", dict(build_name="numbers-extra-2", error_pr=0.5, attempts=-42, ratio=[1, 2.5], ok=False)),
         # Katakana and South East Asian runs touching Latin letters and digits; Hebrew touching Latin
         ("テストerror エラー_42 ｶﾀｶﾅok ภาษาไทยerror ไทย๑๒ ລາວ1 မြန်မာx ខ្មែរ_y שלוםabc abcשלום", dict(build_name="scripts")),
     ]
@@ -156,6 +159,10 @@ EDGE_QUERIES: list[str] = [
     'テストerror', 'テスト', 'error', 'エラー_42', 'エラー', '42', 'ｶﾀｶﾅok', 'ｶﾀｶﾅ', 'ok', 'ภาษาไทยerror', 'ภาษาไทย',
     'ไทย๑๒', 'ไทย', '๑๒', 'ລາວ1', 'ລາວ', '1', 'မြန်မာx', 'မြန်မာ', 'x', 'ខ្មែរ_y', 'ខ្មែរ', '_y', 'y', 'שלוםabc', 'שלום',
     'abc', 'abcשלום', '"テスト error"', 'テス*', '/テ.*/', 'message:/ไท.*/', 'ภาษาไทย~1',
+    'error_pr:7.1227', 'error_pr:-7.1227', 'error_pr:"-7.1227"', 'error_pr:0.5', 'error_pr:\\-7.1227', 'attempts:5',
+    'attempts:42', 'attempts:"-42"', 'ratio:5', 'ratio:5.0', 'ratio:2.5', 'ratio:"1 2.5"', 'big:1e10',
+    'big:10000000000.0', 'ok:true', 'ok:false', 'ok:TRUE', '_exists_:error_pr', '_exists_:ratio', 'attempts:*',
+    'error_pr:[0 TO 1]', 'attempts:>1', 'ratio:5*', 'NOT ok:true',
     'ошибка', '"сервер не отвечает"', 'שגיאה', '"אנשים"', 'خطأ', 'नमस्ते', 'दुनिया', 'ｆｕｌｌｗｉｄｔｈ', 'fullwidth', 'ａｂｃ', '１２３',
     'abcdefghij', 'end', '"long end"~1', '"long end"~2', '"long end"~3', 'abcdefghij' * 30, '"' + 'abcdefghij' * 30 + '"',
     'abcdefghij' * 25 + 'abcde', 'fghij' + 'abcdefghij' * 4, '"cut here"~1', '"cut here"~2', 'bcccccccccc', 'b',
