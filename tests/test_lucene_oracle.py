@@ -173,6 +173,26 @@ def test_south_east_asian_and_katakana_characters_break_words_as_lucene_does(luc
     check(outcomes)
 
 
+def test_a_fuzzy_term_keeps_the_50_best_index_terms_as_lucene_does(lucene, tmp_path):
+    """Elasticsearch's max_expansions: with more than 50 index terms within the
+    distance, Lucene keeps the 50 best (fewest edits for their length, then
+    term order). A hundred job names two edits apart, tags with mixed lengths."""
+    docs = [{ID_FIELD: f"n{i:02d}", "@timestamp": "2026-01-01T00:00:00+00:00", "message": f"node{i:02d} ok",
+             "build_name": f"node{i:02d}", "tags": [f"tag{i:02d}", "tagx" * (1 + i % 3)]} for i in range(100)]
+    docs += [{ID_FIELD: f"w{i}", "@timestamp": "2026-01-01T00:00:00+00:00", "message": "x", "build_name": word,
+              "tags": [word]} for i, word in enumerate(["nod00", "node000", "onde00", "ndoe00", "anode00", "nodee"])]
+    queries = ["build_name:node00~2", "build_name:node55~2", "build_name:node5~1", "build_name:node00~1",
+               "build_name:node99~", "build_name:ndoe00~2", "build_name:NODE42~2", "tags:tag00~2", "tags:tag50~2",
+               "tags:tagxtagx~2", "build_name:node00~2 AND tags:tag4*", "NOT build_name:node00~2",
+               "message:node00~2", "message:node00~0", "build_name:node00~0"]
+    differential = Differential(lucene, _index(tmp_path / "fuzzy", docs), docs)
+    outcomes = differential.compare(queries)
+    by_query = {o.query: o for o in outcomes}
+    assert len(by_query["build_name:node00~2"].lucene.ids) == 50  # more than 50 within two edits
+    assert by_query["message:node00~2"].ours is None  # refused: the message's terms are not enumerated
+    check(outcomes)
+
+
 def _documents_for(queries: Iterable[str]) -> list[dict[str, Any]]:
     """One document per query holding its words: every term and phrase of
     the query in the field it names, so the real fingerprints match something."""

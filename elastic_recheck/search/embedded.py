@@ -469,6 +469,12 @@ class _ContextLookup:
         self.within = sch.in_contexts(self.schema, list(within)) if within is not None else None
         self.scope = len(set(within)) if within is not None else None
         self._answers: dict[lucene.Node, list[int]] = {}
+        self._terms: dict[str, list[str]] = {}
+
+    def terms(self, field: str) -> list[str]:
+        if field not in self._terms:
+            self._terms[field] = [term for term, _ in self.searcher.terms_with_prefix(field, "")]
+        return self._terms[field]
 
     def cids(self, key: lucene.Node, query: Query) -> list[int]:
         answer = self._answers.get(key)
