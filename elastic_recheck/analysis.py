@@ -54,8 +54,13 @@ PRETOKENIZED_NAME = "er_pretokenized"
 
 # Lucene 8's StandardTokenizer is generated from Unicode 9.0's tables: a
 # letter, digit or mark assigned later (Georgian Mtavruli, U+A7C4...) is no
-# word character there, so none is here (Age=9.0: assigned by Unicode 9.0).
-_U9 = r"\p{Age=9.0}"
+# word character there. Such characters (Age above 9.0; emoji aside, whose
+# rules come from Lucene's own emoji data) become spaces before the pattern
+# runs (:func:`as_lucene_sees_it`): written into every class of the pattern,
+# the condition made it twice as slow.
+_NEWER_THAN_UNICODE_9 = (
+    r"[^\p{Age=9.0}\p{Extended_Pictographic}\p{Emoji_Modifier}\x{FE0F}\x{200D}\x{20E3}\x{1F1E6}-\x{1F1FF}]+"
+)
 # Scripts whose letters and marks Unicode's line breaking calls Complex_Context
 # (South East Asian, written without spaces): a run of them is one token, as
 # in Lucene's grammar, apart from letters and digits of other scripts.
@@ -64,23 +69,23 @@ _U9 = r"\p{Age=9.0}"
 # Lucene character by character in tests/test_lucene_oracle.py).
 _SOUTH_EAST_ASIAN = (
     rf"[[[\p{{Thai}}\p{{Lao}}\p{{Myanmar}}\p{{Khmer}}\p{{Tai_Le}}\p{{New_Tai_Lue}}\p{{Tai_Tham}}\p{{Tai_Viet}}"
-    rf"\p{{Ahom}}]&&[\p{{L}}\p{{M}}]&&{_U9}&&[^\x{{1A7F}}]]"
+    rf"\p{{Ahom}}]&&[\p{{L}}\p{{M}}]&&[^\x{{1A7F}}]]"
     r"\x{109E}\x{109F}\x{19DA}\x{19DE}\x{19DF}\x{1AA0}-\x{1AA6}\x{1AA8}-\x{1AAD}\x{AA77}-\x{AA79}"
     r"\x{AADE}\x{AADF}\x{1173A}\x{1173B}\x{1173F}]"
 )
 # Katakana (the word-break property, with the prolonged sound mark and the
 # halfwidth forms, not the halfwidth sound marks, Extend in Unicode 9.0) joins
 # Katakana and, across an underscore, letters and digits.
-_KATAKANA_CHAR = rf"[\p{{Word_Break=Katakana}}&&{_U9}&&[^\x{{FF9E}}\x{{FF9F}}]]"
+_KATAKANA_CHAR = rf"[\p{{Word_Break=Katakana}}&&[^\x{{FF9E}}\x{{FF9F}}]]"
 _LETTER = (
-    rf"[\p{{L}}\p{{Nl}}&&{_U9}&&[^\p{{Han}}\p{{Hiragana}}\p{{Word_Break=Katakana}}\x{{FF9E}}\x{{FF9F}}]"
+    rf"[\p{{L}}\p{{Nl}}&&[^\p{{Han}}\p{{Hiragana}}\p{{Word_Break=Katakana}}\x{{FF9E}}\x{{FF9F}}]"
     rf"&&[^\p{{Thai}}\p{{Lao}}\p{{Myanmar}}\p{{Khmer}}\p{{Tai_Le}}\p{{New_Tai_Lue}}\p{{Tai_Tham}}\p{{Tai_Viet}}\p{{Ahom}}]]"
 )
-_DIGIT = rf"[\p{{Nd}}&&{_U9}]"
-_CONNECTOR = rf"[\p{{Pc}}&&{_U9}]"
+_DIGIT = r"\p{Nd}"
+_CONNECTOR = r"\p{Pc}"
 # Extend and Format characters (combining marks, soft hyphen, joiners; not the
 # zero-width space) belong to the character before them, never start a token.
-_EXTEND = rf"[\p{{M}}\p{{Cf}}\x{{FF9E}}\x{{FF9F}}&&{_U9}&&[^\x{{200B}}]]*"
+_EXTEND = rf"[\p{{M}}\p{{Cf}}\x{{FF9E}}\x{{FF9F}}&&[^\x{{200B}}]]*"
 _MID_NUM_LET = r".'\x{2018}\x{2019}\x{2024}\x{FE52}\x{FF07}\x{FF0E}"
 _MID_LETTER = r":\x{B7}\x{387}\x{5F4}\x{2027}\x{FE13}\x{FE55}\x{FF1A}"
 _MID_NUM = (
@@ -96,7 +101,7 @@ _EMOJI = (
 )
 # Hebrew letters are letters, and also join across a double quote (an acronym:
 # צה"ל) and keep an apostrophe after them (a geresh).
-_HEBREW_LETTER = rf"[\p{{Hebrew}}&&\p{{L}}&&{_U9}]{_EXTEND}"
+_HEBREW_LETTER = rf"[\p{{Hebrew}}&&\p{{L}}]{_EXTEND}"
 _LETTERS = rf"(?:{_HEBREW_LETTER}(?:\"{_HEBREW_LETTER}|')?|{_LETTER}{_EXTEND})+"
 _DIGITS = rf"(?:{_DIGIT}{_EXTEND})+"
 _CONNECTORS = rf"(?:{_CONNECTOR}{_EXTEND})*"
@@ -111,7 +116,7 @@ _WORD_RUN = rf"(?:{_KATAKANA}|{_WORD_UNIT}(?:{_CONNECTORS}{_WORD_UNIT})*)"
 
 TOKEN_PATTERN = (
     rf"{_EMOJI}"
-    rf"|[\p{{Han}}\p{{Hiragana}}&&{_U9}]{_EXTEND}"
+    rf"|[\p{{Han}}\p{{Hiragana}}]{_EXTEND}"
     rf"|(?:{_SOUTH_EAST_ASIAN}{_EXTEND})+"
     rf"|{_CONNECTORS}{_WORD_RUN}(?:(?:{_CONNECTOR}{_EXTEND})+{_WORD_RUN})*{_CONNECTORS}"
 )
@@ -125,16 +130,27 @@ TOKEN_PATTERN = (
 _JAVA_LOWER_ONLY = {0x130: "I"}
 
 
-def as_java_lowercases(text: str) -> str:
-    """``text`` with the characters Java lower-cases differently from
-    tantivy replaced by ones tantivy lower-cases as Java does."""
-    return text.translate(_JAVA_LOWER_ONLY) if "\u0130" in text else text
+@functools.lru_cache(maxsize=1)
+def _newer_characters() -> tantivy.TextAnalyzer:
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(_NEWER_THAN_UNICODE_9)).build()
+
+
+def as_lucene_sees_it(text: str) -> str:
+    """``text`` with the characters Java lower-cases differently from tantivy
+    replaced by ones tantivy lower-cases as Java does, and those newer than
+    Unicode 9.0 by spaces: what tantivy's analyzer must be given."""
+    if "\u0130" in text:
+        text = text.translate(_JAVA_LOWER_ONLY)
+    if not text.isascii():
+        for newer in set(_newer_characters().analyze(text)):
+            text = text.replace(newer, " ")
+    return text
 
 
 def java_lower(text: str) -> str:
     """Lower-cased one code point at a time, as Lucene's LowerCaseFilter does
     (Java's Character.toLowerCase: a final sigma stays ``σ``, ``İ`` is ``i``)."""
-    return "".join(ch.lower() for ch in as_java_lowercases(text))
+    return "".join(ch.lower() for ch in text.translate(_JAVA_LOWER_ONLY))
 
 
 def analysable(text: str) -> str:
@@ -142,7 +158,7 @@ def analysable(text: str) -> str:
     it makes the tokens :func:`analyze` gives: a word over
     :data:`MAX_TOKEN_LENGTH` is given as its pieces (the tokens joined by
     spaces, which analyse to themselves)."""
-    text = as_java_lowercases(text)
+    text = as_lucene_sees_it(text)
     if len(text) > MAX_TOKEN_LENGTH and _has_long_token(_shared_analyzer().analyze(text)):
         return " ".join(_lucene_tokens(text))
     return text
@@ -213,7 +229,7 @@ def _pieces(text: str, start: int, end: int) -> Iterator[str]:
 
 
 def _lucene_tokens(text: str) -> list[str]:
-    """``text``'s tokens (already :func:`as_java_lowercases`), over-long words cut as Lucene cuts them."""
+    """``text``'s tokens (already :func:`as_lucene_sees_it`), over-long words cut as Lucene cuts them."""
     tokens = _shared_analyzer().analyze(text)
     if len(text) <= MAX_TOKEN_LENGTH or not _has_long_token(tokens):
         return tokens
@@ -232,7 +248,7 @@ def _lucene_tokens(text: str) -> list[str]:
 @functools.lru_cache(maxsize=65536)
 def analyze(text: str) -> tuple[str, ...]:
     """Tokens of ``text`` exactly as the index stores them."""
-    return tuple(_lucene_tokens(as_java_lowercases(text)))
+    return tuple(_lucene_tokens(as_lucene_sees_it(text)))
 
 
 def build_pretokenized_analyzer() -> tantivy.TextAnalyzer:
@@ -252,7 +268,7 @@ def index_text(text: str) -> str:
         if ascii_index_text is not None:
             return ascii_index_text(text)
         without("elastic_recheck._tokens", "tokenizing log lines")
-    return " ".join(_lucene_tokens(as_java_lowercases(text)))
+    return " ".join(_lucene_tokens(as_lucene_sees_it(text)))
 
 
 def index_texts(texts: list[str]) -> list[str]:
