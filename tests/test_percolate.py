@@ -295,9 +295,11 @@ def test_what_the_matcher_cannot_evaluate_exactly_falls_back_with_its_reason(nat
     percolator = Percolator({
         "slop": 'message:"a b"~2', "fuzzy": "message:boom~", "regex": "message:/bo+m/", "wild": "message:bo*m",
         "nothing": 'message:"!!"', "syntax": 'message:"unclosed', "plain": "message:boom",
+        "job fuzzy": "build_name:grenad~",  # its 50 expansions come from every context: the index answers
     }, native=native)
-    assert set(percolator.fallback) == {"slop", "fuzzy", "regex", "wild", "nothing", "syntax"}
+    assert set(percolator.fallback) == {"slop", "fuzzy", "regex", "wild", "nothing", "syntax", "job fuzzy"}
     assert "slop" in percolator.fallback["slop"] and "analyses to nothing" in percolator.fallback["nothing"]
+    assert "max_expansions" in percolator.fallback["job fuzzy"]
     assert percolator.keys == ["plain"]
 
 
