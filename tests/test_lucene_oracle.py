@@ -13,7 +13,6 @@ differences: what the embedded engine cannot answer as Lucene does, it refuses
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
