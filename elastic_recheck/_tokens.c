@@ -12,10 +12,16 @@
  * A token is a run of units; a unit is optional underscores and then a word
  * (letters joined by : . ') or a number (digits joined by , ; . '); trailing
  * underscores belong to the token. A token is never directly followed by a
- * letter, digit or underscore, so the output is never longer than the input.
+ * letter, digit or underscore, except where a word over MAX_TOKEN_LENGTH is
+ * cut: Lucene's scanner sees at most that many characters from a token's
+ * start, so the token is the longest one within them, and the next starts
+ * where it ends (analysis.MAX_TOKEN_LENGTH; a piece loses at most one joining
+ * character at its end, so the output grows by under one space in 250).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#define MAX_TOKEN_LENGTH 255
 
 static inline int is_letter(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
 static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
@@ -49,30 +55,41 @@ static PyObject *ascii_index_text(PyObject *self, PyObject *arg)
     }
     const unsigned char *s = PyUnicode_1BYTE_DATA(arg);
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
-    PyObject *out = PyUnicode_New(n, 127);
+    Py_ssize_t size = n + n / 200 + 2;
+    PyObject *out = PyUnicode_New(size, 127);
     if (out == NULL) return NULL;
     unsigned char *o = PyUnicode_1BYTE_DATA(out);
     Py_ssize_t w = 0, i = 0;
     while (i < n) {
+        Py_ssize_t end = n - i > MAX_TOKEN_LENGTH ? i + MAX_TOKEN_LENGTH : n;  /* what the scanner sees */
         Py_ssize_t j = i;
-        while (j < n && s[j] == '_') j++;
-        if (j >= n || !is_alnum(s[j])) {  /* no token starts here: skip the underscores and the breaker */
+        while (j < end && s[j] == '_') j++;
+        if (j == end && end < n) {  /* underscores fill the window: a token may start one further on */
+            i++;
+            continue;
+        }
+        if (j >= end || !is_alnum(s[j])) {  /* no token starts here: skip the underscores and the breaker */
             i = j + 1;
             continue;
         }
         Py_ssize_t k = j;
         for (;;) {
-            k = unit_end(s, k, n);
+            k = unit_end(s, k, end);
             Py_ssize_t m = k;
-            while (m < n && s[m] == '_') m++;
+            while (m < end && s[m] == '_') m++;
             k = m;
-            if (m >= n || !is_alnum(s[m])) break;
+            if (m >= end || !is_alnum(s[m])) break;
+        }
+        if (w + (k - i) + 1 > size) {  /* cannot happen (see above); never write past the buffer */
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_RuntimeError, "ascii_index_text: output longer than expected");
+            return NULL;
         }
         if (w) o[w++] = ' ';
         for (Py_ssize_t p = i; p < k; p++) o[w++] = lower(s[p]);
         i = k;
     }
-    if (w == n) return out;
+    if (w == size) return out;
     PyObject *shorter = PyUnicode_New(w, 127);
     if (shorter != NULL) memcpy(PyUnicode_1BYTE_DATA(shorter), o, (size_t)w);
     Py_DECREF(out);

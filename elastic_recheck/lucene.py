@@ -31,6 +31,7 @@ from luqum.parser import parser
 
 from .analysis import analyze
 from .errors import QuerySyntaxError
+from .search.schema import STANDARD_FIELDS
 
 DEFAULT_FIELD = "message"
 # How deep a query may nest: every group, operator, NOT/+/- and field counts a
@@ -243,6 +244,9 @@ def _apply_lucene_lexical_rules(query: str) -> str:
             i += 2
             continue
         if ch == "!" or (at_start and ch in "+-"):
+            if _after_field(query, i):
+                raise QuerySyntaxError(query, f"{ch!r} cannot follow a field's ':' (column {i + 1}); Lucene takes it "
+                                              "before the field (-field:value) or inside a group (field:(-value))")
             following = query[i + 1] if i + 1 < n else ""
             if not following:
                 raise QuerySyntaxError(query, f"operator {ch!r} is missing an operand")
@@ -296,6 +300,19 @@ def _check_after_modifier(query: str, i: int) -> None:
     """After ``^N`` or ``~N`` Lucene's lexer wants whitespace, an operator or the end."""
     if i < len(query) and query[i] not in _WHITESPACE and query[i] not in "()^~":
         raise QuerySyntaxError(query, f"unexpected {query[i]!r} after a boost or fuzziness (column {i + 1})")
+
+
+def _after_field(query: str, i: int) -> bool:
+    """Whether the last thing before ``i`` (spaces aside) is a field's unescaped ':'."""
+    j = i - 1
+    while j >= 0 and query[j] in _WHITESPACE:
+        j -= 1
+    if j < 0 or query[j] != ":":
+        return False
+    backslashes = 0
+    while j - 1 - backslashes >= 0 and query[j - 1 - backslashes] == "\\":
+        backslashes += 1
+    return backslashes % 2 == 0
 
 
 def _at_term_start(query: str, i: int) -> bool:
@@ -361,6 +378,11 @@ class _Converter:
         return QuerySyntaxError(self.query, detail)
 
     def convert(self, node: tree.Item, fieldname: str) -> Node:
+        converted = self._convert(node, fieldname)
+        self._check_empty_on_extra_field(converted)
+        return converted
+
+    def _convert(self, node: tree.Item, fieldname: str) -> Node:
         if isinstance(node, (tree.AndOperation, tree.OrOperation, tree.UnknownOperation)):
             return self._boolean(node, fieldname)
         if isinstance(node, (tree.Group, tree.FieldGroup)):
@@ -403,6 +425,20 @@ class _Converter:
         if node.has_wildcard():
             return Wildcard(fieldname, node.value)
         return Term(fieldname, _unescape(node.value))
+
+    def _check_empty_on_extra_field(self, node: Node) -> None:
+        """Refuse words of no token on a field outside the standard ones.
+
+        Elasticsearch drops such a clause on a mapped field but answers it
+        with match-none on a field its mapping does not know (no document has
+        it), so ``NOT unknown:½`` is everything there. Whether an extra field
+        is mapped depends on every document ever indexed, which neither the
+        query model nor the percolator (one line at a time) can know."""
+        if (isinstance(node, (Term, Phrase)) and node.field not in STANDARD_FIELDS
+                and node.field != "@timestamp" and not analyze(node.text)):
+            raise self.error(f"{node.field}:{node.text!r} has no words to search, on a field outside the standard "
+                             "ones: Elasticsearch drops it if some document has the field and matches nothing "
+                             "if none has; search words, or a standard field")
 
     def _single_modifier(self, node: tree.Item) -> None:
         """Lucene takes one of ``+ - NOT`` before a clause: ``NOT NOT a`` and ``--a`` do not parse."""
@@ -468,7 +504,8 @@ def _analyses_to_nothing(node: Node) -> bool:
     clause's conjunction still counts: in ``a OR !!! AND b`` the AND makes
     ``a`` required, as Lucene's addClause does. (A field no document has is
     a clause matching nothing in Elasticsearch even then; the query model
-    cannot know which fields documents have, so it drops it too.)"""
+    cannot know which fields documents have: such a clause on a field outside
+    the standard ones is refused, see ``_check_empty_on_extra_field``.)"""
     if isinstance(node, (Term, Phrase)):
         return node.field != "@timestamp" and not analyze(node.text)
     if isinstance(node, Bool):

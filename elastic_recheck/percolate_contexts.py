@@ -85,9 +85,12 @@ class ContextLeaves:
         self._cache: dict[tuple[int, str], bool] = {}
 
     def check(self, clause: lucene.Node) -> None:
-        """Raise NotNative for a clause the index refuses (said in its words)."""
+        """Raise NotNative for a clause the index refuses (said in its words),
+        or whose answer depends on other contexts than the line's own."""
         if _native(clause):
             return
+        if isinstance(clause, lucene.Fuzzy):
+            raise NotNative("a fuzzy term keeps the 50 best terms of the whole index (max_expansions)")
         try:
             Translator(self.schema, "")._node(clause)
         except Exception as exc:  # the index refuses it: so does the matcher
@@ -125,9 +128,9 @@ class ContextLeaves:
 
     @staticmethod
     def _answer(clause: lucene.Node, value: Any) -> bool:
-        if value is None:
+        if not sch.has_value(value):  # absent, or an empty list: no value indexed
             return False
-        if isinstance(clause, lucene.Exists):  # any value, an empty list or string too
+        if isinstance(clause, lucene.Exists):  # any value, an empty string too
             return True
         values = _tokens(value)
         wanted = analyze(clause.text)

@@ -88,3 +88,33 @@ def test_native_ascii_scanner_on_log_lines():
     line = "2026-11-20 10:30:00.123 ERROR nova.compute.manager [req-1a2b] Instance_ID 3f.x don't: 1,000.5;7 __init__ a.1 'q'"
     assert index_text(line) == " ".join(analyze(line))
     assert index_text(line).split()[:6] == ["2026", "11", "20", "10", "30", "00.123"]
+
+
+def test_letters_lower_case_one_at_a_time_as_java_does():
+    """Lucene's LowerCaseFilter: Java's simple mapping, per code point (İ is i, a final Σ is σ)."""
+    assert analyze("İstanbul Iİ ΟΔΟΣ") == ("istanbul", "ii", "οδοσ")
+    assert index_text("İSTANBUL") == "istanbul"
+
+
+def test_letters_newer_than_unicode_9_are_no_word_characters():
+    """Lucene 8's tokenizer tables are Unicode 9.0's: Georgian Mtavruli (Unicode 11) breaks a word."""
+    assert analyze("ab\u1c90cd") == ("ab", "cd")
+
+
+def test_a_word_over_255_characters_is_cut_as_lucenes_scanner_cuts_it():
+    assert analyze("a" * 600) == ("a" * 255, "a" * 255, "a" * 90)
+    # 255 UTF-16 code units: an astral letter is two, never split
+    assert analyze("x" * 254 + "\U0001D400y") == ("x" * 254, "\U0001D400y")
+    # the longest token within the 255: a joining '.' with nothing after it is left out
+    assert analyze("a" * 254 + ".bc") == ("a" * 254, "bc")
+    assert analyze("É" * 300) == ("é" * 255, "é" * 45)
+    assert index_text("x " + "É" * 300) == "x " + "é" * 255 + " " + "é" * 45
+
+
+_LONG_ASCII = st.sampled_from(["a" * 100, "_" * 100, "1" * 100, "a", "1", "_", ".", ",", ":", " ", "-", "a.b", "1,2"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(_LONG_ASCII, max_size=16).map("".join))
+def test_native_ascii_scanner_cuts_long_words_as_queries_do(text):
+    assert index_text(text) == " ".join(analyze(text))

@@ -146,6 +146,9 @@ def test_the_index_template_maps_strings_as_text_with_keyword_subfields():
     assert mappings["properties"]["build_name"] == {
         "type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 8191}}}
     assert mappings["dynamic_templates"][0]["strings"]["mapping"] == mappings["properties"]["tags"]
+    # numbers and booleans in extra fields are text, as in the embedded index (error_pr:5 is the word 5)
+    assert [(t[name]["match_mapping_type"], t[name]["mapping"]) for t in mappings["dynamic_templates"] for name in t] == [
+        (kind, mappings["properties"]["tags"]) for kind in ("string", "long", "double", "boolean")]
     legacy = rq.index_template(["logstash-*"], "keyword", ["build_name"], legacy=True)
     assert legacy["mappings"] == {**mappings, "properties": {k: v for k, v in mappings["properties"].items()
                                                             if k != "tags"}}

@@ -161,6 +161,16 @@ def test_an_index_from_an_older_layout_is_refused_not_misread(tmp_path):
         EmbeddedBackend(tmp_path)
 
 
+def test_an_index_analysed_by_an_older_version_must_be_re_ingested(tmp_path):
+    """Version 4 indexed İ as i + U+0307 and words over 255 characters whole:
+    its terms are not what queries now look for."""
+    EmbeddedBackend(tmp_path).close()
+    (tmp_path / "er-layout.json").write_text('{"version": 4}')
+    with pytest.raises(BackendError, match=r"layout version 4; this version reads 5 .*re-ingest") as error:
+        EmbeddedBackend(tmp_path)
+    assert "\n" not in str(error.value)
+
+
 def test_lines_share_one_stored_context_per_build_file_and_level(index_docs, backend):
     index_docs([make_doc(f"line {i}", loglevel="ERROR" if i % 2 else "INFO") for i in range(10)])
     assert backend.health()["documents"] == 10

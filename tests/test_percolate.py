@@ -269,6 +269,21 @@ def test_tags_is_a_list_of_values_and_a_phrase_does_not_run_from_one_into_the_ne
     assert answers["across values"] is None
 
 
+def test_an_empty_list_is_no_value_and_an_empty_string_is_one(tmp_path):
+    """As Elasticsearch indexes them: ``_exists_`` and ``field:*`` skip ``[]``
+    (and a list of nulls), and count ``""``; a long word and an İ analyse alike."""
+    build = _build(({"tags": [], "loglevel": "", "component": [None]}, ["İstanbul " + "é" * 300]),
+                   ({"tags": ["console"], "component": ["x"]}, ["istanbul"]))
+    answers = _check(tmp_path, {
+        "tags": "_exists_:tags", "no tags": "NOT _exists_:tags", "tags any": "tags:*",
+        "level": "_exists_:loglevel", "component": "_exists_:component",
+        "turkish": "message:istanbul", "piece": "message:" + "é" * 45,
+    }, build)
+    assert answers["tags"].hits == 1 and answers["no tags"].hits == 1 and answers["tags any"].hits == 1
+    assert answers["level"].hits == 1 and answers["component"].hits == 1
+    assert answers["turkish"].hits == 2 and answers["piece"].hits == 1
+
+
 def test_the_newest_matching_line_is_reported(tmp_path):
     build = [({**CONSOLE, "build_uuid": UUID}, [(T0_MICROS + 5, "boom late"), (T0_MICROS + 1, "boom early")])]
     found = _feed(Percolator({"boom": "message:boom"}, native=ENGINES[-1]), build)
@@ -280,9 +295,11 @@ def test_what_the_matcher_cannot_evaluate_exactly_falls_back_with_its_reason(nat
     percolator = Percolator({
         "slop": 'message:"a b"~2', "fuzzy": "message:boom~", "regex": "message:/bo+m/", "wild": "message:bo*m",
         "nothing": 'message:"!!"', "syntax": 'message:"unclosed', "plain": "message:boom",
+        "job fuzzy": "build_name:grenad~",  # its 50 expansions come from every context: the index answers
     }, native=native)
-    assert set(percolator.fallback) == {"slop", "fuzzy", "regex", "wild", "nothing", "syntax"}
+    assert set(percolator.fallback) == {"slop", "fuzzy", "regex", "wild", "nothing", "syntax", "job fuzzy"}
     assert "slop" in percolator.fallback["slop"] and "analyses to nothing" in percolator.fallback["nothing"]
+    assert "max_expansions" in percolator.fallback["job fuzzy"]
     assert percolator.keys == ["plain"]
 
 

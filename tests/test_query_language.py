@@ -77,8 +77,9 @@ def hits(backend, query):
         ("@timestamp:2026-11-20", ["a", "b"]),  # a date names its whole day
         ("@timestamp:[* TO 2026-11-19]", ["c"]),  # an inclusive upper bound takes its whole day
         ("message:C\\:\\\\path", ["c"]),  # escapes outside quotes
-        ("messag~", ["a"]),
-        ("message:offlin~1", ["b"]),
+        ("build_name:grenad~", ["b"]),  # fuzzy on a context field: its terms are enumerated
+        ("filename:consol.html~1", ["b"]),
+        ("message:offline~0", ["b"]),  # no edits: the term itself
         ("voting:1 AND build_status:FAILURE", ["a", "b"]),
         ("a AND b OR hash", []),  # Lucene: +a +b hash, not (a AND b) OR hash
         ("hash OR timed AND waiting", ["a"]),  # Lucene: hash +timed +waiting
@@ -120,11 +121,18 @@ def test_real_fingerprint_matches_every_real_hit(backend, realdata):
         ("a AND (b", "syntax error"),
         ("", "empty"),
         ("message:", "syntax error"),
+        # no words on an extra field: Elasticsearch's answer depends on whether any document has it
+        ("NOT unknown:½", "has no words to search, on a field outside the standard ones"),
+        ('hash OR pid:"!!!"', "has no words to search"),
     ],
 )
 def test_bad_queries_are_clear_errors(query, message):
     with pytest.raises(QuerySyntaxError, match=message):
         lucene.parse(query)
+
+
+def test_no_words_on_a_standard_field_are_dropped_as_lucene_drops_them():
+    assert lucene.parse("hash OR tags:½") == lucene.Bool(should=(lucene.Term("message", "hash"),))
 
 
 @pytest.mark.parametrize(
@@ -136,6 +144,8 @@ def test_bad_queries_are_clear_errors(query, message):
         "message:/~a/",
         "@timestamp:2026-11-20*",  # a date takes no wildcard (Elasticsearch refuses it too)
         "*:foo",
+        "messag~",  # fuzzy on the message: its 50 best expansions cannot be enumerated
+        "message:offlin~1",
     ],
 )
 def test_what_the_embedded_engine_cannot_run_is_refused(idx, query):
@@ -256,3 +266,13 @@ def test_a_quoted_value_is_one_phrase_whatever_it_holds(value):
     phrase = (lucene.Phrase("build_uuid", value),) if analyze(value) else ()  # no words: Lucene drops it
     assert lucene.parse(f"build_uuid:{lucene.quote(value)} AND tags:console") == lucene.Bool(
         must=(*phrase, lucene.Term("tags", "console")))
+
+
+def test_a_fuzzy_term_keeps_elasticsearchs_50_best_expansions(index_docs):
+    """max_expansions: of a hundred job names within two edits of node00, the
+    50 best (fewest edits, then term order) are searched, as Lucene does."""
+    backend = index_docs([make_doc("x", build_uuid=f"u{i}", build_name=f"node{i:02d}") for i in range(100)])
+    assert backend.count("build_name:node00~2") == 50
+    assert backend.count("build_name:node00~1") == 19  # all of them: itself, 9 + 9 one edit away
+    names = {h.source["build_name"] for h in backend.search("build_name:node00~2", size=100).hits}
+    assert {"node01", "node90", "node11", "node44"} <= names and "node45" not in names

@@ -219,7 +219,10 @@ def delete_build_body(build_uuid: str) -> dict[str, Any]:
 def mappings(suffix: str, text_fields: Iterable[str]) -> dict[str, Any]:
     """DESIGN §3 as a mapping: every string is analysed ``text`` (the standard
     analyzer) with an exact ``keyword`` sub-field for facets; ``message`` is
-    text only, ``@timestamp`` a date."""
+    text only, ``@timestamp`` a date. A number or boolean in an extra field
+    (``error_pr``) is text too, as the embedded index keeps it: dynamic
+    mapping would make it a long or float (typed by whichever document came
+    first) that term queries compare by value."""
     with_keyword = {
         "type": "text",
         "fields": {suffix: {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}},
@@ -229,7 +232,9 @@ def mappings(suffix: str, text_fields: Iterable[str]) -> dict[str, Any]:
         if name not in properties:
             properties[name] = with_keyword
     return {
-        "dynamic_templates": [{"strings": {"match_mapping_type": "string", "mapping": with_keyword}}],
+        "dynamic_templates": [{kind: {"match_mapping_type": json_type, "mapping": with_keyword}}
+                              for kind, json_type in (("strings", "string"), ("integers", "long"),
+                                                      ("decimals", "double"), ("booleans", "boolean"))],
         "properties": properties,
     }
 

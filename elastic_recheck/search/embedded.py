@@ -483,6 +483,12 @@ class _ContextLookup:
         self.within = sch.in_contexts(self.schema, list(within)) if within is not None else None
         self.scope = len(set(within)) if within is not None else None
         self._answers: dict[lucene.Node, list[int]] = {}
+        self._terms: dict[str, list[str]] = {}
+
+    def terms(self, field: str) -> list[str]:
+        if field not in self._terms:
+            self._terms[field] = [term for term, _ in self.searcher.terms_with_prefix(field, "")]
+        return self._terms[field]
 
     def cids(self, key: lucene.Node, query: Query) -> list[int]:
         answer = self._answers.get(key)
@@ -660,8 +666,8 @@ def _check_layout(path: Path) -> None:
         version = json.loads(layout.read_text()).get("version")
         if version != sch.LAYOUT_VERSION:
             raise BackendError(
-                f"the index in {path} has layout version {version}; this version reads {sch.LAYOUT_VERSION}. "
-                "Ingest into a new data directory."
+                f"the index in {path} has layout version {version}; this version reads {sch.LAYOUT_VERSION} "
+                "(its layout or text analysis changed): re-ingest the logs into a new data directory"
             )
         return
     if (path / "meta.json").exists():

@@ -30,9 +30,13 @@ from typing import Any
 
 import tantivy
 
-from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME
+from ..analysis import ANALYZER_NAME, PRETOKENIZED_NAME, analysable
 
-LAYOUT_VERSION = 4
+# Raised whenever what is indexed changes, the analysis included: an index
+# laid out or analysed by another version is refused, never misread. 5: words
+# lower-cased as Java does, cut at 255 UTF-16 units, Unicode 9.0 letters only,
+# no value for an empty list.
+LAYOUT_VERSION = 5
 TIMESTAMP_FIELD = "@timestamp"
 MESSAGE = "message"
 TS = "ts"  # microseconds since the epoch
@@ -120,10 +124,21 @@ def facet_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _text_value(value: Any) -> Any:
+def has_value(value: Any) -> bool:
+    """Whether Elasticsearch indexes a value for this field: an empty list
+    (or one of nulls and empty lists) is none, so ``_exists_`` and ``field:*``
+    skip it; an empty string is one (its text field has norms)."""
     if isinstance(value, list):
-        return [facet_value(v) for v in value]
-    return facet_value(value)
+        return any(map(has_value, value))
+    return value is not None
+
+
+def _text_value(value: Any) -> Any:
+    """The value(s) the index analyses, made :func:`analysable` (a copy of
+    the field kept for queries; the stored source keeps what came in)."""
+    if isinstance(value, list):
+        return [analysable(facet_value(v)) for v in value if v is not None]
+    return analysable(facet_value(value))
 
 
 def format_timestamp(moment: dt.datetime) -> str:
@@ -154,6 +169,8 @@ def context_json(cid: int, canonical: str) -> str:
     extra_text: dict[str, Any] = {}
     extra_facet: dict[str, Any] = {}
     for name, value in fields.items():
+        if not has_value(value):  # kept in the source only
+            continue
         if name in _STANDARD:
             row[name] = _text_value(value)
             row[f"k_{name}"] = facet_value(value)

@@ -16,7 +16,7 @@ import tantivy
 from tantivy import Occur, Query
 
 from .. import lucene
-from ..analysis import analyze
+from ..analysis import analyze, java_lower
 from ..errors import QuerySyntaxError, UnsupportedQueryError
 from . import schema as sch
 from .date_math import range_millis
@@ -44,6 +44,10 @@ class ContextResolver(Protocol):
     scope: int | None
 
     def cids(self, key: lucene.Node, query: Query) -> list[int]: ...
+
+    def terms(self, field: str) -> list[str]:
+        """Every term of ``field`` in the whole context index (a fuzzy term's expansions)."""
+        ...
 
 
 def is_context_clause(node: lucene.Node) -> bool:
@@ -121,6 +125,10 @@ class Translator:
         if context_schema is None and contexts is not None:
             context_schema = contexts.schema
         self._context_translator = Translator(context_schema, query, now) if context_schema is not None else None
+        # The context index's term dictionary, where a fuzzy term is expanded (None: planning only).
+        self.terms: Callable[[str], list[str]] | None = None
+        if self._context_translator is not None and contexts is not None:
+            self._context_translator.terms = contexts.terms
 
     def unsupported(self, detail: str) -> UnsupportedQueryError:
         return UnsupportedQueryError(self.query, detail, engine="embedded")
@@ -279,16 +287,30 @@ class Translator:
         """One term, not analysed but lower-cased, as Elasticsearch's query_string
         builds it. Lucene only takes a term fewer edits away than the shorter
         of the two words' lengths: the same as tantivy's answer whenever the
-        word is longer than twice the edits (always so for AUTO)."""
+        word is longer than twice the edits (always so for AUTO).
+
+        Elasticsearch expands it to the FUZZY_MAX_EXPANSIONS best index terms
+        only (see :func:`fuzzy_expansions`): on a context field the terms are
+        enumerated and the same ones kept; the message's dictionary (every word
+        of every line, and of deleted ones) is too large to enumerate per query."""
         length = len(term)
         if distance is None:  # Elasticsearch's AUTO fuzziness
             distance = 0 if length <= 2 else 1 if length <= 5 else 2
         if "." in text_field:
             raise self.unsupported("fuzzy terms work on the standard fields only")
+        if text_field == sch.MESSAGE and distance:
+            raise self.unsupported(
+                f"fuzzy terms on the message: Elasticsearch keeps only the {FUZZY_MAX_EXPANSIONS} best index terms "
+                "within the distance (max_expansions), which depends on every word of every log line; the embedded "
+                "engine cannot enumerate them (use a wildcard, a regular expression or the words themselves)")
         if distance and length <= 2 * distance:
             raise self.unsupported(f"fuzziness ~{distance} on {term!r}: on a word of at most {2 * distance} "
                                    "characters Lucene's answer differs from the embedded engine's "
                                    "(use a longer word, or a bare ~)")
+        if self.terms is not None and distance:
+            kept = fuzzy_expansions(term, distance, self.terms(text_field))
+            if kept is not None:
+                return _any_of([self._term(text_field, t) for t in kept]) or Query.empty_query()
         return Query.fuzzy_term_query(self.schema, text_field, term, distance, True, False)
 
     def _exists(self, fieldname: str) -> Query:
@@ -354,6 +376,50 @@ class QueryPlanner:
         self.plan(query)
 
 
+# Elasticsearch's query_string fuzzy_max_expansions: a fuzzy term becomes at
+# most this many index terms.
+FUZZY_MAX_EXPANSIONS = 50
+
+
+def fuzzy_expansions(term: str, distance: int, dictionary: list[str]) -> list[str] | None:
+    """The index terms Lucene's FuzzyQuery keeps for ``term`` (its
+    TopTermsBlendedFreqScoringRewrite): those within ``distance`` edits (a
+    transposition is one) and fewer edits away than the shorter word's length,
+    best first by 1 - edits / shorter length, ties by term order, at most
+    FUZZY_MAX_EXPANSIONS of them; None when all of them are kept."""
+    scored = []
+    for candidate in dictionary:
+        if abs(len(candidate) - len(term)) > distance:
+            continue
+        edits = _edit_distance(term, candidate, distance)
+        shorter = min(len(candidate), len(term))
+        if edits <= distance and (edits == 0 or edits < shorter):
+            scored.append((-(1.0 - edits / shorter) if edits else -1.0, candidate))
+    if len(scored) <= FUZZY_MAX_EXPANSIONS:
+        return None
+    scored.sort()
+    return [candidate for _, candidate in scored[:FUZZY_MAX_EXPANSIONS]]
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance with adjacent transpositions (optimal string
+    alignment, as Lucene's automata count them), or limit + 1 past ``limit``."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            best = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                best = min(best, previous2[j - 2] + 1)
+            current[j] = best
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
 def _any_of(queries: list[Query]) -> Query | None:
     if not queries:
         return None
@@ -375,9 +441,8 @@ def _codepoint(ch: str) -> str:
 
 def normalize(text: str) -> str:
     """Lower-cased one character at a time, as the index's lowercase filter
-    and Lucene's do (a final sigma stays ``σ``; ``İ`` becomes ``i`` plus a
-    combining dot, as in the index: a known difference from Lucene's ``i``)."""
-    return "".join(ch.lower() for ch in text)
+    and Lucene's do (a final sigma stays ``σ``; ``İ`` becomes ``i``)."""
+    return java_lower(text)
 
 
 _WILDCARD_RUNS = re.compile(r"(\\.)|([?*]+)", re.S)

@@ -72,6 +72,20 @@ def log_documents(now: dt.datetime) -> list[dict[str, Any]]:
         ("नमस्ते दुनिया त्रुटि", dict(build_name="devanagari")),
         ("ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３", dict(build_name="fullwidth")),
         ("tab\tseparated\tvalues and\nnewline continuation", dict(build_name="whitespace")),
+        # words over 255 characters, cut where Lucene's scanner cuts them
+        ("cut " + "a" * 254 + ".b" + "c" * 10 + " here", dict(build_name="long-mid-letter", tags=["x" * 300 + "y"])),
+        ("astral " + "x" * 254 + "\U0001D400" + "y" * 10 + " done", dict(build_name="long-astral")),
+        ("under " + "_" * 300 + "abc score", dict(build_name="long-underscore")),
+        ("accents " + "É" * 300 + " fin", dict(build_name="long-accents")),
+        ("digits " + "1," * 200 + " tail", dict(build_name="long-digits")),
+        # an empty string is a value, an empty list or a list of nulls none
+        ("empty values", dict(build_name="empty-values", severity="", component="", tags=[None], pid=[])),
+        ("null in a list", dict(build_name="null-in-list", tags=[None, "console"], component=[None])),
+        # numbers and booleans in extra fields: text, as the template maps them
+        ("numbers", dict(build_name="numbers-extra", error_pr=-7.1227, attempts=5, ratio=5.0, big=1e10, ok=True)),
+        ("more numbers", dict(build_name="numbers-extra-2", error_pr=0.5, attempts=-42, ratio=[1, 2.5], ok=False)),
+        # Katakana and South East Asian runs touching Latin letters and digits; Hebrew touching Latin
+        ("テストerror エラー_42 ｶﾀｶﾅok ภาษาไทยerror ไทย๑๒ ລາວ1 မြန်မာx ខ្មែរ_y שלוםabc abcשלום", dict(build_name="scripts")),
     ]
     fixed = [
         dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
@@ -142,8 +156,19 @@ EDGE_QUERIES: list[str] = [
     '"/usr/lib/python3/dist-packages/x.py"', 'python3', '"line 42"', '<module>', '"<module>"',
     '1.2.3', '"1.2.3-rc1"', 'rc1', '2026.11.20', '1,234.56', '"1,234.56 ms"', 'v2.0', '0x1f', '0xDEADBEEF',
     '1e10', '-42', '+7', '3.14', '42', 'mixed123abc', '123abc', 'abc123',
+    'テストerror', 'テスト', 'error', 'エラー_42', 'エラー', '42', 'ｶﾀｶﾅok', 'ｶﾀｶﾅ', 'ok', 'ภาษาไทยerror', 'ภาษาไทย',
+    'ไทย๑๒', 'ไทย', '๑๒', 'ລາວ1', 'ລາວ', '1', 'မြန်မာx', 'မြန်မာ', 'x', 'ខ្មែរ_y', 'ខ្មែរ', '_y', 'y', 'שלוםabc', 'שלום',
+    'abc', 'abcשלום', '"テスト error"', 'テス*', '/テ.*/', 'message:/ไท.*/', 'ภาษาไทย~1',
+    'error_pr:7.1227', 'error_pr:-7.1227', 'error_pr:"-7.1227"', 'error_pr:0.5', 'error_pr:\\-7.1227', 'attempts:5',
+    'attempts:42', 'attempts:"-42"', 'ratio:5', 'ratio:5.0', 'ratio:2.5', 'ratio:"1 2.5"', 'big:1e10',
+    'big:10000000000.0', 'ok:true', 'ok:false', 'ok:TRUE', '_exists_:error_pr', '_exists_:ratio', 'attempts:*',
+    'error_pr:[0 TO 1]', 'attempts:>1', 'ratio:5*', 'NOT ok:true',
     'ошибка', '"сервер не отвечает"', 'שגיאה', '"אנשים"', 'خطأ', 'नमस्ते', 'दुनिया', 'ｆｕｌｌｗｉｄｔｈ', 'fullwidth', 'ａｂｃ', '１２３',
-    'abcdefghij', 'end', '"long end"~1', 'tab', 'separated', '"values and newline"', 'continuation',
+    'abcdefghij', 'end', '"long end"~1', '"long end"~2', '"long end"~3', 'abcdefghij' * 30, '"' + 'abcdefghij' * 30 + '"',
+    'abcdefghij' * 25 + 'abcde', 'fghij' + 'abcdefghij' * 4, '"cut here"~1', '"cut here"~2', 'bcccccccccc', 'b',
+    '"astral done"~1', '"astral done"~2', '\U0001D400' + 'y' * 10, 'x' * 254, '"under score"~1', '"under score"~2',
+    '_' * 255, '_' * 45 + 'abc', 'abc', '"accents fin"~2', '"accents fin"~1', 'é' * 255, 'é' * 45, '"digits tail"~2',
+    'tags:y', 'tags:' + 'x' * 255, 'tags:' + 'x' * 45 + 'y', 'tags:"' + 'x' * 300 + 'y"', 'tab', 'separated', '"values and newline"', 'continuation',
     # lowercase operators, bare symbols, words that are operators elsewhere
     'hash and sum', 'hash or offline', 'hash not sum', 'and', 'or', 'not', 'message:and', '"and or not"',
     'timed - waiting', 'timed + waiting', 'timed ! waiting', 'timed-waiting', 'node-1', 'node!1', 'a!b', 'hash!',
@@ -181,7 +206,9 @@ EDGE_QUERIES: list[str] = [
     # exists
     '_exists_:pid', '_exists_:message', '_exists_:tags', '_exists_:loglevel', '_exists_:severity',
     '_exists_:build_name', '_exists_:"tags"', '_exists_:(tags)', '_exists_:build_*', '_exists_:*',
-    '_exists_:@timestamp', 'NOT _exists_:loglevel', '-_exists_:tags', '_exists_:message AND NOT tags:console',
+    '_exists_:@timestamp', 'NOT _exists_:loglevel', '-_exists_:tags', '_exists_:component', '-_exists_:component',
+    'component:*', 'NOT component:*', 'severity:*', '-_exists_:severity', 'tags:null', 'component:null', 'pid:*',
+    '-_exists_:pid', '-pid:*', '_exists_:message AND NOT tags:console',
     # wildcards and prefixes
     'build_name:temp*', 'build_name:gren?de', 'build_name:TEMP*', 'message:Tim*', 'message:\\Tim*', 'message:t\\im*',
     'message:T?med', 'message:\\T?med', 'tim*', '*med', '*ime*', '?imed', 'ti*ed', 'timed*', 'timed?', 'tim?d*',

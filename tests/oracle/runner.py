@@ -50,9 +50,10 @@ class Answer:
 
 def text_values(value: Any) -> list[str]:
     """A field's values as the index template's ``text`` field sees them
-    (the same strings the embedded index analyses)."""
+    (the same strings the embedded index analyses): a null in a list, or an
+    empty list, is no value."""
     if isinstance(value, list):
-        return [sch.facet_value(v) for v in value]
+        return [sch.facet_value(v) for v in value if v is not None]
     return [sch.facet_value(value)]
 
 
