@@ -62,11 +62,12 @@ COMMANDS = {"elastic-recheck": cli, "er-query": er_query}
 @dataclasses.dataclass
 class Block:
     path: Path
-    line: int  # of the opening fence
+    line: int  # of the opening fence, counted from 1
+    end: int  # of the closing fence
     info: str
     text: str
     not_run: str | None  # the reason given by a <!-- not run: ... --> line before it
-    output: str | None = None  # the output block right after it, if any
+    output: str | None = None  # the text of an output block right after it, if any
 
 
 @dataclasses.dataclass
@@ -77,7 +78,9 @@ class Command:
 
 
 def read_blocks(path: Path) -> list[Block]:
-    """The fenced blocks of a Markdown file, each with the not-run marker before it."""
+    """The fenced blocks of a Markdown file, each with the not-run marker before it; an
+    output block (no language) with nothing but blank lines between it and the block
+    before it is that block's output."""
     lines = path.read_text(encoding="utf-8").splitlines()
     blocks: list[Block] = []
     i = 0
@@ -89,10 +92,12 @@ def read_blocks(path: Path) -> list[Block]:
         before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         marker = NOT_RUN.match(before.strip())
         end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-        block = Block(path, i + 1, fence["info"], "\n".join(lines[i + 1:end]), marker["why"] if marker else None)
-        between = "\n".join(lines[blocks[-1].line + blocks[-1].text.count("\n") + 2:i]).strip() if blocks else ""
-        if not fence["info"] and blocks and blocks[-1].info == "sh" and not between:
-            blocks[-1].output = block.text
+        block = Block(path, i + 1, end + 1, fence["info"], "\n".join(lines[i + 1:end]),
+                      marker["why"] if marker else None)
+        previous = blocks[-1] if blocks else None
+        if (previous and not block.info and previous.info == "sh"
+                and not any(line.strip() for line in lines[previous.end:i])):
+            previous.output = block.text
         blocks.append(block)
         i = end + 1
     return blocks
