@@ -240,7 +240,7 @@ def test_gerrit_stream_to_review_over_ssh_survives_a_dropped_connection(data_dir
 def test_a_gerrit_refusing_logins_is_retried_no_slower_than_retry_max(data_dir, tmp_path, gerrit):
     gerrit.refuse_logins = 6  # at doubling delays from 1 s with no cap, the sixth retry would come after 63 s
     started = time.monotonic()
-    proc = _watch(data_dir, config=_config(tmp_path, gerrit, retry_max=0.5))
+    proc = _watch(data_dir, config=_config(tmp_path, gerrit, retry_max=0.2))
     try:
         gerrit.wait_for_stream(timeout=30)
         assert time.monotonic() - started < 20
