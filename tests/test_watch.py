@@ -4,6 +4,7 @@ against a real SSH server speaking Gerrit's commands and a real index."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import io
 import json
@@ -275,9 +276,9 @@ def test_killed_mid_event_resumes_after_restart_and_comments_once(data_dir, tmp_
     gerrit.fail_reviews = 1  # and Gerrit fails the first review attempt
     gerrit.push(failure(900001, 1, [("tempest-full", ZUUL + late, "FAILURE")]))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (data_dir / "state.sqlite3").exists():
-        time.sleep(0.1)
-    time.sleep(1.0)  # accepted and waiting for logs
+    while time.monotonic() < deadline and not _pending_events(data_dir):
+        time.sleep(0.05)
+    assert _pending_events(data_dir) == 1  # accepted and waiting for logs
     proc.kill()
     proc.wait(timeout=30)
     _ingest_as(backend, TEMPEST, late)
@@ -290,6 +291,20 @@ def test_killed_mid_event_resumes_after_restart_and_comments_once(data_dir, tmp_
     finally:
         _stop(proc)
     assert len(gerrit.reviews) == 1
+
+
+def _pending_events(data_dir: Path) -> int:
+    """Events the daemon has accepted (persisted) and not finished, read as another process would."""
+    import sqlite3
+
+    path = data_dir / "state.sqlite3"
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            return db.execute("SELECT COUNT(*) FROM events WHERE status = 'pending'").fetchone()[0]
+    except sqlite3.OperationalError:  # created but its tables not yet there
+        return 0
 
 
 def _ingest_as(backend: EmbeddedBackend, source_uuid: str, new_uuid: str) -> None:
