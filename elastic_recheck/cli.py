@@ -746,10 +746,10 @@ def _irc_notifier(settings: Settings, dry_run: bool) -> tuple[Any, list[Any]]:
 
 
 def _stop_bot(bot: Any) -> None:
-    """Give queued IRC lines a moment to go out, then stop; what is left is counted."""
+    """Give queued IRC lines a moment to go out (irc.exit_wait), then stop; what is left is counted."""
     import time
 
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + bot.settings.exit_wait
     while bot.pending and bot.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     bot.stop()

@@ -88,6 +88,7 @@ class IRCSettings:
     burst: int = 4
     queue_max: int = 500  # lines kept while disconnected; beyond that counted and logged
     reconnect_max: float = 300.0  # backoff cap, seconds
+    exit_wait: float = 5.0  # seconds queued lines are given to go out when watch stops
 
 
 @dataclass(frozen=True)

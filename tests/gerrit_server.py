@@ -90,6 +90,7 @@ class GerritServer:
         self.refuse_streams = 0  # answer the next N stream-events commands with an error, then exit 1
         self.stream_requests = 0
         self.vanish_after_reviews = 0  # record a review, then drop the connection before answering
+        self.connections = 0  # TCP connections accepted: a client's attempts, whether or not they log in
         self.lock = threading.Lock()
         self.stopping = False
         self.transports: list[paramiko.Transport] = []
@@ -101,6 +102,7 @@ class GerritServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             # Each handshake in its own thread: start_server() blocks until key
             # exchange is done, and one connection cut off mid-handshake (the
             # tests drop connections at random moments) must neither hold up

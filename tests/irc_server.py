@@ -47,6 +47,10 @@ MotdPhrase = test
 {f"Password = {password}" if password else ""}
 [Limits]
 MaxNickLength = 30
+# No penalty time: ngircd delays each client's commands by up to 2 s while it
+# registers, joins and changes nick, which costs the tests seconds and checks
+# nothing of ours (the bot's own send rate is its own setting, tested as such).
+MaxPenaltyTime = 0
 [Options]
 DNS = no
 Ident = no

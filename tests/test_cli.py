@@ -28,12 +28,14 @@ def run(*args, data_dir, check=True, stdin=None):
     return result
 
 
-@pytest.fixture
-def examples(tmp_path):
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    """The example builds ingested one by one: built once for the tests that only read it."""
+    data = tmp_path_factory.mktemp("examples")
     for build in sorted((ROOT / "examples" / "builds").iterdir()):
         run("elastic-recheck", "ingest", "--logs", str(build), "--metadata", str(build / "build.json"),
-            data_dir=tmp_path)
-    return tmp_path
+            data_dir=data)
+    return data
 
 
 def test_ingest_many_builds_at_once_indexes_what_one_by_one_does(examples, tmp_path):

@@ -239,7 +239,8 @@ def test_gerrit_comments_go_on_while_irc_is_down(ircd, tmp_path):
     gerrit = GerritServer(tmp_path)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({
-        "irc": {"server": "127.0.0.1", "port": ircd.port, "channels": str(channels)},
+        # exit_wait: the line queued for the absent server is given a short moment, then counted
+        "irc": {"server": "127.0.0.1", "port": ircd.port, "channels": str(channels), "exit_wait": 0.5},
         "gerrit": {"host": "127.0.0.1", "port": gerrit.port, "user": gerrit.user, "key_file": str(gerrit.key_file),
                    "known_hosts": str(gerrit.known_hosts)},
     }))
