@@ -1,4 +1,4 @@
-"""The daemon's memory, in SQLite in the data dir (DESIGN §6).
+"""The daemon's memory, in SQLite in the data dir.
 
 An event is written here before any work on it starts, so a restart (kill -9
 included) resumes it; a build is commented on at most once, because the

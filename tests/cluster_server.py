@@ -1,7 +1,8 @@
 """A local HTTP server that answers like an Elasticsearch or OpenSearch node
 from recorded response shapes, and records every request it gets.
 
-No cluster can run on the test machines (DESIGN §8), so the cluster backend
+No cluster can run on the test machines (no JVM cluster fits their memory and
+time), so the cluster backend
 is tested over real HTTP — through the official client's transport, TLS-free
 on loopback — against answers shaped like the ones real servers give. Each
 test routes the requests it cares about; anything unrouted is a 404 with an

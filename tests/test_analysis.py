@@ -48,7 +48,7 @@ _ALPHABET = st.sampled_from(list("abcXY019 .:,;'-_/()[]\"é"))
 
 def _reference_words(text: str) -> tuple[str, ...]:
     """UAX #29 word segments that hold a letter or digit, from the `regex`
-    module's Unicode word boundaries (DESIGN §3's reference). The module keeps
+    module's Unicode word boundaries (Elasticsearch's standard tokenizer follows UAX #29). The module keeps
     a mid-word character at the very edge of a piece ("'a"), where UAX #29
     (WB6/WB7 need a letter on both sides) and Elasticsearch break: strip it."""
     pieces = regex.split(r"(?wV1)\b", text)

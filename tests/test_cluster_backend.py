@@ -313,7 +313,7 @@ def test_more_than_10000_hits(cluster):
         backend.search("*:*", size=10, offset=9_995)
 
 
-@pytest.mark.skipif(not REALDATA.exists(), reason="../shared/realdata is not beside the checkout")
+@pytest.mark.skipif(not REALDATA.exists(), reason="the recorded production data is not beside the checkout")
 def test_a_real_2014_search_response_is_read():
     recorded = json.loads(REALDATA.read_text())  # hits.total is a plain number there
     with RecordedCluster() as old_shape:

@@ -14,7 +14,7 @@ SSH connections and sends SIGKILL once the events sent so far have been read
 (with hundreds of them still waiting for the search index at the kill), and
 pushes only while the daemon is connected (the test server keeps the few
 sent during a reconnect for it). What it checks is the promise the daemon
-makes (DESIGN §6): an event it has received is never lost or doubled.
+makes: an event it has received is never lost or doubled.
 """
 
 from __future__ import annotations

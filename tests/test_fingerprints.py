@@ -1,4 +1,4 @@
-"""Fingerprint files: every key of DESIGN §4, validation naming file and line, lint."""
+"""Fingerprint files: every key a fingerprint may have, validation naming file and line, lint."""
 
 from __future__ import annotations
 

@@ -77,7 +77,8 @@ class BuildOutcome:
     last_hit: dt.datetime | None = None  # the newest matching line
 
 
-# Fields whose values are lists; a facet counts a list as one value (DESIGN §3).
+# Fields whose values are lists; a facet counts a list as one value, as the
+# original tool's er-query printed them.
 LIST_FIELDS = ("tags",)
 # The fields a BuildOutcome carries from the build's documents, besides its id and status.
 BUILD_FIELDS = tuple(f.name for f in fields(BuildOutcome) if f.name not in ("build_uuid", "build_status", "hits",

@@ -297,7 +297,7 @@ class ClusterBackend:
 
     def ensure_template(self) -> None:
         """Install the index template, so day indices created by ingest get
-        DESIGN §3's mapping (once per process)."""
+        the logstash document schema's mapping (once per process)."""
         if self._template_done or not self.settings.manage_template:
             return
         info = self.connection.info()

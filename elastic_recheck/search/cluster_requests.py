@@ -37,7 +37,8 @@ def iso(moment: dt.datetime) -> str:
 
 
 def query_string(query: str) -> dict[str, Any]:
-    """DESIGN §4: default operator OR, a bare term searches ``message``."""
+    """As fingerprints were written for the original tool: default operator OR,
+    a bare term searches ``message``."""
     return {"query_string": {"query": query, "default_field": MESSAGE, "default_operator": "OR"}}
 
 
@@ -217,7 +218,7 @@ def delete_build_body(build_uuid: str) -> dict[str, Any]:
 
 
 def mappings(suffix: str, text_fields: Iterable[str]) -> dict[str, Any]:
-    """DESIGN §3 as a mapping: every string is analysed ``text`` (the standard
+    """The document schema as a mapping: every string is analysed ``text`` (the standard
     analyzer) with an exact ``keyword`` sub-field for facets; ``message`` is
     text only, ``@timestamp`` a date. A number or boolean in an extra field
     (``error_pr``) is text too, as the embedded index keeps it: dynamic

@@ -9,7 +9,7 @@ changes once written and can be cached forever. A query clause on a context
 field is answered in ``contexts/`` and becomes a ``cid`` set in ``lines/``:
 exact, because every line of a context has the same values for those fields.
 
-In ``contexts/`` every standard field of DESIGN §3 gets two tantivy fields:
+In ``contexts/`` every standard field of the document schema gets two tantivy fields:
 ``NAME``, analysed like Elasticsearch's standard analyzer (for queries), and
 ``k_NAME``, the raw value as a fast field (for facets, exact filters and
 ``_exists_``). Other fields are kept in two JSON fields with the same split
