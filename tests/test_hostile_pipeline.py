@@ -167,9 +167,9 @@ def test_a_fingerprint_changed_and_first_run_over_a_short_window_is_run_again_fo
     now = NOW + dt.timedelta(hours=1)
 
     short = collect(backend, fps, now, 2, store=store)
-    assert list(short.hits["build_uuid"]) == ["a" * 32]
+    assert [h.build_uuid for h in short.hits] == ["a" * 32]
     longer = collect(backend, fps, now, 10, store=store)
-    assert sorted(longer.hits["build_uuid"]) == ["a" * 32, "b" * 32]
+    assert sorted(h.build_uuid for h in longer.hits) == ["a" * 32, "b" * 32]
 
 
 # -- the build queue --------------------------------------------------------------

@@ -170,9 +170,9 @@ def test_pages_read_stored_results_and_rerun_only_a_changed_fingerprint(tmp_path
     backend.asked.clear()
     collected = collect(backend, fps, NOW + dt.timedelta(hours=1), 10, store=store)
     assert backend.asked == ["tags:console"]  # no fingerprint asked of the index
-    assert sorted(zip(collected.hits["bug"], collected.hits["build_uuid"])) == [("100001", "a" * 32),
+    assert sorted((h.bug, h.build_uuid) for h in collected.hits) == [("100001", "a" * 32),
                                                                                 ("100002", "b" * 32)]
-    assert sorted(collected.failures["build_uuid"]) == ["a" * 32, "b" * 32]
+    assert sorted(f.build_uuid for f in collected.failures) == ["a" * 32, "b" * 32]
 
     (queries / "100002.yaml").write_text('query: message:"Running" OR message:"x"\n')  # changed
     (queries / "100003.yaml").unlink()  # removed
@@ -180,7 +180,7 @@ def test_pages_read_stored_results_and_rerun_only_a_changed_fingerprint(tmp_path
     fps = fingerprints_of(queries)
     collected = collect(backend, fps, NOW + dt.timedelta(hours=1), 10, store=store)
     assert backend.asked == ["tags:console", "(message:\"Running\" OR message:\"x\") AND voting:1"]
-    assert sorted(zip(collected.hits["bug"], collected.hits["build_uuid"])) == [("100001", "a" * 32),
+    assert sorted((h.bug, h.build_uuid) for h in collected.hits) == [("100001", "a" * 32),
                                                                                 ("100002", "a" * 32)]
     assert store.db.execute("SELECT COUNT(*) FROM matches WHERE bug = '100003'").fetchone()[0] == 0
 
@@ -194,7 +194,7 @@ def test_builds_indexed_without_the_pipeline_are_classified_once_and_stored(tmp_
                         "message": message, "tags": tags}, NOW - dt.timedelta(hours=1))
     store = ResultStore(tmp_path / "results.sqlite3")
     collected = collect(backend, fingerprints_of(queries), NOW, 10, store=store)
-    assert list(collected.hits["build_uuid"]) == ["a" * 32]
+    assert [h.build_uuid for h in collected.hits] == ["a" * 32]
     assert store.build("a" * 32).bugs == ("100001",)
     assert store.build("b" * 32).bugs == ()
 
