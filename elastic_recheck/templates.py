@@ -24,6 +24,12 @@ import re
 from dataclasses import dataclass
 
 from .analysis import index_text
+from .native import without
+
+try:
+    from ._templates import mask_tokens as _native_mask_tokens
+except ImportError:  # not built: the regex twin below gives the same templates
+    _native_mask_tokens = None
 
 MASK = "<*>"
 TEMPLATE_VERSION = 4  # bump when template_of changes: stored template sets are then recomputed
@@ -97,14 +103,27 @@ class Template:
 def line_body(message: str) -> str:
     """The message without the console log's time-and-node prefix or an
     oslo.log line's time, level, logger and request context."""
-    body, cut = _CONSOLE_PREFIX.subn("", message, count=1)
-    return body if cut else _OSLO_PREFIX.sub("", message, count=1)
+    if not message[:1].isdigit():  # both prefixes start with the date: most lines are told here
+        return message
+    found = _CONSOLE_PREFIX.match(message) or _OSLO_PREFIX.match(message)
+    return message[found.end():] if found else message
 
 
 def template_text(message: str) -> str:
     """The template of a line as text: what is compared across builds, at
-    the speed of one tokenizer call and a few regex passes."""
-    text = _VARIABLE.sub(MASK, index_text(line_body(message)))
+    the speed of one tokenizer call and one masking pass (in C when built)."""
+    tokens = index_text(line_body(message))
+    if _native_mask_tokens is not None and tokens.isascii():
+        return _native_mask_tokens(tokens)
+    if _native_mask_tokens is None:
+        without("elastic_recheck._templates", "masking log lines into templates")
+    return _mask_tokens(tokens)
+
+
+def _mask_tokens(tokens: str) -> str:
+    """The masking of ``template_text`` on analysed tokens: the Python twin
+    of ``_templates.mask_tokens`` (and the one for non-ASCII lines)."""
+    text = _VARIABLE.sub(MASK, tokens)
     text = _MASKED_RUN.sub(MASK, _TMP_NAME.sub(MASK, _ID_GROUP.sub(MASK, text)))
     if text.count(" ") >= MAX_TEMPLATE_TOKENS:
         text = " ".join(text.split(" ", MAX_TEMPLATE_TOKENS)[:MAX_TEMPLATE_TOKENS])

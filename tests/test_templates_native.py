@@ -1,0 +1,64 @@
+"""The C masking (``_templates.mask_tokens``) and its Python twin
+(``templates._mask_tokens``) give the same template for every token string:
+a stored template set is the same whichever of them computed it."""
+
+import re
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from elastic_recheck import templates
+from elastic_recheck.analysis import index_text
+
+native = pytest.importorskip("elastic_recheck._templates")
+
+# Tokens shaped like the ones that decide a mask: digits, short and long hex
+# runs (id groups), consonant runs, tempfile names, long undotted tokens,
+# dotted and snake_case names, and plain words.
+_TOKEN = st.one_of(
+    st.text("abcdef0123456789", min_size=1, max_size=14),
+    st.text("bcdfghjklmnpqrstvwxyz_", min_size=1, max_size=14),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789_", min_size=8, max_size=8).map(lambda t: "tmp" + t),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789_.:',;", min_size=1, max_size=40),
+    st.sampled_from(["error", "failed", "nova.compute.manager", "req", "ab", "tmp", "<*>", ""]),
+)
+
+
+@settings(max_examples=800, deadline=None, derandomize=True)
+@given(st.lists(_TOKEN, max_size=80).map(" ".join))
+def test_native_masking_gives_the_python_template(tokens):
+    assert native.mask_tokens(tokens) == templates._mask_tokens(tokens)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
+def test_native_masking_of_any_ascii_line_gives_the_python_template(line):
+    tokens = index_text(templates.line_body(line))
+    assert native.mask_tokens(tokens) == templates._mask_tokens(tokens)
+
+
+def test_native_masking_on_log_lines():
+    lines = [
+        "2026-12-01 13:31:13.859739 | controller | Port 3099fdf5-abcd-254a-e901-e35cd47d380d is down on tap3099fdf5-ab",
+        "2026-12-01 13:31:13.859 1234 ERROR nova.compute.manager [req-1a2b tempest-1] Instance failed to spawn",
+        "Creating /opt/stack/data/tmp/tmpkqjzxabc for the cache",
+        "a " * 100 + "1 2 3",  # cut at the token limit
+        " ".join(["x1", "word"] * 40),
+    ]
+    for line in lines:
+        tokens = index_text(templates.line_body(line))
+        assert native.mask_tokens(tokens) == templates._mask_tokens(tokens), line
+    assert templates.template_text(lines[3]).count(" ") == templates.MAX_TEMPLATE_TOKENS - 1
+
+
+def test_the_token_limit_is_the_same_in_c_and_python():
+    source = (templates.__file__.rsplit("/", 1)[0]) + "/_templates.c"
+    limit = re.search(r"#define MAX_TEMPLATE_TOKENS (\d+)", open(source).read())
+    assert limit and int(limit.group(1)) == templates.MAX_TEMPLATE_TOKENS
+
+
+def test_non_ascii_tokens_are_masked_by_the_python_twin():
+    assert templates.template_text("Échec de 3 volumes à 10:00") == templates._mask_tokens(
+        index_text("Échec de 3 volumes à 10:00"))
+    with pytest.raises(TypeError):
+        native.mask_tokens("échec 3")
