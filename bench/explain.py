@@ -963,7 +963,7 @@ def baseline_templates(data: Path, uuids: list[str]) -> int:
     try:
         keys: set[int] = set()
         for uuid in uuids:
-            keys |= store.templates(uuid, ExplainLimits().max_lines, TEMPLATE_VERSION) or set()
+            keys |= store.templates(uuid, ExplainLimits().max_file_lines, TEMPLATE_VERSION) or set()
         return len(keys)
     finally:
         store.close()

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS matches (
 );
 CREATE INDEX IF NOT EXISTS matches_bug ON matches(bug);
 CREATE TABLE IF NOT EXISTS build_templates (
-    uuid TEXT PRIMARY KEY,          -- the templates (templates.py) of a build's newest max_lines lines
+    uuid TEXT PRIMARY KEY,          -- the templates (templates.py) of each file's newest max_lines lines
     max_lines INTEGER NOT NULL,
     version INTEGER NOT NULL,       -- TEMPLATE_VERSION they were computed with
     keys BLOB NOT NULL              -- sorted 8-byte keys

@@ -32,7 +32,7 @@ except ImportError:  # not built: the regex twin below gives the same templates
     _native_mask_tokens = None
 
 MASK = "<*>"
-TEMPLATE_VERSION = 4  # bump when template_of changes: stored template sets are then recomputed
+TEMPLATE_VERSION = 5  # bump when template_of or what a set covers changes (5: each file's newest lines): stored sets are then recomputed
 MAX_TEMPLATE_TOKENS = 64  # of a line; a longer line's tail makes it no more recognisable
 # Zuul's console log prefixes each line with its time and the node it ran
 # on ("2026-12-01 13:31:13.859739 | controller | ..."); the node's name is
