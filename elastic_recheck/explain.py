@@ -31,7 +31,7 @@ from .errors import RecheckError
 from .lucene import quote
 from .results import ResultStore, StoredBuild
 from .search import ALL_TIME, Hit, SearchBackend, TimeWindow
-from .templates import TEMPLATE_VERSION, Template, has_words, template_key, template_text
+from .templates import TEMPLATE_VERSION, Template, has_words, template_key, template_texts
 
 SUCCESS = "SUCCESS"
 LOUD_LEVELS = {"CRITICAL": 3.0, "FATAL": 3.0, "ERROR": 3.0, "TRACE": 2.5, "WARNING": 1.0, "WARN": 1.0}
@@ -314,7 +314,10 @@ class Explainer:
 def _template_set(files: Sequence[FileLines]) -> frozenset[int]:
     # A build prints a few thousand templates in its many thousand lines:
     # each distinct one is hashed once.
-    return frozenset(template_key(text) for text in {template_text(m) for lines in files for m in lines.messages})
+    texts: set[str] = set()
+    for lines in files:
+        texts.update(template_texts(lines.messages))
+    return frozenset(template_key(text) for text in texts)
 
 
 def _stored(found: Explanation) -> dict[str, Any]:
@@ -348,8 +351,7 @@ def _new_lines(lines: Sequence[Hit], known: set[int]) -> dict[int, NewLine]:
     first_seen: dict[int, tuple[str, Hit]] = {}
     counts: Counter[int] = Counter()
     keys: dict[str, int] = {}
-    for hit in lines:
-        text = template_text(_message(hit))
+    for hit, text in zip(lines, template_texts([_message(hit) for hit in lines])):
         key = keys.get(text)
         if key is None:
             key = keys[text] = template_key(text)

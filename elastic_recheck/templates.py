@@ -23,13 +23,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .analysis import index_text
+from .analysis import index_text, index_texts
 from .native import without
 
 try:
-    from ._templates import mask_tokens as _native_mask_tokens
-except ImportError:  # not built: the regex twin below gives the same templates
-    _native_mask_tokens = None
+    from . import _templates as _native
+except ImportError:  # not built: the regex twins below give the same templates
+    _native = None
 
 MASK = "<*>"
 TEMPLATE_VERSION = 5  # bump when template_of or what a set covers changes (5: each file's newest lines): stored sets are then recomputed
@@ -113,11 +113,19 @@ def template_text(message: str) -> str:
     """The template of a line as text: what is compared across builds, at
     the speed of one tokenizer call and one masking pass (in C when built)."""
     tokens = index_text(line_body(message))
-    if _native_mask_tokens is not None and tokens.isascii():
-        return _native_mask_tokens(tokens)
-    if _native_mask_tokens is None:
+    if _native is not None and tokens.isascii():
+        return _native.mask_tokens(tokens)
+    if _native is None:
         without("elastic_recheck._templates", "masking log lines into templates")
     return _mask_tokens(tokens)
+
+
+def template_texts(messages: list[str]) -> list[str]:
+    """``template_text`` of each message: a build's lines in three C calls
+    (prefixes, tokens, masks) with no Python call per ASCII line."""
+    if _native is None:
+        return [template_text(message) for message in messages]
+    return _native.masks(index_texts(_native.line_bodies(messages, line_body)), _mask_tokens)
 
 
 def _mask_tokens(tokens: str) -> str:

@@ -37,6 +37,29 @@ def test_native_masking_of_any_ascii_line_gives_the_python_template(line):
     assert native.mask_tokens(tokens) == templates._mask_tokens(tokens)
 
 
+_STAMP = st.sampled_from(["2026-12-01 13:31:13", "2026-12-01T13:31:13.859739", "2026-12-01 13:31:1", ""])
+_PREFIX_PART = st.sampled_from([" | ", "|", " \x1c|", " | controller | ", " | ubuntu-noble-ovh.1@x:y |", " |" + "n" * 64 + "|",
+                                " |" + "n" * 65 + "|", " 1234 ERROR nova.compute.manager ", " 12 AUDIT a.b [req-1 x] ",
+                                " 12 INFO a [" + "x" * 300 + "] ", " 12 INFO a [" + "x" * 301 + "] ", " 12 INFO a [x]y",
+                                " 12 WARN a ", " 12 TRACE a_b.c ", " ", "| |", ".5 | x"])
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(_STAMP, st.lists(_PREFIX_PART, max_size=3).map("".join),
+       st.text(st.characters(min_codepoint=9, max_codepoint=126), max_size=30))
+def test_native_line_body_cuts_the_prefixes_the_regexes_cut(stamp, prefix, rest):
+    line = stamp + prefix + rest
+    assert native.line_bodies([line], templates.line_body) == [templates.line_body(line)]
+
+
+def test_a_build_s_lines_are_templated_in_one_call_as_one_by_one():
+    lines = ["2026-12-01 13:31:13.859739 | controller | Port 3099fdf5-abcd-254a is down",
+             "2026-12-01 13:31:13.859 1234 ERROR nova.compute.manager [req-1a2b tempest-1] Instance failed",
+             "Échec de 3 volumes à 10:00", "", "2026-12-01 13:31:13 | Build FAILURE"]
+    assert templates.template_texts(lines) == [templates.template_text(line) for line in lines]
+    assert native.masks(["a 1 b", "é 1"], templates._mask_tokens) == ["a <*> b", "é <*>"]
+
+
 def test_native_masking_on_log_lines():
     lines = [
         "2026-12-01 13:31:13.859739 | controller | Port 3099fdf5-abcd-254a-e901-e35cd47d380d is down on tap3099fdf5-ab",
