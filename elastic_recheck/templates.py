@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from .analysis import index_text, index_texts
 from .native import without
@@ -150,3 +151,28 @@ def has_words(text: str) -> bool:
 def template_key(text: str) -> int:
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass
+class WrittenTemplates:
+    """The templates of every line of one build, recorded as the writer
+    indexes it (the lines are in memory then; read back from the index they
+    cost ~8 us each), with each file's line count: the set is what explain
+    reads of the build (each file's newest N lines) for any N at least the
+    largest file's."""
+
+    texts: set[str] = field(default_factory=set)
+    file_lines: Counter[str] = field(default_factory=Counter)
+
+    def add(self, messages: list[str]) -> None:
+        self.texts.update(template_texts(messages))
+
+    def count(self, filename: str, lines: int) -> None:
+        self.file_lines[filename] += lines
+
+    @property
+    def largest_file(self) -> int:
+        return max(self.file_lines.values(), default=0)
+
+    def keys(self) -> frozenset[int]:
+        return frozenset(template_key(text) for text in self.texts)

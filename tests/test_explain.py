@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from elastic_recheck.build_lines import newest_lines, scanned_lines
 from elastic_recheck.cli import cli
 from elastic_recheck.clusters import ClusterLimits, cluster_failures, unexplained_failures
-from elastic_recheck.explain import ExplainLimits, Explainer, line_link
+from elastic_recheck.explain import ExplainLimits, Explainer, _template_set, line_link
 from elastic_recheck.fingerprints import load_fingerprint, load_fingerprints
 from elastic_recheck.ingest.sources import BuildMetadata
 from elastic_recheck.pipeline import LogsReady, index_builds
@@ -23,7 +23,7 @@ from elastic_recheck.results import ResultStore
 from elastic_recheck.search import TimeWindow
 from elastic_recheck.search.embedded import EmbeddedBackend
 from elastic_recheck.suggest import candidate_queries, suggest_all
-from elastic_recheck.templates import line_body, template_of
+from elastic_recheck.templates import TEMPLATE_VERSION, line_body, template_of
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -155,13 +155,23 @@ def test_explain_ranks_the_lines_no_passing_build_of_the_job_has(history):
     assert found.lines_read == found.lines_total == 6
 
 
-def test_passing_builds_are_read_once_and_their_template_sets_kept(history):
-    store = history.store()
-    Explainer(history.backend, store).explain(history.ssh[0])
+def test_the_writer_keeps_each_build_s_templates_so_passing_builds_are_not_read_again(history, tmp_path):
+    store = ResultStore(tmp_path / "results.sqlite3")
+    store.db.executescript(f"ATTACH '{history.data / 'results.sqlite3'}' AS kept; "
+                           "INSERT INTO builds SELECT * FROM kept.builds; "
+                           "INSERT INTO written_templates SELECT * FROM kept.written_templates; DETACH kept")
+    found = Explainer(history.backend, store).explain(history.ssh[0])
+    assert len(found.baseline) >= 2
+    assert store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0] == 0  # none read from the index
+    for uuid in found.baseline:  # the writer's set is the one explain reads from the index
+        read = _template_set(newest_lines(history.backend, uuid, 100, fields=False))
+        assert store.templates(uuid, 100, TEMPLATE_VERSION) == read and read
+    # Files longer than the cap: the writer's set (every line) is not each file's newest lines; read.
+    assert store.templates(found.baseline[0], 2, TEMPLATE_VERSION) is None
+    Explainer(history.backend, store, ExplainLimits(max_file_lines=2)).explain(history.ssh[0])
     kept = store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0]
-    assert kept >= 4
-    again = Explainer(history.backend, store)
-    again.explain(history.ssh[1])
+    assert kept >= 2
+    Explainer(history.backend, store, ExplainLimits(max_file_lines=2)).explain(history.ssh[1])
     assert store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0] == kept  # nothing read anew
 
 
@@ -367,6 +377,17 @@ def test_suggest_on_the_command_line_prints_one_json_object_per_cluster(history)
     assert text.exit_code == 0
     assert text.output.startswith("6 unexplained failed voting builds in the window; read 6")
     assert "ready: message:" in text.output and "query: >-" in text.output
+
+
+def test_suggest_reads_the_window_s_stored_builds_once(history):
+    """The passing builds, the failure sample, the unexplained failures and
+    the backtest totals all come from one read of the window's builds."""
+    store = history.store()
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    found = suggest_all(history.backend, store, TimeWindow.last_days(3))
+    assert found.ready and found.run.examined == 6
+    assert sum("FROM builds" in sql and "ORDER BY newest DESC" in sql for sql in statements) == 1
 
 
 def test_suggest_over_all_time_with_days_0_finds_the_same_clusters(history):
