@@ -167,11 +167,14 @@ class Explainer:
     template sets of the passing builds between explanations."""
 
     def __init__(self, backend: SearchBackend, results: ResultStore | None, limits: ExplainLimits = ExplainLimits(),
-                 window: TimeWindow = ALL_TIME) -> None:
+                 window: TimeWindow = ALL_TIME, stored: Sequence[StoredBuild] | None = None) -> None:
+        """``stored``: the window's stored builds, when the caller read them
+        already (``suggest`` reads them once for all its steps)."""
         self.backend = backend
         self.results = results
         self.limits = limits
         self.window = window
+        self._stored = stored
         self._template_sets: dict[str, frozenset[int]] = {}
         self._passing: list[BuildInfo] | None = None
         self._boilerplate: dict[int, float] | None = None
@@ -267,8 +270,7 @@ class Explainer:
         if self._boilerplate is None:
             sample: list[str] = []
             if self.results is not None:
-                sample = [b.uuid for b in self.results.builds(self.window.start, self.window.end)
-                          if b.failed and b.matches][: self.limits.failure_sample]
+                sample = [b.uuid for b in self.stored_builds() if b.failed and b.matches][: self.limits.failure_sample]
             counts: Counter[int] = Counter()
             read = 0
             for uuid in sample:
@@ -280,13 +282,17 @@ class Explainer:
             self._boilerplate = {key: n / read for key, n in counts.items()} if read else {}
         return self._boilerplate
 
+    def stored_builds(self) -> Sequence[StoredBuild]:
+        """The window's stored builds, newest first, read once."""
+        if self._stored is None:
+            self._stored = list(self.results.builds(self.window.start, self.window.end)) if self.results else []
+        return self._stored
+
     def passing_builds(self) -> list[BuildInfo]:
         """Passing builds in the window, newest first."""
         if self._passing is None:
             if self.results is not None and self.results.count():
-                self._passing = [BuildInfo.from_stored(b) for b in self.results.builds(self.window.start,
-                                                                                        self.window.end)
-                                 if b.status == SUCCESS]
+                self._passing = [BuildInfo.from_stored(b) for b in self.stored_builds() if b.status == SUCCESS]
             else:
                 found = self.backend.builds(f"build_status:{SUCCESS}", self.window)
                 found.sort(key=lambda b: _newest(b.last_hit), reverse=True)
