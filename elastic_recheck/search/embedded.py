@@ -220,10 +220,9 @@ class EmbeddedBackend:
             messages = [sch.stored_message(doc) for doc in docs]
             hits: list[Hit] = []
             if fields:
-                for (stamp, _), doc, message in zip(result.hits, docs, messages):
-                    source = dict(contexts[doc.get_first(sch.CID)])
-                    source["message"] = message
-                    hits.append(Hit(from_epoch_micros(stamp), source))
+                cids = searcher.fast_field_values(sch.CID, addresses)
+                hits = [Hit(from_epoch_micros(stamp), {**contexts[cid], "message": message})
+                        for (stamp, _), cid, message in zip(result.hits, cids, messages)]
             found.append(FileLines(name, result.count, messages, hits))
         return found
 
