@@ -72,18 +72,18 @@ static PyObject *mask_one(PyObject *arg)
     const unsigned char *s = PyUnicode_1BYTE_DATA(arg);
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
     if (n == 0) return PyUnicode_New(0, 127);
-    /* Token bounds and marks: at most n+1 tokens (str.split(" ") of n spaces). */
+    /* Token bounds and marks: at most n+1 tokens (str.split(" ") of n spaces).
+     * A masked token can be longer than the token ("1" -> "<*>"), but a run of
+     * them is one and each is followed by an unmasked token and a space: the
+     * output is under twice the input, plus one <*>. A log line's fit on the
+     * stack; a longer one's are allocated. */
     Py_ssize_t cap = n + 1;
-    Py_ssize_t *start = PyMem_Malloc(sizeof(Py_ssize_t) * cap * 2);
-    char *mark = PyMem_Malloc((size_t)cap * 2);
-    /* A masked token can be longer than the token ("1" -> "<*>"), but a run of
-     * them is one and each is followed by an unmasked token and a space:
-     * under twice the input, plus one <*>. */
-    unsigned char *out = PyMem_Malloc((size_t)n * 2 + 4);
-    if (start == NULL || mark == NULL || out == NULL) {
-        PyMem_Free(start); PyMem_Free(mark); PyMem_Free(out);
-        return PyErr_NoMemory();
-    }
+    size_t need = sizeof(Py_ssize_t) * (size_t)cap * 2 + (size_t)cap * 2 + (size_t)n * 2 + 4;
+    Py_ssize_t stack[2048];
+    Py_ssize_t *start = need <= sizeof(stack) ? stack : PyMem_Malloc(need);
+    if (start == NULL) return PyErr_NoMemory();
+    char *mark = (char *)(start + cap * 2);
+    unsigned char *out = (unsigned char *)(mark + cap * 2);
     Py_ssize_t *end = start + cap;
     char *variable = mark + cap;
     Py_ssize_t count = 0, i = 0;
@@ -118,7 +118,7 @@ static PyObject *mask_one(PyObject *arg)
     }
     PyObject *result = PyUnicode_New(w, 127);
     if (result != NULL) memcpy(PyUnicode_1BYTE_DATA(result), out, (size_t)w);
-    PyMem_Free(start); PyMem_Free(mark); PyMem_Free(out);
+    if (start != stack) PyMem_Free(start);
     return result;
 }
 

@@ -144,7 +144,8 @@ class Explanation:
     baseline: list[str]  # uuids of the passing builds compared against
     baseline_scope: str  # "job", "any job" (too few of the job) or "none"
     notes: list[str] = field(default_factory=list)
-    capped_files: list[tuple[str, int, int]] = field(default_factory=list)  # (file, lines read, lines) of files read in part
+    # (file, lines read, lines) of each file read in part (max_file_lines)
+    capped_files: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -239,7 +240,8 @@ class Explainer:
                          "passing builds of other jobs filled in")
         capped = [(f.filename, len(f.messages), f.total) for f in files if f.capped]
         if capped:
-            named = ", ".join(f"{name or '(no file name)'} ({total:,})" for name, _, total in capped[:CAPPED_FILES_NAMED])
+            named = ", ".join(f"{name or '(no file name)'} ({total:,})"
+                              for name, _, total in capped[:CAPPED_FILES_NAMED])
             more = f" and {len(capped) - CAPPED_FILES_NAMED} more" if len(capped) > CAPPED_FILES_NAMED else ""
             notes.append(f"read the newest {self.limits.max_file_lines:,} lines of each file (explain "
                          f"max_file_lines), {len(lines):,} of {total:,} in all; read in part: {named}{more}")

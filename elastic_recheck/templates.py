@@ -33,7 +33,9 @@ except ImportError:  # not built: the regex twins below give the same templates
     _native = None
 
 MASK = "<*>"
-TEMPLATE_VERSION = 5  # bump when template_of or what a set covers changes (5: each file's newest lines): stored sets are then recomputed
+# Bump when template_of, or what a stored set covers, changes: stored sets are
+# then computed again. 5: each file's newest lines, not the build's.
+TEMPLATE_VERSION = 5
 MAX_TEMPLATE_TOKENS = 64  # of a line; a longer line's tail makes it no more recognisable
 # Zuul's console log prefixes each line with its time and the node it ran
 # on ("2026-12-01 13:31:13.859739 | controller | ..."); the node's name is

@@ -232,7 +232,8 @@ def _write_logs(root: Path, uuid: str, console: list[str], cpu: list[str], at: d
     (build / "logs").mkdir(parents=True)
     step = dt.timedelta(milliseconds=1)
     with open(build / "job-output.txt", "w") as out:
-        out.writelines(f"{at + i * step:%Y-%m-%d %H:%M:%S.%f} | controller | {text}\n" for i, text in enumerate(console))
+        out.writelines(f"{at + i * step:%Y-%m-%d %H:%M:%S.%f} | controller | {text}\n"
+                       for i, text in enumerate(console))
     at += len(console) * step
     with open(build / "logs" / "screen-n-cpu.txt", "w") as out:
         out.writelines(f"{at + i * step:%Y-%m-%d %H:%M:%S.%f} 1234 INFO nova.compute.manager [-] {text}\n"

@@ -38,8 +38,8 @@ def test_native_masking_of_any_ascii_line_gives_the_python_template(line):
 
 
 _STAMP = st.sampled_from(["2026-12-01 13:31:13", "2026-12-01T13:31:13.859739", "2026-12-01 13:31:1", ""])
-_PREFIX_PART = st.sampled_from([" | ", "|", " \x1c|", " | controller | ", " | ubuntu-noble-ovh.1@x:y |", " |" + "n" * 64 + "|",
-                                " |" + "n" * 65 + "|", " 1234 ERROR nova.compute.manager ", " 12 AUDIT a.b [req-1 x] ",
+_PREFIX_PART = st.sampled_from([" | ", "|", " \x1c|", " | controller | ", " | ubuntu-noble-ovh.1@x:y |",
+                                " |" + "n" * 64 + "|", " |" + "n" * 65 + "|", " 1234 ERROR nova.compute.manager ", " 12 AUDIT a.b [req-1 x] ",
                                 " 12 INFO a [" + "x" * 300 + "] ", " 12 INFO a [" + "x" * 301 + "] ", " 12 INFO a [x]y",
                                 " 12 WARN a ", " 12 TRACE a_b.c ", " ", "| |", ".5 | x"])
 
