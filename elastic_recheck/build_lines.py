@@ -10,32 +10,37 @@ what failed) always among them.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from .lucene import quote
-from .search import Hit, SearchBackend
-
-_NO_TIME = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+from .search import Hit, SearchBackend, epoch_micros, from_epoch_micros
 
 
 @dataclass
 class FileLines:
     """One log file of a build: ``messages`` its newest lines, newest first,
-    at most the cap; ``hits`` the same lines with their fields (message,
-    filename, tags, loglevel, build fields; the time in ``Hit.timestamp``),
-    when they were asked for."""
+    at most the cap. When the fields were asked for, ``micros`` holds each
+    line's time (microseconds since the epoch, None for none) and ``fields``
+    its other fields (filename, tags, loglevel, build fields: shared by the
+    lines of a context, not copied), and ``hit(i)`` makes line i's Hit. A
+    build's million lines are read as these lists; a Hit is made only for
+    the few lines explain shows."""
 
     filename: str
     total: int  # the file's lines in the index
     messages: list[str]
-    hits: list[Hit] = field(default_factory=list)
+    micros: list[int | None] = field(default_factory=list)
+    fields: list[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def capped(self) -> bool:
         return self.total > len(self.messages)
+
+    def hit(self, i: int) -> Hit:
+        at = self.micros[i]
+        return Hit(None if at is None else from_epoch_micros(at), {**self.fields[i], "message": self.messages[i]})
 
 
 def newest_lines(backend: SearchBackend, build_uuid: str, per_file: int, fields: bool = True) -> list[FileLines]:
@@ -66,16 +71,10 @@ def scanned_lines(backend: SearchBackend, build_uuid: str, per_file: int) -> lis
     return found
 
 
-def newest_first(files: list[FileLines]) -> list[Hit]:
-    """The hits of every file in one list, newest first (a line without a
-    time last)."""
-    hits = [hit for lines in files for hit in lines.hits]
-    hits.sort(key=lambda hit: hit.timestamp or _NO_TIME, reverse=True)
-    return hits
-
-
 def _file_lines(name: str, total: int, hits: list[Hit]) -> FileLines:
-    return FileLines(name, max(total, len(hits)), [_message(hit) for hit in hits], hits)
+    return FileLines(name, max(total, len(hits)), [_message(hit) for hit in hits],
+                     [None if hit.timestamp is None else epoch_micros(hit.timestamp) for hit in hits],
+                     [hit.source for hit in hits])
 
 
 def _filename(hit: Hit) -> str:

@@ -25,12 +25,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from .build_lines import FileLines, newest_first, newest_lines
+from .build_lines import FileLines, newest_lines
 from .config import ExplainSettings
 from .errors import RecheckError
 from .lucene import quote
 from .results import ResultStore, StoredBuild
-from .search import ALL_TIME, Hit, SearchBackend, TimeWindow
+from .search import ALL_TIME, Hit, SearchBackend, TimeWindow, from_epoch_micros
 from .templates import TEMPLATE_VERSION, Template, has_words, template_key, template_texts
 
 SUCCESS = "SUCCESS"
@@ -224,13 +224,13 @@ class Explainer:
 
     def _read(self, build: BuildInfo) -> Explanation:
         files = newest_lines(self.backend, build.uuid, self.limits.max_file_lines)
-        lines = newest_first(files)
+        read = sum(len(f.messages) for f in files)
         total = sum(f.total for f in files)
         baseline, scope = self._baseline(build)
         known: set[int] = set()
         for other in baseline:
             known |= self.template_set(other.uuid)
-        new = _new_lines(lines, known)
+        new = _new_lines(files, known)
         best = sorted(new.values(), key=lambda line: -line.base_score)[: self.limits.keep_new]
         notes = []
         if scope == "none":
@@ -244,8 +244,8 @@ class Explainer:
                               for name, _, total in capped[:CAPPED_FILES_NAMED])
             more = f" and {len(capped) - CAPPED_FILES_NAMED} more" if len(capped) > CAPPED_FILES_NAMED else ""
             notes.append(f"read the newest {self.limits.max_file_lines:,} lines of each file (explain "
-                         f"max_file_lines), {len(lines):,} of {total:,} in all; read in part: {named}{more}")
-        return Explanation(build, [], {line.template.key: line for line in best}, len(new), len(lines), total,
+                         f"max_file_lines), {read:,} of {total:,} in all; read in part: {named}{more}")
+        return Explanation(build, [], {line.template.key: line for line in best}, len(new), read, total,
                            [b.uuid for b in baseline], scope, notes, capped)
 
     def template_set(self, uuid: str) -> frozenset[int]:
@@ -354,23 +354,40 @@ def _message(hit: Hit) -> str:
     return value if isinstance(value, str) else str(_first(value) or "")
 
 
-def _new_lines(lines: Sequence[Hit], known: set[int]) -> dict[int, NewLine]:
-    """One NewLine per new template: its newest line (lines come newest first), scored."""
-    first_seen: dict[int, tuple[str, Hit]] = {}
+_NO_TIME = -(1 << 63)  # a line without a time is older than any
+
+
+def _new_lines(files: Sequence[FileLines], known: set[int]) -> dict[int, NewLine]:
+    """One NewLine per new template: its newest line (the first met of the
+    newest, files in name order and each newest first), scored."""
+    newest: dict[int, tuple[int, int, int, str]] = {}  # key -> (time, file, line, text)
     counts: Counter[int] = Counter()
     keys: dict[str, int] = {}
-    for hit, text in zip(lines, template_texts([_message(hit) for hit in lines])):
-        key = keys.get(text)
-        if key is None:
-            key = keys[text] = template_key(text)
-        if key in known:
-            continue
-        counts[key] += 1
-        if key not in first_seen and has_words(text):
-            first_seen[key] = (text, hit)
-    stamps = [hit.timestamp for hit in lines if hit.timestamp is not None]
-    start, end = (min(stamps), max(stamps)) if stamps else (None, None)
-    return {key: _new_line(Template(text), hit, counts[key], start, end) for key, (text, hit) in first_seen.items()}
+    wordless: set[int] = set()
+    stamps: list[int] = []
+    for number, lines in enumerate(files):
+        times = lines.micros
+        stamps.extend(at for at in times if at is not None)
+        for i, text in enumerate(template_texts(lines.messages)):
+            key = keys.get(text)
+            if key is None:
+                key = keys[text] = template_key(text)
+                if not has_words(text):
+                    wordless.add(key)
+            if key in known:
+                continue
+            counts[key] += 1
+            if key in wordless:
+                continue
+            at = times[i] if times[i] is not None else _NO_TIME
+            held = newest.get(key)
+            if held is None or at > held[0]:
+                newest[key] = (at, number, i, text)
+    start, end = (from_epoch_micros(min(stamps)), from_epoch_micros(max(stamps))) if stamps else (None, None)
+    # In the order the lines of every file, newest first, would be met (ties keep their order when ranked).
+    order = sorted(newest, key=lambda key: (-newest[key][0], newest[key][1], newest[key][2]))
+    return {key: _new_line(Template(text), files[number].hit(i), counts[key], start, end)
+            for key in order for _, number, i, text in [newest[key]]}
 
 
 def _new_line(template: Template, hit: Hit, occurrences: int, start: dt.datetime | None,

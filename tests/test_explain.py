@@ -215,15 +215,16 @@ def test_every_backend_reads_a_build_s_newest_lines_file_by_file(history):
         scanned = scanned_lines(history.backend, uuid, 2)
         assert [(f.filename, f.total, f.messages) for f in native] == \
             [(f.filename, f.total, f.messages) for f in scanned]
-        fields = [[(h.timestamp, {k: v for k, v in h.source.items() if k != "@timestamp"}) for h in f.hits]
-                  for f in scanned]
-        assert [[(h.timestamp, h.source) for h in f.hits] for f in native] == fields
+        fields = [[(h.timestamp, {k: v for k, v in h.source.items() if k != "@timestamp"})
+                   for h in map(f.hit, range(len(f.messages)))] for f in scanned]
+        assert [[(h.timestamp, h.source) for h in map(f.hit, range(len(f.messages)))] for f in native] == fields
         assert fields[0][0][1]["build_uuid"] == uuid and fields[0][0][1]["filename"]
+        assert [f.micros for f in native] == [f.micros for f in scanned]
     volume = {f.filename: f for f in newest_lines(history.backend, history.volume[0], 2, fields=False)}
     assert sorted(volume) == ["job-output.txt", "logs/screen-n-cpu.txt"]
     assert volume["job-output.txt"].total == 5 and volume["job-output.txt"].capped
     assert [line_body(m) for m in volume["job-output.txt"].messages] == ["Build FAILURE", EVERY_FAILURE[0]]
-    assert not volume["logs/screen-n-cpu.txt"].capped and not volume["job-output.txt"].hits
+    assert not volume["logs/screen-n-cpu.txt"].capped and not volume["job-output.txt"].fields
 
 
 def _write_logs(root: Path, uuid: str, console: list[str], cpu: list[str], at: dt.datetime) -> Path:

@@ -218,12 +218,11 @@ class EmbeddedBackend:
             addresses = [address for _, address in result.hits[:per_file]]
             docs = [searcher.doc(address) for address in addresses]
             messages = [sch.stored_message(doc) for doc in docs]
-            hits: list[Hit] = []
+            lines = FileLines(name, result.count, messages)
             if fields:
-                cids = searcher.fast_field_values(sch.CID, addresses)
-                hits = [Hit(from_epoch_micros(stamp), {**contexts[cid], "message": message})
-                        for (stamp, _), cid, message in zip(result.hits, cids, messages)]
-            found.append(FileLines(name, result.count, messages, hits))
+                lines.micros = [stamp for stamp, _ in result.hits[:per_file]]
+                lines.fields = [contexts[cid] for cid in searcher.fast_field_values(sch.CID, addresses)]
+            found.append(lines)
         return found
 
     def count(self, query: str, window: TimeWindow = ALL_TIME) -> int:
