@@ -102,7 +102,7 @@ class BuildClassifier:
         self.percolation = percolation
         self.lines = 0
         self.newest: int | None = None
-        self._handles: dict[Any, tuple[Any, bool]] = {}
+        self._handles: dict[Any, tuple[Any, bool, str]] = {}  # handle -> (percolator's context, console, file)
         self.failed_tests: set[str] = set()
         self.templates = WrittenTemplates()
         self._analysed = hasattr(writer, "add_analysed_line")
@@ -451,7 +451,8 @@ class IndexPipeline:
                                           lines=recorder.lines, failed_tests=None if tests is None else sorted(tests),
                                           classified_with=self._classified_with)
                 written = recorder.templates
-                store.store_written_templates(uuid, TEMPLATE_VERSION, written.largest_file, written.keys())
+                if written.complete:
+                    store.store_written_templates(uuid, TEMPLATE_VERSION, written.largest_file, written.keys())
                 if stale:  # re-run meanwhile by another process with another query: synced again next batch
                     self._synced = None
             except Exception as exc:  # noqa: BLE001 - a full disk, a locked file: this build's outcome, told

@@ -37,6 +37,10 @@ MASK = "<*>"
 # then computed again. 5: each file's newest lines, not the build's.
 TEMPLATE_VERSION = 5
 MAX_TEMPLATE_TOKENS = 64  # of a line; a longer line's tail makes it no more recognisable
+# Distinct templates the writer keeps of one build (a real one prints a few
+# thousand): past it, a build of random text is not kept, and explain reads
+# it back from the index if it ever needs it.
+MAX_WRITTEN_TEMPLATES = 200_000
 # Zuul's console log prefixes each line with its time and the node it ran
 # on ("2026-12-01 13:31:13.859739 | controller | ..."); the node's name is
 # constant within a job and different across jobs, so it is no part of what
@@ -106,7 +110,7 @@ class Template:
 def line_body(message: str) -> str:
     """The message without the console log's time-and-node prefix or an
     oslo.log line's time, level, logger and request context."""
-    if not message[:1].isdigit():  # both prefixes start with the date: most lines are told here
+    if not message[:1].isdigit():  # both prefixes start with the date: no regex for a line without
         return message
     found = _CONSOLE_PREFIX.match(message) or _OSLO_PREFIX.match(message)
     return message[found.end():] if found else message
@@ -165,9 +169,14 @@ class WrittenTemplates:
 
     texts: set[str] = field(default_factory=set)
     file_lines: Counter[str] = field(default_factory=Counter)
+    complete: bool = True  # False past MAX_WRITTEN_TEMPLATES: nothing to keep
 
     def add(self, messages: list[str]) -> None:
-        self.texts.update(template_texts(messages))
+        if self.complete:
+            self.texts.update(template_texts(messages))
+            if len(self.texts) > MAX_WRITTEN_TEMPLATES:
+                self.texts.clear()
+                self.complete = False
 
     def count(self, filename: str, lines: int) -> None:
         self.file_lines[filename] += lines

@@ -85,3 +85,18 @@ def test_non_ascii_tokens_are_masked_by_the_python_twin():
         index_text("Échec de 3 volumes à 10:00"))
     with pytest.raises(TypeError):
         native.mask_tokens("échec 3")
+
+
+def test_the_writer_keeps_a_build_s_templates_up_to_a_bound():
+    kept = templates.WrittenTemplates()
+    kept.add(["2026-12-01 13:31:13 | Volume 1 attached", "2026-12-01 13:31:14 | Volume 2 attached", "Build FAILURE"])
+    kept.count("job-output.txt", 3)
+    assert kept.complete and kept.keys() == {templates.template_of("Volume 1 attached").key,
+                                             templates.template_of("Build FAILURE").key}
+    assert kept.largest_file == 3
+    noise = templates.WrittenTemplates()
+    syllables = ["go", "ki", "lu", "mo", "nu", "ri", "so", "tu"]  # no digit, no hex: each word its own template
+    words = ["".join(syllables[(n >> (3 * k)) & 7] for k in range(7)) for n in range(templates.MAX_WRITTEN_TEMPLATES + 1)]
+    for start in range(0, len(words), 50_000):
+        noise.add(words[start:start + 50_000])
+    assert not noise.complete and not noise.texts
