@@ -39,7 +39,8 @@ def test_native_masking_of_any_ascii_line_gives_the_python_template(line):
 
 _STAMP = st.sampled_from(["2026-12-01 13:31:13", "2026-12-01T13:31:13.859739", "2026-12-01 13:31:1", ""])
 _PREFIX_PART = st.sampled_from([" | ", "|", " \x1c|", " | controller | ", " | ubuntu-noble-ovh.1@x:y |",
-                                " |" + "n" * 64 + "|", " |" + "n" * 65 + "|", " 1234 ERROR nova.compute.manager ", " 12 AUDIT a.b [req-1 x] ",
+                                " |" + "n" * 64 + "|", " |" + "n" * 65 + "|", " 1234 ERROR nova.compute.manager ",
+                                " 12 AUDIT a.b [req-1 x] ",
                                 " 12 INFO a [" + "x" * 300 + "] ", " 12 INFO a [" + "x" * 301 + "] ", " 12 INFO a [x]y",
                                 " 12 WARN a ", " 12 TRACE a_b.c ", " ", "| |", ".5 | x"])
 
@@ -96,7 +97,8 @@ def test_the_writer_keeps_a_build_s_templates_up_to_a_bound():
     assert kept.largest_file == 3
     noise = templates.WrittenTemplates()
     syllables = ["go", "ki", "lu", "mo", "nu", "ri", "so", "tu"]  # no digit, no hex: each word its own template
-    words = ["".join(syllables[(n >> (3 * k)) & 7] for k in range(7)) for n in range(templates.MAX_WRITTEN_TEMPLATES + 1)]
+    words = ["".join(syllables[(n >> (3 * k)) & 7] for k in range(7))
+             for n in range(templates.MAX_WRITTEN_TEMPLATES + 1)]
     for start in range(0, len(words), 50_000):
         noise.add(words[start:start + 50_000])
     assert not noise.complete and not noise.texts
