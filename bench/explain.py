@@ -988,7 +988,7 @@ def baseline_templates(data: Path, uuids: list[str]) -> int:
         store.close()
 
 
-def measure_explain(work: Path, info: dict, queries: Path, with_drain3: bool) -> list[dict]:
+def measure_explain(work: Path, info: dict, queries: Path, with_drain3: bool, source: str = "data") -> list[dict]:
     builds = info["builds"]
     by_uuid = {b["uuid"]: b for b in builds}
     unknown_failed = [b for b in builds if b["bug"] and not next(x for x in BUGS if x.name == b["bug"]).known]
@@ -997,7 +997,7 @@ def measure_explain(work: Path, info: dict, queries: Path, with_drain3: bool) ->
     rows = []
     for target in (small, large):
         bug = next(x for x in BUGS if x.name == target["bug"])
-        data = fresh_data(work, "explain-data")
+        data = fresh_data(work, "explain-data", source)
         env = env_for(data, queries)
         command = [str(BIN / "elastic-recheck"), "explain", "--build", target["uuid"], "--days", "0", "--json"]
         load = uptime()
@@ -1200,14 +1200,14 @@ def main() -> None:
     queries = work / "queries"
     only = set(args.only.split(","))
     print(f"uptime at start: {open('/proc/loadavg').read().strip()}  ({time.strftime('%H:%M UTC', time.gmtime())})")
-    if "explain" in only:
-        measure_explain(work, info, queries, not args.no_drain3)
     source = args.data
     if source != "data":
         again = ingest_again(work, source, queries)
         print(f"ingest into {source}/ by this code (load {again['load']} to {again['load_after']}): "
               f"{again['wall']:.1f} s wall, {again['cpu']:.1f} s CPU, {again['rss']:.0f} MiB; the cache's: "
               f"{info['ingest']['wall']:.1f} s wall, {info['ingest']['cpu']:.1f} s CPU")
+    if "explain" in only:
+        measure_explain(work, info, queries, not args.no_drain3, source)
     if "suggest" in only:
         if args.compare_bin:
             measure_suggest(work, info, queries, "data", Path(args.compare_bin), "previous code")
