@@ -168,14 +168,12 @@ class Explainer:
     template sets of the passing builds between explanations."""
 
     def __init__(self, backend: SearchBackend, results: ResultStore | None, limits: ExplainLimits = ExplainLimits(),
-                 window: TimeWindow = ALL_TIME, stored: Sequence[StoredBuild] | None = None) -> None:
-        """``stored``: the window's stored builds, when the caller read them
-        already (``suggest`` reads them once for all its steps)."""
+                 window: TimeWindow = ALL_TIME) -> None:
         self.backend = backend
         self.results = results
         self.limits = limits
         self.window = window
-        self._stored = stored
+        self._stored: list[StoredBuild] | None = None
         self._template_sets: dict[str, frozenset[int]] = {}
         self._passing: list[BuildInfo] | None = None
         self._boilerplate: dict[int, float] | None = None
@@ -285,7 +283,8 @@ class Explainer:
         return self._boilerplate
 
     def stored_builds(self) -> Sequence[StoredBuild]:
-        """The window's stored builds, newest first, read once."""
+        """The window's stored builds, newest first, read once: ``suggest``'s
+        clusters and backtest totals take them from here too."""
         if self._stored is None:
             self._stored = list(self.results.builds(self.window.start, self.window.end)) if self.results else []
         return self._stored
