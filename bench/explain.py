@@ -772,15 +772,34 @@ def env_for(data: Path, queries: Path) -> dict[str, str]:
     return {**os.environ, "ER_DATA_DIR": str(data), "ER_WATCH_QUERIES": str(queries)}
 
 
-def fresh_data(work: Path, name: str) -> Path:
+def fresh_data(work: Path, name: str, source: str = "data") -> Path:
     """A data directory holding the cached index (linked) and a fresh copy
-    of the results as ingest left them: nothing explained yet."""
+    of the results as ingest left them: nothing explained yet. ``source``:
+    the ingested data directory under ``work`` (``--data``)."""
     data = work / name
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(mode=0o700)
-    (data / "index").symlink_to(work / "data" / "index")
-    shutil.copy(work / "data" / "results.sqlite3", data / "results.sqlite3")
+    (data / "index").symlink_to(work / source / "index")
+    shutil.copy(work / source / "results.sqlite3", data / "results.sqlite3")
     return data
+
+
+def ingest_again(work: Path, name: str, queries: Path) -> dict:
+    """The cached builds ingested by this code into ``work/name`` (once):
+    what the writer keeps as it indexes (template sets) is then there, and
+    the ingest's cost can be set beside the cache's."""
+    data = work / name
+    done = data / "ingest.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(mode=0o700)
+    load = uptime()
+    run = child([str(BIN / "elastic-recheck"), "ingest", "--builds", str(work / "builds"), "--keep-debug"],
+                env_for(data, queries))
+    found = run.__dict__ | {"out": run.out.strip(), "load": load, "load_after": uptime()}
+    done.write_text(json.dumps(found))
+    return found
 
 
 # -- the cache -----------------------------------------------------------------------------
@@ -963,13 +982,13 @@ def baseline_templates(data: Path, uuids: list[str]) -> int:
     try:
         keys: set[int] = set()
         for uuid in uuids:
-            keys |= store.templates(uuid, ExplainLimits().max_lines, TEMPLATE_VERSION) or set()
+            keys |= store.templates(uuid, ExplainLimits().max_file_lines, TEMPLATE_VERSION) or set()
         return len(keys)
     finally:
         store.close()
 
 
-def measure_explain(work: Path, info: dict, queries: Path, with_drain3: bool) -> list[dict]:
+def measure_explain(work: Path, info: dict, queries: Path, with_drain3: bool, source: str = "data") -> list[dict]:
     builds = info["builds"]
     by_uuid = {b["uuid"]: b for b in builds}
     unknown_failed = [b for b in builds if b["bug"] and not next(x for x in BUGS if x.name == b["bug"]).known]
@@ -978,7 +997,7 @@ def measure_explain(work: Path, info: dict, queries: Path, with_drain3: bool) ->
     rows = []
     for target in (small, large):
         bug = next(x for x in BUGS if x.name == target["bug"])
-        data = fresh_data(work, "explain-data")
+        data = fresh_data(work, "explain-data", source)
         env = env_for(data, queries)
         command = [str(BIN / "elastic-recheck"), "explain", "--build", target["uuid"], "--days", "0", "--json"]
         load = uptime()
@@ -1074,17 +1093,22 @@ def judge_clusters(lines: list[dict], builds: list[dict]) -> dict:
             "ready_success_hits": sum(c["success_hits"] for c in lines if c["ready"])}
 
 
-def measure_suggest(work: Path, info: dict, queries: Path) -> dict:
-    data = fresh_data(work, "suggest-data")
+def measure_suggest(work: Path, info: dict, queries: Path, source: str = "data", bin_dir: Path = BIN,
+                    label: str = "this code") -> dict:
+    # --days 10: the issue's target window; every cached build is in it. (With
+    # --days 0 the window starts at the oldest stored build's newest line, and
+    # a backtest misses that build's earlier lines.)
+    data = fresh_data(work, f"suggest-data-{label.replace(' ', '-')}", source)
     env = env_for(data, queries)
-    command = [str(BIN / "elastic-recheck"), "suggest", "--days", "0", "--json"]
+    command = [str(bin_dir / "elastic-recheck"), "suggest", "--days", "10", "--json"]
     load = uptime()
     cold = child(command, env)
     warm = child(command, env)
     lines = [json.loads(line) for line in cold.out.splitlines() if line.strip()]
     judged = judge_clusters(lines, info["builds"])
-    text = child([str(BIN / "elastic-recheck"), "suggest", "--days", "0"], env).out.splitlines()[0]
-    print(f"\nsuggest --days 0 --json (load {load}): cold {cold.cells()}; warm {warm.cells()}")
+    text = child([str(bin_dir / "elastic-recheck"), "suggest", "--days", "10"], env).out.splitlines()[0]
+    print(f"\nsuggest --days 10 --json, {label} on {source}/ (load {load}, {uptime()} after): "
+          f"cold {cold.cells()}; warm {warm.cells()}")
     print(f"  {text}")
     print(f"  {judged['clusters']} clusters, {judged['ready']} ready (their passing hits: "
           f"{judged['ready_success_hits']}); mixing bugs: {judged['mixed']}; boilerplate: {judged['boilerplate']}; "
@@ -1148,6 +1172,12 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--no-drain3", action="store_true")
     parser.add_argument("--only", default="explain,suggest,dashboard")
+    parser.add_argument("--data", default="data",
+                        help="the ingested data directory under --work to read; another than the cache's "
+                             "('data') is ingested by this code first, once")
+    parser.add_argument("--compare-bin", default=None,
+                        help="the bin/ of another install (the previous code) whose suggest runs first, on the "
+                             "cache's own data/, in the same run")
     args = parser.parse_args()
     work = Path(args.work)
     big = []
@@ -1170,10 +1200,18 @@ def main() -> None:
     queries = work / "queries"
     only = set(args.only.split(","))
     print(f"uptime at start: {open('/proc/loadavg').read().strip()}  ({time.strftime('%H:%M UTC', time.gmtime())})")
+    source = args.data
+    if source != "data":
+        again = ingest_again(work, source, queries)
+        print(f"ingest into {source}/ by this code (load {again['load']} to {again['load_after']}): "
+              f"{again['wall']:.1f} s wall, {again['cpu']:.1f} s CPU, {again['rss']:.0f} MiB; the cache's: "
+              f"{info['ingest']['wall']:.1f} s wall, {info['ingest']['cpu']:.1f} s CPU")
     if "explain" in only:
-        measure_explain(work, info, queries, not args.no_drain3)
+        measure_explain(work, info, queries, not args.no_drain3, source)
     if "suggest" in only:
-        measure_suggest(work, info, queries)
+        if args.compare_bin:
+            measure_suggest(work, info, queries, "data", Path(args.compare_bin), "previous code")
+        measure_suggest(work, info, queries, source)
     if "dashboard" in only:
         measure_dashboard(work, queries)
     print(f"\nuptime at end: {open('/proc/loadavg').read().strip()}  ({time.strftime('%H:%M UTC', time.gmtime())})")

@@ -32,7 +32,7 @@ from .builds import FAILED_STATUSES
 from .classify import tests_allow
 from .errors import FingerprintError, QuerySyntaxError
 from .fingerprints import Fingerprint
-from .results import ResultStore
+from .results import ResultStore, StoredBuild
 from .sanitize import escape_controls
 from .search import BuildOutcome, SearchBackend, TimeWindow
 
@@ -69,16 +69,18 @@ class BuildTotals:
         return self.counts.get((succeeded, True), 0) + (0 if voting_only else self.counts.get((succeeded, False), 0))
 
 
-def build_totals(backend: SearchBackend, results: ResultStore | None, window: TimeWindow) -> BuildTotals:
+def build_totals(backend: SearchBackend, results: ResultStore | None, window: TimeWindow,
+                 stored: Iterable[StoredBuild] | None = None) -> BuildTotals:
     """The window's totals, from the stored results when they hold any build
     of the window, else from the index. A build's place in the window is its
     newest line in the stored results and any of its lines in the index: the
-    same for a window open at the end (``--days``)."""
+    same for a window open at the end (``--days``). ``stored``: the window's
+    stored builds, when the caller read them already."""
     if results is not None:
         counts: dict[tuple[bool, bool], int] = {}
         known: set[str] = set()
         tests: dict[str, tuple[str, ...]] = {}
-        for build in results.builds(window.start, window.end):
+        for build in results.builds(window.start, window.end) if stored is None else stored:
             succeeded = verdict(build.status)
             if succeeded is None or build.newest is None:  # nothing of it is indexed: no query could match it
                 continue

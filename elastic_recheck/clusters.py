@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 from .errors import RecheckError
 from .explain import BuildInfo, Explainer, Explanation, NewLine
@@ -111,15 +111,17 @@ class ClusterRun:
         return self.examined < self.unexplained
 
 
-def unexplained_failures(store: ResultStore, window: TimeWindow) -> list[StoredBuild]:
-    """Failed voting builds no fingerprint explains, newest first."""
-    return [b for b in store.builds(window.start, window.end)
-            if b.failed and b.voting and not b.matches]
+def unexplained_failures(store: ResultStore, window: TimeWindow,
+                         stored: Iterable[StoredBuild] | None = None) -> list[StoredBuild]:
+    """Failed voting builds no fingerprint explains, newest first. ``stored``:
+    the window's stored builds, when the caller read them already."""
+    builds = store.builds(window.start, window.end) if stored is None else stored
+    return [b for b in builds if b.failed and b.voting and not b.matches]
 
 
 def cluster_failures(explainer: Explainer, store: ResultStore, window: TimeWindow,
                      limits: ClusterLimits = ClusterLimits()) -> ClusterRun:
-    failures = unexplained_failures(store, window)
+    failures = unexplained_failures(store, window, explainer.stored_builds())
     generic = {key for key, share in explainer.boilerplate().items() if share > limits.generic_share}
     explanations: list[Explanation] = []
     errors: list[str] = []

@@ -130,13 +130,13 @@ class ExplainSettings:
     most (section ``explain:``): each run's cost is bounded by these, and
     the figures they print say when a bound was reached."""
 
-    max_lines: int = 50_000  # of a build, the newest (the end of a job is where it failed)
+    max_file_lines: int = 20_000  # of each log file of a build, the newest (the end of a log is where it failed)
     baseline_builds: int = 5  # passing builds a failure is compared with
     cluster_builds: int = 100  # unexplained failures grouped per run, newest first
     max_clusters: int = 50  # groups given a suggested fingerprint (each is backtested over the window)
 
     def __post_init__(self) -> None:
-        for name in ("max_lines", "baseline_builds", "cluster_builds", "max_clusters"):
+        for name in ("max_file_lines", "baseline_builds", "cluster_builds", "max_clusters"):
             value = getattr(self, name)
             if not (isinstance(value, int) and 0 < value <= 100_000_000):
                 raise ConfigError(f"explain.{name} must be a positive whole number, not {value!r}")

@@ -8,43 +8,47 @@ passing build of the same job are where the failure is; ranked by how loud,
 where and how late they are, the first few are what a person reads first —
 and what a suggested fingerprint is cut from.
 
-Cost is bounded: a build's newest ``max_lines`` lines are read (the end of
-a job is where it failed), at most ``baseline_builds`` passing builds are
-compared against, and each build's template set is kept in the stored
-results so a passing build is read once however many failures it explains.
+Cost is bounded: the newest ``max_file_lines`` lines of each of a build's
+log files are read (the end of a log is where it failed; per file, so the
+console log's end does not push a service log's exception out), at most
+``baseline_builds`` passing builds are compared against, and each build's
+template set is kept in the stored results so a passing build is read once
+however many failures it explains.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
+from .build_lines import FileLines, newest_lines
 from .config import ExplainSettings
 from .errors import RecheckError
 from .lucene import quote
 from .results import ResultStore, StoredBuild
-from .search import ALL_TIME, Hit, SearchBackend, TimeWindow
-from .templates import TEMPLATE_VERSION, Template, has_words, template_key, template_text
+from .search import ALL_TIME, Hit, SearchBackend, TimeWindow, from_epoch_micros
+from .templates import TEMPLATE_VERSION, Template, has_words, template_key, template_texts
 
 SUCCESS = "SUCCESS"
 LOUD_LEVELS = {"CRITICAL": 3.0, "FATAL": 3.0, "ERROR": 3.0, "TRACE": 2.5, "WARNING": 1.0, "WARN": 1.0}
 ERROR_WORDS = frozenset({"error", "errors", "exception", "traceback", "failed", "failure", "fatal", "timeout",
                          "timed", "refused", "unable", "cannot", "killed", "denied", "oom"})
 EXCERPT_CHARS = 300
+CAPPED_FILES_NAMED = 10  # in the note saying which files were read in part
 RARITY_WEIGHT = 3.0  # a line few failures of other causes print is worth this much more than one all print
 
 
 @dataclass(frozen=True)
 class ExplainLimits:
     """How much one explanation may read. The defaults cover a tempest
-    job's end (its last 50k lines) against five passing builds."""
+    job's logs (its files rarely pass 20k lines; a long job's last 20k of
+    each) against five passing builds."""
 
-    max_lines: int = 50_000
+    max_file_lines: int = 20_000
     baseline_builds: int = 5
     min_same_job: int = 2  # fewer passing builds of the job than this: passing builds of any job fill in
     top: int = 10
@@ -53,7 +57,7 @@ class ExplainLimits:
 
     @classmethod
     def from_settings(cls, settings: ExplainSettings, **changes: Any) -> "ExplainLimits":
-        return cls(max_lines=settings.max_lines, baseline_builds=settings.baseline_builds, **changes)
+        return cls(max_file_lines=settings.max_file_lines, baseline_builds=settings.baseline_builds, **changes)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class Explanation:
     baseline: list[str]  # uuids of the passing builds compared against
     baseline_scope: str  # "job", "any job" (too few of the job) or "none"
     notes: list[str] = field(default_factory=list)
+    # (file, lines read, lines) of each file read in part (max_file_lines)
+    capped_files: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -151,6 +157,8 @@ class Explanation:
             "change": self.build.change, "patchset": self.build.patchset, "project": self.build.project,
             "lines_read": self.lines_read, "lines_total": self.lines_total, "new_templates": self.new_count,
             "baseline": self.baseline, "baseline_scope": self.baseline_scope, "notes": self.notes,
+            "capped_files": [{"file": name, "lines_read": read, "lines_total": total}
+                             for name, read, total in self.capped_files],
             "lines": [line.as_json() for line in self.lines],
         }
 
@@ -165,6 +173,7 @@ class Explainer:
         self.results = results
         self.limits = limits
         self.window = window
+        self._stored: list[StoredBuild] | None = None
         self._template_sets: dict[str, frozenset[int]] = {}
         self._passing: list[BuildInfo] | None = None
         self._boilerplate: dict[int, float] | None = None
@@ -174,7 +183,7 @@ class Explainer:
         if stored is not None:
             build = BuildInfo.from_stored(stored)
         else:
-            first = self._lines(uuid, 1)
+            first = self.backend.search(_build_query(uuid), size=1).hits
             if not first:
                 raise RecheckError(f"build {uuid}: no such build in the index")
             build = BuildInfo.from_hit(uuid, first[0])
@@ -193,7 +202,7 @@ class Explainer:
         return found
 
     def _recipe(self) -> str:
-        return f"{TEMPLATE_VERSION}:{self.limits.max_lines}:{self.limits.baseline_builds}:{self.limits.keep_new}"
+        return f"{TEMPLATE_VERSION}:{self.limits.max_file_lines}:{self.limits.baseline_builds}:{self.limits.keep_new}"
 
     def _kept(self, build: BuildInfo) -> Explanation | None:
         if self.results is None:
@@ -206,18 +215,20 @@ class Explainer:
             lines = [NewLine.from_stored(row) for row in data["new"]]
             return Explanation(build, [], {line.template.key: line for line in lines}, int(data["new_count"]),
                                int(data["lines_read"]), data["lines_total"], list(data["baseline"]),
-                               str(data["scope"]), list(data["notes"]))
+                               str(data["scope"]), list(data["notes"]),
+                               [(str(name), int(read), int(total)) for name, read, total in data["capped"]])
         except (ValueError, KeyError, TypeError):  # a damaged copy: read the build again
             return None
 
     def _read(self, build: BuildInfo) -> Explanation:
-        lines = self._lines(build.uuid, self.limits.max_lines)
-        total = self.backend.count(_build_query(build.uuid))
+        files = newest_lines(self.backend, build.uuid, self.limits.max_file_lines)
+        read = sum(len(f.messages) for f in files)
+        total = sum(f.total for f in files)
         baseline, scope = self._baseline(build)
         known: set[int] = set()
         for other in baseline:
             known |= self.template_set(other.uuid)
-        new = _new_lines(lines, known)
+        new = _new_lines(files, known)
         best = sorted(new.values(), key=lambda line: -line.base_score)[: self.limits.keep_new]
         notes = []
         if scope == "none":
@@ -225,24 +236,28 @@ class Explainer:
         elif scope == "any job":
             notes.append(f"fewer than {self.limits.min_same_job} passing builds of {build.job or 'this job'}: "
                          "passing builds of other jobs filled in")
-        if total > len(lines):
-            notes.append(f"read the newest {len(lines):,} of {total:,} lines (explain max_lines)")
-        return Explanation(build, [], {line.template.key: line for line in best}, len(new), len(lines), total,
-                           [b.uuid for b in baseline], scope, notes)
+        capped = [(f.filename, len(f.messages), f.total) for f in files if f.capped]
+        if capped:
+            named = ", ".join(f"{name or '(no file name)'} ({total:,})"
+                              for name, _, total in capped[:CAPPED_FILES_NAMED])
+            more = f" and {len(capped) - CAPPED_FILES_NAMED} more" if len(capped) > CAPPED_FILES_NAMED else ""
+            notes.append(f"read the newest {self.limits.max_file_lines:,} lines of each file (explain "
+                         f"max_file_lines), {read:,} of {total:,} in all; read in part: {named}{more}")
+        return Explanation(build, [], {line.template.key: line for line in best}, len(new), read, total,
+                           [b.uuid for b in baseline], scope, notes, capped)
 
     def template_set(self, uuid: str) -> frozenset[int]:
-        """The templates of a build's newest ``max_lines`` lines, from the
-        stored results when they were computed before."""
+        """The templates of the newest ``max_file_lines`` lines of each of a
+        build's files, from the stored results when they were computed before."""
         found = self._template_sets.get(uuid)
         if found is not None:
             return found
         if self.results is not None:
-            found = self.results.templates(uuid, self.limits.max_lines, TEMPLATE_VERSION)
+            found = self.results.templates(uuid, self.limits.max_file_lines, TEMPLATE_VERSION)
         if found is None:
-            found = frozenset(template_key(template_text(_message(hit)))
-                              for hit in self._lines(uuid, self.limits.max_lines))
+            found = _template_set(newest_lines(self.backend, uuid, self.limits.max_file_lines, fields=False))
             if self.results is not None:
-                self.results.store_templates(uuid, self.limits.max_lines, TEMPLATE_VERSION, found)
+                self.results.store_templates(uuid, self.limits.max_file_lines, TEMPLATE_VERSION, found)
         self._template_sets[uuid] = found
         return found
 
@@ -255,8 +270,7 @@ class Explainer:
         if self._boilerplate is None:
             sample: list[str] = []
             if self.results is not None:
-                sample = [b.uuid for b in self.results.builds(self.window.start, self.window.end)
-                          if b.failed and b.matches][: self.limits.failure_sample]
+                sample = [b.uuid for b in self.stored_builds() if b.failed and b.matches][: self.limits.failure_sample]
             counts: Counter[int] = Counter()
             read = 0
             for uuid in sample:
@@ -268,13 +282,18 @@ class Explainer:
             self._boilerplate = {key: n / read for key, n in counts.items()} if read else {}
         return self._boilerplate
 
+    def stored_builds(self) -> Sequence[StoredBuild]:
+        """The window's stored builds, newest first, read once: ``suggest``'s
+        clusters and backtest totals take them from here too."""
+        if self._stored is None:
+            self._stored = list(self.results.builds(self.window.start, self.window.end)) if self.results else []
+        return self._stored
+
     def passing_builds(self) -> list[BuildInfo]:
         """Passing builds in the window, newest first."""
         if self._passing is None:
             if self.results is not None and self.results.count():
-                self._passing = [BuildInfo.from_stored(b) for b in self.results.builds(self.window.start,
-                                                                                        self.window.end)
-                                 if b.status == SUCCESS]
+                self._passing = [BuildInfo.from_stored(b) for b in self.stored_builds() if b.status == SUCCESS]
             else:
                 found = self.backend.builds(f"build_status:{SUCCESS}", self.window)
                 found.sort(key=lambda b: _newest(b.last_hit), reverse=True)
@@ -297,15 +316,21 @@ class Explainer:
         chosen = same + others[: self.limits.baseline_builds - len(same)]
         return chosen, ("any job" if chosen else "none")
 
-    def _lines(self, uuid: str, limit: int) -> list[Hit]:
-        # A build is named by its uuid: its lines are read whatever the window.
-        return list(itertools.islice(self.backend.scan(_build_query(uuid)), limit))
+
+
+def _template_set(files: Sequence[FileLines]) -> frozenset[int]:
+    # A build prints a few thousand templates in its many thousand lines:
+    # each distinct one is hashed once.
+    texts: set[str] = set()
+    for lines in files:
+        texts.update(template_texts(lines.messages))
+    return frozenset(template_key(text) for text in texts)
 
 
 def _stored(found: Explanation) -> dict[str, Any]:
     return {"new": [line.stored() for line in found.new_templates.values()], "new_count": found.new_count,
             "lines_read": found.lines_read, "lines_total": found.lines_total, "baseline": found.baseline,
-            "scope": found.baseline_scope, "notes": found.notes}
+            "scope": found.baseline_scope, "notes": found.notes, "capped": found.capped_files}
 
 
 def _newest(value: BuildInfo | dt.datetime | None) -> dt.datetime:
@@ -328,21 +353,40 @@ def _message(hit: Hit) -> str:
     return value if isinstance(value, str) else str(_first(value) or "")
 
 
-def _new_lines(lines: Sequence[Hit], known: set[int]) -> dict[int, NewLine]:
-    """One NewLine per new template: its newest line (lines come newest first), scored."""
-    first_seen: dict[int, tuple[str, Hit]] = {}
+_NO_TIME = -(1 << 63)  # a line without a time is older than any
+
+
+def _new_lines(files: Sequence[FileLines], known: set[int]) -> dict[int, NewLine]:
+    """One NewLine per new template: its newest line (the first met of the
+    newest, files in name order and each newest first), scored."""
+    newest: dict[int, tuple[int, int, int, str]] = {}  # key -> (time, file, line, text)
     counts: Counter[int] = Counter()
-    for hit in lines:
-        text = template_text(_message(hit))
-        key = template_key(text)
-        if key in known:
-            continue
-        counts[key] += 1
-        if key not in first_seen and has_words(text):
-            first_seen[key] = (text, hit)
-    stamps = [hit.timestamp for hit in lines if hit.timestamp is not None]
-    start, end = (min(stamps), max(stamps)) if stamps else (None, None)
-    return {key: _new_line(Template(text), hit, counts[key], start, end) for key, (text, hit) in first_seen.items()}
+    keys: dict[str, int] = {}
+    wordless: set[int] = set()
+    stamps: list[int] = []
+    for number, lines in enumerate(files):
+        times = lines.micros
+        stamps.extend(at for at in times if at is not None)
+        for i, text in enumerate(template_texts(lines.messages)):
+            key = keys.get(text)
+            if key is None:
+                key = keys[text] = template_key(text)
+                if not has_words(text):
+                    wordless.add(key)
+            if key in known:
+                continue
+            counts[key] += 1
+            if key in wordless:
+                continue
+            at = times[i] if times[i] is not None else _NO_TIME
+            held = newest.get(key)
+            if held is None or at > held[0]:
+                newest[key] = (at, number, i, text)
+    start, end = (from_epoch_micros(min(stamps)), from_epoch_micros(max(stamps))) if stamps else (None, None)
+    # In the order the lines of every file, newest first, would be met (ties keep their order when ranked).
+    order = sorted(newest, key=lambda key: (-newest[key][0], newest[key][1], newest[key][2]))
+    return {key: _new_line(Template(text), files[number].hit(i), counts[key], start, end)
+            for key in order for _, number, i, text in [newest[key]]}
 
 
 def _new_line(template: Template, hit: Hit, occurrences: int, start: dt.datetime | None,

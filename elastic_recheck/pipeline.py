@@ -42,6 +42,8 @@ from .ingest.spool import spool_logs
 from .results import Match, ResultStore, query_hash
 from .sanitize import exception_line
 from .search import SearchBackend, TimeWindow
+from .search.schema import facet_value
+from .templates import TEMPLATE_VERSION, WrittenTemplates
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +94,17 @@ class BuildClassifier:
 
     Wraps the batch's writer for one build: each line goes to the index
     and to the percolator, analysed once; console lines reporting failed
-    tests are read on the way (for fingerprints with ``test_ids``)."""
+    tests are read on the way (for fingerprints with ``test_ids``), and
+    every line's template is kept (``templates``) for explain."""
 
     def __init__(self, writer: Any, percolation: Any | None) -> None:
         self.writer = writer
         self.percolation = percolation
         self.lines = 0
         self.newest: int | None = None
-        self._handles: dict[Any, tuple[Any, bool]] = {}
+        self._handles: dict[Any, tuple[Any, bool, str]] = {}  # handle -> (percolator's context, console, file)
         self.failed_tests: set[str] = set()
+        self.templates = WrittenTemplates()
         self._analysed = hasattr(writer, "add_analysed_line")
         self._batched = hasattr(writer, "add_analysed_lines")
         # Lines wait here, per run of one context, for the percolator's bulk
@@ -118,11 +122,13 @@ class BuildClassifier:
         tags = fields.get("tags") or ()
         console = "console" in tags or any(tag in CONSOLE_LOGS for tag in tags)
         mine = self.percolation.context(fields) if self.percolation is not None else None
-        self._handles[handle] = (mine, console)
+        self._handles[handle] = (mine, console, facet_value(fields.get("filename") or ""))
         return handle
 
     def add_line(self, handle: Any, micros: int, message: str) -> None:
-        mine, console = self._handles[handle]
+        mine, console, filename = self._handles[handle]
+        self.templates.add([message])
+        self.templates.count(filename, 1)
         if self.percolation is not None:
             tokens = index_text(message)
             if self._analysed:
@@ -158,10 +164,12 @@ class BuildClassifier:
             self._percolate_pending()  # lines given one by one before these go first
         tokens = index_texts(messages)
         self.writer.add_analysed_lines(handles, micros, messages, tokens)
+        self.templates.add(messages)
         start = 0
         for handle, run in itertools.groupby(handles):
             end = start + sum(1 for _ in run)
-            mine, console = self._handles[handle]
+            mine, console, filename = self._handles[handle]
+            self.templates.count(filename, end - start)
             if self.percolation is not None:
                 self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
             if console and len(self.failed_tests) < MAX_FAILED_TESTS:
@@ -442,6 +450,9 @@ class IndexPipeline:
                 stale = store.store_build(item.metadata.fields(), matches, newest=recorder.newest,
                                           lines=recorder.lines, failed_tests=None if tests is None else sorted(tests),
                                           classified_with=self._classified_with)
+                written = recorder.templates
+                if written.complete:
+                    store.store_written_templates(uuid, TEMPLATE_VERSION, written.largest_file, written.keys())
                 if stale:  # re-run meanwhile by another process with another query: synced again next batch
                     self._synced = None
             except Exception as exc:  # noqa: BLE001 - a full disk, a locked file: this build's outcome, told

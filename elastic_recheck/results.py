@@ -60,9 +60,15 @@ CREATE TABLE IF NOT EXISTS matches (
 );
 CREATE INDEX IF NOT EXISTS matches_bug ON matches(bug);
 CREATE TABLE IF NOT EXISTS build_templates (
-    uuid TEXT PRIMARY KEY,          -- the templates (templates.py) of a build's newest max_lines lines
+    uuid TEXT PRIMARY KEY,          -- the templates (templates.py) of each file's newest max_lines lines
     max_lines INTEGER NOT NULL,
     version INTEGER NOT NULL,       -- TEMPLATE_VERSION they were computed with
+    keys BLOB NOT NULL              -- sorted 8-byte keys
+);
+CREATE TABLE IF NOT EXISTS written_templates (
+    uuid TEXT PRIMARY KEY,          -- the templates of every line of a build, kept by the writer as it indexed it
+    version INTEGER NOT NULL,       -- TEMPLATE_VERSION
+    largest_file INTEGER NOT NULL,  -- lines of its largest file: the set is each file's newest N lines for N >= this
     keys BLOB NOT NULL              -- sorted 8-byte keys
 );
 CREATE TABLE IF NOT EXISTS explanations (
@@ -256,10 +262,22 @@ class ResultStore:
         self.db.execute("INSERT OR REPLACE INTO build_templates (uuid, max_lines, version, keys) VALUES (?, ?, ?, ?)",
                         (uuid, max_lines, version, blob))
 
+    def store_written_templates(self, uuid: str, version: int, largest_file: int, keys: Iterable[int]) -> None:
+        """Keep the templates of every line of a build, as the writer saw
+        them: explain then reads no passing build it compares with."""
+        blob = array.array("Q", sorted(keys)).tobytes()
+        self.db.execute("INSERT OR REPLACE INTO written_templates (uuid, version, largest_file, keys) "
+                        "VALUES (?, ?, ?, ?)", (uuid, version, largest_file, blob))
+
     def templates(self, uuid: str, max_lines: int, version: int) -> frozenset[int] | None:
-        """The stored template set, if it was computed the same way."""
+        """The stored template set of each file's newest ``max_lines`` lines,
+        if it was computed the same way: by explain, or by the writer when no
+        file of the build has more lines than that."""
         row = self.db.execute("SELECT keys FROM build_templates WHERE uuid = ? AND max_lines = ? AND version = ?",
                               (uuid, max_lines, version)).fetchone()
+        if row is None:
+            row = self.db.execute("SELECT keys FROM written_templates WHERE uuid = ? AND version = ? "
+                                  "AND largest_file <= ?", (uuid, version, max_lines)).fetchone()
         if row is None:
             return None
         values = array.array("Q")

@@ -213,10 +213,12 @@ def suggest_all(backend: SearchBackend, store: ResultStore, window: TimeWindow,
     """Cluster the window's unexplained failures and backtest a fingerprint
     for each of the ``settings.max_clusters`` with the most impact (each
     backtest is a query over the window)."""
+    # The window's stored builds, read once: the passing builds to compare
+    # with, the failure sample, the unexplained failures and the totals.
     explainer = Explainer(backend, store, ExplainLimits.from_settings(settings), window)
     run = cluster_failures(explainer, store, window, ClusterLimits(max_builds=max_builds or settings.cluster_builds))
 
-    totals = build_totals(backend, store, window)
+    totals = build_totals(backend, store, window, explainer.stored_builds())
 
     def run_backtest(query: str, uuids: Sequence[str]) -> Backtest:
         # As the classifier will run it: on voting builds, unless the file says otherwise.

@@ -21,13 +21,26 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
-from .analysis import index_text
+from .analysis import index_text, index_texts
+from .native import without
+
+try:
+    from . import _templates as _native
+except ImportError:  # not built: the regex twins below give the same templates
+    _native = None
 
 MASK = "<*>"
-TEMPLATE_VERSION = 4  # bump when template_of changes: stored template sets are then recomputed
+# Bump when template_of, or what a stored set covers, changes: stored sets are
+# then computed again. 5: each file's newest lines, not the build's.
+TEMPLATE_VERSION = 5
 MAX_TEMPLATE_TOKENS = 64  # of a line; a longer line's tail makes it no more recognisable
+# Distinct templates the writer keeps of one build (a real one prints a few
+# thousand): past it, a build of random text is not kept, and explain reads
+# it back from the index if it ever needs it.
+MAX_WRITTEN_TEMPLATES = 200_000
 # Zuul's console log prefixes each line with its time and the node it ran
 # on ("2026-12-01 13:31:13.859739 | controller | ..."); the node's name is
 # constant within a job and different across jobs, so it is no part of what
@@ -97,14 +110,35 @@ class Template:
 def line_body(message: str) -> str:
     """The message without the console log's time-and-node prefix or an
     oslo.log line's time, level, logger and request context."""
-    body, cut = _CONSOLE_PREFIX.subn("", message, count=1)
-    return body if cut else _OSLO_PREFIX.sub("", message, count=1)
+    if not message[:1].isdigit():  # both prefixes start with the date: no regex for a line without
+        return message
+    found = _CONSOLE_PREFIX.match(message) or _OSLO_PREFIX.match(message)
+    return message[found.end():] if found else message
 
 
 def template_text(message: str) -> str:
     """The template of a line as text: what is compared across builds, at
-    the speed of one tokenizer call and a few regex passes."""
-    text = _VARIABLE.sub(MASK, index_text(line_body(message)))
+    the speed of one tokenizer call and one masking pass (in C when built)."""
+    tokens = index_text(line_body(message))
+    if _native is not None and tokens.isascii():
+        return _native.mask_tokens(tokens)
+    if _native is None:
+        without("elastic_recheck._templates", "masking log lines into templates")
+    return _mask_tokens(tokens)
+
+
+def template_texts(messages: list[str]) -> list[str]:
+    """``template_text`` of each message: a build's lines in three C calls
+    (prefixes, tokens, masks) with no Python call per ASCII line."""
+    if _native is None:
+        return [template_text(message) for message in messages]
+    return _native.masks(index_texts(_native.line_bodies(messages, line_body)), _mask_tokens)
+
+
+def _mask_tokens(tokens: str) -> str:
+    """The masking of ``template_text`` on analysed tokens: the Python twin
+    of ``_templates.mask_tokens`` (and the one for non-ASCII lines)."""
+    text = _VARIABLE.sub(MASK, tokens)
     text = _MASKED_RUN.sub(MASK, _TMP_NAME.sub(MASK, _ID_GROUP.sub(MASK, text)))
     if text.count(" ") >= MAX_TEMPLATE_TOKENS:
         text = " ".join(text.split(" ", MAX_TEMPLATE_TOKENS)[:MAX_TEMPLATE_TOKENS])
@@ -123,3 +157,33 @@ def has_words(text: str) -> bool:
 def template_key(text: str) -> int:
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass
+class WrittenTemplates:
+    """The templates of every line of one build, recorded as the writer
+    indexes it (the lines are in memory then; read back from the index they
+    cost ~8 us each), with each file's line count: the set is what explain
+    reads of the build (each file's newest N lines) for any N at least the
+    largest file's."""
+
+    texts: set[str] = field(default_factory=set)
+    file_lines: Counter[str] = field(default_factory=Counter)
+    complete: bool = True  # False past MAX_WRITTEN_TEMPLATES: nothing to keep
+
+    def add(self, messages: list[str]) -> None:
+        if self.complete:
+            self.texts.update(template_texts(messages))
+            if len(self.texts) > MAX_WRITTEN_TEMPLATES:
+                self.texts.clear()
+                self.complete = False
+
+    def count(self, filename: str, lines: int) -> None:
+        self.file_lines[filename] += lines
+
+    @property
+    def largest_file(self) -> int:
+        return max(self.file_lines.values(), default=0)
+
+    def keys(self) -> frozenset[int]:
+        return frozenset(template_key(text) for text in self.texts)

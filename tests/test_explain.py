@@ -12,9 +12,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from elastic_recheck.build_lines import newest_lines, scanned_lines
 from elastic_recheck.cli import cli
 from elastic_recheck.clusters import ClusterLimits, cluster_failures, unexplained_failures
-from elastic_recheck.explain import ExplainLimits, Explainer, line_link
+from elastic_recheck.explain import ExplainLimits, Explainer, _template_set, line_link
 from elastic_recheck.fingerprints import load_fingerprint, load_fingerprints
 from elastic_recheck.ingest.sources import BuildMetadata
 from elastic_recheck.pipeline import LogsReady, index_builds
@@ -22,7 +23,7 @@ from elastic_recheck.results import ResultStore
 from elastic_recheck.search import TimeWindow
 from elastic_recheck.search.embedded import EmbeddedBackend
 from elastic_recheck.suggest import candidate_queries, suggest_all
-from elastic_recheck.templates import line_body, template_of
+from elastic_recheck.templates import TEMPLATE_VERSION, line_body, template_of
 
 UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -154,13 +155,23 @@ def test_explain_ranks_the_lines_no_passing_build_of_the_job_has(history):
     assert found.lines_read == found.lines_total == 6
 
 
-def test_passing_builds_are_read_once_and_their_template_sets_kept(history):
-    store = history.store()
-    Explainer(history.backend, store).explain(history.ssh[0])
+def test_the_writer_keeps_each_build_s_templates_so_passing_builds_are_not_read_again(history, tmp_path):
+    store = ResultStore(tmp_path / "results.sqlite3")
+    store.db.executescript(f"ATTACH '{history.data / 'results.sqlite3'}' AS kept; "
+                           "INSERT INTO builds SELECT * FROM kept.builds; "
+                           "INSERT INTO written_templates SELECT * FROM kept.written_templates; DETACH kept")
+    found = Explainer(history.backend, store).explain(history.ssh[0])
+    assert len(found.baseline) >= 2
+    assert store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0] == 0  # none read from the index
+    for uuid in found.baseline:  # the writer's set is the one explain reads from the index
+        read = _template_set(newest_lines(history.backend, uuid, 100, fields=False))
+        assert store.templates(uuid, 100, TEMPLATE_VERSION) == read and read
+    # Files longer than the cap: the writer's set (every line) is not each file's newest lines; read.
+    assert store.templates(found.baseline[0], 2, TEMPLATE_VERSION) is None
+    Explainer(history.backend, store, ExplainLimits(max_file_lines=2)).explain(history.ssh[0])
     kept = store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0]
-    assert kept >= 4
-    again = Explainer(history.backend, store)
-    again.explain(history.ssh[1])
+    assert kept >= 2
+    Explainer(history.backend, store, ExplainLimits(max_file_lines=2)).explain(history.ssh[1])
     assert store.db.execute("SELECT COUNT(*) FROM build_templates").fetchone()[0] == kept  # nothing read anew
 
 
@@ -185,10 +196,87 @@ def test_a_job_with_too_few_passing_builds_is_compared_with_other_jobs(history):
     assert "SSHTimeout" in found.lines[0].message
 
 
-def test_explain_reads_at_most_max_lines_of_a_build_and_says_so(history):
-    found = Explainer(history.backend, history.store(), ExplainLimits(max_lines=3)).explain(history.ssh[0])
-    assert found.lines_read == 3 and found.lines_total == 6 and found.truncated
-    assert any("newest 3 of 6 lines" in note for note in found.notes)
+def test_explain_reads_at_most_max_file_lines_of_each_file_and_says_which(history):
+    found = Explainer(history.backend, history.store(), ExplainLimits(max_file_lines=3)).explain(history.volume[0])
+    # job-output.txt has 5 lines, screen-n-cpu.txt 1: the newest 3 of the first, all of the second
+    assert found.lines_read == 4 and found.lines_total == 6 and found.truncated
+    assert found.capped_files == [("job-output.txt", 3, 5)]
+    assert any("newest 3 lines of each file" in note and "read in part: job-output.txt (5)" in note
+               for note in found.notes)
+    assert "failed to attach to instance" in found.lines[0].message  # the other file is read whole
+    assert found.as_json()["capped_files"] == [{"file": "job-output.txt", "lines_read": 3, "lines_total": 5}]
+
+
+def test_every_backend_reads_a_build_s_newest_lines_file_by_file(history):
+    """The embedded index's one search per file gives what the scan every
+    backend answers gives."""
+    for uuid in (history.volume[0], history.ssh[2]):
+        native = newest_lines(history.backend, uuid, 2)
+        scanned = scanned_lines(history.backend, uuid, 2)
+        assert [(f.filename, f.total, f.messages) for f in native] == \
+            [(f.filename, f.total, f.messages) for f in scanned]
+        fields = [[(h.timestamp, {k: v for k, v in h.source.items() if k != "@timestamp"})
+                   for h in map(f.hit, range(len(f.messages)))] for f in scanned]
+        assert [[(h.timestamp, h.source) for h in map(f.hit, range(len(f.messages)))] for f in native] == fields
+        assert fields[0][0][1]["build_uuid"] == uuid and fields[0][0][1]["filename"]
+        assert [f.micros for f in native] == [f.micros for f in scanned]
+    volume = {f.filename: f for f in newest_lines(history.backend, history.volume[0], 2, fields=False)}
+    assert sorted(volume) == ["job-output.txt", "logs/screen-n-cpu.txt"]
+    assert volume["job-output.txt"].total == 5 and volume["job-output.txt"].capped
+    assert [line_body(m) for m in volume["job-output.txt"].messages] == ["Build FAILURE", EVERY_FAILURE[0]]
+    assert not volume["logs/screen-n-cpu.txt"].capped and not volume["job-output.txt"].fields
+
+
+def _write_logs(root: Path, uuid: str, console: list[str], cpu: list[str], at: dt.datetime) -> Path:
+    """A build's job-output.txt and screen-n-cpu.txt, its cpu lines after its console lines."""
+    build = root / uuid
+    (build / "logs").mkdir(parents=True)
+    step = dt.timedelta(milliseconds=1)
+    with open(build / "job-output.txt", "w") as out:
+        out.writelines(f"{at + i * step:%Y-%m-%d %H:%M:%S.%f} | controller | {text}\n"
+                       for i, text in enumerate(console))
+    at += len(console) * step
+    with open(build / "logs" / "screen-n-cpu.txt", "w") as out:
+        out.writelines(f"{at + i * step:%Y-%m-%d %H:%M:%S.%f} 1234 INFO nova.compute.manager [-] {text}\n"
+                       for i, text in enumerate(cpu))
+    return build
+
+
+@pytest.fixture(scope="module")
+def huge_build(tmp_path_factory: pytest.TempPathFactory):
+    """A failed build of 500k lines: the one line no passing build prints is
+    early in its console log, and a service log of 500k ordinary lines was
+    written after it."""
+    root = tmp_path_factory.mktemp("huge")
+    periodic = ["Running periodic task ComputeManager._poll_volume_usage {i}",
+                "Running periodic task ComputeManager._sync_power_states {i}",
+                "Auditing locally available compute resources for node {i}"]
+    console = [f"Running tempest step {i}" for i in range(60)]
+    items = []
+    for n, status in enumerate(["SUCCESS", "SUCCESS", "FAILURE"]):
+        lines = list(console)
+        cpu = [periodic[i % 3].format(i=i) for i in range(500_000 if status == "FAILURE" else 30)]
+        if status == "FAILURE":
+            lines[2] = "ERROR: the keystone endpoint catalog is empty, giving up"
+        uuid = f"{n:02d}" + "e" * 30
+        at = NOW - dt.timedelta(hours=3 - n)
+        meta = BuildMetadata(build_uuid=uuid, build_name="tempest-full", build_status=status, build_queue="check",
+                             project="openstack/nova", build_change=f"90000{n}", build_patchset="1", voting="1")
+        items.append(LogsReady(meta, str(_write_logs(root / "logs", uuid, lines, cpu, at))))
+    backend = EmbeddedBackend(root / "data" / "index")
+    index_builds(backend, root / "data" / "results.sqlite3", [], items)
+    return backend, ResultStore(root / "data" / "results.sqlite3"), items[-1].metadata.build_uuid
+
+
+def test_in_a_huge_build_each_file_s_newest_lines_are_read_and_the_console_s_new_line_found(huge_build):
+    backend, store, failed = huge_build
+    found = Explainer(backend, store, ExplainLimits(max_file_lines=100)).explain(failed)
+    # A cap per build (the newest 100 lines) would have read only the service log's end.
+    assert found.lines[0].message.endswith("ERROR: the keystone endpoint catalog is empty, giving up")
+    assert found.lines[0].filename == "job-output.txt" and found.new_count == 1
+    assert found.lines_read == 160 and found.lines_total == 500_060
+    assert found.capped_files == [("logs/screen-n-cpu.txt", 100, 500_000)]
+    assert any("read in part: logs/screen-n-cpu.txt (500,000)" in note for note in found.notes)
 
 
 def test_explain_on_the_command_line(history):
@@ -202,8 +290,8 @@ def test_explain_on_the_command_line(history):
     assert found["build"] == history.volume[0] and found["baseline_scope"] == "job"
     assert found["lines"][0]["filename"] == "logs/screen-n-cpu.txt" and found["lines"][0]["level"] == "ERROR"
     capped = runner.invoke(cli, [*base, "explain", "--build", history.volume[0], "--json"],
-                           env={"ER_EXPLAIN_MAX_LINES": "2"})
-    assert json.loads(capped.output)["lines_read"] == 2  # the explain: section bounds what is read
+                           env={"ER_EXPLAIN_MAX_FILE_LINES": "2"})
+    assert json.loads(capped.output)["lines_read"] == 3  # the explain: section bounds what is read: 2 + 1
     missing = runner.invoke(cli, [*base, "explain", "--build", "f" * 32])
     assert missing.exit_code == 1
     assert missing.output.strip().splitlines()[-1] == f"error: build {'f' * 32}: no such build in the index"
@@ -291,6 +379,17 @@ def test_suggest_on_the_command_line_prints_one_json_object_per_cluster(history)
     assert text.exit_code == 0
     assert text.output.startswith("6 unexplained failed voting builds in the window; read 6")
     assert "ready: message:" in text.output and "query: >-" in text.output
+
+
+def test_suggest_reads_the_window_s_stored_builds_once(history):
+    """The passing builds, the failure sample, the unexplained failures and
+    the backtest totals all come from one read of the window's builds."""
+    store = history.store()
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    found = suggest_all(history.backend, store, TimeWindow.last_days(3))
+    assert found.ready and found.run.examined == 6
+    assert sum("FROM builds" in sql and "ORDER BY newest DESC" in sql for sql in statements) == 1
 
 
 def test_suggest_over_all_time_with_days_0_finds_the_same_clusters(history):

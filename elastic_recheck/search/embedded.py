@@ -19,6 +19,7 @@ import tantivy
 from tantivy import Occur, Order, Query
 
 from .. import lucene
+from ..build_lines import FileLines
 from ..analysis import (
     ANALYZER_NAME, PRETOKENIZED_NAME, build_analyzer, build_pretokenized_analyzer, index_text, index_texts,
 )
@@ -206,6 +207,34 @@ class EmbeddedBackend:
             offset += len(result.hits)
             if not result.hits or offset >= result.total:
                 return
+
+    def newest_file_lines(self, build_uuid: str, per_file: int, fields: bool = True) -> list[FileLines]:
+        """``build_lines.newest_lines`` on this index: one search per file,
+        sorted on the time column and cut at ``per_file``, each line's stored
+        message read once. ``scan``'s pages of 1,000 searched the build again
+        for each page and joined every line's context; a cold ``suggest``
+        spent most of its time there."""
+        searcher = self._searcher()
+        cids = self._build_cids(self._context_searcher(), build_uuid)
+        contexts = self.context_fields(cids)
+        by_file: dict[str, list[int]] = {}
+        for cid in cids:
+            by_file.setdefault(sch.facet_value(contexts[cid].get("filename") or ""), []).append(cid)
+        found: list[FileLines] = []
+        for name, group in sorted(by_file.items()):
+            result = self._run(searcher, self._in_contexts(group), limit=max(per_file, 1), order_by_field=sch.TS,
+                               order=Order.Desc)
+            if not result.count:
+                continue  # contexts of lines a re-ingest replaced
+            addresses = [address for _, address in result.hits[:per_file]]
+            docs = [searcher.doc(address) for address in addresses]
+            messages = [sch.stored_message(doc) for doc in docs]
+            lines = FileLines(name, result.count, messages)
+            if fields:
+                lines.micros = [stamp for stamp, _ in result.hits[:per_file]]
+                lines.fields = [contexts[cid] for cid in searcher.fast_field_values(sch.CID, addresses)]
+            found.append(lines)
+        return found
 
     def count(self, query: str, window: TimeWindow = ALL_TIME) -> int:
         compiled = self._filtered(query, window)

@@ -217,7 +217,7 @@ def in_contexts(schema: tantivy.Schema, cids: list[int]) -> tantivy.Query:
 
 
 def stored_message(document: tantivy.Document) -> str:
-    return bytes(document[SOURCE][0]).decode("utf-8", "surrogatepass")
+    return (document.get_first(SOURCE) or b"").decode("utf-8", "surrogatepass")
 
 
 def stored_context(document: tantivy.Document) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,104 @@
+"""The C masking (``_templates.mask_tokens``) and its Python twin
+(``templates._mask_tokens``) give the same template for every token string:
+a stored template set is the same whichever of them computed it."""
+
+import re
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from elastic_recheck import templates
+from elastic_recheck.analysis import index_text
+
+native = pytest.importorskip("elastic_recheck._templates")
+
+# Tokens shaped like the ones that decide a mask: digits, short and long hex
+# runs (id groups), consonant runs, tempfile names, long undotted tokens,
+# dotted and snake_case names, and plain words.
+_TOKEN = st.one_of(
+    st.text("abcdef0123456789", min_size=1, max_size=14),
+    st.text("bcdfghjklmnpqrstvwxyz_", min_size=1, max_size=14),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789_", min_size=8, max_size=8).map(lambda t: "tmp" + t),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789_.:',;", min_size=1, max_size=40),
+    st.sampled_from(["error", "failed", "nova.compute.manager", "req", "ab", "tmp", "<*>", ""]),
+)
+
+
+@settings(max_examples=800, deadline=None, derandomize=True)
+@given(st.lists(_TOKEN, max_size=80).map(" ".join))
+def test_native_masking_gives_the_python_template(tokens):
+    assert native.mask_tokens(tokens) == templates._mask_tokens(tokens)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
+def test_native_masking_of_any_ascii_line_gives_the_python_template(line):
+    tokens = index_text(templates.line_body(line))
+    assert native.mask_tokens(tokens) == templates._mask_tokens(tokens)
+
+
+_STAMP = st.sampled_from(["2026-12-01 13:31:13", "2026-12-01T13:31:13.859739", "2026-12-01 13:31:1", ""])
+_PREFIX_PART = st.sampled_from([" | ", "|", " \x1c|", " | controller | ", " | ubuntu-noble-ovh.1@x:y |",
+                                " |" + "n" * 64 + "|", " |" + "n" * 65 + "|", " 1234 ERROR nova.compute.manager ",
+                                " 12 AUDIT a.b [req-1 x] ",
+                                " 12 INFO a [" + "x" * 300 + "] ", " 12 INFO a [" + "x" * 301 + "] ", " 12 INFO a [x]y",
+                                " 12 WARN a ", " 12 TRACE a_b.c ", " ", "| |", ".5 | x"])
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(_STAMP, st.lists(_PREFIX_PART, max_size=3).map("".join),
+       st.text(st.characters(min_codepoint=9, max_codepoint=126), max_size=30))
+def test_native_line_body_cuts_the_prefixes_the_regexes_cut(stamp, prefix, rest):
+    line = stamp + prefix + rest
+    assert native.line_bodies([line], templates.line_body) == [templates.line_body(line)]
+
+
+def test_a_build_s_lines_are_templated_in_one_call_as_one_by_one():
+    lines = ["2026-12-01 13:31:13.859739 | controller | Port 3099fdf5-abcd-254a is down",
+             "2026-12-01 13:31:13.859 1234 ERROR nova.compute.manager [req-1a2b tempest-1] Instance failed",
+             "Échec de 3 volumes à 10:00", "", "2026-12-01 13:31:13 | Build FAILURE"]
+    assert templates.template_texts(lines) == [templates.template_text(line) for line in lines]
+    assert native.masks(["a 1 b", "é 1"], templates._mask_tokens) == ["a <*> b", "é <*>"]
+
+
+def test_native_masking_on_log_lines():
+    lines = [
+        "2026-12-01 13:31:13.859739 | controller | Port 3099fdf5-abcd-254a-e901-e35cd47d380d is down on tap3099fdf5-ab",
+        "2026-12-01 13:31:13.859 1234 ERROR nova.compute.manager [req-1a2b tempest-1] Instance failed to spawn",
+        "Creating /opt/stack/data/tmp/tmpkqjzxabc for the cache",
+        "a " * 100 + "1 2 3",  # cut at the token limit
+        " ".join(["x1", "word"] * 40),
+    ]
+    for line in lines:
+        tokens = index_text(templates.line_body(line))
+        assert native.mask_tokens(tokens) == templates._mask_tokens(tokens), line
+    assert templates.template_text(lines[3]).count(" ") == templates.MAX_TEMPLATE_TOKENS - 1
+
+
+def test_the_token_limit_is_the_same_in_c_and_python():
+    source = (templates.__file__.rsplit("/", 1)[0]) + "/_templates.c"
+    limit = re.search(r"#define MAX_TEMPLATE_TOKENS (\d+)", open(source).read())
+    assert limit and int(limit.group(1)) == templates.MAX_TEMPLATE_TOKENS
+
+
+def test_non_ascii_tokens_are_masked_by_the_python_twin():
+    assert templates.template_text("Échec de 3 volumes à 10:00") == templates._mask_tokens(
+        index_text("Échec de 3 volumes à 10:00"))
+    with pytest.raises(TypeError):
+        native.mask_tokens("échec 3")
+
+
+def test_the_writer_keeps_a_build_s_templates_up_to_a_bound():
+    kept = templates.WrittenTemplates()
+    kept.add(["2026-12-01 13:31:13 | Volume 1 attached", "2026-12-01 13:31:14 | Volume 2 attached", "Build FAILURE"])
+    kept.count("job-output.txt", 3)
+    assert kept.complete and kept.keys() == {templates.template_of("Volume 1 attached").key,
+                                             templates.template_of("Build FAILURE").key}
+    assert kept.largest_file == 3
+    noise = templates.WrittenTemplates()
+    syllables = ["go", "ki", "lu", "mo", "nu", "ri", "so", "tu"]  # no digit, no hex: each word its own template
+    words = ["".join(syllables[(n >> (3 * k)) & 7] for k in range(7))
+             for n in range(templates.MAX_WRITTEN_TEMPLATES + 1)]
+    for start in range(0, len(words), 50_000):
+        noise.add(words[start:start + 50_000])
+    assert not noise.complete and not noise.texts
