@@ -974,7 +974,7 @@ def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_buil
     collected, _ = gather(settings, backend, queries_dir or settings.watch.queries)  # stored results brought up to date
     for bug, error in collected.errors.items():
         click.echo(f"warning: fingerprint {bug} could not run: {error}", err=True)
-    window = TimeWindow(start=collected.start)  # with --days 0, from the oldest stored build
+    window = collected.window  # --days 0: all time (collected.start would cut the oldest build's earlier lines)
     store = _stored_results(settings)
     try:
         found = suggest_all(backend, store, window, settings.explain, max_builds)

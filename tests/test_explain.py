@@ -54,19 +54,20 @@ class History:
     """A window of CI builds: passing ones, failures of two unknown bugs, a
     one-off failure, and failures a fingerprint already explains."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, failures_first: bool = False) -> None:
         self.root = root
         self.queries = root / "queries"
         self.queries.mkdir()
         (self.queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply to message ID"\n')
         self.items: list[LogsReady] = []
         self.n = 0
+        if failures_first:  # the oldest stored build is a failure whose bug line is not its newest line
+            self.ssh = self.add_ssh()
         for i in range(4):
             self.add("SUCCESS", "tempest-full", change=f"70000{i}", console=[], cpu=[])
         self.add("SUCCESS", "nova-tox", change="700009", console=["tox: all good"], cpu=[])
-        self.ssh = [self.add("FAILURE", job, change=change, console=[SSH], cpu=[])
-                    for job, change in [("tempest-full", "800001"), ("tempest-full", "800002"),
-                                        ("nova-live-migration", "800003")]]
+        if not failures_first:
+            self.ssh = self.add_ssh()
         self.volume = [self.add("FAILURE", "tempest-full", change="800010", console=[], cpu=[VOLUME])
                        for _ in range(2)]
         self.one_off = self.add("FAILURE", "tempest-full", change="800020",
@@ -79,6 +80,11 @@ class History:
         good, bad = load_fingerprints(self.queries)
         assert not bad
         index_builds(self.backend, self.data / "results.sqlite3", good, self.items)
+
+    def add_ssh(self) -> list[str]:
+        return [self.add("FAILURE", job, change=change, console=[SSH], cpu=[])
+                for job, change in [("tempest-full", "800001"), ("tempest-full", "800002"),
+                                    ("nova-live-migration", "800003")]]
 
     def add(self, status: str, job: str, change: str, console: list[str], cpu: list[str]) -> str:
         self.n += 1
@@ -392,14 +398,27 @@ def test_suggest_reads_the_window_s_stored_builds_once(history):
     assert sum("FROM builds" in sql and "ORDER BY newest DESC" in sql for sql in statements) == 1
 
 
+def test_all_time_begins_before_the_oldest_build_s_first_line(tmp_path):
+    """--days 0: the oldest stored build's lines before its newest one are in the window too."""
+    world = History(tmp_path, failures_first=True)
+    shown = CliRunner().invoke(cli, ["--data-dir", str(world.data), "suggest", "--queries", str(world.queries),
+                                     "--days", "0", "--json"])
+    assert shown.exit_code == 0, shown.output
+    rows = [json.loads(line) for line in shown.output.splitlines()]
+    ssh = next(row for row in rows if set(row["builds"]) == set(world.ssh))
+    assert (ssh["cluster_hits"], ssh["ready"]) == (3, True)
+
+
 def test_suggest_over_all_time_with_days_0_finds_the_same_clusters(history):
     runner = CliRunner()
     base = ["--data-dir", str(history.data), "suggest", "--queries", str(history.queries), "--json"]
     recent = runner.invoke(cli, [*base, "--days", "2"])
     all_time = runner.invoke(cli, [*base, "--days", "0"])
     assert all_time.exit_code == 0, all_time.output
-    assert [json.loads(line)["builds"] for line in all_time.output.splitlines()] == \
-        [json.loads(line)["builds"] for line in recent.output.splitlines()]
+    # the same figures too: all time begins before the oldest build's first line, not at its newest
+    figures = ("builds", "query", "cluster_hits", "failed_hits", "success_hits", "ready")
+    assert [[json.loads(line)[k] for k in figures] for line in all_time.output.splitlines()] == \
+        [[json.loads(line)[k] for k in figures] for line in recent.output.splitlines()]
 
 
 def test_the_dashboard_shows_clusters_with_their_fingerprints_and_each_failure_s_new_lines(history, tmp_path):

@@ -180,6 +180,8 @@ class Collected:
     errors: dict[str, str]  # bug -> why its query could not run
     previous: list[Hit] | None = None  # failed builds' hits of the window before this one, the same length
     spans: dict[str, tuple[dt.datetime, dt.datetime]] = field(default_factory=dict)  # bug -> first, last seen
+    # the window asked for (no start: all time, where ``start`` is the oldest stored build's newest line)
+    window: TimeWindow = field(default_factory=TimeWindow)
 
 
 def collect(
@@ -228,7 +230,7 @@ def collect(
     return Collected(
         start=start, now=now, fingerprints=list(fingerprints),
         hits=records, failures=failed, errors=errors,
-        previous=previous, spans=spans,  # type: ignore[arg-type]
+        previous=previous, spans=spans, window=window,  # type: ignore[arg-type]
     )
 
 
