@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("build", reason="the test extras install build: pip install -e '.[test]'")
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE = ("_tokens", "_logline", "_percolate")
+NATIVE = ("_tokens", "_logline", "_percolate", "_templates")
 TEMPLATES = sorted(p.name for p in (ROOT / "web").iterdir() if p.suffix in (".html", ".css"))
 FINGERPRINTS = sorted(p.name for p in (ROOT / "queries").glob("*.yaml"))
 

@@ -19,7 +19,7 @@ import elastic_recheck
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(elastic_recheck.__file__).resolve().parent  # the checkout, or where tox installed it
-NATIVE = ("_tokens", "_logline", "_percolate")
+NATIVE = ("_tokens", "_logline", "_percolate", "_templates")
 SCRIPT = """
 import json, sys
 # The checkout is installed in editable mode, whose import hook would find
