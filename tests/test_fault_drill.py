@@ -272,7 +272,7 @@ def test_fault_drill(tmp_path, capsys, events):
     irc.stop()
 
     report = "\n".join([
-        "fault drill: the real watch daemon, 10,000 Gerrit events",
+        f"fault drill: the real watch daemon, {events:,} Gerrit events",
         *(f"  fault: {fault}" for fault in faults),
         f"  events in:            {events:,} ({len(failures):,} failure reports, the rest other events)",
         f"  accepted (persisted): {accepted:,}",
