@@ -32,7 +32,7 @@ UTC = dt.timezone.utc
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
 # Generated queries compared: fewer in the everyday suite, where each run costs the
 # suite's time; the full count in CI, after the suite (marked full_scale).
-GENERATED_QUERIES = 1500
+GENERATED_QUERIES = 1000
 GENERATED_QUERIES_FULL = 5000
 
 @pytest.fixture(scope="session")

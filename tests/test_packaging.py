@@ -30,6 +30,10 @@ NATIVE = ("_tokens", "_logline", "_percolate", "_templates")
 TEMPLATES = sorted(p.name for p in (ROOT / "web").iterdir() if p.suffix in (".html", ".css"))
 FINGERPRINTS = sorted(p.name for p in (ROOT / "queries").glob("*.yaml"))
 
+# Building a release takes ~15 s (an sdist, a wheel compiling four C modules, one without a
+# compiler): CI runs it after the suite (.ci/run), with the other full-size checks.
+pytestmark = pytest.mark.full_scale
+
 
 def _tracked_copy(destination: Path) -> Path:
     """The checkout's tracked files (a fresh clone's), or the whole tree when it is not a git checkout."""
