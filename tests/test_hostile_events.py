@@ -542,7 +542,9 @@ def test_watch_reading_a_live_pipe_works_on_each_event_as_it_comes(tmp_path, ind
 def test_a_review_gerrit_keeps_refusing_is_given_up_after_a_bounded_number_of_tries(tmp_path, index, caplog):
     from elastic_recheck.watch import COMMENT_REFUSALS
 
-    gerrit = GerritServer(tmp_path, command_delay=0.0)
+    # 20 ms: the test server must not refuse before the SSH exec request is acknowledged, as
+    # Gerrit never does (a channel closed first is "outcome unknown", not a refusal)
+    gerrit = GerritServer(tmp_path, command_delay=0.02)
     gerrit.fail_reviews = 10 * COMMENT_REFUSALS  # e.g. a comment over Gerrit's size limit: refused every time
     daemon = _reviewing_daemon(tmp_path, index, gerrit, poll_initial=0.001, retry_max=0.01)
     try:

@@ -280,7 +280,7 @@ HOSTILE = ("it's \"quoted\" and 'single', a back\\slash\\\\, $HOME `whoami` $(id
 
 @pytest.fixture
 def gerrit(tmp_path: Path) -> Iterator[GerritServer]:
-    server = GerritServer(tmp_path, command_delay=0.0)
+    server = GerritServer(tmp_path, command_delay=0.02)  # Gerrit acknowledges the exec request before answering
     yield server
     server.close()
 
