@@ -191,11 +191,8 @@ def _read_yaml(
         return fail(f"not UTF-8 text: {exc.reason} at byte {exc.start}")
     loader = None
     try:
-        if _FastLoader is not None:
-            _check_bounds(yaml.parse(text, Loader=_FastLoader))
-            loader = _FastLoader(text)
-        else:
-            loader = _BoundedLoader(text)
+        _check_bounds(yaml.parse(text, Loader=_Loader))
+        loader = _Loader(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
@@ -220,16 +217,17 @@ def _read_yaml(
     return data, _key_lines(node)
 
 
-# libyaml's loader, where PyYAML was built with it: 4-5x faster than the
-# pure-Python one (a dashboard run reads every fingerprint). Its composer is
-# not ours to bound, so the bounds are checked first on its event stream,
-# which is flat: the same refusals, at the same places, as _BoundedLoader's.
-_FastLoader = getattr(yaml, "CSafeLoader", None)
+# PyYAML's safe loader; libyaml's where PyYAML was built with it (4-5x
+# faster: a dashboard run reads every fingerprint). A fingerprint never needs,
+# and an attacker does, an alias of a list or mapping (the "billion laughs"
+# bomb expands that way), many aliases or deep nesting (composers recurse):
+# those are refused on the event stream, which is flat, before composing.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _check_bounds(events: Iterable[yaml.Event]) -> None:
-    """Raise ComposerError where _BoundedLoader would: a node nested too
-    deep, too many aliases, an alias of a list or mapping."""
+    """Raise ComposerError at the first node nested too deep, alias past
+    the allowed number, or alias of a list or mapping."""
     open_collections = aliases = 0
     plain_anchors: dict[str, bool] = {}  # anchor -> names a scalar
     for event in events:
@@ -249,37 +247,6 @@ def _check_bounds(events: Iterable[yaml.Event]) -> None:
                 open_collections += 1
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             open_collections -= 1
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing what a fingerprint never needs and an
-    attacker does: an alias of a list or mapping (the "billion laughs" bomb
-    expands that way), many aliases, and deep nesting (the composer recurses)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            self._aliases += 1
-            if self._aliases > MAX_YAML_ALIASES:
-                raise ComposerError(None, None, f"more than {MAX_YAML_ALIASES} YAML aliases", event.start_mark)
-            target = self.anchors.get(event.anchor)
-            if target is not None and not isinstance(target, yaml.ScalarNode):
-                raise ComposerError(None, None, "a YAML alias may repeat a plain value, not a list or mapping",
-                                    event.start_mark)
-            return super().compose_node(parent, index)
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                    self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
 
 
 def _resolved_date(value: Any) -> dt.date | None:
