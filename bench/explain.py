@@ -854,14 +854,11 @@ def shell_pipeline(work: Path, failed: dict, passing: list[dict], mask: str) -> 
     return run, known, len(new), any(bug.markers[0] in line for line in new)
 
 
-DRAIN3_CHILD = r'''
-import json, re, resource, sys, time
-from drain3 import TemplateMiner
-from drain3.template_miner_config import TemplateMinerConfig
-from drain3.masking import MaskingInstruction
+# What both masking children start with: the spec on stdin, and the lines of
+# its files, gzipped or not.
+CHILD_PRELUDE = r'''
+import gzip, json, sys, time
 sys.path.insert(0, sys.argv[1])
-from elastic_recheck.templates import line_body
-import gzip
 spec = json.loads(sys.stdin.read())
 
 def lines(files):
@@ -870,6 +867,14 @@ def lines(files):
         with opener(f, "rt", errors="replace") as handle:
             for line in handle:
                 yield line.rstrip("\n")
+'''
+
+
+DRAIN3_CHILD = CHILD_PRELUDE + r'''
+from drain3 import TemplateMiner
+from drain3.template_miner_config import TemplateMinerConfig
+from drain3.masking import MaskingInstruction
+from elastic_recheck.templates import line_body
 
 config = TemplateMinerConfig()
 # The masking of drain3's own example configuration (drain3.ini), plus UUIDs.
@@ -906,18 +911,8 @@ print(json.dumps({"templates": len(miner.drain.clusters), "trained": trained, "t
 '''
 
 
-TEMPLATES_CHILD = r'''
-import gzip, json, sys, time
-sys.path.insert(0, sys.argv[1])
+TEMPLATES_CHILD = CHILD_PRELUDE + r'''
 from elastic_recheck.templates import template_key, template_text
-spec = json.loads(sys.stdin.read())
-
-def lines(files):
-    for f in files:
-        opener = gzip.open if f.endswith(".gz") else open
-        with opener(f, "rt", errors="replace") as handle:
-            for line in handle:
-                yield line.rstrip("\n")
 
 started = time.process_time(); wall = time.perf_counter()
 known = set()
