@@ -977,7 +977,7 @@ def suggest(ctx: _Context, queries_dir: str | None, days: float | None, max_buil
     window = collected.window  # --days 0: all time (collected.start would cut the oldest build's earlier lines)
     store = _stored_results(settings)
     try:
-        found = suggest_all(backend, store, window, settings.explain, max_builds)
+        found = suggest_all(backend, store, window, settings.explain, max_builds, collected.stored)
     finally:
         store.close()
     run = found.run

@@ -168,12 +168,13 @@ class Explainer:
     template sets of the passing builds between explanations."""
 
     def __init__(self, backend: SearchBackend, results: ResultStore | None, limits: ExplainLimits = ExplainLimits(),
-                 window: TimeWindow = ALL_TIME) -> None:
+                 window: TimeWindow = ALL_TIME, stored: Sequence[StoredBuild] | None = None) -> None:
+        """``stored``: the window's stored builds, newest first, when the caller has read them already."""
         self.backend = backend
         self.results = results
         self.limits = limits
         self.window = window
-        self._stored: list[StoredBuild] | None = None
+        self._stored: list[StoredBuild] | None = None if stored is None else list(stored)
         self._template_sets: dict[str, frozenset[int]] = {}
         self._passing: list[BuildInfo] | None = None
         self._boilerplate: dict[int, float] | None = None

@@ -25,7 +25,7 @@ from .config import ExplainSettings
 from .explain import ExplainLimits, Explainer
 from .analysis import analyze
 from .lucene import quote
-from .results import ResultStore
+from .results import ResultStore, StoredBuild
 from .search import SearchBackend, TimeWindow
 from .templates import Template, line_body
 
@@ -209,13 +209,16 @@ class SuggestRun:
 
 
 def suggest_all(backend: SearchBackend, store: ResultStore, window: TimeWindow,
-                settings: ExplainSettings = ExplainSettings(), max_builds: int | None = None) -> SuggestRun:
+                settings: ExplainSettings = ExplainSettings(), max_builds: int | None = None,
+                stored: Sequence[StoredBuild] | None = None) -> SuggestRun:
     """Cluster the window's unexplained failures and backtest a fingerprint
     for each of the ``settings.max_clusters`` with the most impact (each
-    backtest is a query over the window)."""
+    backtest is a query over the window). ``stored``: the window's stored
+    builds, newest first, when the caller has them (the dashboard's tables
+    are made from them)."""
     # The window's stored builds, read once: the passing builds to compare
     # with, the failure sample, the unexplained failures and the totals.
-    explainer = Explainer(backend, store, ExplainLimits.from_settings(settings), window)
+    explainer = Explainer(backend, store, ExplainLimits.from_settings(settings), window, stored)
     run = cluster_failures(explainer, store, window, ClusterLimits(max_builds=max_builds or settings.cluster_builds))
 
     totals = build_totals(backend, store, window, explainer.stored_builds())

@@ -137,7 +137,7 @@ def clusters_of(settings: Settings, backend: SearchBackend, collected: Collected
     if store is None:
         return "no stored build results yet"
     try:
-        return suggest_all(backend, store, collected.window, settings.explain)
+        return suggest_all(backend, store, collected.window, settings.explain, stored=collected.stored)
     except RecheckError as exc:
         log.error("clusters of unexplained failures could not be made: %s", exc)
         return str(exc)

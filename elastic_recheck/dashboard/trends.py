@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeV
 from ..classify import failed_tests, index_match, match_fingerprints, tests_allow
 from ..errors import RecheckError
 from ..fingerprints import Fingerprint
-from ..results import ResultStore, last_hit
+from ..results import ResultStore, StoredBuild, last_hit
 from ..search import SearchBackend, TimeWindow, epoch_micros
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,7 @@ class Collected:
     spans: dict[str, tuple[dt.datetime, dt.datetime]] = field(default_factory=dict)  # bug -> first, last seen
     # the window asked for (no start: all time, where ``start`` is the oldest stored build's newest line)
     window: TimeWindow = field(default_factory=TimeWindow)
+    stored: list[StoredBuild] = field(default_factory=list)  # the window's stored builds, newest first
 
 
 def collect(
@@ -217,11 +218,12 @@ def collect(
         errors.update(catch_up(backend, store, runnable, window))
         errors.update(store.sync_fingerprints({bug: q for bug, q in queries.items() if bug not in errors},
                                               lambda bug, query: backend.builds(query, window), window.start))
-        records, failed = _stored_tables(store, fingerprints, window, errors)
+        stored = list(store.builds(window.start, window.end))  # newest first; suggest's clusters read them too
+        records, failed = _stored_tables(stored, fingerprints, errors)
         previous = None
         if days > 0 and window.start is not None:  # the window before, for each bug's trend
             before = TimeWindow(start=window.start - dt.timedelta(days=days), end=window.start)
-            previous = _stored_tables(store, fingerprints, before, errors, failed_only=True)[0]
+            previous = _stored_tables(store.builds(before.start, before.end), fingerprints, errors, failed_only=True)[0]
         spans = {bug: (last_hit(first), last_hit(last)) for bug, (first, last) in store.bug_spans().items()}
         start = window.start or last_hit(store.oldest()) or now
     finally:
@@ -230,7 +232,7 @@ def collect(
     return Collected(
         start=start, now=now, fingerprints=list(fingerprints),
         hits=records, failures=failed, errors=errors,
-        previous=previous, spans=spans, window=window,  # type: ignore[arg-type]
+        previous=previous, spans=spans, window=window, stored=stored,  # type: ignore[arg-type]
     )
 
 
@@ -289,17 +291,16 @@ def _failed_tests_or_none(backend: SearchBackend, uuid: str, fingerprints: Seque
     return None if tests is None else sorted(tests)
 
 
-def _stored_tables(store: ResultStore, fingerprints: Sequence[Fingerprint], window: TimeWindow,
-                   errors: Mapping[str, str], failed_only: bool = False
-                   ) -> tuple[list[Hit], list[FailedBuild]]:
-    """Hits (one per fingerprint and build) and failed voting builds, from the stored rows.
+def _stored_tables(builds: Iterable[StoredBuild], fingerprints: Sequence[Fingerprint], errors: Mapping[str, str],
+                   failed_only: bool = False) -> tuple[list[Hit], list[FailedBuild]]:
+    """Hits (one per fingerprint and build) and failed voting builds, from a window's stored builds.
     A fingerprint with ``test_ids`` hits a build only when one of those
     tests failed in it (when its failed tests are known), as ``classify``
     decides; a build it does not hit stays uncategorized."""
     by_bug = {fp.bug: fp for fp in fingerprints}
     records: list[Hit] = []
     failed: list[FailedBuild] = []
-    for build in store.builds(window.start, window.end):
+    for build in builds:
         if failed_only and not build.failed:
             continue
         newest = last_hit(build.newest)
