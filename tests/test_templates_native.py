@@ -53,6 +53,37 @@ def test_native_line_body_cuts_the_prefixes_the_regexes_cut(stamp, prefix, rest)
     assert native.line_bodies([line], templates.line_body) == [templates.line_body(line)]
 
 
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.one_of(st.text(max_size=400), st.text("ab <*>", min_size=120, max_size=520)))
+def test_the_native_key_is_hashlib_s_blake2b(text):
+    # Lengths around BLAKE2b's 128-byte blocks (127, 128, 129, 256...) come
+    # from the second strategy; stored sets made by either must agree.
+    assert native.text_key(text) == templates._blake2b_key(text)
+
+
+@pytest.mark.parametrize("length", [0, 1, 127, 128, 129, 255, 256, 257, 1000])
+def test_the_native_key_agrees_at_block_edges(length):
+    assert native.text_key("x" * length) == templates._blake2b_key("x" * length)
+    assert native.text_key("\udcff" + "é" * length) == templates._blake2b_key("\udcff" + "é" * length)
+
+
+def test_a_build_s_lines_are_keyed_in_one_call_as_their_templates_are():
+    lines = ["2026-12-01 13:31:13.859739 | controller | Port 3099fdf5-abcd-254a is down",
+             "2026-12-01 13:31:13.859 1234 ERROR nova.compute.manager [req-1a2b tempest-1] Instance failed",
+             "Échec de 3 volumes à 10:00", "", "2026-12-01 13:31:13 | Build FAILURE", "word " * 300]
+    assert templates.template_keys(lines) == [templates.template_of(line).key for line in lines]
+    assert templates.template_keys(lines) == [templates._blake2b_key(templates.template_text(line)) for line in lines]
+    with pytest.raises(TypeError):
+        native.keys(["é"], lambda tokens: 1)
+
+
+def test_without_the_extension_lines_get_the_same_keys(monkeypatch):
+    lines = ["2026-12-01 13:31:13 | Volume 1 attached", "Échec de 3 volumes à 10:00", "Build FAILURE"]
+    built = templates.template_keys(lines)
+    monkeypatch.setattr(templates, "_native", None)
+    assert templates.template_keys(lines) == built
+
+
 def test_a_build_s_lines_are_templated_in_one_call_as_one_by_one():
     lines = ["2026-12-01 13:31:13.859739 | controller | Port 3099fdf5-abcd-254a is down",
              "2026-12-01 13:31:13.859 1234 ERROR nova.compute.manager [req-1a2b tempest-1] Instance failed",
@@ -101,4 +132,4 @@ def test_the_writer_keeps_a_build_s_templates_up_to_a_bound():
              for n in range(templates.MAX_WRITTEN_TEMPLATES + 1)]
     for start in range(0, len(words), 50_000):
         noise.add(words[start:start + 50_000])
-    assert not noise.complete and not noise.texts
+    assert not noise.complete and not noise.found
