@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 BATCH_LINES = 200_000  # log events per commit when builds queue up
 BATCH_SECONDS = 2.0  # of indexing before a commit, however few lines
 HOLD_SECONDS = 30.0  # the writer keeps the index between batches while builds keep coming, at most this long
+# and, with nothing queued, this long for the next build: letting go waits for
+# the last commit's merges (~0.1 s a build), which a build arriving then waited on
+IDLE_HOLD_SECONDS = 2.0
 IDLE_SYNC_SECONDS = 1.0  # an idle writer looks this often for a changed fingerprint set
 SYNC_RETRY_SECONDS = 60.0  # and this long after a fingerprint could not be run (not hammering a failing backend)
 PERCOLATE_LINES = 1000  # lines of one context handed to the percolator at once
@@ -254,6 +257,7 @@ class IndexPipeline:
         self._hashed: tuple[tuple[str, str], ...] | None = None
         self._classified_with: dict[str, str] = {}  # bug -> query_hash of the query the batch runs
         self._thread: threading.Thread | None = None
+        self._warm = threading.Event()
         self.backend_failures = 0
 
     def submit(self, item: LogsReady) -> None:
@@ -272,9 +276,13 @@ class IndexPipeline:
         except queue.Empty:
             return None
 
-    def start(self) -> "IndexPipeline":
+    def start(self, warm_up_wait: float = 60.0) -> "IndexPipeline":
+        """The writer thread, once it has compiled and synced the fingerprints
+        (or ``warm_up_wait`` seconds have passed): a build reported right
+        after the daemon starts does not wait on that (~1 s for 1,000)."""
         self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
         self._thread.start()
+        self._warm.wait(warm_up_wait)
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -283,9 +291,16 @@ class IndexPipeline:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        store = ResultStore(self.results_path)
         try:
-            look = 0.0
+            store = ResultStore(self.results_path)
+        except BaseException:
+            self._warm.set()  # start() does not wait it out
+            raise
+        try:
+            # first thing: the fingerprints compiled and synced before the first
+            # build is waiting on them (its comment would wait ~1 s longer)
+            look = time.monotonic() + self._sync_idle(store)
+            self._warm.set()
             while not self.stopping.is_set():
                 first = self._take(0.2)
                 if first is None:
@@ -312,16 +327,23 @@ class IndexPipeline:
             item: LogsReady | None = first
             while item is not None:
                 self.run_batch(store, item)
-                if self.backend_failures or self.stopping.is_set() or time.monotonic() >= until:
-                    return
-                item = self._take(None)
+                item = None
+                idle_until = min(until, time.monotonic() + IDLE_HOLD_SECONDS)
+                while item is None and not self.backend_failures and not self.stopping.is_set():
+                    left = idle_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    item = self._take(min(left, 0.2))
 
     def _sync_idle(self, store: ResultStore) -> float:
         """With no build to index, a changed fingerprint set is synced now: a
         comment is made from rows stored earlier (a build Zuul's API brought
         in before its report). Seconds until the next look."""
         try:
-            self._sync(store, list(self.fingerprints()))
+            fingerprints = list(self.fingerprints())
+            self._sync(store, fingerprints)
+            # compiled now, not when the next build waits on it (~1 s for 1,000)
+            self.percolators.current(fingerprints)
         except Exception as exc:  # noqa: BLE001 - the writer outlives it; the next batch syncs too
             log.warning("could not bring the stored results in line with the fingerprints: %s",
                         exception_line(exc, 300))
