@@ -25,7 +25,8 @@
 
 #define MAX_TEMPLATE_TOKENS 64
 
-static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+#include "_ascii_tokens.h"  /* is_digit, and the scanner that counts a prefix's tokens */
+
 static inline int is_hex(unsigned char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
 static inline int is_consonant(unsigned char c)
 {
@@ -428,6 +429,66 @@ static PyObject *keys(PyObject *self, PyObject *args)
     return out;
 }
 
+/* keys_of_lines(messages, tokens, fallback) -> template_key(template_text(m))
+ * of each message, given its analysed tokens (the writer has them already,
+ * for the index): an ASCII message's body tokens are its tokens after those of
+ * its prefix, so the body is not analysed a second time. That holds because
+ * a prefix ends with a character no token holds (a space, '|' or ']'): the
+ * scanner, which never looks back, passes through the body's first character
+ * as it would starting there. fallback(m) gives the template text of a
+ * non-ASCII message. */
+static PyObject *keys_of_lines(PyObject *self, PyObject *args)
+{
+    PyObject *messages, *tokens, *fallback;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &messages, &PyList_Type, &tokens, &fallback)) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(messages);
+    if (PyList_GET_SIZE(tokens) != count) {
+        PyErr_SetString(PyExc_ValueError, "keys_of_lines: messages and tokens differ in length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(count);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *message = PyList_GET_ITEM(messages, k), *terms = PyList_GET_ITEM(tokens, k), *done = NULL;
+        if (PyUnicode_Check(message) && PyUnicode_READY(message) == 0 && PyUnicode_IS_ASCII(message)
+                && PyUnicode_Check(terms) && PyUnicode_READY(terms) == 0 && PyUnicode_IS_ASCII(terms)) {
+            const unsigned char *m = PyUnicode_1BYTE_DATA(message);
+            const unsigned char *t = PyUnicode_1BYTE_DATA(terms);
+            Py_ssize_t tn = PyUnicode_GET_LENGTH(terms);
+            Py_ssize_t body = body_start(m, PyUnicode_GET_LENGTH(message)), from = 0;
+            if (body > 0) {
+                Py_ssize_t at = 0, a, b;
+                while (next_ascii_token(m, body, &at, &a, &b)) {  /* skip the prefix's tokens */
+                    const unsigned char *space = from < tn ? memchr(t + from, ' ', (size_t)(tn - from)) : NULL;
+                    from = space != NULL ? space - t + 1 : tn;
+                }
+            }
+            MaskSpace space;  /* not zeroed: 16 KiB a line */
+            space.block = NULL;
+            Py_ssize_t w;
+            const unsigned char *masked = mask_ascii(&space, t + from, tn - from, &w);
+            if (masked != NULL) done = PyLong_FromUnsignedLongLong(template_key63(masked, w));
+            mask_space_free(&space);
+        } else {
+            PyObject *text = PyObject_CallOneArg(fallback, message);
+            if (text != NULL && !PyUnicode_Check(text)) {
+                PyErr_SetString(PyExc_TypeError, "keys_of_lines: the fallback must return a str");
+                Py_CLEAR(text);
+            }
+            if (text != NULL) {
+                done = key_of_text(text);
+                Py_DECREF(text);
+            }
+        }
+        if (done == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, k, done);
+    }
+    return out;
+}
+
 static PyObject *text_key(PyObject *self, PyObject *arg)
 {
     if (!PyUnicode_Check(arg)) {
@@ -455,6 +516,8 @@ static PyMethodDef methods[] = {
      "masks(tokens, fallback) -> mask_tokens of each (fallback(t) for non-ASCII ones)"},
     {"keys", keys, METH_VARARGS,
      "keys(tokens, fallback) -> template_key(mask_tokens(t)) of each (template_key(fallback(t)) for non-ASCII ones)"},
+    {"keys_of_lines", keys_of_lines, METH_VARARGS,
+     "keys_of_lines(messages, tokens, fallback) -> template_key(template_text(m)) of each, given its analysed tokens"},
     {"text_key", text_key, METH_O, "text_key(text) -> templates.template_key(text)"},
     {NULL, NULL, 0, NULL},
 };

@@ -4,48 +4,14 @@
  * Why C: this runs on every indexed log line, and Python's regex findall over it
  * was the largest single cost of ingest (~6 us a line; this is ~0.3 us).
  *
- * It is the greedy reading of analysis._ASCII_TOKEN, which Python's re takes
- * too, so both give the same tokens (tests/test_analysis.py checks it):
- *
- *     (?:_*(?:[a-z]+(?:[:.'][a-z]+)*|[0-9]+(?:[,;.'][0-9]+)*))+_*
- *
- * A token is a run of units; a unit is optional underscores and then a word
- * (letters joined by : . ') or a number (digits joined by , ; . '); trailing
- * underscores belong to the token. A token is never directly followed by a
- * letter, digit or underscore, except where a word over MAX_TOKEN_LENGTH is
- * cut: Lucene's scanner sees at most that many characters from a token's
- * start, so the token is the longest one within them, and the next starts
- * where it ends (analysis.MAX_TOKEN_LENGTH; a piece loses at most one joining
- * character at its end, so the output grows by under one space in 250).
+ * The scanner itself is in _ascii_tokens.h (shared with _templates.c).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define MAX_TOKEN_LENGTH 255
+#include "_ascii_tokens.h"
 
-static inline int is_letter(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
-static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static inline int is_alnum(unsigned char c) { return is_letter(c) || is_digit(c); }
 static inline unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c; }
-
-/* The end of the unit (word or number) that starts with the letter or digit at i. */
-static Py_ssize_t unit_end(const unsigned char *s, Py_ssize_t i, Py_ssize_t n)
-{
-    if (is_letter(s[i])) {
-        while (i < n && is_letter(s[i])) i++;
-        while (i + 1 < n && (s[i] == ':' || s[i] == '.' || s[i] == '\'') && is_letter(s[i + 1])) {
-            i++;
-            while (i < n && is_letter(s[i])) i++;
-        }
-    } else {
-        while (i < n && is_digit(s[i])) i++;
-        while (i + 1 < n && (s[i] == ',' || s[i] == ';' || s[i] == '.' || s[i] == '\'') && is_digit(s[i + 1])) {
-            i++;
-            while (i < n && is_digit(s[i])) i++;
-        }
-    }
-    return i;
-}
 
 static PyObject *ascii_index_text(PyObject *self, PyObject *arg)
 {
@@ -59,27 +25,8 @@ static PyObject *ascii_index_text(PyObject *self, PyObject *arg)
     PyObject *out = PyUnicode_New(size, 127);
     if (out == NULL) return NULL;
     unsigned char *o = PyUnicode_1BYTE_DATA(out);
-    Py_ssize_t w = 0, i = 0;
-    while (i < n) {
-        Py_ssize_t end = n - i > MAX_TOKEN_LENGTH ? i + MAX_TOKEN_LENGTH : n;  /* what the scanner sees */
-        Py_ssize_t j = i;
-        while (j < end && s[j] == '_') j++;
-        if (j == end && end < n) {  /* underscores fill the window: a token may start one further on */
-            i++;
-            continue;
-        }
-        if (j >= end || !is_alnum(s[j])) {  /* no token starts here: skip the underscores and the breaker */
-            i = j + 1;
-            continue;
-        }
-        Py_ssize_t k = j;
-        for (;;) {
-            k = unit_end(s, k, end);
-            Py_ssize_t m = k;
-            while (m < end && s[m] == '_') m++;
-            k = m;
-            if (m >= end || !is_alnum(s[m])) break;
-        }
+    Py_ssize_t w = 0, at = 0, i, k;
+    while (next_ascii_token(s, n, &at, &i, &k)) {
         if (w + (k - i) + 1 > size) {  /* cannot happen (see above); never write past the buffer */
             Py_DECREF(out);
             PyErr_SetString(PyExc_RuntimeError, "ascii_index_text: output longer than expected");
@@ -87,7 +34,6 @@ static PyObject *ascii_index_text(PyObject *self, PyObject *arg)
         }
         if (w) o[w++] = ' ';
         for (Py_ssize_t p = i; p < k; p++) o[w++] = lower(s[p]);
-        i = k;
     }
     if (w == size) return out;
     PyObject *shorter = PyUnicode_New(w, 127);

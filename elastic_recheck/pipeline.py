@@ -130,10 +130,10 @@ class BuildClassifier:
 
     def add_line(self, handle: Any, micros: int, message: str) -> None:
         mine, console, filename = self._handles[handle]
-        self.templates.add([message])
         self.templates.count(filename, 1)
         if self.percolation is not None:
             tokens = index_text(message)
+            self.templates.add([message], [tokens])
             if self._analysed:
                 self.writer.add_analysed_line(handle, micros, message, tokens)
             else:
@@ -145,6 +145,7 @@ class BuildClassifier:
             self._messages.append(message)
             self._tokens.append(tokens)
         else:
+            self.templates.add([message])
             self.writer.add_line(handle, micros, message)
         self.lines += 1
         if self.newest is None or micros > self.newest:
@@ -167,7 +168,7 @@ class BuildClassifier:
             self._percolate_pending()  # lines given one by one before these go first
         tokens = index_texts(messages)
         self.writer.add_analysed_lines(handles, micros, messages, tokens)
-        self.templates.add(messages)
+        self.templates.add(messages, tokens)
         start = 0
         for handle, run in itertools.groupby(handles):
             end = start + sum(1 for _ in run)

@@ -77,11 +77,32 @@ def test_a_build_s_lines_are_keyed_in_one_call_as_their_templates_are():
         native.keys(["é"], lambda tokens: 1)
 
 
+@settings(max_examples=800, deadline=None, derandomize=True)
+@given(_STAMP, st.lists(_PREFIX_PART, max_size=3).map("".join),
+       st.text(st.characters(min_codepoint=9, max_codepoint=126), max_size=60),
+       st.sampled_from(["", "_", "__x", "x" * 300, "_" * 300 + "y", "a.b:c 1,2;3 it's", "\x1c", "é"]))
+def test_the_writer_s_tokens_give_each_line_the_key_of_its_template(stamp, prefix, rest, tail):
+    # The writer hands over each line's tokens (analysed once, for the index);
+    # the body's tokens are cut from them, not analysed again: the keys must be
+    # those of the line's template all the same, whatever the prefix.
+    lines = [stamp + prefix + rest, stamp + prefix + tail + rest, stamp + prefix + rest + tail]
+    tokens = [index_text(line) for line in lines]
+    assert templates.template_keys(lines, tokens) == [templates._blake2b_key(templates.template_text(line))
+                                                      for line in lines]
+
+
+def test_the_writer_s_tokens_and_lines_must_pair_up():
+    with pytest.raises(ValueError):
+        native.keys_of_lines(["a", "b"], ["a"], templates.template_text)
+
+
 def test_without_the_extension_lines_get_the_same_keys(monkeypatch):
     lines = ["2026-12-01 13:31:13 | Volume 1 attached", "Échec de 3 volumes à 10:00", "Build FAILURE"]
     built = templates.template_keys(lines)
+    assert templates.template_keys(lines, [index_text(line) for line in lines]) == built
     monkeypatch.setattr(templates, "_native", None)
     assert templates.template_keys(lines) == built
+    assert templates.template_keys(lines, [index_text(line) for line in lines]) == built
 
 
 def test_a_build_s_lines_are_templated_in_one_call_as_one_by_one():
