@@ -265,7 +265,7 @@ class ResultStore:
     def store_written_templates(self, uuid: str, version: int, largest_file: int, keys: Iterable[int]) -> None:
         """Keep the templates of every line of a build, as the writer saw
         them: explain then reads no passing build it compares with."""
-        blob = array.array("Q", sorted(keys)).tobytes()
+        blob = array.array("Q", keys).tobytes()  # a set, read back as one: not sorted (8 ms of 9 for 28k keys)
         self.db.execute("INSERT OR REPLACE INTO written_templates (uuid, version, largest_file, keys) "
                         "VALUES (?, ?, ?, ?)", (uuid, version, largest_file, blob))
 
