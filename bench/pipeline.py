@@ -411,8 +411,8 @@ def main() -> None:
             first, rest = samples[0], samples[1:]
             print(f"\none report at a time ({len(samples)}, each a failed build alone, sent once the review before "
                   f"it is out; the writer compiles the fingerprints before the daemon takes the first): last file "
-                  f"served -> review printed: first {first[0] * 1000:,.0f} ms, then {ms([s[0] for s in rest])}; report sent -> first log "
-                  f"request: {ms([s[1] for s in rest])}; fetch: {ms([s[2] for s in rest])}; "
+                  f"served -> review printed: first {first[0] * 1000:,.0f} ms, then {ms([s[0] for s in rest])}; "
+                  f"report sent -> first log request: {ms([s[1] for s in rest])}; fetch: {ms([s[2] for s in rest])}; "
                   f"peak RSS {done['rss']:.0f} MiB", flush=True)
         if "curl" not in skip:
             for workers in (4,):
