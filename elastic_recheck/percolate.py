@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import lucene
 from .errors import RecheckError
@@ -93,11 +93,13 @@ class Percolator:
     context are shared by its builds without a lock."""
 
     def __init__(self, queries: Mapping[str, str], now: dt.datetime | None = None, native: bool | None = None,
-                 max_context_kinds: int = MAX_CONTEXT_KINDS) -> None:
+                 max_context_kinds: int = MAX_CONTEXT_KINDS,
+                 parse: Callable[[str], lucene.Node] = lucene.parse) -> None:
         """``queries``: key -> Lucene query string. ``now``: the moment date
         math (``@timestamp:[now-1d TO now]``) is resolved against; by default
         the time each build starts. ``native``: False forces the pure-Python
-        matcher (True insists on the C one)."""
+        matcher (True insists on the C one). ``parse``: ``lucene.parse``, or
+        a cache of it (the backend's, which parsed them at load)."""
         if native is None:
             native = NativeMatcher is not None
         if native and NativeMatcher is None:
@@ -114,7 +116,7 @@ class Percolator:
         checker = ContextLeaves([])
         for key, query in queries.items():
             try:
-                expr = lower(lucene.parse(query))
+                expr = lower(parse(query))
                 if expr is None:
                     raise NotNative("the query analyses to nothing")
                 _check_leaves(expr, checker, now)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
+from . import lucene
 from .analysis import index_text, index_texts
 from .builds import Build
 from .classify import MAX_FAILED_LINE_CHARS, MAX_FAILED_TESTS, index_match, match_fingerprints, test_ids_in
@@ -210,6 +211,7 @@ class Percolators:
 
     def __init__(self, backend: SearchBackend, enabled: bool = True) -> None:
         self.enabled = enabled and getattr(backend, "name", "") == "embedded"
+        self.backend = backend
         self._key: tuple[tuple[str, str], ...] | None = None
         self._percolator: Any = None
 
@@ -220,7 +222,7 @@ class Percolators:
         if key != self._key:
             from .percolate import Percolator
 
-            self._percolator = Percolator(dict(key))
+            self._percolator = Percolator(dict(key), parse=getattr(self.backend, "lucene_node", lucene.parse))
             self._key = key
             for bug, why in sorted(self._percolator.fallback.items()):
                 log.info("fingerprint %s is run as an index query after each build (%s)", bug, why)

@@ -81,6 +81,7 @@ class EmbeddedBackend:
         self.schema = self.lines.schema
         self.context_schema = self.contexts.schema
         self._parsed: dict[str, lucene.Node] = {}
+        self._read: dict[str, lucene.Node] = {}  # lucene.parse's answers, before prepare
         self._compiled: dict[str, tuple[int, Query]] = {}
         self._compiled_once: set[int] = set()  # hashes of queries compiled once, not kept
         self._context_fields: dict[int, dict[str, Any]] = {}
@@ -96,12 +97,26 @@ class EmbeddedBackend:
 
     # -- queries ------------------------------------------------------------
 
+    def lucene_node(self, query: str) -> lucene.Node:
+        """``lucene.parse(query)``, kept: the percolator compiles the queries
+        this backend checked when the fingerprints were loaded, and parsing
+        is most of that (~0.6 s for 1,000)."""
+        with self._lock:
+            node = self._read.get(query)
+        if node is None:
+            node = lucene.parse(query)
+            with self._lock:
+                if len(self._read) > 10_000:
+                    self._read.clear()
+                self._read[query] = node
+        return node
+
     def parse(self, query: str) -> lucene.Node:
         """The query model, prepared for ``Translator(..., contexts=...)`` (cached)."""
         with self._lock:
             node = self._parsed.get(query)
         if node is None:
-            node = prepare(lucene.parse(query))
+            node = prepare(self.lucene_node(query))
             with self._lock:
                 if len(self._parsed) > 10_000:
                     self._parsed.clear()
@@ -484,6 +499,7 @@ class EmbeddedBackend:
 
     def close(self) -> None:
         self._parsed.clear()
+        self._read.clear()
         self._compiled.clear()
         self._compiled_once.clear()
         self._context_fields.clear()
