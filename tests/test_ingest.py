@@ -358,7 +358,7 @@ def test_without_the_native_batch_path_the_same_documents_are_indexed(tmp_path, 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from elastic_recheck.ingest.streams import bounded_line_batches, bounded_lines  # noqa: E402
+from elastic_recheck.ingest.streams import bounded_line_batches, bounded_lines, bounded_text  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -372,3 +372,28 @@ def test_lines_read_a_block_at_a_time_are_those_read_one_by_one(data, limit, blo
     batches = list(bounded_line_batches(source.read, limit, block))
     assert [line for batch in batches for line in batch] == one_by_one
     assert all(batches)
+
+
+class _Pieces:
+    """A source that answers each read with at most ``sizes``' next number of bytes, as a socket may."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data, self.sizes, self.at = data, sizes or [1], 0
+
+    def read(self, size: int) -> bytes:
+        take = min(size, self.sizes[self.at % len(self.sizes)])
+        self.at += 1
+        out, self.data = self.data[:take], self.data[take:]
+        return out
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from([b"\n", b"\r\n", b"x", b"0123456789", b"a" * 700, b"b" * 4096, b"c" * 4097]),
+                max_size=40).map(b"".join),
+       st.sampled_from([1, 30, 4095, 4096, 4097, 5000, 9000]), st.lists(st.integers(1, 12000), max_size=5))
+def test_the_spool_s_text_holds_the_lines_read_one_by_one(data, limit, sizes):
+    """What the fetch workers write is every bounded line with its newline,
+    whatever the size of the reads and wherever a long line falls."""
+    one_by_one = [line[:-1] if line.endswith(b"\n") else line
+                  for line in bounded_lines(io.BufferedReader(io.BytesIO(data)), limit)]
+    assert b"".join(bounded_text(_Pieces(data, sizes).read, limit)) == b"".join(line + b"\n" for line in one_by_one)

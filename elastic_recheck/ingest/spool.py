@@ -351,9 +351,8 @@ def _write_lines(stream: LogStream, handle: Any) -> None:
     ``max_line_bytes`` (a longer one ends with its truncation marker), and at
     a cut, a last line that says why the rest is missing."""
     write = handle.write
-    for batch in stream.line_batches():  # a block at a time: no Python call per line
-        batch.append(b"")
-        write(b"\n".join(batch))
+    for block in stream.text():  # a block at a time: no Python call per line
+        write(block)
     if stream.cut is not None:
         write(cut_marker(stream.cut).encode() + b"\n")
 

@@ -19,6 +19,7 @@ from ..config import IngestSettings
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 64 * 1024
+MIN_TEXT_BLOCK = 4096  # bounded_text reads ``limit`` bytes at a time from this limit on
 
 Chunks = Callable[[int], bytes]  # up to n bytes (fewer as they come); b"" at the end
 
@@ -250,6 +251,11 @@ class LogStream:
         line (the writer reads every line of every build this way)."""
         return bounded_line_batches(self._buffered.read1, self.max_line_bytes)
 
+    def text(self) -> Iterator[bytes]:
+        """:meth:`line_batches` as blocks of bytes, each line ended by
+        ``\n``: what the spool keeps of a log file."""
+        return bounded_text(self._buffered.read1, self.max_line_bytes)
+
     def chunks(self) -> Iterator[bytes]:
         """The bytes as they are (within the byte limits), for a file that is
         not lines of text: a subunit stream is binary."""
@@ -331,6 +337,47 @@ def bounded_line_batches(read: Chunks, limit: int, block: int = 4 * CHUNK) -> It
         yield [cut_line(long_head, long_total, limit)]
     elif carry:
         yield [carry]
+
+
+def bounded_text(read: Chunks, limit: int) -> Iterator[bytes]:
+    """The lines :func:`bounded_line_batches` gives, each ended by ``\n``, in
+    blocks of bytes, as the spool stores them. A block read no longer than
+    ``limit`` can hold no line over it but its first (which goes on from the
+    last block) and its last (which goes on in the next), so the lines in
+    between are passed on as read: not split and joined again (that was
+    ~40% of a fetch worker's time)."""
+    if limit < MIN_TEXT_BLOCK:  # blocks that small would cost more than the split
+        for batch in bounded_line_batches(read, limit):
+            batch.append(b"")
+            yield b"\n".join(batch)
+        return
+    carry = b""  # the start of a line not ended yet, at most ``limit`` bytes
+    long_head: bytes | None = None  # a line over the limit: its first limit + 1 bytes ...
+    long_total = 0  # ... and its length so far
+    while data := read(limit):
+        first = data.find(b"\n")
+        if first < 0:
+            if long_head is not None:
+                long_total += len(data)
+            else:
+                carry += data
+                if len(carry) > limit:
+                    long_head, long_total, carry = carry[: limit + 1], len(carry), b""
+            continue
+        if long_head is not None:
+            head = cut_line(long_head, long_total + first, limit)
+            long_head = None
+        else:
+            head = carry + data[:first]
+            if len(head) > limit:
+                head = cut_line(head[: limit + 1], len(head), limit)
+        last = data.rfind(b"\n")
+        carry = data[last + 1:]  # under ``limit``: so is the block
+        yield head + data[first:last + 1]
+    if long_head is not None:
+        yield cut_line(long_head, long_total, limit) + b"\n"
+    elif carry:
+        yield carry + b"\n"
 
 
 def cut_line(head: bytes, total: int, limit: int) -> bytes:
