@@ -49,7 +49,9 @@ from .templates import TEMPLATE_VERSION, WrittenTemplates
 log = logging.getLogger(__name__)
 
 BATCH_LINES = 200_000  # log events per commit when builds queue up
-BATCH_SECONDS = 5.0  # of indexing before a commit while builds queue up (2 s: 109-112 s for 100 builds under load, 76-92 s with 5)
+# Of writing before a commit while builds queue up (100 builds x 50k lines, under
+# load: 109-112 s with 2 s, 76-92 s with 5: fewer commits the merges wait on).
+BATCH_SECONDS = 5.0
 HOLD_SECONDS = 30.0  # the writer keeps the index between batches while builds keep coming, at most this long
 # and, with nothing queued, this long for the next build: letting go waits for
 # the last commit's merges (~0.1 s a build), which a build arriving then waited on

@@ -297,6 +297,26 @@ def test_a_builds_result_is_out_before_the_writer_waits_for_merges(tmp_path, que
     assert order == ["committed", "done ('100001',)", "closing"]
 
 
+def test_once_started_the_writer_has_compiled_the_fingerprints_before_any_build_comes(tmp_path, queries):
+    """The daemon takes events only after start(): a build reported at once
+    must not wait ~1 s for a thousand fingerprints to be compiled."""
+    asked = []
+
+    def fingerprints():
+        asked.append(threading.current_thread().name)
+        return fingerprints_of(queries)
+
+    pipeline = IndexPipeline(EmbeddedBackend(tmp_path / "index"), tmp_path / "results.sqlite3", fingerprints)
+    pipeline.start()
+    try:
+        assert asked and asked[0] == "index-writer"
+        assert pipeline.percolators._percolator is not None
+        compiled = pipeline.percolators._percolator
+        assert sorted(compiled.keys + list(compiled.fallback)) == sorted(fp.bug for fp in fingerprints_of(queries))
+    finally:
+        pipeline.stop()
+
+
 def test_the_writer_keeps_the_index_while_builds_keep_coming_and_lets_go_when_none_are_queued(tmp_path, queries):
     """Closing tantivy's writers waits for their merges: between batches of a
     backlog they stay open; with nothing queued, an operator's ingest gets its turn."""
