@@ -702,7 +702,13 @@ static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message,
     }
     Py_ssize_t n;
     PyObject *encoded = NULL;
-    const char *s = PyUnicode_AsUTF8AndSize(tokens, &n);
+    const char *s;
+    if (PyUnicode_IS_COMPACT_ASCII(tokens)) { /* its bytes are its UTF-8: no call */
+        s = (const char *)PyUnicode_DATA(tokens);
+        n = PyUnicode_GET_LENGTH(tokens);
+    } else {
+        s = PyUnicode_AsUTF8AndSize(tokens, &n);
+    }
     if (!s) { /* lone surrogates: no query token can equal them, but lengths count */
         PyErr_Clear();
         encoded = PyUnicode_AsEncodedString(tokens, "utf-8", "surrogatepass");
@@ -930,14 +936,31 @@ static int build_handle(Build *b, PyObject *arg, Run **run, Py_ssize_t *local)
     return 0;
 }
 
+/* A line's time in microseconds. PyLong_AsLongLong converts an int of more
+ * than one 30-bit digit (every time since 1970 in micros) through a byte
+ * array, ~200 instructions, as much as reading a dozen tokens costs;
+ * PyLong_AsLongLongAndOverflow reads its digits. Same errors. */
+static inline int read_micros(PyObject *o, long long *out)
+{
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C long long");
+        return -1;
+    }
+    if (v == -1 && PyErr_Occurred()) return -1;
+    *out = v;
+    return 0;
+}
+
 static PyObject *Build_line(Build *b, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4) return PyErr_Format(PyExc_TypeError, "line() takes 4 arguments (%zd given)", nargs);
     Run *run;
     Py_ssize_t local;
     if (build_handle(b, args[0], &run, &local) < 0) return NULL;
-    long long micros = PyLong_AsLongLong(args[1]);
-    if (micros == -1 && PyErr_Occurred()) return NULL;
+    long long micros;
+    if (read_micros(args[1], &micros) < 0) return NULL;
     if (match_line(run, local, micros, args[2], args[3]) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -959,8 +982,8 @@ static PyObject *Build_lines(Build *b, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        long long micros = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(when, i));
-        if (micros == -1 && PyErr_Occurred()) goto done;
+        long long micros;
+        if (read_micros(PySequence_Fast_GET_ITEM(when, i), &micros) < 0) goto done;
         if (match_line(run, local, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
             goto done;
     }
