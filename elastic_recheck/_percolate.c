@@ -683,71 +683,87 @@ static inline uint64_t whitespace(const char *s, Py_ssize_t left, Py_ssize_t bef
 static const uint64_t KEEP[9] = {0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffffULL, 0xffffffffffffULL,
                                  0xffffffffffffffULL, UINT64_MAX};
 
+/* What splitting a line keeps: its tokens so far, and the probes of their keys. */
+typedef struct {
+    const uint64_t *term_filter, *pair_filter;
+    const char *s;
+    Py_ssize_t n;
+    Tok *seq;
+    Py_ssize_t len;    /* tokens so far */
+    Probe *probe;      /* the next probe's place */
+    uint64_t previous; /* the token before's hash */
+} Split;
+
+/* One token, s[start .. at): its hash, kept, and its key and that of the
+ * pair it ends tested against the bitmaps (a bitmap with no key set is all
+ * zeros: no flag to test). */
+static inline void split_token(Split *t, Py_ssize_t start, Py_ssize_t at)
+{
+    Py_ssize_t pos = t->len++;
+    const char *s = t->s;
+    Py_ssize_t n = t->n, k = at - start;
+    uint64_t first, last;
+    if (start + 8 <= n) { /* no branch on the token's length: it is unpredictable */
+        uint64_t longer = (uint64_t)0 - (uint64_t)(k > 8);
+        first = load8(s + start) & KEEP[k < 8 ? k : 8];
+        last = load8(s + start + ((at - 8 - start) & (Py_ssize_t)longer)) & longer;
+    } else { /* near the end of the line (k < 8): no reading past it */
+        first = n >= 8 ? (load8(s + n - 8) >> (8 * (start + 8 - n))) & KEEP[k] : load_short(s + start, k);
+        last = 0;
+    }
+    uint64_t h = mix_token(first, last, (uint64_t)k);
+    Tok *tok = &t->seq[pos];
+    tok->hash = h;
+    tok->off = start;
+    tok->end = at;
+    if (bit_set(t->term_filter, h)) {
+        t->probe->key = h;
+        t->probe++->pos = pos;
+    }
+    uint64_t key = pair_key(t->previous, h);
+    if (bit_set(t->pair_filter, key) && pos) {
+        t->probe->key = key;
+        t->probe++->pos = pos - 1;
+    }
+    t->previous = h;
+}
+
 /* Split the line s[0 .. n) into r->seq, from the edges of its whitespace, 64
  * bytes at a time, testing each token and each pair of adjacent tokens
  * against the bitmaps; where a bit is set, a probe is kept (*nprobes of them)
  * for match_line to look up. Returns the number of tokens, -1 on no memory.
- * Its own function, with few values live, so that they stay in registers:
- * this loop is what every token of every line costs. */
-static Py_ssize_t split_line(Run *r, const char *s, Py_ssize_t n, Py_ssize_t *nprobes_out)
+ * Not inlined, so that its loop's values stay in registers: this loop is
+ * what every token of every line costs. */
+static Py_ssize_t __attribute__((noinline)) split_line(Run *r, const char *s, Py_ssize_t n, Py_ssize_t *nprobes_out)
 {
-    const uint64_t *term_filter = r->m->term_filter, *pair_filter = r->m->pair_filter;
-    Tok *seq = r->seq;
-    Probe *probes = r->probes;
-    Py_ssize_t len = 0, nprobes = 0, pending = -1; /* pending: where a token not ended yet starts */
-    uint64_t previous = 0, carry = 1; /* before the line: whitespace */
+    Split t = {r->m->term_filter, r->m->pair_filter, s, n, r->seq, 0, r->probes, 0};
+    Py_ssize_t pending = -1; /* where a token running into the next block starts */
+    uint64_t carry = 1;      /* before the line: whitespace */
     for (Py_ssize_t base = 0; base < n + 1; base += 64) {
         uint64_t ws = whitespace(s + base, n - base, base);
         uint64_t before = (ws << 1) | carry; /* whitespace at the byte before */
         uint64_t starts = ~ws & before, ends = ws & ~before;
         carry = ws >> 63;
-        if (len + 33 > r->seq_cap) { /* at most 32 tokens end in 64 bytes */
+        if (t.len + 33 > r->seq_cap) { /* at most 32 tokens end in 64 bytes */
+            Py_ssize_t nprobes = t.probe - r->probes;
             if (grow_seq(r) < 0) return -1;
-            seq = r->seq;
-            probes = r->probes;
+            t.seq = r->seq;
+            t.probe = r->probes + nprobes;
+        }
+        if (pending >= 0 && ends) { /* the token running in from the blocks before ends here */
+            split_token(&t, pending, base + __builtin_ctzll(ends));
+            ends &= ends - 1;
+            pending = -1;
         }
         while (ends) {
-            Py_ssize_t at = base + __builtin_ctzll(ends), start;
+            split_token(&t, base + __builtin_ctzll(starts), base + __builtin_ctzll(ends));
             ends &= ends - 1;
-            if (pending >= 0) {
-                start = pending;
-                pending = -1;
-            } else {
-                start = base + __builtin_ctzll(starts);
-                starts &= starts - 1;
-            }
-            Py_ssize_t k = at - start;
-            uint64_t first, last;
-            if (start + 8 <= n) { /* no branch on the token's length: it is unpredictable */
-                uint64_t longer = (uint64_t)0 - (uint64_t)(k > 8);
-                first = load8(s + start) & KEEP[k < 8 ? k : 8];
-                last = load8(s + start + ((at - 8 - start) & (Py_ssize_t)longer)) & longer;
-            } else { /* near the end of the line (k < 8): no reading past it */
-                first = n >= 8 ? (load8(s + n - 8) >> (8 * (start + 8 - n))) & KEEP[k] : load_short(s + start, k);
-                last = 0;
-            }
-            uint64_t h = mix_token(first, last, (uint64_t)k);
-            Tok *tok = &seq[len];
-            tok->hash = h;
-            tok->off = start;
-            tok->end = at;
-            /* a bitmap with no key set (no term anchors, or no phrase ones) is all zeros: no flag to test */
-            if (bit_set(term_filter, h)) {
-                probes[nprobes].key = h;
-                probes[nprobes++].pos = len;
-            }
-            uint64_t key = pair_key(previous, h);
-            if (bit_set(pair_filter, key) && len) {
-                probes[nprobes].key = key;
-                probes[nprobes++].pos = len - 1;
-            }
-            previous = h;
-            len++;
+            starts &= starts - 1;
         }
-        if (starts) pending = base + __builtin_ctzll(starts); /* a token running into the next block */
+        if (starts) pending = base + __builtin_ctzll(starts);
     }
-    *nprobes_out = nprobes;
-    return len;
+    *nprobes_out = t.probe - r->probes;
+    return t.len;
 }
 
 static int match_line(Run *r, Py_ssize_t ctx, int64_t micros, PyObject *message, PyObject *tokens)
