@@ -41,7 +41,7 @@ enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT };
 typedef struct {
     PyObject_HEAD
     /* the bitmaps of anchor keys: a bit per key's top bits (terms, pairs) */
-    uint64_t term_filter[FILTER_WORDS], pair_filter[FILTER_WORDS];
+    uint64_t filter[2 * FILTER_WORDS]; /* the terms' bitmap, then the pairs' (one base address) */
     /* anchor keys -> groups: key_group[slot]; group g's atoms are group_start[g] .. group_start[g+1] */
     uint32_t key_mask;
     uint64_t *key;          /* EMPTY_KEY: free slot */
@@ -153,10 +153,12 @@ static inline uint64_t token_hash(const char *s, Py_ssize_t n)
     return mix_token(first, last, (uint64_t)n);
 }
 
-/* The key of two adjacent tokens, from their hashes: one multiply. */
+/* The key of two adjacent tokens, from their hashes: the second's top bits
+ * (the bitmap's) with the first's middle ones, which its multiply mixed from
+ * all of its lower ones. */
 static inline uint64_t pair_key(uint64_t first, uint64_t second)
 {
-    return (first * 0x9e3779b97f4a7c15ULL) ^ second;
+    return ((first << 29) | (first >> 35)) ^ second;
 }
 
 static inline int bit_set(const uint64_t *filter, uint64_t key)
@@ -355,9 +357,9 @@ static int build_keys(Matcher *m, PyObject *anchor)
         const int32_t *tids = m->atom_tids + m->atom_start[a] + offset_of[a];
         uint64_t key = len == 1 ? m->tok_hash[tids[0]] : pair_key(m->tok_hash[tids[0]], m->tok_hash[tids[1]]);
         if (len == 1) {
-            set_bit(m->term_filter, key);
+            set_bit(m->filter, key);
         } else {
-            set_bit(m->pair_filter, key);
+            set_bit(m->filter + FILTER_WORDS, key);
         }
         int32_t group = key_lookup(m, key);
         if (group < 0) {
@@ -685,7 +687,7 @@ static const uint64_t KEEP[9] = {0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffff
 
 /* What splitting a line keeps: its tokens so far, and the probes of their keys. */
 typedef struct {
-    const uint64_t *term_filter, *pair_filter;
+    const uint64_t *filter;
     const char *s;
     Py_ssize_t n;
     Tok *seq;
@@ -716,12 +718,12 @@ static inline void split_token(Split *t, Py_ssize_t start, Py_ssize_t at)
     tok->hash = h;
     tok->off = start;
     tok->end = at;
-    if (bit_set(t->term_filter, h)) {
+    if (bit_set(t->filter, h)) {
         t->probe->key = h;
         t->probe++->pos = pos;
     }
     uint64_t key = pair_key(t->previous, h);
-    if (bit_set(t->pair_filter, key) && pos) {
+    if (bit_set(t->filter + FILTER_WORDS, key) && pos) {
         t->probe->key = key;
         t->probe++->pos = pos - 1;
     }
@@ -736,7 +738,7 @@ static inline void split_token(Split *t, Py_ssize_t start, Py_ssize_t at)
  * what every token of every line costs. */
 static Py_ssize_t __attribute__((noinline)) split_line(Run *r, const char *s, Py_ssize_t n, Py_ssize_t *nprobes_out)
 {
-    Split t = {r->m->term_filter, r->m->pair_filter, s, n, r->seq, 0, r->probes, 0};
+    Split t = {r->m->filter, s, n, r->seq, 0, r->probes, 0};
     Py_ssize_t pending = -1; /* where a token running into the next block starts */
     uint64_t carry = 1;      /* before the line: whitespace */
     for (Py_ssize_t base = 0; base < n + 1; base += 64) {
@@ -756,7 +758,7 @@ static Py_ssize_t __attribute__((noinline)) split_line(Run *r, const char *s, Py
             pending = -1;
         }
         while (ends) {
-            split_token(&t, base + __builtin_ctzll(starts), base + __builtin_ctzll(ends));
+            split_token(&t, base + (unsigned)__builtin_ctzll(starts), base + (unsigned)__builtin_ctzll(ends));
             ends &= ends - 1;
             starts &= starts - 1;
         }
