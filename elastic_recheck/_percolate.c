@@ -35,13 +35,15 @@
 #define EMPTY_KEY UINT64_MAX
 enum { OP_ATOM, OP_CTX, OP_TS, OP_TRUE, OP_FALSE, OP_AND, OP_OR, OP_NOT };
 
-#define FILTER_BITS 65536
-#define FILTER_WORDS (FILTER_BITS / 64)
+#define FILTER_BLOCKS 1024 /* by a token's top ten hash bits; two words each: 16 KiB */
 
 typedef struct {
     PyObject_HEAD
-    /* the bitmaps of anchor keys: a bit per key's top bits (terms, pairs) */
-    uint64_t filter[2 * FILTER_WORDS]; /* the terms' bitmap, then the pairs' (one base address) */
+    /* The bitmaps of anchor keys, in blocks of two words chosen by a token's
+     * hash: in the first a bit for each term anchored there, in the second
+     * one for each pair ending there (by the pair key's bits). A token's two
+     * tests read one 16-byte block, not two places 8 KiB apart. */
+    uint64_t filter[2 * FILTER_BLOCKS];
     /* anchor keys -> groups: key_group[slot]; group g's atoms are group_start[g] .. group_start[g+1] */
     uint32_t key_mask;
     uint64_t *key;          /* EMPTY_KEY: free slot */
@@ -154,24 +156,20 @@ static inline uint64_t token_hash(const char *s, Py_ssize_t n)
 }
 
 /* The key of two adjacent tokens, from their hashes: the second's top bits
- * (the bitmap's) with the first's middle ones, which its multiply mixed from
- * all of its lower ones. */
+ * with the first's upper-middle ones, which its multiply mixed from all of
+ * its lower ones (a rotate, not a multiply). */
 static inline uint64_t pair_key(uint64_t first, uint64_t second)
 {
-    return ((first << 29) | (first >> 35)) ^ second;
+    return ((first << 8) | (first >> 56)) ^ second;
 }
 
-static inline int bit_set(const uint64_t *filter, uint64_t key)
-{
-    uint32_t bit = (uint32_t)(key >> 48);
-    return (filter[bit >> 6] >> (bit & 63)) & 1;
-}
+/* The block of the token whose hash is h: its term word, then its pair word. */
+static inline const uint64_t *filter_block(const uint64_t *filter, uint64_t h) { return filter + 2 * (h >> 54); }
 
-static inline void set_bit(uint64_t *filter, uint64_t key)
-{
-    uint32_t bit = (uint32_t)(key >> 48);
-    filter[bit >> 6] |= 1ULL << (bit & 63);
-}
+/* Bit (key >> 48) & 63 of a block's word. */
+static inline int bit_set(uint64_t word, uint64_t key) { return (word >> ((key >> 48) & 63)) & 1; }
+
+static inline void set_bit(uint64_t *word, uint64_t key) { *word |= 1ULL << ((key >> 48) & 63); }
 
 static inline uint64_t slot_key(uint64_t key) { return key == EMPTY_KEY ? EMPTY_KEY - 1 : key; }
 
@@ -356,11 +354,10 @@ static int build_keys(Matcher *m, PyObject *anchor)
         if (!m->atom_indexed[a]) continue;
         const int32_t *tids = m->atom_tids + m->atom_start[a] + offset_of[a];
         uint64_t key = len == 1 ? m->tok_hash[tids[0]] : pair_key(m->tok_hash[tids[0]], m->tok_hash[tids[1]]);
-        if (len == 1) {
-            set_bit(m->filter, key);
-        } else {
-            set_bit(m->filter + FILTER_WORDS, key);
-        }
+        if (len == 1)
+            set_bit(m->filter + 2 * (key >> 54), key);
+        else /* in the block of the pair's second token */
+            set_bit(m->filter + 2 * (m->tok_hash[tids[1]] >> 54) + 1, key);
         int32_t group = key_lookup(m, key);
         if (group < 0) {
             uint64_t stored = slot_key(key);
@@ -718,12 +715,13 @@ static inline void split_token(Split *t, Py_ssize_t start, Py_ssize_t at)
     tok->hash = h;
     tok->off = start;
     tok->end = at;
-    if (bit_set(t->filter, h)) {
+    const uint64_t *block = filter_block(t->filter, h);
+    if (bit_set(block[0], h)) {
         t->probe->key = h;
         t->probe++->pos = pos;
     }
     uint64_t key = pair_key(t->previous, h);
-    if (bit_set(t->filter + FILTER_WORDS, key) && pos) {
+    if (bit_set(block[1], key) && pos) {
         t->probe->key = key;
         t->probe++->pos = pos - 1;
     }
