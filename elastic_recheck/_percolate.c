@@ -996,6 +996,8 @@ static PyObject *Build_line(Build *b, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+#define PREFETCH_AHEAD 2 /* lines: a line is matched in ~0.4 us, a fetch from memory takes ~0.1 */
+
 static PyObject *Build_lines(Build *b, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4) return PyErr_Format(PyExc_TypeError, "lines() takes 4 arguments (%zd given)", nargs);
@@ -1013,6 +1015,19 @@ static PyObject *Build_lines(Build *b, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n) {
+            /* A batch's lines were analysed (and their objects made) before
+             * it is matched: by then their text has left the cache, and each
+             * line would wait for it. Fetch a later line's text (an ASCII
+             * str's bytes follow its header) and time while this one is
+             * matched; the message is only read when it is kept. */
+            const char *next = (const char *)PySequence_Fast_GET_ITEM(tokens, i + PREFETCH_AHEAD);
+            __builtin_prefetch(next);
+            __builtin_prefetch(next + 64);
+            __builtin_prefetch(next + 128);
+            __builtin_prefetch(next + 192);
+            __builtin_prefetch(PySequence_Fast_GET_ITEM(when, i + PREFETCH_AHEAD));
+        }
         long long micros;
         if (read_micros(PySequence_Fast_GET_ITEM(when, i), &micros) < 0) goto done;
         if (match_line(run, local, micros, PySequence_Fast_GET_ITEM(messages, i), PySequence_Fast_GET_ITEM(tokens, i)) < 0)
