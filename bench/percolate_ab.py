@@ -6,7 +6,7 @@ does; runs paired in time share the load.
 Both matchers get the same percolator compile and the same build (written and
 ingested as ``percolate.py`` does), fed as the pipeline feeds it: a batch of
 1,000 events analysed (not timed), then matched with ``lines()`` per run of one
-context. Their answers must be the same.
+percolation handle. Their answers must be the same.
 
 Run: .venv/bin/python bench/percolate_ab.py OTHER_PERCOLATE_SO [--size 500000] [--fingerprints 5000] [--rounds 20]
 (OTHER_PERCOLATE_SO: e.g. main's ``elastic_recheck/_percolate.*.so``, built in its own tree)
@@ -72,14 +72,14 @@ def main() -> None:
         for at in range(0, len(record.events), CHUNK):
             runs: list[tuple[int, list, list, list]] = []
             for cid, micros, message in record.events[at : at + CHUNK]:
-                if not runs or runs[-1][0] != cid:
-                    runs.append((cid, [], [], []))
+                if not runs or runs[-1][0] != handles[cid]:  # as the pipeline groups them
+                    runs.append((handles[cid], [], [], []))
                 runs[-1][1].append(micros + 1 - 1)  # a fresh int, as the parser makes one per line
                 runs[-1][2].append(message)
                 runs[-1][3].append(index_text(message))
             start = time.process_time()
-            for cid, micros, messages, texts in runs:
-                matching.lines(handles[cid], micros, messages, texts)
+            for handle, micros, messages, texts in runs:
+                matching.lines(handle, micros, messages, texts)
             cpu += time.process_time() - start
         found = matching.results()
         return cpu, sorted((key, m.hits, m.newest_micros) for key, m in found.items())
