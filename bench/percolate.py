@@ -259,12 +259,15 @@ def measure(build_dir: str, queries_file: str, repeat: int) -> dict[str, Any]:
     start = time.perf_counter()
     percolator = Percolator(keyed)
     compile_s = time.perf_counter() - start
-    def runs_of(chunk: list[tuple[int, int, str]], texts: list[str]) -> list[tuple[int, list, list, list]]:
-        """Runs of consecutive events of one context, for the bulk entry point."""
+    def runs_of(chunk: list[tuple[int, int, str]], texts: list[str],
+                handles: list[int]) -> list[tuple[int, list, list, list]]:
+        """Runs of consecutive events of one percolation handle (contexts it
+        cannot tell apart share one), for the bulk entry point, as the pipeline
+        makes them."""
         runs: list[tuple[int, list, list, list]] = []
         for (cid, micros, message), text in zip(chunk, texts):
-            if not runs or runs[-1][0] != cid:
-                runs.append((cid, [], [], []))
+            if not runs or runs[-1][0] != handles[cid]:
+                runs.append((handles[cid], [], [], []))
             runs[-1][1].append(micros + 1 - 1)  # a fresh int, as the parser makes one per line
             runs[-1][2].append(message)
             runs[-1][3].append(text)
@@ -283,15 +286,14 @@ def measure(build_dir: str, queries_file: str, repeat: int) -> dict[str, Any]:
         cpu += time.process_time() - start_cpu
         for at in range(0, len(events), CHUNK):
             chunk = events[at : at + CHUNK]
-            runs = runs_of(chunk, [index_text(message) for _, _, message in chunk])
+            runs = runs_of(chunk, [index_text(message) for _, _, message in chunk], handles)
             start, start_cpu = time.perf_counter(), time.process_time()
             if bulk:
-                for cid, micros, messages, texts in runs:
-                    build.lines(handles[cid], micros, messages, texts)
+                for handle, micros, messages, texts in runs:
+                    build.lines(handle, micros, messages, texts)
             else:
                 line = build.line
-                for cid, micros, messages, texts in runs:
-                    handle = handles[cid]
+                for handle, micros, messages, texts in runs:
                     for when, message, text in zip(micros, messages, texts):
                         line(handle, when, message, text)
             spent += time.perf_counter() - start

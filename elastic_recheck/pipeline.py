@@ -172,13 +172,17 @@ class BuildClassifier:
         tokens = index_texts(messages)
         self.writer.add_analysed_lines(handles, micros, messages, tokens)
         self.templates.add(messages, tokens)
-        start = 0
+        start = percolated = 0
+        pending = None  # the percolation handle of lines[percolated:start]
         for handle, run in itertools.groupby(handles):
             end = start + sum(1 for _ in run)
             mine, console, filename = self._handles[handle]
             self.templates.count(filename, end - start)
-            if self.percolation is not None:
-                self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
+            if self.percolation is not None and mine != pending:
+                # contexts the percolator cannot tell apart (a file's levels, when no
+                # fingerprint asks for one) share a handle: one call for their lines
+                self._percolate_run(pending, micros, messages, tokens, percolated, start)
+                pending, percolated = mine, start
             if console and len(self.failed_tests) < MAX_FAILED_TESTS:
                 for message in [message for message in messages[start:end] if "FAIL" in message]:
                     found = test_ids_in(message[:MAX_FAILED_LINE_CHARS])
@@ -186,10 +190,17 @@ class BuildClassifier:
                     if len(self.failed_tests) >= MAX_FAILED_TESTS:
                         break
             start = end
+        if self.percolation is not None:
+            self._percolate_run(pending, micros, messages, tokens, percolated, start)
         self.lines += len(micros)
         newest = max(micros)
         if self.newest is None or newest > self.newest:
             self.newest = newest
+
+    def _percolate_run(self, mine: Any, micros: list[int], messages: list[str], tokens: list[str],
+                       start: int, end: int) -> None:
+        if end > start:
+            self.percolation.lines(mine, micros[start:end], messages[start:end], tokens[start:end])
 
     def _percolate_pending(self) -> None:
         if self._micros:

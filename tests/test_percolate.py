@@ -368,3 +368,30 @@ def test_the_c_and_python_matchers_agree_on_any_token_text(lines_, phrases):
             build.line(handle, n, text, text)
         answers.append({k: (m.hits, m.newest_micros) for k, m in build.results().items()})
     assert answers[0] == answers[1]
+
+
+@pytest.mark.skipif(NativeMatcher is None, reason="the C extension is not built")
+def test_every_character_splits_words_exactly_where_tantivys_whitespace_tokenizer_does():
+    # The C matcher finds whitespace 16 bytes at a time with a few SSE2
+    # operations (a range compare for tab .. carriage return, minus vertical
+    # tab), and reads a line's last bytes apart: each character below 256, at
+    # every offset of a block and of a line's end, splits two words in both
+    # engines exactly when it is one of tantivy's five whitespace characters.
+    whitespace = {" ", "\t", "\n", "\x0c", "\r"}
+    queries = {"phrase": 'message:"foo bar"', "first": "message:foo", "second": "message:bar"}
+    pads = [*range(17), 57, 59, 60, 61, 63]  # the character at each of a 16-byte block's offsets, and by 64
+    texts = []
+    for char in map(chr, range(1, 256)):
+        for pad in pads:
+            for tail in ("", " z", " zzzzzzzzzz"):
+                texts.append(("x" * pad + " " if pad else "") + "foo" + char + "bar" + tail)
+    answers = []
+    for native in (False, True):
+        build = Percolator(queries, native=native).start()
+        handle = build.context({"build_uuid": UUID, "tags": ["console"]})
+        build.lines(handle, list(range(len(texts))), texts, texts)
+        answers.append({k: (m.hits, m.newest_micros) for k, m in build.results().items()})
+    assert answers[0] == answers[1]
+    split = sum(1 for text in texts if text[text.index("foo") + 3] in whitespace)
+    assert split == len(whitespace) * len(pads) * 3
+    assert {k: hits for k, (hits, _) in answers[1].items()} == {"phrase": split, "first": split, "second": split}

@@ -348,3 +348,37 @@ def test_the_writer_keeps_the_index_while_builds_keep_coming_and_lets_go_when_no
         other.close()
     finally:
         pipeline.stop()
+
+
+def test_lines_of_alternating_levels_are_each_matched_in_their_own_context(tmp_path):
+    # A service log's levels are contexts of their own. The percolator hands
+    # the lines of levels no fingerprint tells apart over in one call, and
+    # keeps apart those of a level a fingerprint asks for: the answers are the
+    # index's, line for line.
+    directory = tmp_path / "queries"
+    directory.mkdir()
+    (directory / "200001.yaml").write_text(
+        'query: message:"Timed out waiting for a reply" AND tags:"screen-n-cpu.txt"\n')
+    (directory / "200002.yaml").write_text('query: message:"Timed out waiting for a reply" AND loglevel:ERROR\n')
+    (directory / "200003.yaml").write_text('query: message:"disk is full" AND NOT loglevel:ERROR\n')
+    at = NOW - dt.timedelta(hours=1)
+    build = tmp_path / "logs" / "f"
+    (build / "logs").mkdir(parents=True)
+    (build / "job-output.txt").write_text(f"{at:%Y-%m-%d %H:%M:%S.%f} | Running tempest\n")
+    levels = ["ERROR", "INFO", "WARNING", "INFO", "ERROR", "ERROR", "WARNING"] * 5
+    texts = [TIMEOUT, "disk is full", TIMEOUT, "fine", "disk is full", TIMEOUT, "disk is full"] * 5
+    (build / "logs" / "screen-n-cpu.txt").write_text("".join(
+        f"{at + dt.timedelta(seconds=i):%Y-%m-%d %H:%M:%S.%f} 1234 {level} nova.compute.manager [req-1] {text}\n"
+        for i, (level, text) in enumerate(zip(levels, texts))))
+    backend = EmbeddedBackend(tmp_path / "index")
+    pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: fingerprints_of(directory),
+                             done=lambda _: None, percolate=True)
+    pipeline.submit(LogsReady(metadata("f" * 32), str(build)))
+    store = ResultStore(tmp_path / "results.sqlite3")
+    pipeline.drain(store)
+
+    matches = {m.bug: m for m in store.build("f" * 32).matches}
+    assert {bug: m.hits for bug, m in matches.items()} == {"200001": 15, "200002": 10, "200003": 10}
+    for fp in fingerprints_of(directory):
+        (outcome,) = backend.builds(fp.voting_query)
+        assert matches[fp.bug].hits == outcome.hits
