@@ -390,6 +390,33 @@ static PyObject *line_body(PyObject *message)
 static PyObject *line_bodies(PyObject *self, PyObject *args) { return map_ascii(args, line_body); }
 static PyObject *masks(PyObject *self, PyObject *args) { return map_ascii(args, mask_one); }
 
+/* The key of an ASCII line's analysed tokens, masked in place: no str made. */
+static PyObject *key_of_ascii_tokens(const unsigned char *tokens, Py_ssize_t n)
+{
+    MaskSpace space;  /* not zeroed: 16 KiB a line */
+    space.block = NULL;
+    Py_ssize_t w;
+    const unsigned char *masked = mask_ascii(&space, tokens, n, &w);
+    PyObject *key = masked == NULL ? NULL : PyLong_FromUnsignedLongLong(template_key63(masked, w));
+    mask_space_free(&space);
+    return key;
+}
+
+/* The key of the template text ``fallback(item)`` gives (the Python twin, for non-ASCII lines). */
+static PyObject *key_by_fallback(PyObject *fallback, PyObject *item)
+{
+    PyObject *text = PyObject_CallOneArg(fallback, item);
+    if (text == NULL) return NULL;
+    if (!PyUnicode_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "template keys: the fallback must return a str");
+        return NULL;
+    }
+    PyObject *key = key_of_text(text);
+    Py_DECREF(text);
+    return key;
+}
+
 /* keys(tokens, fallback) -> the template key of each line's analysed tokens:
  * template_key(mask_tokens(t)) with no str made for an ASCII line;
  * template_key(fallback(t)) for the others. */
@@ -401,25 +428,11 @@ static PyObject *keys(PyObject *self, PyObject *args)
     PyObject *out = PyList_New(count);
     if (out == NULL) return NULL;
     for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *item = PyList_GET_ITEM(items, k), *done = NULL;
-        if (PyUnicode_Check(item) && PyUnicode_READY(item) == 0 && PyUnicode_IS_ASCII(item)) {
-            MaskSpace space;  /* not zeroed: 16 KiB a line */
-            space.block = NULL;
-            Py_ssize_t w;
-            const unsigned char *masked = mask_ascii(&space, PyUnicode_1BYTE_DATA(item), PyUnicode_GET_LENGTH(item), &w);
-            if (masked != NULL) done = PyLong_FromUnsignedLongLong(template_key63(masked, w));
-            mask_space_free(&space);
-        } else {
-            PyObject *text = PyObject_CallOneArg(fallback, item);
-            if (text != NULL && !PyUnicode_Check(text)) {
-                PyErr_SetString(PyExc_TypeError, "keys: the fallback must return a str");
-                Py_CLEAR(text);
-            }
-            if (text != NULL) {
-                done = key_of_text(text);
-                Py_DECREF(text);
-            }
-        }
+        PyObject *item = PyList_GET_ITEM(items, k), *done;
+        if (PyUnicode_Check(item) && PyUnicode_READY(item) == 0 && PyUnicode_IS_ASCII(item))
+            done = key_of_ascii_tokens(PyUnicode_1BYTE_DATA(item), PyUnicode_GET_LENGTH(item));
+        else
+            done = key_by_fallback(fallback, item);
         if (done == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -449,7 +462,7 @@ static PyObject *keys_of_lines(PyObject *self, PyObject *args)
     PyObject *out = PyList_New(count);
     if (out == NULL) return NULL;
     for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *message = PyList_GET_ITEM(messages, k), *terms = PyList_GET_ITEM(tokens, k), *done = NULL;
+        PyObject *message = PyList_GET_ITEM(messages, k), *terms = PyList_GET_ITEM(tokens, k), *done;
         if (PyUnicode_Check(message) && PyUnicode_READY(message) == 0 && PyUnicode_IS_ASCII(message)
                 && PyUnicode_Check(terms) && PyUnicode_READY(terms) == 0 && PyUnicode_IS_ASCII(terms)) {
             const unsigned char *m = PyUnicode_1BYTE_DATA(message);
@@ -463,22 +476,9 @@ static PyObject *keys_of_lines(PyObject *self, PyObject *args)
                     from = space != NULL ? space - t + 1 : tn;
                 }
             }
-            MaskSpace space;  /* not zeroed: 16 KiB a line */
-            space.block = NULL;
-            Py_ssize_t w;
-            const unsigned char *masked = mask_ascii(&space, t + from, tn - from, &w);
-            if (masked != NULL) done = PyLong_FromUnsignedLongLong(template_key63(masked, w));
-            mask_space_free(&space);
+            done = key_of_ascii_tokens(t + from, tn - from);
         } else {
-            PyObject *text = PyObject_CallOneArg(fallback, message);
-            if (text != NULL && !PyUnicode_Check(text)) {
-                PyErr_SetString(PyExc_TypeError, "keys_of_lines: the fallback must return a str");
-                Py_CLEAR(text);
-            }
-            if (text != NULL) {
-                done = key_of_text(text);
-                Py_DECREF(text);
-            }
+            done = key_by_fallback(fallback, message);
         }
         if (done == NULL) {
             Py_DECREF(out);
