@@ -155,9 +155,10 @@ def has_words(text: str) -> bool:
 
 
 def template_key(text: str) -> int:
-    """The 63-bit key of a template's text: its BLAKE2b-64 (a positive SQLite
-    integer; a cryptographic hash, so a crafted line cannot pass for another's
-    template)."""
+    """The 63-bit key of a template's text: its BLAKE2b-64, shifted to a
+    positive SQLite integer. A cryptographic hash: two templates share a key
+    by chance about once in 2^31 pairs, and a crafted line takes ~2^31 tries
+    to find one sharing another's."""
     if _native is not None:
         return _native.text_key(text)
     return _blake2b_key(text)
