@@ -156,9 +156,9 @@ def has_words(text: str) -> bool:
 
 def template_key(text: str) -> int:
     """The 63-bit key of a template's text: its BLAKE2b-64, shifted to a
-    positive SQLite integer. A cryptographic hash: two templates share a key
-    by chance about once in 2^31 pairs, and a crafted line takes ~2^31 tries
-    to find one sharing another's."""
+    positive SQLite integer. A cryptographic hash: a crafted line takes ~2^63
+    tries to share a given template's key; by chance, two of a few million
+    templates share one about once in a million stores."""
     if _native is not None:
         return _native.text_key(text)
     return _blake2b_key(text)
