@@ -109,7 +109,7 @@ class EventStream(threading.Thread):
         super().__init__(name="gerrit-stream", daemon=True)
         self.connection = VerifiedConnection(settings)
         self.events = events
-        self.backoff = backoff
+        self.backoff = min(backoff, backoff_max)  # the first retry too waits at most the cap (watch.retry_max)
         self.backoff_max = backoff_max
         self.stopping = threading.Event()
         self.connected = threading.Event()

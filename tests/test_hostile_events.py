@@ -576,6 +576,32 @@ def test_a_stream_gerrit_refuses_is_retried_with_backoff_and_the_reason_is_logge
                for r in caplog.records)
 
 
+def test_a_retry_waits_no_longer_than_watch_retry_max_from_the_first(tmp_path):
+    from elastic_recheck.gerrit_ssh import EventStream
+
+    gerrit = GerritServer(tmp_path, command_delay=0.0)
+    gerrit.refuse_streams = 1000
+    stream = EventStream(_gerrit_settings(gerrit), queue.Queue(), backoff_max=0.1)  # the daemon passes retry_max
+
+    def asked(times: int) -> float:
+        deadline = time.monotonic() + 20
+        while gerrit.stream_requests < times and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gerrit.stream_requests >= times
+        return time.monotonic()
+
+    stream.start()
+    try:
+        first = asked(1)
+        second = asked(2)
+    finally:
+        stream.stop()
+        stream.join(timeout=10)
+        gerrit.close()
+    # 0.1 s and a reconnect; the default first wait of 1 s made it over a second
+    assert second - first < 0.95, second - first
+
+
 def test_a_build_listed_twice_in_one_report_is_classified_and_named_once():
     event = failure(864201, 3, [("tempest-full", ZUUL + TEMPEST, "FAILURE"), ("tempest-full-alias", ZUUL + TEMPEST,
                                                                                "FAILURE"),
