@@ -417,31 +417,6 @@ static PyObject *key_by_fallback(PyObject *fallback, PyObject *item)
     return key;
 }
 
-/* keys(tokens, fallback) -> the template key of each line's analysed tokens:
- * template_key(mask_tokens(t)) with no str made for an ASCII line;
- * template_key(fallback(t)) for the others. */
-static PyObject *keys(PyObject *self, PyObject *args)
-{
-    PyObject *items, *fallback;
-    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &items, &fallback)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(items);
-    PyObject *out = PyList_New(count);
-    if (out == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *item = PyList_GET_ITEM(items, k), *done;
-        if (PyUnicode_Check(item) && PyUnicode_READY(item) == 0 && PyUnicode_IS_ASCII(item))
-            done = key_of_ascii_tokens(PyUnicode_1BYTE_DATA(item), PyUnicode_GET_LENGTH(item));
-        else
-            done = key_by_fallback(fallback, item);
-        if (done == NULL) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, k, done);
-    }
-    return out;
-}
-
 /* keys_of_lines(messages, tokens, fallback) -> template_key(template_text(m))
  * of each message, given its analysed tokens (the writer has them already,
  * for the index): an ASCII message's body tokens are its tokens after those of
@@ -514,8 +489,6 @@ static PyMethodDef methods[] = {
      "line_bodies(messages, fallback) -> templates.line_body of each (fallback(m) for non-ASCII ones)"},
     {"masks", masks, METH_VARARGS,
      "masks(tokens, fallback) -> mask_tokens of each (fallback(t) for non-ASCII ones)"},
-    {"keys", keys, METH_VARARGS,
-     "keys(tokens, fallback) -> template_key(mask_tokens(t)) of each (template_key(fallback(t)) for non-ASCII ones)"},
     {"keys_of_lines", keys_of_lines, METH_VARARGS,
      "keys_of_lines(messages, tokens, fallback) -> template_key(template_text(m)) of each, given its analysed tokens"},
     {"text_key", text_key, METH_O, "text_key(text) -> templates.template_key(text)"},

@@ -173,13 +173,11 @@ def template_keys(messages: list[str], tokens: list[str] | None = None) -> list[
     """``template_key(template_text(m))`` of each message: what the writer
     records of every line it indexes, with no template text made for an
     ASCII line. ``tokens``: each message's ``index_text``, when the caller
-    has it (the writer does): a body's tokens are then taken from it, not
-    analysed again (~1 us a line in C; ~6 us through the texts)."""
+    has it (the writer does, for the index); a body's tokens are cut from
+    them, not analysed again (~1 us a line in C; ~6 us through the texts)."""
     if _native is None:
         return [template_key(text) for text in template_texts(messages)]
-    if tokens is not None:
-        return _native.keys_of_lines(messages, tokens, template_text)
-    return _native.keys(index_texts(_native.line_bodies(messages, line_body)), _mask_tokens)
+    return _native.keys_of_lines(messages, index_texts(messages) if tokens is None else tokens, template_text)
 
 
 @dataclass

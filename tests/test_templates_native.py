@@ -74,7 +74,7 @@ def test_a_build_s_lines_are_keyed_in_one_call_as_their_templates_are():
     assert templates.template_keys(lines) == [templates.template_of(line).key for line in lines]
     assert templates.template_keys(lines) == [templates._blake2b_key(templates.template_text(line)) for line in lines]
     with pytest.raises(TypeError):
-        native.keys(["é"], lambda tokens: 1)
+        native.keys_of_lines(["é"], ["é"], lambda message: 1)
 
 
 @settings(max_examples=800, deadline=None, derandomize=True)
