@@ -52,10 +52,12 @@ BATCH_LINES = 200_000  # log events per commit when builds queue up
 # Of writing before a commit while builds queue up (100 builds x 50k lines, under
 # load: 109-112 s with 2 s, 76-92 s with 5: fewer commits the merges wait on).
 BATCH_SECONDS = 5.0
-HOLD_SECONDS = 30.0  # the writer keeps the index between batches while builds keep coming, at most this long
-# and, with nothing queued, this long for the next build: letting go waits for
-# the last commit's merges (~0.1 s a build), which a build arriving then waited on
+# The writer keeps the index between batches while builds keep coming (unless
+# another process waits for it) and, with nothing queued, this long for the next
+# build: letting go waits for the last commit's merges (~0.1 s a build, and
+# seconds in a backlog, with one core left idle), which the next build waited on.
 IDLE_HOLD_SECONDS = 2.0
+GIVE_WAY_SECONDS = 10.0  # at most this long for another process to take the index once let go for it
 IDLE_SYNC_SECONDS = 1.0  # an idle writer looks this often for a changed fingerprint set
 SYNC_RETRY_SECONDS = 60.0  # and this long after a fingerprint could not be run (not hammering a failing backend)
 PERCOLATE_LINES = 1000  # lines of one context handed to the percolator at once
@@ -335,21 +337,29 @@ class IndexPipeline:
         """``first`` and the builds queued behind it, batch after batch, the
         index's writers kept open between batches: closing them waits for the
         merges of every commit, which held the next batch back. They are let
-        go when nothing is queued, after a batch the backend refused, and at
-        least every ``HOLD_SECONDS``, so that an operator's ``ingest`` (which
-        waits its turn) gets one; the daemon's writer is not held for its life."""
-        until = time.monotonic() + HOLD_SECONDS
+        go when nothing is queued, after a batch the backend refused, and
+        after the batch under way when another process waits for them (an
+        operator's ``ingest`` waits its turn), so the daemon's writer is not
+        held for its life."""
+        wanted = False
         with self.backend.ingest_session():
             item: LogsReady | None = first
             while item is not None:
                 self.run_batch(store, item)
                 item = None
-                idle_until = min(until, time.monotonic() + IDLE_HOLD_SECONDS)
+                wanted = self.backend.writer_wanted()
+                if wanted:
+                    break
+                idle_until = time.monotonic() + IDLE_HOLD_SECONDS
                 while item is None and not self.backend_failures and not self.stopping.is_set():
                     left = idle_until - time.monotonic()
                     if left <= 0:
                         break
                     item = self._take(min(left, 0.2))
+        if wanted:  # the waiter looks every second at most: it gets its turn before this writer asks again
+            give_up = time.monotonic() + GIVE_WAY_SECONDS
+            while self.backend.writer_wanted() and time.monotonic() < give_up and not self.stopping.is_set():
+                self.stopping.wait(0.1)
 
     def _sync_idle(self, store: ResultStore) -> float:
         """With no build to index, a changed fingerprint set is synced now: a

@@ -350,6 +350,54 @@ def test_the_writer_keeps_the_index_while_builds_keep_coming_and_lets_go_when_no
         pipeline.stop()
 
 
+def test_during_a_backlog_the_writer_lets_go_after_its_batch_when_another_process_waits(tmp_path, queries):
+    """An operator's ingest waiting for the index gets it after the daemon's
+    batch under way, not when the backlog ends; then the daemon goes on."""
+    import time
+
+    done = []
+    pipeline = IndexPipeline(EmbeddedBackend(tmp_path / "index", writer_wait=20.0), tmp_path / "results.sqlite3",
+                             lambda: fingerprints_of(queries), done=done.append, batch_lines=1)
+    submitted = []
+    feeding = threading.Event()
+    feeding.set()
+
+    def feed():  # a build every 50 ms, for at most 20 s: a backlog
+        for n in range(400):
+            if not feeding.is_set():
+                return
+            name = f"{n:032x}"
+            pipeline.submit(LogsReady(metadata(name), str(write_build(tmp_path / "logs", name, ["x"], [TIMEOUT]))))
+            submitted.append(name)
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=feed)
+    pipeline.start()
+    feeder.start()
+    try:
+        while not done:
+            time.sleep(0.05)
+        asked = time.monotonic()
+        other = EmbeddedBackend(tmp_path / "index", writer_wait=20.0).writer()
+        waited = time.monotonic() - asked
+        still_feeding = feeder.is_alive()
+        indexed_meanwhile = len(done)
+        other.rollback()
+        other.close()
+        time.sleep(0.5)
+        feeding.clear()
+        feeder.join()
+        deadline = time.monotonic() + 60
+        while len(done) < len(submitted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        feeding.clear()
+        pipeline.stop()
+    assert still_feeding and waited < 6.0, waited
+    assert len(done) == len(submitted) > indexed_meanwhile  # the daemon went on after the other writer
+    assert [item.error for item in done] == [None] * len(done)
+
+
 def test_lines_of_alternating_levels_are_each_matched_in_their_own_context(tmp_path):
     # A service log's levels are contexts of their own. The percolator hands
     # the lines of levels no fingerprint tells apart over in one call, and

@@ -178,6 +178,10 @@ class SearchBackend(Protocol):
         run): a backend may keep what it sets up per batch. Each batch still
         commits on its own."""
 
+    def writer_wanted(self) -> bool:
+        """Whether another process is waiting for this backend's writer, which
+        an ingest session holds: the daemon then lets go after its batch."""
+
     def close(self) -> None: ...
 
 

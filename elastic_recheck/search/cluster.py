@@ -295,6 +295,9 @@ class ClusterBackend:
     def ingest_session(self) -> ContextManager[None]:
         return contextlib.nullcontext()  # a bulk request per batch either way
 
+    def writer_wanted(self) -> bool:
+        return False  # writers do not exclude each other on a cluster
+
     def ensure_template(self) -> None:
         """Install the index template, so day indices created by ingest get
         the logstash document schema's mapping (once per process)."""

@@ -39,6 +39,10 @@ except ImportError:  # an older build of the extension: the same documents, buil
 UTC = dt.timezone.utc
 _FIELDS_FILE = "er-fields.json"
 _LAYOUT_FILE = "er-layout.json"
+# Touched by a process waiting for the index's writer, at each look: whoever
+# holds the writer for a backlog lets go when it is fresh.
+_WANTED_FILE = "writer-wanted"
+_WANTED_FRESH_SECONDS = 5.0  # a waiter looks at least every second
 _MAX_BUCKETS = 60_000  # per aggregation, below tantivy's 65,000-bucket guard
 _MAX_SPLIT_SERIES = 100
 _LINES_HEAP = 64 * 1024 * 1024  # shared by its indexing threads
@@ -481,6 +485,13 @@ class EmbeddedBackend:
     def writer(self) -> "EmbeddedWriter":
         return EmbeddedWriter(self, self._held)
 
+    def writer_wanted(self) -> bool:
+        try:
+            touched = (self.path / _WANTED_FILE).stat().st_mtime
+        except OSError:
+            return False
+        return abs(time.time() - touched) < _WANTED_FRESH_SECONDS
+
     @contextlib.contextmanager
     def ingest_session(self) -> Iterator[None]:
         """Keep the tantivy writers open across batches. Opening and closing
@@ -674,12 +685,20 @@ def _open_writer(backend: EmbeddedBackend, index: tantivy.Index, heap: int, thre
     allows one writer per index, and whoever holds it commits and lets go."""
     give_up = time.monotonic() + backend.writer_wait
     pause = 0.05
+    wanted = backend.path / _WANTED_FILE
     while True:
         try:
-            return index.writer(heap, threads)
+            writer = index.writer(heap, threads)
         except ValueError as exc:
             if "lock" not in str(exc).lower():
                 raise BackendError(f"cannot write to the index in {backend.path}: {exc}") from None
+        else:
+            with contextlib.suppress(OSError):
+                wanted.unlink()  # another waiter touches it again at its next look
+            return writer
+        if backend.writer_wait:  # the holder lets go after its batch (an ingest session, the daemon's)
+            with contextlib.suppress(OSError):
+                wanted.touch()
         if time.monotonic() >= give_up:
             waited = f" (waited {backend.writer_wait:g} s)" if backend.writer_wait else ""
             raise IndexBusy(f"the index in {backend.path} is being written by another process{waited}; "
