@@ -88,19 +88,21 @@ class BuildQueue:
             log.info("build %s (%s, %s) queued for its logs", build.key, build.job, build.status)
         return added
 
-    def pump(self) -> bool:
+    def pump(self) -> set[str]:
         """Apply what workers and the writer finished, and start due fetches.
-        True when a build was indexed (events waiting on it are due)."""
-        indexed = False
+        The keys of the builds that are done (indexed, or given up): events
+        waiting on them are due."""
+        finished: set[str] = set()
         while True:
             try:
                 news = self.news.get_nowait()
             except queue.Empty:
                 break
             if isinstance(news, Fetched):
-                self._fetched(news)
+                if self._fetched(news):
+                    finished.add(news.key)
             else:
-                indexed = self._indexed(news) or indexed
+                finished.add(self._indexed(news))
         room = self.workers * 2 - len(self.in_flight)
         if room > 0:
             for key, record, reported, attempts in self.state.due_builds(self.clock(), room):
@@ -110,42 +112,45 @@ class BuildQueue:
                 self.state.set_build(key, "fetching")
                 self.in_flight.add(key)
                 self.pool.submit(build, self.spool / spool_name(key), self._fetch_done)
-        return indexed
+        return finished
 
-    def _fetched(self, news: Fetched) -> None:
+    def _fetched(self, news: Fetched) -> bool:
         """A fetch's outcome: logs to index (told by the worker thread itself),
-        or a build to ask again or give up on (by the loop: it writes the state)."""
+        or a build to ask again or give up on (by the loop: it writes the state).
+        True when the build is given up."""
         if news.directory is not None:
             for error in news.errors:
                 log.warning("build %s: %s", news.key, error)
             self.pipeline.submit(LogsReady(news.build.metadata(), str(news.directory), build=news.build,
                                            spooled=True, failed_tests=news.failed_tests, fetch_errors=news.errors))
-            return
+            return False
         self.in_flight.discard(news.key)
         why = "; ".join(news.errors) or "no log files"
         reported, attempts = self.state.build_attempts(news.key) or (self.clock(), 0)
         if not news.retry:
             log.warning("build %s: its logs cannot be fetched: %s", news.key, why)
             self.state.set_build(news.key, "failed", error=why)
-            return
+            return True
         if self.clock() - reported >= self.log_timeout:
             log.warning("build %s: its logs could not be fetched within %.0fs: %s", news.key, self.log_timeout, why)
             self.state.set_build(news.key, "failed", error=why)
-            return
+            return True
         delay = min(RETRY_INITIAL * 2 ** min(attempts, 10), RETRY_MAX)
         log.info("build %s: no logs yet (%s); asking again in %.0fs", news.key, why, delay)
         self.state.set_build(news.key, "queued", error=why, retry_in=delay)
+        return False
 
-    def _indexed(self, news: Indexed) -> bool:
+    def _indexed(self, news: Indexed) -> str:
+        """The writer's outcome, recorded; the build's key."""
         build = news.item.build
         key = build.key if build is not None else news.uuid
         self.in_flight.discard(key)
         if news.error:
             self.state.set_build(key, "failed", error=news.error)
-            return True
+            return key
         self.state.set_build(key, "indexed", uuid=news.uuid)
         log.info("build %s indexed: %s", news.uuid, ", ".join(m.bug for m in news.matches) or "no known bug")
-        return True
+        return key
 
     # -- the worker threads -----------------------------------------------------
 

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 from .errors import RecheckError
 from .private_paths import looser_than_private, private_dir, private_file
@@ -352,10 +352,18 @@ class StateDB:
     def build_counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status").fetchall())
 
-    def wake_events(self) -> None:
-        """A build was indexed: every waiting event is due now (a comment within
-        a second of the logs, not at the next poll)."""
-        self.db.execute("UPDATE events SET next_check = ? WHERE status = 'pending'", (time.time(),))
+    def wake_events(self, event_ids: Collection[int] | None = None) -> None:
+        """A build was indexed: the events waiting on it (every pending one
+        when None) are due now (a comment within a second of the logs, not at
+        the next poll)."""
+        if event_ids is None:
+            self.db.execute("UPDATE events SET next_check = ? WHERE status = 'pending'", (time.time(),))
+            return
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE events SET next_check = ? WHERE id = ? AND status = 'pending'",
+                                [(now, event_id) for event_id in event_ids])
 
     # -- metrics ------------------------------------------------------------
 

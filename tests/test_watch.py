@@ -797,3 +797,58 @@ def test_events_waiting_on_logs_are_put_off_together_and_woken_by_an_indexed_bui
     assert [event.id for event in due] == [third]
     state.wake_events()
     assert [(event.id, event.attempts) for event in state.due_events()] == [(first, 1), (second, 1), (third, 0)]
+
+
+def test_an_indexed_build_wakes_the_reports_waiting_on_it_and_no_other(tmp_path):
+    """A report waits on its build's logs without being looked at again and
+    again: the build being indexed wakes it. A report whose build is still
+    being fetched is not woken by another's."""
+    from elastic_recheck.build_queue import BuildQueue, fetch_with_zuul
+    from elastic_recheck.config import IngestSettings, Settings, WatchSettings
+    from elastic_recheck.pipeline import IndexPipeline
+    from elastic_recheck.reporting import PrintingReviewer
+    from elastic_recheck.results import ResultStore
+    from elastic_recheck.state import StateDB
+    from elastic_recheck.watch import Daemon, FingerprintSet
+
+    server = _demo_log_server()
+    settings = Settings(data_dir=tmp_path, watch=WatchSettings(queries=str(ROOT / "queries")),
+                        ingest=IngestSettings(log_hosts=("127.0.0.1",), workers=2))
+    backend = EmbeddedBackend(settings.index_dir)
+    state = StateDB(settings.state_db)
+    fingerprints = FingerprintSet(settings.watch.queries, backend.check_query)
+    pipeline = IndexPipeline(backend, settings.results_db, fingerprints.current, settings.ingest)
+    builds = BuildQueue(state, pipeline, settings.ingest, settings.spool_dir, settings.watch.log_timeout,
+                        fetch_one=fetch_with_zuul(settings))
+    pipeline.done = builds.writer_done
+    out = io.StringIO()
+    daemon = Daemon(settings, backend, state, PrintingReviewer(out), fingerprints, builds=builds,
+                    results=ResultStore(settings.results_db))
+    with socket.socket() as closed:  # a log server that is down: that build is asked again, later
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}/t/main/build/"
+    events: queue.Queue = queue.Queue()
+    events.put(failure(864301, 1, [("grenade", down + GRENADE, "FAILURE")]))
+    events.put(failure(864201, 3, [("tempest-full", f"{server.url}/t/main/build/" + TEMPEST, "FAILURE")]))
+
+    def stop_after_the_review():
+        deadline = time.monotonic() + 60
+        while "review 864201,3:" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the old poll asked again every 0.5 s
+        daemon.stop()
+
+    stopper = threading.Thread(target=stop_after_the_review)
+    pipeline.start()
+    stopper.start()
+    try:
+        daemon.run(events)  # the loop thread owns the state database
+    finally:
+        stopper.join()
+        builds.close()
+        pipeline.stop()
+        server.stop()
+    assert "review 864201,3:" in out.getvalue()
+    waiting = state.db.execute("SELECT attempts, status FROM events WHERE raw LIKE '%864301%'").fetchall()
+    assert waiting == [(1, "pending")]  # looked at once when it came, then left to wait
+    state.close()
