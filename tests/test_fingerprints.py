@@ -52,6 +52,23 @@ def test_query_that_does_not_parse_names_the_query_line(tmp_path):
         load_fingerprint(path)
 
 
+def test_with_the_backends_check_a_query_that_does_not_parse_says_so_at_its_line(tmp_path):
+    """The backend's check parses the query (in its voting form) and the
+    loader does not parse it again; a query that does not parse is still
+    told as such, not as one the search engine cannot run."""
+    from elastic_recheck.search.embedded import EmbeddedBackend
+
+    check = EmbeddedBackend(tmp_path / "index").check_query
+    path = write(tmp_path, "3.yaml", "# comment\nsuppress-graph: false\nquery: message:(foo\n")
+    with pytest.raises(FingerprintError, match=r"3\.yaml:3: query does not parse: syntax error"):
+        load_fingerprint(path, check)
+    good, bad = load_fingerprints(tmp_path, check)
+    assert not good and [error.line for error in bad] == [3]
+    write(tmp_path, "4.yaml", "query: message:foo\n")
+    good, bad = load_fingerprints(tmp_path, check)
+    assert [fp.bug for fp in good] == ["4"] and len(bad) == 1
+
+
 @pytest.mark.parametrize("text, message", [
     ("suppress-graph: true\n", "missing required key 'query'"),
     ("query: ''\n", "'query' is empty"),
