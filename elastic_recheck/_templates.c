@@ -83,7 +83,8 @@ static int is_tmp_name(const unsigned char *s, Py_ssize_t n)
  * be longer than the token ("1" -> "<*>"), but a run of them is one and each
  * is followed by an unmasked token and a space: the output is under twice the
  * input, plus one <*>. A log line's fit in ``space``'s stack array; a longer
- * one's are allocated (mask_space_free). NULL when out of memory. */
+ * one's are allocated (mask_space_free). NULL when out of memory, with no
+ * Python error set: the writer's keys are made without the GIL. */
 typedef struct {
     Py_ssize_t stack[2048];
     Py_ssize_t *block;
@@ -91,7 +92,7 @@ typedef struct {
 
 static void mask_space_free(MaskSpace *space)
 {
-    if (space->block != NULL && space->block != space->stack) PyMem_Free(space->block);
+    if (space->block != NULL && space->block != space->stack) PyMem_RawFree(space->block);
     space->block = NULL;
 }
 
@@ -99,12 +100,9 @@ static const unsigned char *mask_ascii(MaskSpace *space, const unsigned char *s,
 {
     Py_ssize_t cap = n + 1;
     size_t need = sizeof(Py_ssize_t) * (size_t)cap * 2 + (size_t)cap * 2 + (size_t)n * 2 + 4;
-    Py_ssize_t *start = need <= sizeof(space->stack) ? space->stack : PyMem_Malloc(need);
+    Py_ssize_t *start = need <= sizeof(space->stack) ? space->stack : PyMem_RawMalloc(need);
     space->block = start;
-    if (start == NULL) {
-        PyErr_NoMemory();
-        return NULL;
-    }
+    if (start == NULL) return NULL;  /* no Python error set: it may run without the GIL */
     char *mark = (char *)(start + cap * 2);
     unsigned char *out = (unsigned char *)(mark + cap * 2);
     Py_ssize_t *end = start + cap;
@@ -153,7 +151,7 @@ static PyObject *mask_one(PyObject *arg)
             space.block = NULL;
     Py_ssize_t w;
     const unsigned char *out = mask_ascii(&space, PyUnicode_1BYTE_DATA(arg), PyUnicode_GET_LENGTH(arg), &w);
-    PyObject *result = out == NULL ? NULL : PyUnicode_New(w, 127);
+    PyObject *result = out == NULL ? PyErr_NoMemory() : PyUnicode_New(w, 127);
     if (result != NULL) memcpy(PyUnicode_1BYTE_DATA(result), out, (size_t)w);
     mask_space_free(&space);
     return result;
@@ -247,13 +245,19 @@ static uint64_t template_key63(const unsigned char *data, Py_ssize_t n)
     return digest_be >> 1;
 }
 
-static PyObject *key_of_text(PyObject *text)
+static int key63_of_text(PyObject *text, uint64_t *key)
 {
     PyObject *encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass");
-    if (encoded == NULL) return NULL;
-    uint64_t key = template_key63((const unsigned char *)PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    if (encoded == NULL) return -1;
+    *key = template_key63((const unsigned char *)PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
     Py_DECREF(encoded);
-    return PyLong_FromUnsignedLongLong(key);
+    return 0;
+}
+
+static PyObject *key_of_text(PyObject *text)
+{
+    uint64_t key;
+    return key63_of_text(text, &key) < 0 ? NULL : PyLong_FromUnsignedLongLong(key);
 }
 
 /* -- templates.line_body on ASCII text ----------------------------------------
@@ -390,78 +394,186 @@ static PyObject *line_body(PyObject *message)
 static PyObject *line_bodies(PyObject *self, PyObject *args) { return map_ascii(args, line_body); }
 static PyObject *masks(PyObject *self, PyObject *args) { return map_ascii(args, mask_one); }
 
-/* The key of an ASCII line's analysed tokens, masked in place: no str made. */
-static PyObject *key_of_ascii_tokens(const unsigned char *tokens, Py_ssize_t n)
+#define NO_KEY UINT64_MAX  /* keys are 63-bit: out of memory while masking */
+
+/* The key of an ASCII line's analysed tokens, masked in place: no str made,
+ * no Python object touched (it runs without the GIL). */
+static uint64_t key_of_ascii_tokens(const unsigned char *tokens, Py_ssize_t n)
 {
     MaskSpace space;  /* not zeroed: 16 KiB a line */
     space.block = NULL;
     Py_ssize_t w;
     const unsigned char *masked = mask_ascii(&space, tokens, n, &w);
-    PyObject *key = masked == NULL ? NULL : PyLong_FromUnsignedLongLong(template_key63(masked, w));
+    uint64_t key = masked == NULL ? NO_KEY : template_key63(masked, w);
     mask_space_free(&space);
     return key;
 }
 
 /* The key of the template text ``fallback(item)`` gives (the Python twin, for non-ASCII lines). */
-static PyObject *key_by_fallback(PyObject *fallback, PyObject *item)
+static int key_by_fallback(PyObject *fallback, PyObject *item, uint64_t *key)
 {
     PyObject *text = PyObject_CallOneArg(fallback, item);
-    if (text == NULL) return NULL;
+    if (text == NULL) return -1;
     if (!PyUnicode_Check(text)) {
         Py_DECREF(text);
         PyErr_SetString(PyExc_TypeError, "template keys: the fallback must return a str");
-        return NULL;
+        return -1;
     }
-    PyObject *key = key_of_text(text);
+    int result = key63_of_text(text, key);
     Py_DECREF(text);
-    return key;
+    return result;
 }
 
-/* keys_of_lines(messages, tokens, fallback) -> template_key(template_text(m))
- * of each message, given its analysed tokens (the writer has them already,
- * for the index): an ASCII message's body tokens are its tokens after those of
- * its prefix, so the body is not analysed a second time. That holds because
- * a prefix ends with a character no token holds (a space, '|' or ']'): the
- * scanner, which never looks back, passes through the body's first character
- * as it would starting there. fallback(m) gives the template text of a
- * non-ASCII message. */
+/* An ASCII line, as read while the GIL is held; message NULL: a non-ASCII one. */
+typedef struct {
+    const unsigned char *message, *tokens;
+    Py_ssize_t message_length, tokens_length;
+} AsciiLine;
+
+/* The key of an ASCII message given its analysed tokens: its body's tokens
+ * are the tokens after those of its prefix, so the body is not analysed a
+ * second time. That holds because a prefix ends with a character no token
+ * holds (a space, '|' or ']'): the scanner, which never looks back, passes
+ * through the body's first character as it would starting there. */
+static uint64_t key_of_ascii_line(const AsciiLine *line)
+{
+    const unsigned char *m = line->message, *t = line->tokens;
+    Py_ssize_t tn = line->tokens_length;
+    Py_ssize_t body = body_start(m, line->message_length), from = 0;
+    if (body > 0) {
+        Py_ssize_t at = 0, a, b;
+        while (next_ascii_token(m, body, &at, &a, &b)) {  /* skip the prefix's tokens */
+            const unsigned char *space = from < tn ? memchr(t + from, ' ', (size_t)(tn - from)) : NULL;
+            from = space != NULL ? space - t + 1 : tn;
+        }
+    }
+    return key_of_ascii_tokens(t + from, tn - from);
+}
+
+/* template_key(template_text(m)) of each message into ``out``. The ASCII
+ * lines, nearly all, are keyed with the GIL released: the writer thread
+ * indexes meanwhile. ``fallback(m)`` gives a non-ASCII message's template text. */
+static int fill_keys(PyObject *messages, PyObject *tokens, PyObject *fallback, uint64_t *out)
+{
+    Py_ssize_t count = PyList_GET_SIZE(messages);
+    if (PyList_GET_SIZE(tokens) != count) {
+        PyErr_SetString(PyExc_ValueError, "template keys: messages and tokens differ in length");
+        return -1;
+    }
+    /* Tuples hold every str alive while the GIL is released, whatever
+     * another thread does to the lists meanwhile. */
+    PyObject *held_messages = PyList_AsTuple(messages), *held_tokens = PyList_AsTuple(tokens);
+    AsciiLine *lines = count ? PyMem_Malloc(sizeof(AsciiLine) * (size_t)count) : NULL;
+    int result = -1;
+    if (held_messages == NULL || held_tokens == NULL || (count && lines == NULL)) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *message = PyTuple_GET_ITEM(held_messages, k), *terms = PyTuple_GET_ITEM(held_tokens, k);
+        lines[k].message = NULL;
+        if (PyUnicode_Check(message) && PyUnicode_READY(message) == 0 && PyUnicode_IS_ASCII(message)
+                && PyUnicode_Check(terms) && PyUnicode_READY(terms) == 0 && PyUnicode_IS_ASCII(terms)) {
+            lines[k].message = PyUnicode_1BYTE_DATA(message);
+            lines[k].message_length = PyUnicode_GET_LENGTH(message);
+            lines[k].tokens = PyUnicode_1BYTE_DATA(terms);
+            lines[k].tokens_length = PyUnicode_GET_LENGTH(terms);
+        }
+    }
+    int out_of_memory = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < count && !out_of_memory; k++) {
+        if (lines[k].message != NULL) {
+            out[k] = key_of_ascii_line(&lines[k]);
+            out_of_memory = out[k] == NO_KEY;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (out_of_memory) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (lines[k].message == NULL && key_by_fallback(fallback, PyTuple_GET_ITEM(held_messages, k), &out[k]) < 0)
+            goto done;
+    }
+    result = 0;
+done:
+    PyMem_Free(lines);
+    Py_XDECREF(held_messages);
+    Py_XDECREF(held_tokens);
+    return result;
+}
+
+static int check_lists(PyObject *args, PyObject **messages, PyObject **tokens, PyObject **fallback)
+{
+    return PyArg_ParseTuple(args, "O!O!O", &PyList_Type, messages, &PyList_Type, tokens, fallback);
+}
+
+/* keys_of_lines(messages, tokens, fallback) -> [template_key(template_text(m)) of each]. */
 static PyObject *keys_of_lines(PyObject *self, PyObject *args)
 {
     PyObject *messages, *tokens, *fallback;
-    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &messages, &PyList_Type, &tokens, &fallback)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(messages);
-    if (PyList_GET_SIZE(tokens) != count) {
-        PyErr_SetString(PyExc_ValueError, "keys_of_lines: messages and tokens differ in length");
+    if (!check_lists(args, &messages, &tokens, &fallback)) return NULL;
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, PyList_GET_SIZE(messages) * (Py_ssize_t)sizeof(uint64_t));
+    if (packed == NULL) return NULL;
+    uint64_t *keys = (uint64_t *)PyBytes_AS_STRING(packed);
+    PyObject *out = NULL;
+    if (fill_keys(messages, tokens, fallback, keys) == 0 && (out = PyList_New(PyList_GET_SIZE(messages))) != NULL) {
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(out); k++) {
+            PyObject *key = PyLong_FromUnsignedLongLong(keys[k]);
+            if (key == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            PyList_SET_ITEM(out, k, key);
+        }
+    }
+    Py_DECREF(packed);
+    return out;
+}
+
+/* key_array(messages, tokens, fallback) -> the same keys packed as native
+ * uint64s: what a build's template set is kept as, with no int object a line. */
+static PyObject *key_array(PyObject *self, PyObject *args)
+{
+    PyObject *messages, *tokens, *fallback;
+    if (!check_lists(args, &messages, &tokens, &fallback)) return NULL;
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, PyList_GET_SIZE(messages) * (Py_ssize_t)sizeof(uint64_t));
+    if (packed == NULL) return NULL;
+    if (fill_keys(messages, tokens, fallback, (uint64_t *)PyBytes_AS_STRING(packed)) < 0) Py_CLEAR(packed);
+    return packed;
+}
+
+static int compare_keys(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* unique_keys(packed) -> the distinct keys of a packed array, ascending
+ * (sorted without the GIL). */
+static PyObject *unique_keys(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t count = view.len / (Py_ssize_t)sizeof(uint64_t);
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(uint64_t));
+    if (packed == NULL) {
+        PyBuffer_Release(&view);
         return NULL;
     }
-    PyObject *out = PyList_New(count);
-    if (out == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *message = PyList_GET_ITEM(messages, k), *terms = PyList_GET_ITEM(tokens, k), *done;
-        if (PyUnicode_Check(message) && PyUnicode_READY(message) == 0 && PyUnicode_IS_ASCII(message)
-                && PyUnicode_Check(terms) && PyUnicode_READY(terms) == 0 && PyUnicode_IS_ASCII(terms)) {
-            const unsigned char *m = PyUnicode_1BYTE_DATA(message);
-            const unsigned char *t = PyUnicode_1BYTE_DATA(terms);
-            Py_ssize_t tn = PyUnicode_GET_LENGTH(terms);
-            Py_ssize_t body = body_start(m, PyUnicode_GET_LENGTH(message)), from = 0;
-            if (body > 0) {
-                Py_ssize_t at = 0, a, b;
-                while (next_ascii_token(m, body, &at, &a, &b)) {  /* skip the prefix's tokens */
-                    const unsigned char *space = from < tn ? memchr(t + from, ' ', (size_t)(tn - from)) : NULL;
-                    from = space != NULL ? space - t + 1 : tn;
-                }
-            }
-            done = key_of_ascii_tokens(t + from, tn - from);
-        } else {
-            done = key_by_fallback(fallback, message);
-        }
-        if (done == NULL) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, k, done);
-    }
-    return out;
+    uint64_t *keys = (uint64_t *)PyBytes_AS_STRING(packed);
+    Py_ssize_t kept = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (count) memcpy(keys, view.buf, (size_t)count * sizeof(uint64_t));
+    qsort(keys, (size_t)count, sizeof(uint64_t), compare_keys);
+    for (Py_ssize_t k = 0; k < count; k++)
+        if (kept == 0 || keys[k] != keys[kept - 1]) keys[kept++] = keys[k];
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (kept != count) _PyBytes_Resize(&packed, kept * (Py_ssize_t)sizeof(uint64_t));
+    return packed;
 }
 
 static PyObject *text_key(PyObject *self, PyObject *arg)
@@ -491,6 +603,9 @@ static PyMethodDef methods[] = {
      "masks(tokens, fallback) -> mask_tokens of each (fallback(t) for non-ASCII ones)"},
     {"keys_of_lines", keys_of_lines, METH_VARARGS,
      "keys_of_lines(messages, tokens, fallback) -> template_key(template_text(m)) of each, given its analysed tokens"},
+    {"key_array", key_array, METH_VARARGS,
+     "key_array(messages, tokens, fallback) -> keys_of_lines packed as native uint64s"},
+    {"unique_keys", unique_keys, METH_O, "unique_keys(packed) -> the distinct keys of a packed array, ascending"},
     {"text_key", text_key, METH_O, "text_key(text) -> templates.template_key(text)"},
     {NULL, NULL, 0, NULL},
 };

@@ -19,9 +19,11 @@ and ``10:30:21`` do not make two templates.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import re
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from .analysis import index_text, index_texts
@@ -180,25 +182,87 @@ def template_keys(messages: list[str], tokens: list[str] | None = None) -> list[
     return _native.keys_of_lines(messages, index_texts(messages) if tokens is None else tokens, template_text)
 
 
+_KEY_BYTES = 8
+_KEYING_AHEAD = 8  # batches of lines a build's keying thread may be behind the writer
+_KEYING_MIN_LINES = 64
+
+
+def template_key_array(messages: list[str], tokens: list[str] | None = None) -> bytes:
+    """``template_keys`` packed as native uint64s; in C, the ASCII lines
+    keyed with the GIL released."""
+    if _native is None:
+        return array.array("Q", template_keys(messages, tokens)).tobytes()
+    return _native.key_array(messages, index_texts(messages) if tokens is None else tokens, template_text)
+
+
+def unique_keys(packed: bytes | bytearray) -> bytes:
+    """The distinct keys of a packed array, ascending."""
+    if _native is None:
+        return array.array("Q", sorted(set(_unpack(packed)))).tobytes()
+    return _native.unique_keys(packed)
+
+
+def _unpack(packed: bytes | bytearray) -> array.array:
+    keys = array.array("Q")
+    keys.frombytes(bytes(packed))
+    return keys
+
+
 @dataclass
 class WrittenTemplates:
     """The templates of every line of one build, recorded as the writer
     indexes it (the lines are in memory then; read back from the index they
     cost ~8 us each), with each file's line count: the set is what explain
     reads of the build (each file's newest N lines) for any N at least the
-    largest file's."""
+    largest file's.
 
-    found: set[int] = field(default_factory=set)  # template keys
+    The keys are kept packed, a line's 8 bytes, and made distinct only now
+    and then (``packed``): an int object and a set insertion a line cost the
+    writer more than the key itself (~3 s a hundred 50k-line builds)."""
+
+    # Where the keys are made: a thread of the writer's (they are made in C
+    # with the GIL released, while the writer thread indexes), or None: here.
+    keying: Executor | None = None
+    _keys: bytearray = field(default_factory=bytearray)  # packed native uint64s, distinct once compacted
     file_lines: Counter[str] = field(default_factory=Counter)
-    complete: bool = True  # False past MAX_WRITTEN_TEMPLATES: nothing to keep
+    _complete: bool = True  # False past MAX_WRITTEN_TEMPLATES: nothing to keep
+    _keying: deque["Future[bytes]"] = field(default_factory=deque)
+
+    @property
+    def complete(self) -> bool:
+        if self._complete and len(self._keys) > _KEY_BYTES * MAX_WRITTEN_TEMPLATES:
+            self.packed()  # as many keys as that may still be fewer templates
+        return self._complete
 
     def add(self, messages: list[str], tokens: list[str] | None = None) -> None:
         """``tokens``: each message's ``index_text``, if known."""
-        if self.complete:
-            self.found.update(template_keys(messages, tokens))
-            if len(self.found) > MAX_WRITTEN_TEMPLATES:
-                self.found.clear()
-                self.complete = False
+        if not self._complete:
+            return
+        if self.keying is None or len(messages) < _KEYING_MIN_LINES:  # a thread's turn costs more than a few keys
+            self._keys += template_key_array(messages, tokens)
+        else:
+            self._keying.append(self.keying.submit(template_key_array, messages, tokens))
+            while len(self._keying) > _KEYING_AHEAD or (self._keying and self._keying[0].done()):
+                self._keys += self._keying.popleft().result()
+        if len(self._keys) > 2 * _KEY_BYTES * MAX_WRITTEN_TEMPLATES:
+            self.packed()
+
+    def packed(self) -> bytes:
+        """The distinct keys, ascending, as native uint64s (b"" once past the bound)."""
+        while self._keying:
+            self._keys += self._keying.popleft().result()
+        if not self._complete:
+            return b""
+        distinct = unique_keys(self._keys)
+        if len(distinct) > _KEY_BYTES * MAX_WRITTEN_TEMPLATES:
+            distinct = b""
+            self._complete = False
+        self._keys = bytearray(distinct)
+        return distinct
+
+    @property
+    def found(self) -> set[int]:
+        return set(_unpack(self.packed()))
 
     def count(self, filename: str, lines: int) -> None:
         self.file_lines[filename] += lines
@@ -208,4 +272,4 @@ class WrittenTemplates:
         return max(self.file_lines.values(), default=0)
 
     def keys(self) -> frozenset[int]:
-        return frozenset(self.found)
+        return frozenset(_unpack(self.packed()))

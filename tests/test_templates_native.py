@@ -91,18 +91,55 @@ def test_the_writer_s_tokens_give_each_line_the_key_of_its_template(stamp, prefi
                                                       for line in lines]
 
 
+def test_keys_made_in_the_writer_s_keying_thread_are_the_same_set():
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = [f"2026-12-01 13:31:{n % 60:02d} | volume {n} attached to node{n % 7} after retry {n % 3}"
+             for n in range(2_000)] + ["Échec de 3 volumes"] * 70
+    inline = templates.WrittenTemplates()
+    with ThreadPoolExecutor(1) as keying:
+        threaded = templates.WrittenTemplates(keying)
+        for start in range(0, len(lines), 100):
+            inline.add(lines[start:start + 100])
+            threaded.add(lines[start:start + 100])
+        assert threaded.packed() == inline.packed() == templates.unique_keys(templates.template_key_array(lines))
+    assert threaded.complete and len(threaded.keys()) == len({templates.template_text(line) for line in lines})
+
+
 def test_the_writer_s_tokens_and_lines_must_pair_up():
     with pytest.raises(ValueError):
         native.keys_of_lines(["a", "b"], ["a"], templates.template_text)
+    with pytest.raises(ValueError):
+        native.key_array(["a", "b"], ["a"], templates.template_text)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(["2026-12-01 13:31:13 | Volume 1 attached", "Volume 22 attached", "Build FAILURE",
+                                 "Échec de 3 volumes", "x" * 300, "", "tmpab12cd34 gone", "é" * 5]), max_size=40))
+def test_a_build_s_keys_kept_packed_are_its_templates_keys(lines):
+    # The writer keeps a build's keys packed (no int a line) and makes them
+    # distinct when the build is stored: the same set as one key a line.
+    tokens = [index_text(line) for line in lines]
+    one_by_one = [templates._blake2b_key(templates.template_text(line)) for line in lines]
+    packed = templates.template_key_array(lines, tokens)
+    assert list(templates._unpack(packed)) == one_by_one == native.keys_of_lines(lines, tokens, templates.template_text)
+    assert list(templates._unpack(templates.unique_keys(packed + packed))) == sorted(set(one_by_one))
+    written = templates.WrittenTemplates()
+    for start in range(0, len(lines), 7):
+        written.add(lines[start:start + 7], tokens[start:start + 7])
+    assert written.complete and written.keys() == set(one_by_one)
 
 
 def test_without_the_extension_lines_get_the_same_keys(monkeypatch):
     lines = ["2026-12-01 13:31:13 | Volume 1 attached", "Échec de 3 volumes à 10:00", "Build FAILURE"]
     built = templates.template_keys(lines)
     assert templates.template_keys(lines, [index_text(line) for line in lines]) == built
+    packed = templates.template_key_array(lines)
     monkeypatch.setattr(templates, "_native", None)
     assert templates.template_keys(lines) == built
     assert templates.template_keys(lines, [index_text(line) for line in lines]) == built
+    assert templates.template_key_array(lines) == packed
+    assert templates.unique_keys(packed + packed) == templates.array.array("Q", sorted(set(built))).tobytes()
 
 
 def test_a_build_s_lines_are_templated_in_one_call_as_one_by_one():
