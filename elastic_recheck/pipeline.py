@@ -277,9 +277,10 @@ class IndexPipeline:
         self._hashed: tuple[tuple[str, str], ...] | None = None
         self._classified_with: dict[str, str] = {}  # bug -> query_hash of the query the batch runs
         self._thread: threading.Thread | None = None
-        # Template keys are made beside the writer: in C, without the GIL, while
-        # it indexes (~7 s of its time for 100 builds x 50k lines).
-        self._keying = ThreadPoolExecutor(1, thread_name_prefix="template-keys")
+        # Beside the writer: template keys are made (in C, without the GIL, while
+        # it indexes: ~7 s of its time for 100 builds x 50k lines) and fetched
+        # copies removed once indexed (~1 s).
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="writer-helper")
         self._warm = threading.Event()
         self.backend_failures = 0
 
@@ -312,7 +313,7 @@ class IndexPipeline:
         self.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._keying.shutdown(wait=False)
+        self._beside.shutdown(wait=True)  # spooled copies still being removed
 
     def _run(self) -> None:
         try:
@@ -454,7 +455,7 @@ class IndexPipeline:
         item: LogsReady | None = first
         lines = 0
         while item is not None:
-            recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None, self._keying)
+            recorder = BuildClassifier(writer, percolator.start() if percolator is not None else None, self._beside)
             try:
                 logs = (spool_logs(Path(item.location), self.limits) if item.spooled
                         else open_logs(item.location, limits=self.limits))
@@ -515,8 +516,8 @@ class IndexPipeline:
                 log.error("build %s: %s", uuid, error)
             for problem in (report.errors if report else ()):
                 log.warning("build %s: %s", uuid, problem)
-        if item.spooled:
-            shutil.rmtree(item.location, ignore_errors=True)
+        if item.spooled:  # a copy a crash leaves behind is removed at the next start
+            self._beside.submit(shutil.rmtree, item.location, ignore_errors=True)
         result = Indexed(item, report, matches, error)
         try:
             self.done(result)
