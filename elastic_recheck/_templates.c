@@ -453,13 +453,8 @@ static uint64_t key_of_ascii_line(const AsciiLine *line)
 /* template_key(template_text(m)) of each message into ``out``. The ASCII
  * lines, nearly all, are keyed with the GIL released: the writer thread
  * indexes meanwhile. ``fallback(m)`` gives a non-ASCII message's template text. */
-static int fill_keys(PyObject *messages, PyObject *tokens, PyObject *fallback, uint64_t *out)
+static int fill_keys(PyObject *messages, PyObject *tokens, PyObject *fallback, uint64_t *out, Py_ssize_t count)
 {
-    Py_ssize_t count = PyList_GET_SIZE(messages);
-    if (PyList_GET_SIZE(tokens) != count) {
-        PyErr_SetString(PyExc_ValueError, "template keys: messages and tokens differ in length");
-        return -1;
-    }
     /* Tuples hold every str alive while the GIL is released, whatever
      * another thread does to the lists meanwhile. */
     PyObject *held_messages = PyList_AsTuple(messages), *held_tokens = PyList_AsTuple(tokens);
@@ -467,6 +462,10 @@ static int fill_keys(PyObject *messages, PyObject *tokens, PyObject *fallback, u
     int result = -1;
     if (held_messages == NULL || held_tokens == NULL || (count && lines == NULL)) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    if (PyTuple_GET_SIZE(held_messages) != count || PyTuple_GET_SIZE(held_tokens) != count) {
+        PyErr_SetString(PyExc_ValueError, "template keys: messages and tokens differ in length");
         goto done;
     }
     for (Py_ssize_t k = 0; k < count; k++) {
@@ -519,8 +518,9 @@ static PyObject *keys_of_lines(PyObject *self, PyObject *args)
     if (packed == NULL) return NULL;
     uint64_t *keys = (uint64_t *)PyBytes_AS_STRING(packed);
     PyObject *out = NULL;
-    if (fill_keys(messages, tokens, fallback, keys) == 0 && (out = PyList_New(PyList_GET_SIZE(messages))) != NULL) {
-        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(out); k++) {
+    Py_ssize_t count = PyBytes_GET_SIZE(packed) / (Py_ssize_t)sizeof(uint64_t);
+    if (fill_keys(messages, tokens, fallback, keys, count) == 0 && (out = PyList_New(count)) != NULL) {
+        for (Py_ssize_t k = 0; k < count; k++) {
             PyObject *key = PyLong_FromUnsignedLongLong(keys[k]);
             if (key == NULL) {
                 Py_CLEAR(out);
@@ -541,7 +541,9 @@ static PyObject *key_array(PyObject *self, PyObject *args)
     if (!check_lists(args, &messages, &tokens, &fallback)) return NULL;
     PyObject *packed = PyBytes_FromStringAndSize(NULL, PyList_GET_SIZE(messages) * (Py_ssize_t)sizeof(uint64_t));
     if (packed == NULL) return NULL;
-    if (fill_keys(messages, tokens, fallback, (uint64_t *)PyBytes_AS_STRING(packed)) < 0) Py_CLEAR(packed);
+    if (fill_keys(messages, tokens, fallback, (uint64_t *)PyBytes_AS_STRING(packed),
+                  PyBytes_GET_SIZE(packed) / (Py_ssize_t)sizeof(uint64_t)) < 0)
+        Py_CLEAR(packed);
     return packed;
 }
 
