@@ -299,13 +299,52 @@ def bounded_lines(handle: io.BufferedReader, limit: int) -> Iterator[bytes]:
         yield cut_line(line, total, limit)
 
 
+class _OpenLine:
+    """The line not ended yet, across blocks read: its bytes while they are
+    at most ``limit``, past that only its first limit + 1 and its length so
+    far (a line with no end is never held whole)."""
+
+    __slots__ = ("limit", "carry", "long_head", "long_total")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.carry = b""
+        self.long_head: bytes | None = None
+        self.long_total = 0
+
+    def extend(self, data: bytes) -> None:
+        """More of the line, not its end."""
+        if self.long_head is not None:
+            self.long_total += len(data)
+        else:
+            self.carry += data
+            if len(self.carry) > self.limit:
+                self.long_head, self.long_total, self.carry = self.carry[: self.limit + 1], len(self.carry), b""
+
+    def end(self, tail: bytes) -> bytes:
+        """The line that ``tail`` ends, cut to ``limit``; the next one starts empty."""
+        if self.long_head is not None:
+            line = cut_line(self.long_head, self.long_total + len(tail), self.limit)
+            self.long_head = None
+        else:
+            line = self.carry + tail
+            if len(line) > self.limit:
+                line = cut_line(line[: self.limit + 1], len(line), self.limit)
+        self.carry = b""
+        return line
+
+    def rest(self) -> bytes | None:
+        """The line the input ended in without a ``\\n``, cut to ``limit``; None when there is none."""
+        if self.long_head is not None:
+            return cut_line(self.long_head, self.long_total, self.limit)
+        return self.carry or None
+
+
 def bounded_line_batches(read: Chunks, limit: int, block: int = 4 * CHUNK) -> Iterator[list[bytes]]:
     """The lines :func:`bounded_lines` gives, without their ``\\n``, in lists:
     one per block read. A line longer than ``limit`` is cut the same way,
     and the rest of it skipped (counted) as it streams by, never held whole."""
-    carry = b""  # the start of a line not ended yet, at most ``limit`` bytes
-    long_head: bytes | None = None  # a line over the limit: its first limit + 1 bytes ...
-    long_total = 0  # ... and its length so far
+    open_line = _OpenLine(limit)
 
     def bounded(line: bytes) -> bytes:
         return line if len(line) <= limit else cut_line(line[: limit + 1], len(line), limit)
@@ -315,28 +354,17 @@ def bounded_line_batches(read: Chunks, limit: int, block: int = 4 * CHUNK) -> It
         ended, rest = pieces[:-1], pieces[-1]
         out: list[bytes] = []
         if ended:
-            if long_head is not None:
-                out.append(cut_line(long_head, long_total + len(ended[0]), limit))
-                long_head = None
-            else:
-                out.append(bounded(carry + ended[0]))
-            carry = b""
+            out.append(open_line.end(ended[0]))
             middle = ended[1:]
             if middle and max(map(len, middle)) > limit:
                 middle = [bounded(line) for line in middle]
             out.extend(middle)
-        if long_head is not None:
-            long_total += len(rest)
-        else:
-            carry += rest
-            if len(carry) > limit:
-                long_head, long_total, carry = carry[: limit + 1], len(carry), b""
+        open_line.extend(rest)
         if out:
             yield out
-    if long_head is not None:
-        yield [cut_line(long_head, long_total, limit)]
-    elif carry:
-        yield [carry]
+    last = open_line.rest()
+    if last is not None:
+        yield [last]
 
 
 def bounded_text(read: Chunks, limit: int) -> Iterator[bytes]:
@@ -351,33 +379,19 @@ def bounded_text(read: Chunks, limit: int) -> Iterator[bytes]:
             batch.append(b"")
             yield b"\n".join(batch)
         return
-    carry = b""  # the start of a line not ended yet, at most ``limit`` bytes
-    long_head: bytes | None = None  # a line over the limit: its first limit + 1 bytes ...
-    long_total = 0  # ... and its length so far
+    open_line = _OpenLine(limit)
     while data := read(limit):
         first = data.find(b"\n")
         if first < 0:
-            if long_head is not None:
-                long_total += len(data)
-            else:
-                carry += data
-                if len(carry) > limit:
-                    long_head, long_total, carry = carry[: limit + 1], len(carry), b""
+            open_line.extend(data)
             continue
-        if long_head is not None:
-            head = cut_line(long_head, long_total + first, limit)
-            long_head = None
-        else:
-            head = carry + data[:first]
-            if len(head) > limit:
-                head = cut_line(head[: limit + 1], len(head), limit)
+        head = open_line.end(data[:first])
         last = data.rfind(b"\n")
-        carry = data[last + 1:]  # under ``limit``: so is the block
+        open_line.extend(data[last + 1:])  # under ``limit``: so is the block
         yield head + data[first:last + 1]
-    if long_head is not None:
-        yield cut_line(long_head, long_total, limit) + b"\n"
-    elif carry:
-        yield carry + b"\n"
+    rest = open_line.rest()
+    if rest is not None:
+        yield rest + b"\n"
 
 
 def cut_line(head: bytes, total: int, limit: int) -> bytes:
