@@ -352,13 +352,9 @@ class StateDB:
     def build_counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status").fetchall())
 
-    def wake_events(self, event_ids: Collection[int] | None = None) -> None:
-        """A build was indexed: the events waiting on it (every pending one
-        when None) are due now (a comment within a second of the logs, not at
-        the next poll)."""
-        if event_ids is None:
-            self.db.execute("UPDATE events SET next_check = ? WHERE status = 'pending'", (time.time(),))
-            return
+    def wake_events(self, event_ids: Collection[int]) -> None:
+        """A build was indexed: the events waiting on it are due now (a comment
+        within a second of the logs, not at the next poll)."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN")

@@ -795,7 +795,7 @@ def test_events_waiting_on_logs_are_put_off_together_and_woken_by_an_indexed_bui
     state.retry_many([(first, 60.0), (second, 120.0)])
     due = state.due_events()
     assert [event.id for event in due] == [third]
-    state.wake_events()
+    state.wake_events({first, second})
     assert [(event.id, event.attempts) for event in state.due_events()] == [(first, 1), (second, 1), (third, 0)]
 
 
