@@ -398,6 +398,19 @@ def test_during_a_backlog_the_writer_lets_go_after_its_batch_when_another_proces
     assert [item.error for item in done] == [None] * len(done)
 
 
+def test_a_writer_wanted_file_left_behind_by_a_waiter_long_gone_is_not_a_waiter(tmp_path):
+    import os
+    import time
+
+    backend = EmbeddedBackend(tmp_path / "index")
+    assert not backend.writer_wanted()
+    wanted = tmp_path / "index" / "writer-wanted"
+    wanted.touch()
+    assert backend.writer_wanted()
+    os.utime(wanted, (time.time() - 60, time.time() - 60))  # a waiter killed a minute ago
+    assert not backend.writer_wanted()
+
+
 def test_lines_of_alternating_levels_are_each_matched_in_their_own_context(tmp_path):
     # A service log's levels are contexts of their own. The percolator hands
     # the lines of levels no fingerprint tells apart over in one call, and
