@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 # its log timeout: a log server may still be receiving the upload.
 RETRY_INITIAL = 5.0
 RETRY_MAX = 120.0
+# Builds fetched and waiting for the writer, per fetch worker (beside those
+# being fetched): a batch takes every build waiting, so with fewer the writer
+# found none after each commit and waited on the fetches, with one core idle
+# (~0.5 s a commit, measured on 100 builds x 50k lines). Each is a build's
+# decompressed logs on disk in the spool directory.
+SPOOLED_PER_WORKER = 2
 
 
 @dataclass
@@ -49,6 +55,13 @@ class Fetched:
     errors: list[str]
     failed_tests: Any = None
     retry: bool = True  # nothing fetched, but it may come (a busy server, logs still uploading)
+
+
+@dataclass
+class Spooled:
+    """A fetch worker's word that a build's logs are on disk, handed to the writer."""
+
+    key: str
 
 
 def spool_name(key: str) -> str:
@@ -69,7 +82,8 @@ class BuildQueue:
         self.clock = clock
         self.news: "queue.Queue[Fetched | Indexed]" = queue.Queue()
         self.pool = FetchPool(settings, fetch_one)
-        self.in_flight: set[str] = set()
+        self.in_flight: set[str] = set()  # being fetched, or spooled and not indexed yet
+        self.spooled: set[str] = set()
         self._discard_unfinished()
 
     def _discard_unfinished(self) -> None:
@@ -98,12 +112,16 @@ class BuildQueue:
                 news = self.news.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(news, Fetched):
+            if isinstance(news, Spooled):
+                if news.key in self.in_flight:  # not indexed already
+                    self.spooled.add(news.key)
+            elif isinstance(news, Fetched):
                 if self._fetched(news):
                     finished.add(news.key)
             else:
                 finished.add(self._indexed(news))
-        room = self.workers * 2 - len(self.in_flight)
+        fetching = len(self.in_flight) - len(self.spooled)
+        room = min(self.workers * 2 - fetching, self.workers * (2 + SPOOLED_PER_WORKER) - len(self.in_flight))
         if room > 0:
             for key, record, reported, attempts in self.state.due_builds(self.clock(), room):
                 if key in self.in_flight:
@@ -145,6 +163,7 @@ class BuildQueue:
         build = news.item.build
         key = build.key if build is not None else news.uuid
         self.in_flight.discard(key)
+        self.spooled.discard(key)
         if news.error:
             self.state.set_build(key, "failed", error=news.error)
             return key
@@ -163,6 +182,7 @@ class BuildQueue:
             build = build.with_log_url(outcome.log_url)
         # Straight to the writer's queue (it is thread-safe): through the loop, a
         # fetched build waited for the loop's next turn, and the writer with it.
+        self.news.put(Spooled(build.key))  # before the writer can tell of it: no slot is counted twice
         self._fetched(Fetched(build.key, build, destination, [str(e) for e in outcome.errors],
                               failed_tests=failed_tests_in(destination)))
 

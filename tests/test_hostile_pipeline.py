@@ -25,8 +25,8 @@ from elastic_recheck.config import IngestSettings, load_settings
 from elastic_recheck.dashboard.trends import collect
 from elastic_recheck.errors import BackendError, IngestError
 from elastic_recheck.ingest.fetch import ConnectionPool, HttpRetry, LogHosts
-from elastic_recheck.ingest.spool import fetch_build
-from elastic_recheck.pipeline import IndexPipeline, LogsReady
+from elastic_recheck.ingest.spool import FetchReport, fetch_build
+from elastic_recheck.pipeline import IndexPipeline, Indexed, LogsReady
 from elastic_recheck.results import Match, ResultStore
 from elastic_recheck.search import BuildOutcome
 from elastic_recheck.search.embedded import EmbeddedBackend
@@ -215,6 +215,55 @@ def test_a_build_first_named_by_its_build_page_is_known_by_its_log_url_once_zuul
     by_log_url = Build(job="tempest-full", status="FAILURE", short_uuid="16e0b97", log_url=log_url, source="gerrit")
     assert [build_queue.enqueue(b) for b in (page, from_api, by_log_url)] == [True, False, False]
     assert build_queue.state.build_counts() == {"queued": 1}
+
+
+def test_builds_wait_fetched_for_a_busy_writer_up_to_a_bound_and_at_most_twice_the_workers_are_fetched(tmp_path):
+    """A batch takes every fetched build waiting: with none left waiting the
+    writer found nothing after each commit and waited on the fetches, one
+    core idle. So builds go on being fetched while the writer is busy, until
+    four times ``ingest.workers`` are fetched or being fetched (each is its
+    logs on disk); at most twice ``workers`` of them wait for or are in a
+    worker's hands. Each build the writer finishes lets one more in."""
+    state = StateDB(tmp_path / "state.sqlite3")
+    pipeline = IndexPipeline(EmbeddedBackend(tmp_path / "index"), tmp_path / "results.sqlite3", lambda: [])
+    fetched: list[str] = []
+    go = threading.Event()
+
+    def fetch_one(build, destination, settings, connections):
+        go.wait(10)
+        destination.mkdir(parents=True)
+        fetched.append(build.uuid)
+        return FetchReport(build.log_url)
+
+    builds = BuildQueue(state, pipeline, IngestSettings(log_hosts=("127.0.0.1",), workers=2), tmp_path / "spool",
+                        log_timeout=60, fetch_one=fetch_one)
+    try:
+        for n in range(20):
+            builds.enqueue(Build(job="j", status="FAILURE", uuid=f"{n:032x}", log_url=f"http://127.0.0.1/{n}/"))
+
+        def settle(expected: int) -> None:
+            deadline = time.monotonic() + 10
+            while pipeline.pending() < expected and time.monotonic() < deadline:
+                builds.pump()
+                time.sleep(0.01)
+            time.sleep(0.1)  # and no more than that
+            builds.pump()
+
+        settle(0)
+        assert state.build_counts() == {"fetching": 4, "queued": 16}  # the log server is slow
+        go.set()
+        settle(8)
+        assert pipeline.pending() == len(fetched) == 8
+        assert state.build_counts() == {"fetching": 8, "queued": 12}
+
+        first = pipeline._take(None)
+        builds.writer_done(Indexed(first, None, []))
+        settle(8)
+        assert len(fetched) == 9 and pipeline.pending() == 8
+        assert state.build_counts() == {"indexed": 1, "fetching": 8, "queued": 11}
+    finally:
+        builds.close()
+        state.close()
 
 
 def test_a_build_cut_off_by_crash_after_crash_is_given_up_not_fetched_for_ever(tmp_path):
