@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -146,6 +148,21 @@ def test_a_second_writer_gets_a_clear_error(tmp_path):
         )
     assert other.returncode != 0
     assert "being written by another process" in other.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="threads are found by name in /proc")
+def test_merges_run_at_a_lower_priority_than_indexing(tmp_path):
+    """A merge is background work: at the same priority it took the CPU
+    from the writer that every build waits on."""
+    def niceness(prefix: str) -> list[int]:
+        return [os.getpriority(os.PRIO_PROCESS, int(task.name)) for task in Path("/proc/self/task").iterdir()
+                if (task / "comm").read_text().startswith(prefix)]
+
+    with EmbeddedBackend(tmp_path / "index").writer() as writer:
+        writer.add(make_doc("a line"), NOW)
+        writer.commit()
+        assert niceness("merge_thread") and min(niceness("merge_thread")) >= 10
+        assert niceness("thrd-tantivy") and max(niceness("thrd-tantivy")) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def test_an_unreadable_index_is_a_backend_error(tmp_path):
