@@ -349,7 +349,8 @@ class IndexPipeline:
         operator's ``ingest`` waits its turn), so the daemon's writer is not
         held for its life."""
         wanted = False
-        with self.backend.ingest_session():
+        # stopping, the daemon exits without waiting for merges (seconds, at the end of a backlog)
+        with self.backend.ingest_session(finish_merges=lambda: not self.stopping.is_set()):
             item: LogsReady | None = first
             while item is not None:
                 self.run_batch(store, item)

@@ -165,6 +165,33 @@ def test_merges_run_at_a_lower_priority_than_indexing(tmp_path):
         assert niceness("thrd-tantivy") and max(niceness("thrd-tantivy")) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
+def test_a_process_that_stops_without_waiting_for_merges_leaves_every_commit_whole(tmp_path):
+    """A daemon stopping does not wait for tantivy's merges (seconds after a
+    backlog): it exits with them cut off. Every commit is still there, once,
+    and the next process writes on."""
+    path = tmp_path / "index"
+    stopping = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import datetime as dt
+        from elastic_recheck.search.embedded import EmbeddedBackend
+        backend = EmbeddedBackend({str(path)!r})
+        now = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.timezone.utc)
+        with backend.ingest_session(finish_merges=lambda: False):
+            for batch in range(12):  # segments enough for merges
+                with backend.writer() as writer:
+                    for i in range(300):
+                        writer.add({{"message": f"line {{i}} of batch {{batch}} boom", "build_uuid": f"b{{batch}}",
+                                    "@timestamp": now.isoformat()}}, now)
+        print("stopped", flush=True)
+    """)], capture_output=True, text=True, timeout=120)
+    assert stopping.returncode == 0, stopping.stderr
+    backend = EmbeddedBackend(path)
+    assert backend.count("boom", ALL_TIME) == 12 * 300
+    assert backend.count('build_uuid:"b11"', ALL_TIME) == 300
+    with backend.writer() as writer:
+        writer.replace_build("b0")
+    assert backend.count("boom", ALL_TIME) == 11 * 300
+
+
 def test_an_unreadable_index_is_a_backend_error(tmp_path):
     EmbeddedBackend(tmp_path)
     (tmp_path / "lines" / "meta.json").write_text("{broken")

@@ -327,9 +327,9 @@ def test_the_writer_keeps_the_index_while_builds_keep_coming_and_lets_go_when_no
             held.append(self._held is not None)
             return super().writer()
 
-        def ingest_session(self):
+        def ingest_session(self, **kwargs):
             sessions.append(len(held))
-            return super().ingest_session()
+            return super().ingest_session(**kwargs)
 
     done = []
     pipeline = IndexPipeline(Backend(tmp_path / "index"), tmp_path / "results.sqlite3",

@@ -173,10 +173,12 @@ class SearchBackend(Protocol):
 
     def writer(self) -> IndexWriter: ...
 
-    def ingest_session(self) -> ContextManager[None]:
+    def ingest_session(self, finish_merges: Callable[[], bool] = lambda: True) -> ContextManager[None]:
         """Around many writer batches in a row (ingesting many builds in one
         run): a backend may keep what it sets up per batch. Each batch still
-        commits on its own."""
+        commits on its own. ``finish_merges`` is asked as the session ends:
+        False (the process is stopping) leaves background merges unfinished,
+        for a later session to do again, rather than holding up the stop."""
 
     def writer_wanted(self) -> bool:
         """Whether another process is waiting for this backend's writer, which

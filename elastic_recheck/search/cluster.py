@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import urllib.parse
-from typing import Any, ContextManager, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from .. import lucene
 from ..config import ClusterSettings
@@ -292,7 +292,7 @@ class ClusterBackend:
     def writer(self) -> "ClusterWriter":
         return ClusterWriter(self)
 
-    def ingest_session(self) -> ContextManager[None]:
+    def ingest_session(self, finish_merges: Callable[[], bool] = lambda: True) -> ContextManager[None]:
         return contextlib.nullcontext()  # a bulk request per batch either way
 
     def writer_wanted(self) -> bool:

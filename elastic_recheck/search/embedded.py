@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import tantivy
 from tantivy import Occur, Order, Query
@@ -499,11 +499,13 @@ class EmbeddedBackend:
         return abs(time.time() - touched) < _WANTED_FRESH_SECONDS
 
     @contextlib.contextmanager
-    def ingest_session(self) -> Iterator[None]:
+    def ingest_session(self, finish_merges: Callable[[], bool] = lambda: True) -> Iterator[None]:
         """Keep the tantivy writers open across batches. Opening and closing
         them costs ~4 ms each per batch on an index of a few segments
         (measured), about a tenth of ingesting a build; meanwhile no other
-        process can write to the index."""
+        process can write to the index. A merge left unfinished leaves the
+        committed segments as they were (it writes new ones); its files are
+        removed at a later commit."""
         if self._held is not None:  # already in one
             yield
             return
@@ -512,7 +514,7 @@ class EmbeddedBackend:
             yield
         finally:
             held, self._held = self._held, None
-            held.close()
+            held.close(wait=finish_merges())
 
     def close(self) -> None:
         self._parsed.clear()
@@ -745,10 +747,14 @@ class _HeldWriters:
             self._writers = _open_writers(self.backend)
         return self._writers
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """``wait``: for the merges the commits started (else dropping the
+        writers lets go of the index at once, their merges cut off when the
+        process exits)."""
         if self._writers is not None:
-            for writer in self._writers:
-                writer.wait_merging_threads()
+            if wait:
+                for writer in self._writers:
+                    writer.wait_merging_threads()
             self._writers = None
 
 
