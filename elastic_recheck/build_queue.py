@@ -80,7 +80,7 @@ class BuildQueue:
         self.workers = max(1, settings.workers)
         self.log_timeout = log_timeout
         self.clock = clock
-        self.news: "queue.Queue[Fetched | Indexed]" = queue.Queue()
+        self.news: "queue.Queue[Fetched | Spooled | Indexed]" = queue.Queue()
         self.pool = FetchPool(settings, fetch_one)
         self.in_flight: set[str] = set()  # being fetched, or spooled and not indexed yet
         self.spooled: set[str] = set()
