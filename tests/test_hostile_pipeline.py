@@ -256,7 +256,7 @@ def test_builds_wait_fetched_for_a_busy_writer_up_to_a_bound_and_at_most_twice_t
         assert pipeline.pending() == len(fetched) == 8
         assert state.build_counts() == {"fetching": 8, "queued": 12}
 
-        first = pipeline._take(None)
+        first = pipeline.queue.get_nowait()  # the writer takes one and indexes it
         builds.writer_done(Indexed(first, None, []))
         settle(8)
         assert len(fetched) == 9 and pipeline.pending() == 8
