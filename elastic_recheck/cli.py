@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -137,6 +138,7 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
     from .ingest import IngestReport, ingest_documents, list_build_dirs
     from .ingest.sources import HttpRetry, fetch_zuul_build, load_metadata_file, metadata_from_mapping, require_http
     from .pipeline import LogsReady, index_builds
+    from .results import ResultStore
 
     settings = ctx.settings()
     limits = settings.ingest
@@ -178,6 +180,15 @@ def ingest(ctx: _Context, docs_file: str | None, logs: str | None, builds_dir: s
             report = ingest_documents(backend, handle, docs_file, progress=bar.update if bar else None)
         if bar:
             bar.render_finish()
+        # Classified as they were: a build these documents were added to is classified again, whole.
+        store = ResultStore.open_existing(settings.results_db) if report.build_uuids else None
+        if store is not None:
+            with contextlib.closing(store):
+                forgotten = store.forget_builds(report.build_uuids)
+            if forgotten:
+                click.echo(f"{forgotten} build{'' if forgotten == 1 else 's'} had stored results from before these "
+                           "documents: classified again by the next dashboard or uncategorized run",
+                           err=True)
         _finish_report(report, f"{report.documents} documents indexed from {docs_file}")
         return
     fields: dict[str, Any] = {}

@@ -293,6 +293,25 @@ class ResultStore:
         row = self.db.execute("SELECT body FROM explanations WHERE uuid = ? AND recipe = ?", (uuid, recipe)).fetchone()
         return None if row is None else row[0]
 
+    def forget_builds(self, uuids: Iterable[str]) -> int:
+        """Drop what is stored of these builds (their result, templates and
+        explanation): documents were added to their lines in the index
+        behind the writer's back (``ingest --docs``), so what was stored no
+        longer holds. The next ``dashboard`` or ``uncategorized`` run
+        classifies them again over the index, as a build never stored.
+        Returns how many had a stored result."""
+        wanted = sorted(set(uuids))
+        forgotten = 0
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for start in range(0, len(wanted), 500):  # under SQLite's limit on bound parameters
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                forgotten += self.db.execute(f"DELETE FROM builds WHERE uuid IN ({marks})", chunk).rowcount
+                for table in ("matches", "build_templates", "written_templates", "explanations"):
+                    self.db.execute(f"DELETE FROM {table} WHERE uuid IN ({marks})", chunk)
+        return forgotten
+
     # -- reading --------------------------------------------------------------
 
     def build(self, uuid: str) -> StoredBuild | None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import queue as queues
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from elastic_recheck.dashboard.trends import collect
 from elastic_recheck.errors import BackendError, IngestError
 from elastic_recheck.ingest.fetch import ConnectionPool, HttpRetry, LogHosts
 from elastic_recheck.ingest.spool import FetchReport, fetch_build
-from elastic_recheck.pipeline import IndexPipeline, Indexed, LogsReady
+from elastic_recheck.pipeline import IndexPipeline, Indexed, LogsReady, index_builds
 from elastic_recheck.results import Match, ResultStore
 from elastic_recheck.search import BuildOutcome
 from elastic_recheck.search.embedded import EmbeddedBackend
@@ -170,6 +173,42 @@ def test_a_fingerprint_changed_and_first_run_over_a_short_window_is_run_again_fo
     assert [h.build_uuid for h in short.hits] == ["a" * 32]
     longer = collect(backend, fps, now, 10, store=store)
     assert sorted(h.build_uuid for h in longer.hits) == ["a" * 32, "b" * 32]
+
+
+def test_documents_ingest_docs_adds_to_a_stored_build_have_it_classified_again_whole(tmp_path):
+    """``ingest --docs`` writes to the index alone. Documents it adds to a
+    build the writer classified and stored leave that stored result as it
+    was: the dashboard went on saying the build hit no known bug. Its stored
+    rows are dropped, and the next dashboard classifies it again over the
+    index, the new lines with the old."""
+    data = tmp_path / "data"
+    settings = load_settings(None, env={"ER_DATA_DIR": str(data)})
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "100001.yaml").write_text('query: message:"Timed out waiting for a reply" AND tags:console\n')
+    fps = fingerprints_of(queries)
+    uuid = "d" * 32
+    backend = EmbeddedBackend(settings.index_dir)
+    index_builds(backend, settings.results_db, fps,
+                 [LogsReady(metadata(uuid), str(write_build(tmp_path / "logs", "d", ["all fine"], ["x"])))])
+    store = ResultStore(settings.results_db)
+    assert store.build(uuid) is not None and store.build(uuid).matches == ()
+    store.store_explanation(uuid, "recipe", "{}")
+
+    late = {"message": TIMEOUT, "@timestamp": NOW.isoformat(), "build_uuid": uuid, "build_name": "tempest-full",
+            "build_status": "FAILURE", "voting": "1", "tags": ["job-output.txt", "console"],
+            "filename": "job-output.txt"}
+    result = subprocess.run([sys.executable, "-m", "elastic_recheck", "ingest", "--docs", "-"],
+                            input=json.dumps(late) + "\n", capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "ER_DATA_DIR": str(data)})
+    assert result.returncode == 0, result.stderr
+    assert "1 build had stored results from before these documents" in result.stderr
+    assert store.build(uuid) is None and store.explanation(uuid, "recipe") is None
+
+    found = collect(EmbeddedBackend(settings.index_dir), fps, NOW + dt.timedelta(minutes=1), 2, store=store)
+    assert [(h.build_uuid, h.bug) for h in found.hits] == [(uuid, "100001")]
+    assert [m.bug for m in store.build(uuid).matches] == ["100001"]
+    store.close()
 
 
 # -- the build queue --------------------------------------------------------------

@@ -35,6 +35,8 @@ class IngestReport:
     files: int = 0
     skipped_debug: int = 0
     builds: int = 0
+    # ``--docs``: the builds its documents went to (whose stored results no longer hold)
+    build_uuids: set[str] = field(default_factory=set)
     errors: list[IngestError] = field(default_factory=list)
     warnings: list[IngestError] = field(default_factory=list)
 
@@ -298,6 +300,9 @@ def ingest_documents(
                 report.errors.append(place.error(source, str(exc)))
                 continue
             report.documents += 1
+            uuid = item.fields.get("build_uuid")
+            if isinstance(uuid, str):
+                report.build_uuids.add(uuid)
             if progress and report.documents % 1000 == 0:
                 progress(1000)
     return report
