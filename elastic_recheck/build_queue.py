@@ -41,7 +41,8 @@ RETRY_MAX = 120.0
 # being fetched): a batch takes every build waiting, so with fewer the writer
 # found none after each commit and waited on the fetches, with one core idle
 # (~0.5 s a commit, measured on 100 builds x 50k lines). Each is a build's
-# decompressed logs on disk in the spool directory.
+# decompressed logs on disk in the spool directory: past
+# ``ingest.spool_ahead_bytes`` waiting, no more are fetched ahead.
 SPOOLED_PER_WORKER = 2
 
 
@@ -62,6 +63,7 @@ class Spooled:
     """A fetch worker's word that a build's logs are on disk, handed to the writer."""
 
     key: str
+    bytes: int
 
 
 def spool_name(key: str) -> str:
@@ -83,7 +85,8 @@ class BuildQueue:
         self.news: "queue.Queue[Fetched | Spooled | Indexed]" = queue.Queue()
         self.pool = FetchPool(settings, fetch_one)
         self.in_flight: set[str] = set()  # being fetched, or spooled and not indexed yet
-        self.spooled: set[str] = set()
+        self.spooled: dict[str, int] = {}  # in flight and on disk: the bytes of its spooled files
+        self.spool_ahead_bytes = settings.spool_ahead_bytes
         self._discard_unfinished()
 
     def _discard_unfinished(self) -> None:
@@ -114,14 +117,15 @@ class BuildQueue:
                 break
             if isinstance(news, Spooled):
                 if news.key in self.in_flight:  # not indexed already
-                    self.spooled.add(news.key)
+                    self.spooled[news.key] = news.bytes
             elif isinstance(news, Fetched):
                 if self._fetched(news):
                     finished.add(news.key)
             else:
                 finished.add(self._indexed(news))
         fetching = len(self.in_flight) - len(self.spooled)
-        room = min(self.workers * 2 - fetching, self.workers * (2 + SPOOLED_PER_WORKER) - len(self.in_flight))
+        ahead = SPOOLED_PER_WORKER if sum(self.spooled.values()) < self.spool_ahead_bytes else 0
+        room = min(self.workers * 2 - fetching, self.workers * (2 + ahead) - len(self.in_flight))
         if room > 0:
             for key, record, reported, attempts in self.state.due_builds(self.clock(), room):
                 if key in self.in_flight:
@@ -163,7 +167,7 @@ class BuildQueue:
         build = news.item.build
         key = build.key if build is not None else news.uuid
         self.in_flight.discard(key)
-        self.spooled.discard(key)
+        self.spooled.pop(key, None)
         if news.error:
             self.state.set_build(key, "failed", error=news.error)
             return key
@@ -182,7 +186,7 @@ class BuildQueue:
             build = build.with_log_url(outcome.log_url)
         # Straight to the writer's queue (it is thread-safe): through the loop, a
         # fetched build waited for the loop's next turn, and the writer with it.
-        self.news.put(Spooled(build.key))  # before the writer can tell of it: no slot is counted twice
+        self.news.put(Spooled(build.key, outcome.bytes))  # before the writer can tell of it: no slot counted twice
         self._fetched(Fetched(build.key, build, destination, [str(e) for e in outcome.errors],
                               failed_tests=failed_tests_in(destination)))
 

@@ -225,6 +225,9 @@ class IngestSettings:
     files: tuple[str, ...] = DEFAULT_LOG_FILES
     log_hosts: tuple[str, ...] = ()  # the only hosts logs are fetched from ("*.example.org": its subdomains)
     workers: int = 4  # builds fetched at once
+    # Fetched builds waiting for the writer beyond 2 x workers (so that it always has the next batch
+    # while builds queue up) are fetched only while those waiting hold less than this on disk.
+    spool_ahead_bytes: int = 2 << 30
     fetch: bool = True  # false: another pipeline feeds the index, the daemon fetches nothing
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ from elastic_recheck.config import IngestSettings, load_settings
 from elastic_recheck.dashboard.trends import collect
 from elastic_recheck.errors import BackendError, IngestError
 from elastic_recheck.ingest.fetch import ConnectionPool, HttpRetry, LogHosts
-from elastic_recheck.ingest.spool import FetchReport, fetch_build
+from elastic_recheck.ingest.spool import FetchReport, SpooledFile, fetch_build
 from elastic_recheck.pipeline import IndexPipeline, Indexed, LogsReady, index_builds
 from elastic_recheck.results import Match, ResultStore
 from elastic_recheck.search import BuildOutcome
@@ -256,13 +256,16 @@ def test_a_build_first_named_by_its_build_page_is_known_by_its_log_url_once_zuul
     assert build_queue.state.build_counts() == {"queued": 1}
 
 
-def test_builds_wait_fetched_for_a_busy_writer_up_to_a_bound_and_at_most_twice_the_workers_are_fetched(tmp_path):
+@pytest.mark.parametrize("ahead_bytes, ahead", [(1 << 30, 8), (10, 4)], ids=["room-on-disk", "one-build-fills-it"])
+def test_builds_wait_fetched_for_a_busy_writer_up_to_a_bound_and_at_most_twice_the_workers_are_fetched(
+        tmp_path, ahead_bytes, ahead):
     """A batch takes every fetched build waiting: with none left waiting the
     writer found nothing after each commit and waited on the fetches, one
     core idle. So builds go on being fetched while the writer is busy, until
     four times ``ingest.workers`` are fetched or being fetched (each is its
-    logs on disk); at most twice ``workers`` of them wait for or are in a
-    worker's hands. Each build the writer finishes lets one more in."""
+    logs on disk), and only while those waiting hold less than
+    ``ingest.spool_ahead_bytes``; at most twice ``workers`` of them wait for
+    or are in a worker's hands. Each build the writer finishes lets one more in."""
     state = StateDB(tmp_path / "state.sqlite3")
     pipeline = IndexPipeline(EmbeddedBackend(tmp_path / "index"), tmp_path / "results.sqlite3", lambda: [])
     fetched: list[str] = []
@@ -271,11 +274,12 @@ def test_builds_wait_fetched_for_a_busy_writer_up_to_a_bound_and_at_most_twice_t
     def fetch_one(build, destination, settings, connections):
         go.wait(10)
         destination.mkdir(parents=True)
+        (destination / "job-output.txt").write_text("0123456789")
         fetched.append(build.uuid)
-        return FetchReport(build.log_url)
+        return FetchReport(build.log_url, files=[SpooledFile("job-output.txt", build.log_url + "job-output.txt", 10)])
 
-    builds = BuildQueue(state, pipeline, IngestSettings(log_hosts=("127.0.0.1",), workers=2), tmp_path / "spool",
-                        log_timeout=60, fetch_one=fetch_one)
+    settings = IngestSettings(log_hosts=("127.0.0.1",), workers=2, spool_ahead_bytes=ahead_bytes)
+    builds = BuildQueue(state, pipeline, settings, tmp_path / "spool", log_timeout=60, fetch_one=fetch_one)
     try:
         for n in range(20):
             builds.enqueue(Build(job="j", status="FAILURE", uuid=f"{n:032x}", log_url=f"http://127.0.0.1/{n}/"))
@@ -291,15 +295,15 @@ def test_builds_wait_fetched_for_a_busy_writer_up_to_a_bound_and_at_most_twice_t
         settle(0)
         assert state.build_counts() == {"fetching": 4, "queued": 16}  # the log server is slow
         go.set()
-        settle(8)
-        assert pipeline.pending() == len(fetched) == 8
-        assert state.build_counts() == {"fetching": 8, "queued": 12}
+        settle(ahead)
+        assert pipeline.pending() == len(fetched) == ahead
+        assert state.build_counts() == {"fetching": ahead, "queued": 20 - ahead}
 
         first = pipeline.queue.get_nowait()  # the writer takes one and indexes it
         builds.writer_done(Indexed(first, None, []))
-        settle(8)
-        assert len(fetched) == 9 and pipeline.pending() == 8
-        assert state.build_counts() == {"indexed": 1, "fetching": 8, "queued": 11}
+        settle(ahead)
+        assert len(fetched) == ahead + 1 and pipeline.pending() == ahead
+        assert state.build_counts() == {"indexed": 1, "fetching": ahead, "queued": 19 - ahead}
     finally:
         builds.close()
         state.close()
