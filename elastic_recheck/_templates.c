@@ -504,41 +504,13 @@ done:
     return result;
 }
 
-static int check_lists(PyObject *args, PyObject **messages, PyObject **tokens, PyObject **fallback)
-{
-    return PyArg_ParseTuple(args, "O!O!O", &PyList_Type, messages, &PyList_Type, tokens, fallback);
-}
-
-/* keys_of_lines(messages, tokens, fallback) -> [template_key(template_text(m)) of each]. */
-static PyObject *keys_of_lines(PyObject *self, PyObject *args)
-{
-    PyObject *messages, *tokens, *fallback;
-    if (!check_lists(args, &messages, &tokens, &fallback)) return NULL;
-    PyObject *packed = PyBytes_FromStringAndSize(NULL, PyList_GET_SIZE(messages) * (Py_ssize_t)sizeof(uint64_t));
-    if (packed == NULL) return NULL;
-    uint64_t *keys = (uint64_t *)PyBytes_AS_STRING(packed);
-    PyObject *out = NULL;
-    Py_ssize_t count = PyBytes_GET_SIZE(packed) / (Py_ssize_t)sizeof(uint64_t);
-    if (fill_keys(messages, tokens, fallback, keys, count) == 0 && (out = PyList_New(count)) != NULL) {
-        for (Py_ssize_t k = 0; k < count; k++) {
-            PyObject *key = PyLong_FromUnsignedLongLong(keys[k]);
-            if (key == NULL) {
-                Py_CLEAR(out);
-                break;
-            }
-            PyList_SET_ITEM(out, k, key);
-        }
-    }
-    Py_DECREF(packed);
-    return out;
-}
-
-/* key_array(messages, tokens, fallback) -> the same keys packed as native
- * uint64s: what a build's template set is kept as, with no int object a line. */
+/* key_array(messages, tokens, fallback) -> template_key(template_text(m)) of
+ * each message, given its analysed tokens, packed as native uint64s: what a
+ * build's template set is kept as, with no int object a line. */
 static PyObject *key_array(PyObject *self, PyObject *args)
 {
     PyObject *messages, *tokens, *fallback;
-    if (!check_lists(args, &messages, &tokens, &fallback)) return NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &messages, &PyList_Type, &tokens, &fallback)) return NULL;
     PyObject *packed = PyBytes_FromStringAndSize(NULL, PyList_GET_SIZE(messages) * (Py_ssize_t)sizeof(uint64_t));
     if (packed == NULL) return NULL;
     if (fill_keys(messages, tokens, fallback, (uint64_t *)PyBytes_AS_STRING(packed),
@@ -603,10 +575,9 @@ static PyMethodDef methods[] = {
      "line_bodies(messages, fallback) -> templates.line_body of each (fallback(m) for non-ASCII ones)"},
     {"masks", masks, METH_VARARGS,
      "masks(tokens, fallback) -> mask_tokens of each (fallback(t) for non-ASCII ones)"},
-    {"keys_of_lines", keys_of_lines, METH_VARARGS,
-     "keys_of_lines(messages, tokens, fallback) -> template_key(template_text(m)) of each, given its analysed tokens"},
     {"key_array", key_array, METH_VARARGS,
-     "key_array(messages, tokens, fallback) -> keys_of_lines packed as native uint64s"},
+     "key_array(messages, tokens, fallback) -> template_key(template_text(m)) of each, given its analysed tokens, "
+     "packed as native uint64s"},
     {"unique_keys", unique_keys, METH_O, "unique_keys(packed) -> the distinct keys of a packed array, ascending"},
     {"text_key", text_key, METH_O, "text_key(text) -> templates.template_key(text)"},
     {NULL, NULL, 0, NULL},

@@ -179,7 +179,7 @@ def template_keys(messages: list[str], tokens: list[str] | None = None) -> list[
     them, not analysed again (~1 us a line in C; ~6 us through the texts)."""
     if _native is None:
         return [template_key(text) for text in template_texts(messages)]
-    return _native.keys_of_lines(messages, index_texts(messages) if tokens is None else tokens, template_text)
+    return list(_unpack(template_key_array(messages, tokens)))
 
 
 _KEY_BYTES = 8
@@ -259,10 +259,6 @@ class WrittenTemplates:
             self._complete = False
         self._keys = bytearray(distinct)
         return distinct
-
-    @property
-    def found(self) -> set[int]:
-        return set(_unpack(self.packed()))
 
     def count(self, filename: str, lines: int) -> None:
         self.file_lines[filename] += lines

@@ -74,7 +74,7 @@ def test_a_build_s_lines_are_keyed_in_one_call_as_their_templates_are():
     assert templates.template_keys(lines) == [templates.template_of(line).key for line in lines]
     assert templates.template_keys(lines) == [templates._blake2b_key(templates.template_text(line)) for line in lines]
     with pytest.raises(TypeError):
-        native.keys_of_lines(["é"], ["é"], lambda message: 1)
+        native.key_array(["é"], ["é"], lambda message: 1)
 
 
 @settings(max_examples=800, deadline=None, derandomize=True)
@@ -108,8 +108,6 @@ def test_keys_made_in_the_writer_s_keying_thread_are_the_same_set():
 
 def test_the_writer_s_tokens_and_lines_must_pair_up():
     with pytest.raises(ValueError):
-        native.keys_of_lines(["a", "b"], ["a"], templates.template_text)
-    with pytest.raises(ValueError):
         native.key_array(["a", "b"], ["a"], templates.template_text)
 
 
@@ -122,7 +120,7 @@ def test_a_build_s_keys_kept_packed_are_its_templates_keys(lines):
     tokens = [index_text(line) for line in lines]
     one_by_one = [templates._blake2b_key(templates.template_text(line)) for line in lines]
     packed = templates.template_key_array(lines, tokens)
-    assert list(templates._unpack(packed)) == one_by_one == native.keys_of_lines(lines, tokens, templates.template_text)
+    assert list(templates._unpack(packed)) == one_by_one == templates.template_keys(lines, tokens)
     assert list(templates._unpack(templates.unique_keys(packed + packed))) == sorted(set(one_by_one))
     written = templates.WrittenTemplates()
     for start in range(0, len(lines), 7):
@@ -190,4 +188,4 @@ def test_the_writer_keeps_a_build_s_templates_up_to_a_bound():
              for n in range(templates.MAX_WRITTEN_TEMPLATES + 1)]
     for start in range(0, len(words), 50_000):
         noise.add(words[start:start + 50_000])
-    assert not noise.complete and not noise.found
+    assert not noise.complete and not noise.keys()
