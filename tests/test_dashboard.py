@@ -170,16 +170,17 @@ def test_a_line_dated_in_the_future_is_shown_as_such_and_the_lag_still_counts_fr
     queries.mkdir()
     settings = Settings(data_dir=tmp_path / "data")
     honest = _newest_shown(_render(settings, backend, queries, tmp_path / "before"))
-    assert honest == f"{(NOW - dt.timedelta(hours=3)):%Y-%m-%d %H:%M} UTC (2h 59m behind)"  # its last line: 3 h - 1 s
+    last_line = NOW - dt.timedelta(hours=3) + dt.timedelta(seconds=1)  # its second line, a second after the first
+    assert honest == f"{last_line:%Y-%m-%d %H:%M} UTC (2h 59m behind)"
 
     with backend.writer() as w:  # a log whose clock is two days ahead
         add_build(w, "2" * 32, "grenade", "FAILURE", "gate", -dt.timedelta(days=2), {})
     out = _render(settings, backend, queries, tmp_path / "after")
     shown = _newest_shown(out)
-    ahead = NOW + dt.timedelta(days=2)
+    ahead = NOW + dt.timedelta(days=2, seconds=1)
     assert shown.startswith(f"the newest line is dated in the future: {ahead:%Y-%m-%d %H:%M} UTC, "
                             "2d 0h ahead of this page (a log's clock or time zone is wrong); ")
-    assert shown.endswith(f"newest line dated up to now: {(NOW - dt.timedelta(hours=3)):%Y-%m-%d %H:%M} UTC "
+    assert shown.endswith(f"newest line dated up to now: {last_line:%Y-%m-%d %H:%M} UTC "
                           "(2h 59m behind)")
     assert "0s behind" not in shown
     data = json.loads((out / "data" / "all.json").read_text())
