@@ -663,7 +663,7 @@ def status(ctx: _Context, prometheus: bool, as_json: bool) -> None:
     settings = ctx.settings()
     if not settings.state_db.exists():
         raise ConfigError(f"{settings.state_db}: no state database yet (has `watch` run with this data dir?)")
-    state = StateDB(settings.state_db)
+    state = StateDB(settings.state_db, recover=False)  # the daemon may be running
     try:
         values = state.metrics()
         values["queue_depth"] = state.pending_count()

@@ -104,7 +104,12 @@ class StateError(RecheckError):
 
 
 class StateDB:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, recover: bool = True) -> None:
+        """``recover``: only for the daemon, which holds the data directory's
+        instance lock. Recovery takes what the last daemon left under way
+        for cut off by its end; a reader (``status``, the dashboard) opening
+        the database while a daemon runs would re-queue the builds it is
+        fetching and disown the comment it is posting."""
         self.path = Path(path)
         # Owner only: it holds every report received. An existing file is left as it is (see private_paths).
         private_dir(self.path.parent)
@@ -118,7 +123,8 @@ class StateDB:
             self._migrate()
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot open the state database: {exc}") from None
-        self._recover()
+        if recover:
+            self._recover()
 
     def _migrate(self) -> None:
         """Columns added since the first release, added to an older database."""

@@ -97,6 +97,36 @@ def test_status_prints_json(tmp_path):
     assert found["metrics"]["queue_depth"] == 0 and found["parked"] == []
 
 
+def test_status_and_the_dashboard_leave_what_a_running_daemon_has_under_way_alone(tmp_path):
+    """A daemon is fetching a build and posting a comment when an operator
+    runs ``status`` and the dashboard's run comes round: neither may take
+    that work for cut off by a crash (the build fetched again, the comment
+    disowned)."""
+    from elastic_recheck.dashboard import log_timeouts
+    from elastic_recheck.config import Settings
+    from elastic_recheck.state import StateDB
+
+    daemon = StateDB(tmp_path / "state.sqlite3")
+    daemon.enqueue_build("zuul:" + "c" * 32, {"uuid": "c" * 32}, 0.0)
+    daemon.set_build("zuul:" + "c" * 32, "fetching")
+    assert daemon.claim_comment(864201, 2, ["c" * 32])
+    shown = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "status", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["metrics"]["builds_fetching"] == 1
+    assert log_timeouts(Settings(data_dir=tmp_path), dt.datetime.now(dt.timezone.utc)) == []
+    assert daemon.build_state("zuul:" + "c" * 32)[0] == "fetching"
+    assert daemon.build_attempts("zuul:" + "c" * 32) is not None
+    restarts = daemon.db.execute("SELECT restarts FROM builds").fetchone()[0]
+    comment = daemon.db.execute("SELECT state FROM comments").fetchone()[0]
+    assert (restarts, comment) == (0, "posting")
+    daemon.close()
+    StateDB(tmp_path / "state.sqlite3").close()  # the next daemon's start does take them for cut off
+    after = StateDB(tmp_path / "state.sqlite3", recover=False)
+    assert after.db.execute("SELECT status, restarts FROM builds").fetchone() == ("queued", 1)
+    assert after.db.execute("SELECT state FROM comments").fetchone()[0] == "unknown"
+    after.close()
+
+
 def test_the_shell_completion_scripts_come_from_the_commands_themselves():
     bin_dir = Path(sys.executable).parent
     for command, variable in (("elastic-recheck", "_ELASTIC_RECHECK_COMPLETE"), ("er-query", "_ER_QUERY_COMPLETE")):

@@ -39,7 +39,7 @@ def log_timeouts(settings: Settings, since: dt.datetime) -> list[dict[str, Any]]
         return []
     from ..state import StateDB
 
-    state = StateDB(settings.state_db)
+    state = StateDB(settings.state_db, recover=False)  # a daemon may be running
     try:
         found = [o for o in state.outcomes() if o["kind"] == "timeout" and o["at"] >= since.timestamp()]
     finally:
