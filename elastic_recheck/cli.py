@@ -598,7 +598,7 @@ def watch(ctx: _Context, queries_dir: str | None, events_file: str | None, dry_r
 
         results = ResultStore(settings.results_db)
         pipeline = IndexPipeline(backend, settings.results_db, fingerprints.current, settings.ingest,
-                                 window_days=settings.dashboard.days)
+                                 window_days=settings.dashboard.days, retention_days=settings.retention.days)
         builds = BuildQueue(state, pipeline, settings.ingest, settings.spool_dir, settings.watch.log_timeout,
                             fetch_one=fetch_with_zuul(settings))
         pipeline.done = builds.writer_done
@@ -689,6 +689,50 @@ def status(ctx: _Context, prometheus: bool, as_json: bool) -> None:
         click.echo(f"parked events (failed unexpectedly, not retried): {len(parked)}")
         for key, why in parked[-10:]:
             click.echo(strip_controls(f"  {key}: {why}"))
+
+
+@cli.command()
+@click.option("--days", type=float, default=None, callback=_check_days,
+              help="Keep the builds of this many days [default: retention.days, 30].")
+@click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@_pass_context
+def prune(ctx: _Context, days: float | None, dry_run: bool) -> None:
+    """Drop builds older than the retention window: their lines from the embedded index, their stored
+    results, the finished events of their age. The daemon does this hourly; this is for disk space now,
+    or for a data directory no daemon runs on. While the daemon runs, waits its turn for the index."""
+    from .retention import Pruning, cutoff, prune_index_and_results
+    from .results import ResultStore
+    from .search.embedded import EmbeddedBackend
+    from .state import StateDB
+
+    settings = ctx.settings()
+    days = settings.retention.days if days is None else days
+    before = cutoff(days)
+    if before is None:
+        raise click.UsageError("retention.days is 0 (everything is kept) and no --days was given")
+    if days < settings.dashboard.days:
+        click.echo(f"warning: --days {days:g} is shorter than dashboard.days ({settings.dashboard.days:g}): "
+                   "the trend pages will miss the builds pruned", err=True)
+    indexed = settings.backend != "embedded" or EmbeddedBackend.exists(settings.index_dir)
+    backend = open_backend(settings, writer_wait=INGEST_WRITER_WAIT) if indexed else None
+    results = ResultStore.open_existing(settings.results_db)
+    try:
+        found = (prune_index_and_results(backend, results, before, dry_run) if backend is not None else
+                 Pruning(before, results=results.prune(before, dry_run) if results is not None else 0))
+    finally:
+        if results is not None:
+            results.close()
+    events = queued = 0
+    if settings.state_db.exists():
+        state = StateDB(settings.state_db, recover=False)  # the daemon may be running
+        try:
+            events, queued = state.prune(before, dry_run)
+        finally:
+            state.close()
+    click.echo(Pruning(before, found.index, found.results, events, queued).summary(dry_run))
+    if backend is not None and found.index is None:
+        click.echo(f"the {settings.backend} cluster's day indices are left to its own lifecycle policy "
+                   "(ILM, ISM or curator)")
 
 
 @cli.command()

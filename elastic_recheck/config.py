@@ -267,6 +267,17 @@ class ZuulSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long builds are kept (section ``retention:``). Without a bound the
+    embedded index, the stored results and the state database grow for as
+    long as the daemon runs, a few GiB a day on a busy CI."""
+
+    # A build whose newest line is older than this many days goes: its lines from the embedded index,
+    # its stored result, the finished events and fetched builds of its age. 0: everything is kept.
+    days: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     backend: str = "embedded"
@@ -279,6 +290,7 @@ class Settings:
     ingest: IngestSettings = IngestSettings()
     zuul: ZuulSettings = ZuulSettings()
     explain: ExplainSettings = ExplainSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def index_dir(self) -> Path:
@@ -319,6 +331,7 @@ _SECTIONS = {
     "ingest": IngestSettings,
     "zuul": ZuulSettings,
     "explain": ExplainSettings,
+    "retention": RetentionSettings,
 }
 
 
@@ -425,7 +438,7 @@ def _check_value(where: str, section: str, key: str, value: Any) -> None:
     number here is a count, a duration or a rate), regexes that compile."""
     if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
         raise ConfigError(f"{where}: must be a number, 0 or more (not {value})")
-    if (section, key) == ("dashboard", "days") and value > MAX_DAYS:
+    if (section, key) in (("dashboard", "days"), ("retention", "days")) and value > MAX_DAYS:
         raise ConfigError(f"{where}: at most {MAX_DAYS:g} days")
     patterns = [value] if (section, key) in _REGEX_SETTINGS else []
     if (section, key) == ("watch", "required_files"):
@@ -478,4 +491,9 @@ def load_settings(
     directory = Path(str(values["data_dir"])).expanduser() if values.get("data_dir") else default_data_dir(env)
     source = config_path or "environment"
     sections = {name: _section(name, values.get(name), env, source) for name in _SECTIONS}
+    kept, shown = sections["retention"].days, sections["dashboard"].days
+    if 0 < kept < shown:
+        raise ConfigError(f"{source}: retention.days ({kept:g}) is shorter than dashboard.days ({shown:g}): "
+                          "the trend pages would miss builds already gone; raise retention.days, "
+                          "or set it to 0 to keep everything")
     return Settings(data_dir=directory, backend=backend, **sections)

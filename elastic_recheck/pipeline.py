@@ -42,6 +42,7 @@ from .ingest import CONSOLE_LOGS, IngestReport, write_build
 from .ingest.sources import BuildMetadata, open_logs
 from .ingest.spool import spool_logs
 from .results import Match, ResultStore, query_hash
+from .retention import PruneSchedule, prune_index_and_results
 from .sanitize import exception_line
 from .search import SearchBackend, TimeWindow
 from .search.schema import facet_value
@@ -254,11 +255,13 @@ class IndexPipeline:
                  limits: IngestSettings = IngestSettings(), done: Callable[[Indexed], None] = lambda item: None,
                  batch_lines: int = BATCH_LINES, batch_seconds: float = BATCH_SECONDS,
                  keep_debug: bool = False, percolate: bool = True, window_days: float = 10.0,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, retention_days: float = 0.0) -> None:
         """``percolate=False``: every fingerprint asked of the index after each
         commit, as on a cluster (the reference the percolator is held to).
         ``window_days``: how far back a fingerprint added or changed is run
-        again over what is indexed (the dashboard's window)."""
+        again over what is indexed (the dashboard's window).
+        ``retention_days``: builds older go from the index and the stored
+        results, at the writer's first idle moment and hourly (0: never)."""
         self.backend = backend
         self.results_path = results_path
         self.fingerprints = fingerprints
@@ -283,6 +286,7 @@ class IndexPipeline:
         self._beside = ThreadPoolExecutor(1, thread_name_prefix="writer-helper")
         self._warm = threading.Event()
         self.backend_failures = 0
+        self.pruning = PruneSchedule(retention_days)
 
     def submit(self, item: LogsReady) -> None:
         self.queue.put(item)
@@ -331,6 +335,7 @@ class IndexPipeline:
                 if first is None:
                     if time.monotonic() >= look:
                         look = time.monotonic() + self._sync_idle(store)
+                    self._prune_if_due(store)
                     continue
                 try:
                     self._run_held(store, first)
@@ -354,6 +359,7 @@ class IndexPipeline:
             item: LogsReady | None = first
             while item is not None:
                 self.run_batch(store, item)
+                self._prune_if_due(store)  # a writer never idle for long still prunes
                 item = None
                 wanted = self.backend.writer_wanted()
                 if wanted:
@@ -383,6 +389,19 @@ class IndexPipeline:
                         exception_line(exc, 300))
             return SYNC_RETRY_SECONDS
         return IDLE_SYNC_SECONDS if self._synced is not None else SYNC_RETRY_SECONDS
+
+    def _prune_if_due(self, store: ResultStore) -> None:
+        before = self.pruning.due()
+        if before is None:
+            return
+        try:
+            pruned = prune_index_and_results(self.backend, store, before)
+        except Exception as exc:  # noqa: BLE001 - the writer outlives it; tried again at the next hour
+            log.warning("could not prune builds older than %s: %s", f"{before:%Y-%m-%d %H:%M} UTC",
+                        exception_line(exc, 300))
+            return
+        if pruned.anything:
+            log.info("retention: %s", pruned.summary())
 
     def drain(self, store: ResultStore, raise_backend_errors: bool = False) -> None:
         """Index everything queued, in this thread (``ingest`` by hand, tests).

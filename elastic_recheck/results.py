@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS explanations (
     recipe TEXT NOT NULL,           -- how they were computed; another recipe reads the build again
     body TEXT NOT NULL              -- JSON
 );
+CREATE TABLE IF NOT EXISTS bug_seen (
+    bug TEXT PRIMARY KEY,           -- each fingerprint's first and last match among builds pruned (retention)
+    first INTEGER NOT NULL,         -- micros
+    last INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS fingerprints (
     bug TEXT PRIMARY KEY,
     query_hash TEXT NOT NULL,       -- of the query the stored matches were computed with
@@ -83,6 +88,7 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     since INTEGER                   -- the window start (micros) they cover; ALL_TIME, NULL when not known
 );
 """
+_PER_BUILD_TABLES = ("matches", "build_templates", "written_templates", "explanations")  # besides builds
 ALL_TIME = -(2**62)  # ``since`` of matches run over every indexed build
 MESSAGE_CHARS = 2_000  # of the newest matching line, kept for the pages and the comment
 
@@ -222,8 +228,8 @@ class ResultStore:
         if gone:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany("DELETE FROM matches WHERE bug = ?", [(bug,) for bug in gone])
-                self.db.executemany("DELETE FROM fingerprints WHERE bug = ?", [(bug,) for bug in gone])
+                for table in ("matches", "bug_seen", "fingerprints"):
+                    self.db.executemany(f"DELETE FROM {table} WHERE bug = ?", [(bug,) for bug in gone])
         return failures
 
     def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome],
@@ -235,6 +241,9 @@ class ResultStore:
         newer = "SELECT uuid FROM builds WHERE stored >= ?"
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            # pruned builds it matched with another query say nothing of this one
+            self.db.execute("DELETE FROM bug_seen WHERE bug = ? AND bug NOT IN "
+                            "(SELECT bug FROM fingerprints WHERE query_hash = ?)", (bug, query_hash(query)))
             if asked is None:
                 self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
                 kept: set[str] = set()
@@ -293,6 +302,28 @@ class ResultStore:
         row = self.db.execute("SELECT body FROM explanations WHERE uuid = ? AND recipe = ?", (uuid, recipe)).fetchone()
         return None if row is None else row[0]
 
+    def prune(self, before: dt.datetime, dry_run: bool = False) -> int:
+        """Retention: the builds whose newest line is older than ``before``
+        (with no line: stored before it) go with all that is stored of them.
+        Each fingerprint's first and last match among them is kept, so a
+        bug's "first seen" outlives its builds. Returns how many went (with
+        ``dry_run``: would go)."""
+        old = "SELECT uuid FROM builds WHERE newest < ? OR (newest IS NULL AND stored < ?)"
+        args = (_micros(before), before.timestamp())
+        if dry_run:
+            return self.db.execute(f"SELECT COUNT(*) FROM ({old})", args).fetchone()[0]
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO bug_seen (bug, first, last) SELECT m.bug, MIN(COALESCE(m.newest, b.newest)), "
+                f"MAX(COALESCE(m.newest, b.newest)) FROM matches m JOIN builds b ON b.uuid = m.uuid "
+                f"WHERE m.uuid IN ({old}) AND COALESCE(m.newest, b.newest) IS NOT NULL GROUP BY m.bug "
+                "ON CONFLICT (bug) DO UPDATE SET first = MIN(first, excluded.first), last = MAX(last, excluded.last)",
+                args)
+            for table in _PER_BUILD_TABLES:
+                self.db.execute(f"DELETE FROM {table} WHERE uuid IN ({old})", args)
+            return self.db.execute(f"DELETE FROM builds WHERE uuid IN ({old})", args).rowcount
+
     def forget_builds(self, uuids: Iterable[str]) -> int:
         """Drop what is stored of these builds (their result, templates and
         explanation): documents were added to their lines in the index
@@ -308,7 +339,7 @@ class ResultStore:
                 chunk = wanted[start:start + 500]
                 marks = ",".join("?" * len(chunk))
                 forgotten += self.db.execute(f"DELETE FROM builds WHERE uuid IN ({marks})", chunk).rowcount
-                for table in ("matches", "build_templates", "written_templates", "explanations"):
+                for table in _PER_BUILD_TABLES:
                     self.db.execute(f"DELETE FROM {table} WHERE uuid IN ({marks})", chunk)
         return forgotten
 
@@ -334,10 +365,13 @@ class ResultStore:
 
     def bug_spans(self) -> dict[str, tuple[int, int]]:
         """Each fingerprint's first and last matching line (micros) over every
-        stored build, whatever the window: when a bug was first and last seen."""
+        stored build, whatever the window, and the builds pruned: when a bug
+        was first and last seen."""
         return {bug: (first, last) for bug, first, last in self.db.execute(
-            "SELECT m.bug, MIN(COALESCE(m.newest, b.newest)), MAX(COALESCE(m.newest, b.newest)) "
-            "FROM matches m JOIN builds b ON b.uuid = m.uuid GROUP BY m.bug") if first is not None}
+            "SELECT bug, MIN(first), MAX(last) FROM ("
+            "SELECT m.bug AS bug, MIN(COALESCE(m.newest, b.newest)) AS first, MAX(COALESCE(m.newest, b.newest)) AS last "
+            "FROM matches m JOIN builds b ON b.uuid = m.uuid GROUP BY m.bug "
+            "UNION ALL SELECT bug, first, last FROM bug_seen) GROUP BY bug") if first is not None}
 
     def stored_uuids(self) -> set[str]:
         """Every build with a stored result (without their matches)."""

@@ -293,6 +293,28 @@ class StateDB:
             [(change, patchset, build) for build in builds],
         )
 
+    # -- retention ------------------------------------------------------------
+
+    def prune(self, before: dt.datetime, dry_run: bool = False) -> tuple[int, int]:
+        """Retention: events finished (done or parked) before ``before``, with
+        their outcomes, and builds of the queue indexed or given up that were
+        reported before it go. Comment records stay: a replay of an old event
+        must still not comment twice (a row per comment, a few MiB a year).
+        Returns (events, builds) that went (with ``dry_run``: would go)."""
+        moment = before.timestamp()
+        old_events = "SELECT id FROM events WHERE status IN ('done', 'parked') AND finished < ?"
+        old_builds = "SELECT key FROM builds WHERE status IN ('indexed', 'failed') AND reported < ?"
+        if dry_run:
+            return tuple(self.db.execute(f"SELECT COUNT(*) FROM ({query})", (moment,)).fetchone()[0]
+                         for query in (old_events, old_builds))  # type: ignore[return-value]
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(f"DELETE FROM outcomes WHERE event_id IN ({old_events})", (moment,))
+            events = self.db.execute(f"DELETE FROM events WHERE id IN ({old_events})", (moment,)).rowcount
+            self.db.execute(f"DELETE FROM build_names WHERE key IN ({old_builds})", (moment,))
+            builds = self.db.execute(f"DELETE FROM builds WHERE key IN ({old_builds})", (moment,)).rowcount
+        return events, builds
+
     # -- the build queue ------------------------------------------------------
 
     def enqueue_build(self, key: str, build: dict[str, Any], reported: float, log_url: str = "") -> bool:

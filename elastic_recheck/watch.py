@@ -39,6 +39,7 @@ from .lucene import quote
 from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
 from .results import ResultStore
+from .retention import PruneSchedule, Pruning, prune_index_and_results
 from .sanitize import exception_line
 from .search import SearchBackend
 from .state import BUILD_STATUSES, StateDB, StoredEvent
@@ -284,6 +285,7 @@ class Daemon:
         # took a tenth of the CPU the writer needed)
         self._waiting_on: dict[str, set[int]] = {}
         self._refusals: dict[tuple[int, int], int] = {}  # change, patchset -> reviews Gerrit refused in a row
+        self.pruning = PruneSchedule(settings.retention.days)
 
     # -- intake ---------------------------------------------------------------
 
@@ -656,6 +658,7 @@ class Daemon:
                 flushed = time.monotonic()
                 if self.notifier is not None:
                     self.counters.inc("announced", self.outbox.deliver(self.notifier.send, self.channels))
+                self._prune_if_due()
             if self.builds is not None:
                 woken = [self._waiting_on.pop(key, ()) for key in self.builds.pump()]
                 if any(woken):
@@ -670,6 +673,31 @@ class Daemon:
             if self.builds is not None and self.builds.in_flight:
                 wait = min(wait, 0.05)  # a build being fetched or indexed: its news is due any moment
             intake(wait)
+
+    def _prune_if_due(self) -> None:
+        """Retention for the state database; for the index and the stored
+        results too when no index pipeline runs here (``ingest.fetch:
+        false``): the pipeline's writer prunes those itself."""
+        before = self.pruning.due()
+        if before is None:
+            return
+        try:
+            events, queued = self.state.prune(before)
+            index, stored = None, 0
+            if self.builds is None:
+                store = ResultStore(self.settings.results_db)
+                try:
+                    found = prune_index_and_results(self.backend, store, before)
+                finally:
+                    store.close()
+                index, stored = found.index, found.results
+            pruned = Pruning(before, index, stored, events, queued)
+        except Exception as exc:  # noqa: BLE001 - no pruning stops the daemon; tried again at the next hour
+            log.warning("could not prune what is older than %s: %s", f"{before:%Y-%m-%d %H:%M} UTC",
+                        exception_line(exc, 300))
+            return
+        if pruned.anything:
+            log.info("retention: %s", pruned.summary())
 
     def _builds_idle(self) -> bool:
         """No build is being fetched or indexed, and none is due (a replay ends when its builds are in)."""

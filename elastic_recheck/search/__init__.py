@@ -77,6 +77,14 @@ class BuildOutcome:
     last_hit: dt.datetime | None = None  # the newest matching line
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What ``prune`` dropped (or, asked for a dry run, would drop)."""
+
+    builds: int = 0
+    lines: int = 0
+
+
 # Fields whose values are lists; a facet counts a list as one value, as the
 # original tool's er-query printed them.
 LIST_FIELDS = ("tags",)
@@ -183,6 +191,11 @@ class SearchBackend(Protocol):
     def writer_wanted(self) -> bool:
         """Whether another process is waiting for this backend's writer, which
         an ingest session holds: the daemon then lets go after its batch."""
+
+    def prune(self, before: dt.datetime, dry_run: bool = False) -> Pruned | None:
+        """Drop every build whose newest line is older than ``before``, whole
+        (with ``dry_run``, only count them). None: this backend's own store
+        keeps what it keeps (a cluster's index lifecycle)."""
 
     def close(self) -> None: ...
 

@@ -24,7 +24,9 @@ from .. import lucene
 from ..config import ClusterSettings
 from ..errors import BackendError, QuerySyntaxError
 from ..ingest.documents import parse_timestamp
-from . import ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch, from_epoch_micros
+from . import (
+    ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, Pruned, SearchResult, TimeWindow, WriterBatch, from_epoch_micros,
+)
 from . import cluster_requests as rq
 from .cluster_connection import RETRY_STATUSES, ClusterConnection, ClusterHTTPError, error_reason, shard_failure
 from .day_indices import DayIndices
@@ -297,6 +299,11 @@ class ClusterBackend:
 
     def writer_wanted(self) -> bool:
         return False  # writers do not exclude each other on a cluster
+
+    def prune(self, before: dt.datetime, dry_run: bool = False) -> Pruned | None:
+        # Day indices go by the cluster's own lifecycle policy (ILM, ISM, curator): it may be shared
+        # with another pipeline, and deleting its indices is not this tool's call.
+        return None
 
     def ensure_template(self) -> None:
         """Install the index template, so day indices created by ingest get

@@ -27,7 +27,8 @@ from ..errors import BackendError, IndexBusy, RecheckError
 from ..private_paths import private_dir
 from . import schema as sch
 from . import (
-    ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, SearchResult, TimeWindow, WriterBatch, epoch_micros, from_epoch_micros,
+    ALL_TIME, BUILD_FIELDS, BuildOutcome, Hit, Pruned, SearchResult, TimeWindow, WriterBatch, epoch_micros,
+    from_epoch_micros,
 )
 from .translate import Plan, QueryPlanner, Translator, prepare
 
@@ -498,6 +499,37 @@ class EmbeddedBackend:
             return False
         return abs(time.time() - touched) < _WANTED_FRESH_SECONDS
 
+    def prune(self, before: dt.datetime, dry_run: bool = False) -> Pruned:
+        """A build goes whole, once its newest line is older than ``before``:
+        the pages, a comment and a fingerprint run again never see part of a
+        build. Lines with no ``build_uuid`` (an export's) go by their context.
+        Disk space comes back as tantivy drops segments left with no line
+        (the oldest first: segments are merged with ones of similar size,
+        which were mostly written around the same time)."""
+        cutoff = epoch_micros(before)
+        older = Query.range_query(self.schema, sch.TS, tantivy.FieldType.Integer, None, cutoff, True, False)
+        old = self._context_counts(older)
+        if not old:
+            return Pruned()
+        found = self.context_fields(list(old))
+        # a build (or a lone context) -> every context of it, those with only newer lines too
+        units = {f"cid:{cid}": [cid] for cid, fields in found.items() if "build_uuid" not in fields}
+        builds = sorted({sch.facet_value(fields["build_uuid"]) for fields in found.values() if "build_uuid" in fields})
+        if builds:
+            of_builds = Query.term_set_query(self.context_schema, sch.facet_field("build_uuid"), builds)
+            for cid, fields in self.context_fields(self._cids(self._context_searcher(), of_builds)).items():
+                units.setdefault(sch.facet_value(fields["build_uuid"]), []).append(cid)
+        every = sorted({cid for cids in units.values() for cid in cids})
+        newer = Query.boolean_query([(Occur.Must, self._in_contexts(every)), (Occur.MustNot, older)])
+        kept = set(self._context_counts(newer))
+        gone = [cids for cids in units.values() if kept.isdisjoint(cids)]
+        counts = self._context_counts(self._in_contexts([cid for cids in gone for cid in cids])) if gone else {}
+        pruned = Pruned(builds=len(gone), lines=sum(counts.values()))
+        if gone and not dry_run:
+            with self.writer() as writer:
+                writer.forget_contexts([cid for cids in gone for cid in cids])
+        return pruned
+
     @contextlib.contextmanager
     def ingest_session(self, finish_merges: Callable[[], bool] = lambda: True) -> Iterator[None]:
         """Keep the tantivy writers open across batches. Opening and closing
@@ -581,6 +613,7 @@ class EmbeddedWriter(WriterBatch):
         self._prefixes: dict[int, str] = {}
         self._batch_cids: dict[str, set[int]] = {}  # build_uuid -> contexts added by this batch
         self._fields: set[str] = set()
+        self._forgotten: set[int] = set()
         self.added = 0
 
     def replace_build(self, build_uuid: str) -> None:
@@ -589,6 +622,14 @@ class EmbeddedWriter(WriterBatch):
         cids = set(self.backend._build_cids(self._searcher, build_uuid)) | self._batch_cids.get(build_uuid, set())
         for cid in cids:
             self._lines.delete_documents_by_term(sch.CID, cid)
+
+    def forget_contexts(self, cids: Sequence[int]) -> None:
+        """These contexts and their lines go when the batch commits (retention):
+        the lines first, then the contexts, so no reader sees a line whose
+        context is gone."""
+        for cid in cids:
+            self._lines.delete_documents_by_term(sch.CID, cid)
+        self._forgotten.update(cids)
 
     def context(self, fields: dict[str, Any]) -> int:
         """The ``cid`` for these fields (message and @timestamp ignored),
@@ -663,6 +704,11 @@ class EmbeddedWriter(WriterBatch):
         try:
             self._contexts.commit()
             self._lines.commit()
+            if self._forgotten:  # a crash before this leaves contexts with no line: unused, never shown
+                for cid in self._forgotten:
+                    self._contexts.delete_documents_by_term(sch.CID, cid)
+                self._contexts.commit()
+                self._forgotten.clear()
         except ValueError as exc:  # a full disk, a directory gone read-only
             raise BackendError(f"cannot commit to the index in {self.backend.path}: {exc}") from None
         known = set(_read_fields(self.backend.path))

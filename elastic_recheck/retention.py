@@ -1,0 +1,81 @@
+"""Retention: builds older than ``retention.days`` go from all that is kept of
+them, so a data directory stays the size of its window however long the
+daemon runs.
+
+A build goes whole, by its newest line: its lines (embedded index), its
+stored result, the finished events and queue rows of its age. The daemon
+prunes when it starts and then hourly; ``elastic-recheck prune`` does it by
+hand (``--dry-run`` counts first).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .search import Pruned, SearchBackend
+
+log = logging.getLogger(__name__)
+UTC = dt.timezone.utc
+PRUNE_EVERY_SECONDS = 3600.0  # a day of CI is pruned in 24 small steps, not one large one
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What one pruning dropped, or would drop (a dry run)."""
+
+    before: dt.datetime
+    index: Pruned | None = None  # None: not pruned here (by the daemon's writer, or a cluster's own policy)
+    results: int = 0  # stored build results
+    events: int = 0  # finished events, with their outcomes
+    queued: int = 0  # build queue rows of builds indexed or given up
+
+    def summary(self, dry_run: bool = False) -> str:
+        """One line for an operator."""
+        verb = "would go" if dry_run else "went"
+        index = "" if self.index is None else f"{self.index.builds:,} build(s) ({self.index.lines:,} lines) from the index; "
+        return (f"older than {self.before:%Y-%m-%d %H:%M} UTC {verb}: {index}{self.results:,} stored result(s); "
+                f"{self.events:,} finished event(s); {self.queued:,} build queue row(s)")
+
+    @property
+    def anything(self) -> bool:
+        return bool((self.index and self.index.builds) or self.results or self.events or self.queued)
+
+
+def cutoff(days: float, now: dt.datetime | None = None) -> dt.datetime | None:
+    """Where kept begins; None when everything is kept (``days`` 0)."""
+    if not days:
+        return None
+    return (now or dt.datetime.now(UTC)) - dt.timedelta(days=days)
+
+
+class PruneSchedule:
+    """When a long-lived process prunes next: at its first look, then every
+    ``every`` seconds; never while ``days`` is 0."""
+
+    def __init__(self, days: float, every: float = PRUNE_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.days = days
+        self.every = every
+        self.clock = clock
+        self._next = clock()
+
+    def due(self) -> dt.datetime | None:
+        """The cutoff when a pruning is due now (the next is then scheduled), else None."""
+        if not self.days or self.clock() < self._next:
+            return None
+        self._next = self.clock() + self.every
+        return cutoff(self.days)
+
+
+def prune_index_and_results(backend: SearchBackend, results: object, before: dt.datetime,
+                            dry_run: bool = False) -> Pruning:
+    """The index first, then the stored results: a crash between leaves
+    stored results of builds already gone, which the next pruning takes
+    (each side goes by its own dates)."""
+    index = backend.prune(before, dry_run=dry_run)
+    stored = results.prune(before, dry_run=dry_run) if results is not None else 0  # type: ignore[attr-defined]
+    return Pruning(before, index, stored)
