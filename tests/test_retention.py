@@ -117,6 +117,8 @@ def test_stored_results_go_with_their_builds_and_a_bugs_first_sighting_outlives_
     assert store.templates("d" * 32, 100, 1) is None and store.explanation("d" * 32, "recipe") is None
     assert store.bug_spans() == spans  # first seen 40 days ago, though that build is gone
     assert store.prune(MONTH_AGO) == 0
+    assert store.prune(NOW) == 1  # the next day's pruning adds to what was kept
+    assert store.bug_spans() == spans and store.count() == 0
 
     # a fingerprint whose query changed: what its old query matched says nothing of the new one
     store.sync_fingerprints({"1000001": 'message:"Timed out waiting for a reply"',
