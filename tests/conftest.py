@@ -6,10 +6,16 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
+from elastic_recheck.config import RetentionSettings
 from elastic_recheck.search.embedded import EmbeddedBackend
 
 UTC = dt.timezone.utc
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+# The example builds' lines (examples/builds) are dated 2026-11-20: a daemon over an index
+# they were ingested into keeps them whatever today is, where retention would prune them
+# a month on. As the environment of a `watch` process, and as its settings in this one.
+KEEP_ALL = {"ER_RETENTION_DAYS": "0"}
+KEEP_ALL_SETTINGS = RetentionSettings(days=0)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from elastic_recheck.search.embedded import EmbeddedBackend
 from elastic_recheck.state import StateDB
 from elastic_recheck.watch import END, Daemon, FingerprintSet, read_event_file
 
+from .conftest import KEEP_ALL, KEEP_ALL_SETTINGS
 from .gerrit_server import GerritServer
 from .test_watch import BIN, GRENADE, ROOT, TEMPEST, ZUUL, _config, _ingest, _watch, failure
 
@@ -47,7 +48,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _daemon(tmp_path: Path, index: Path, out: io.StringIO, backend: Any = None) -> Daemon:
-    settings = Settings(data_dir=tmp_path, watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.01))
+    settings = Settings(data_dir=tmp_path, watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.01),
+                        retention=KEEP_ALL_SETTINGS)
     return Daemon(settings, backend or EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
                   PrintingReviewer(out), FingerprintSet(settings.watch.queries))
 
@@ -408,7 +410,7 @@ def test_a_build_explained_only_by_a_silent_bug_is_neither_commented_nor_called_
     os.symlink(index, data_dir / "index")
     events = tmp_path / "events.json"
     events.write_text(json.dumps([failure(864377, 1, [("grenade", ZUUL + GRENADE, "FAILURE")])]))
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false", "ER_CONFIG": str(config)}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false", **KEEP_ALL, "ER_CONFIG": str(config)}
     run = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(queries), "--events", str(events),
                           "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -437,7 +439,7 @@ def _reviewing_daemon(tmp_path: Path, index: Path, gerrit: GerritServer, **watch
     """A daemon posting its reviews over SSH to the test Gerrit."""
     from elastic_recheck.gerrit_ssh import SSHReviewer
 
-    settings = Settings(data_dir=tmp_path, gerrit=_gerrit_settings(gerrit),
+    settings = Settings(data_dir=tmp_path, gerrit=_gerrit_settings(gerrit), retention=KEEP_ALL_SETTINGS,
                         watch=WatchSettings(queries=str(ROOT / "queries"), **watch))
     return Daemon(settings, EmbeddedBackend(index), StateDB(tmp_path / "state.sqlite3"),
                   SSHReviewer(settings.gerrit), FingerprintSet(settings.watch.queries))

@@ -24,6 +24,7 @@ from elastic_recheck.irc_messages import (ChannelRule, announcements, line_budge
                                           split_text)
 from elastic_recheck.reporting import JobResult, Review
 
+from .conftest import KEEP_ALL
 from .irc_server import IRCServer, Listener
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +201,7 @@ def test_watch_announces_on_irc_while_commenting_on_gerrit(ircd, tmp_path):
         "watch": {"log_timeout": 1},
     }))
     listener = Listener(ircd.port, "watcher", ["#qa", "#nova"])
-    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false"}
+    env = {**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false", **KEEP_ALL}
     command = [str(Path(sys.executable).parent / "elastic-recheck"), "watch", "--config", str(config),
                "--queries", str(ROOT / "queries"), "--events", str(events)]
     try:
@@ -248,7 +249,7 @@ def test_gerrit_comments_go_on_while_irc_is_down(ircd, tmp_path):
         result = subprocess.run(
             [str(Path(sys.executable).parent / "elastic-recheck"), "watch", "--config", str(config),
              "--queries", str(ROOT / "queries"), "--events", str(events)],
-            capture_output=True, text=True, env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false"}, timeout=120)
+            capture_output=True, text=True, env={**os.environ, "ER_DATA_DIR": str(tmp_path / "data"), "ER_INGEST_FETCH": "false", **KEEP_ALL}, timeout=120)
     finally:
         gerrit.close()
     assert result.returncode == 0, result.stderr

@@ -36,6 +36,7 @@ from elastic_recheck.search.cluster_connection import check_urls
 from elastic_recheck.search.embedded import EmbeddedBackend
 from elastic_recheck.state import StateDB
 
+from .conftest import KEEP_ALL, KEEP_ALL_SETTINGS
 from .gerrit_server import GerritServer, gerrit_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +147,8 @@ def test_a_redirected_review_is_not_counted_as_posted(data_dir, http_servers, st
     gerrit, elsewhere = http_servers
     gerrit.answer = (status, _url(elsewhere))
     gerrit_settings = GerritSettings(rest_url=_url(gerrit), user="er", rest_password=SECRETS["rest"])
-    settings = Settings(data_dir=data_dir, gerrit=gerrit_settings, watch=WatchSettings(queries=str(ROOT / "queries")))
+    settings = Settings(data_dir=data_dir, gerrit=gerrit_settings, watch=WatchSettings(queries=str(ROOT / "queries")),
+                        retention=KEEP_ALL_SETTINGS)
     state = StateDB(settings.state_db)
     try:
         daemon = Daemon(settings, EmbeddedBackend(settings.index_dir), state, RESTReviewer(gerrit_settings),
@@ -260,7 +262,7 @@ def test_no_secret_in_the_daemons_log(data_dir, tmp_path, http_servers):
     gerrit.answer = (303, _url(elsewhere))
     events = tmp_path / "events.json"
     events.write_text(json.dumps([failure(864201, 3)]))
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false", **KEEP_ALL}
     proc = subprocess.run(
         [str(BIN / "elastic-recheck"), "--debug", "watch", "--config", _secret_config(tmp_path, rest_url=_url(gerrit)),
          "--queries", str(ROOT / "queries"), "--events", str(events)],
@@ -341,7 +343,7 @@ def test_a_log_record_with_line_breaks_and_escapes_stays_one_line():
 def test_a_forged_project_name_cannot_add_a_line_to_the_watch_log(data_dir, tmp_path):
     events = tmp_path / "events.json"
     events.write_text(json.dumps([failure(864201, 3, project="openstack/nova\nERROR forged line\r\x1b[31m")]))
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false", **KEEP_ALL}
     proc = subprocess.run([str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"),
                            "--events", str(events), "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

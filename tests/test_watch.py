@@ -29,6 +29,7 @@ from elastic_recheck.ingest.sources import load_metadata_file, open_logs
 from elastic_recheck.search.embedded import EmbeddedBackend
 from elastic_recheck.watch import read_event_file
 
+from .conftest import KEEP_ALL, KEEP_ALL_SETTINGS
 from .gerrit_server import GerritServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +151,7 @@ def _ingest(backend: EmbeddedBackend, uuid: str) -> None:
 
 
 def _watch(data_dir: Path, *args: str, config: Path | None = None, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false", **KEEP_ALL}
     command = [str(BIN / "elastic-recheck"), "watch", "--queries", str(ROOT / "queries"), *args]
     if config:
         command += ["--config", str(config)]
@@ -318,7 +319,7 @@ def _ingest_as(backend: EmbeddedBackend, source_uuid: str, new_uuid: str) -> Non
 
 
 def test_classify_prints_the_review_for_one_build(data_dir):
-    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false"}
+    env = {**os.environ, "ER_DATA_DIR": str(data_dir), "ER_INGEST_FETCH": "false", **KEEP_ALL}
     result = subprocess.run(
         [str(BIN / "elastic-recheck"), "classify", "--build", GRENADE, "--change", "864377", "--patchset", "1",
          "--job", "grenade", "--queries", str(ROOT / "queries")],
@@ -374,7 +375,7 @@ def test_a_search_backend_outage_delays_comments_but_loses_and_doubles_none(data
 
     gerrit_settings = GerritSettings(host="127.0.0.1", port=gerrit.port, user=gerrit.user,
                                      key_file=str(gerrit.key_file), known_hosts=str(gerrit.known_hosts))
-    settings = Settings(data_dir=data_dir, gerrit=gerrit_settings,
+    settings = Settings(data_dir=data_dir, gerrit=gerrit_settings, retention=KEEP_ALL_SETTINGS,
                         watch=WatchSettings(queries=str(ROOT / "queries"), poll_initial=0.1, retry_max=0.5))
     backend = BackendOutage(EmbeddedBackend(data_dir / "index"))
     events: queue.Queue = queue.Queue()
@@ -504,7 +505,8 @@ def test_a_rest_review_gerrit_took_but_never_answered_is_recorded_unknown_and_ne
     server.posts, server.how, server.done = [], how, threading.Event()  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     gerrit = GerritSettings(rest_url=f"http://127.0.0.1:{server.server_port}", user="er", rest_password="s3cret")
-    settings = Settings(data_dir=data_dir, gerrit=gerrit, watch=WatchSettings(queries=str(ROOT / "queries")))
+    settings = Settings(data_dir=data_dir, gerrit=gerrit, watch=WatchSettings(queries=str(ROOT / "queries")),
+                        retention=KEEP_ALL_SETTINGS)
     state = StateDB(settings.state_db)
     try:
         daemon = Daemon(settings, EmbeddedBackend(settings.index_dir), state, RESTReviewer(gerrit, timeout=0.5),
