@@ -710,8 +710,8 @@ def prune(ctx: _Context, days: float | None, dry_run: bool) -> None:
     before = cutoff(days)
     if before is None:
         raise click.UsageError("retention.days is 0 (everything is kept) and no --days was given")
-    if days < settings.dashboard.days:
-        click.echo(f"warning: --days {days:g} is shorter than dashboard.days ({settings.dashboard.days:g}): "
+    if days < 2 * settings.dashboard.days:
+        click.echo(f"warning: --days {days:g} is shorter than twice dashboard.days ({settings.dashboard.days:g}): "
                    "the trend pages will miss the builds pruned", err=True)
     indexed = settings.backend != "embedded" or EmbeddedBackend.exists(settings.index_dir)
     backend = open_backend(settings, writer_wait=INGEST_WRITER_WAIT) if indexed else None

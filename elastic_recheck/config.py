@@ -272,8 +272,9 @@ class RetentionSettings:
     embedded index, the stored results and the state database grow for as
     long as the daemon runs, a few GiB a day on a busy CI."""
 
-    # A build whose newest line is older than this many days goes: its lines from the embedded index,
-    # its stored result, the finished events and fetched builds of its age. 0: everything is kept.
+    # A build whose newest line is older than this many days goes (one stored lately stays that long from
+    # then): its lines from the embedded index, its stored result, the finished events and fetched builds
+    # of its age. 0: everything is kept. At least twice dashboard.days (each bug's trend compares two windows).
     days: float = 30.0
 
 
@@ -492,8 +493,11 @@ def load_settings(
     source = config_path or "environment"
     sections = {name: _section(name, values.get(name), env, source) for name in _SECTIONS}
     kept, shown = sections["retention"].days, sections["dashboard"].days
-    if 0 < kept < shown:
-        raise ConfigError(f"{source}: retention.days ({kept:g}) is shorter than dashboard.days ({shown:g}): "
-                          "the trend pages would miss builds already gone; raise retention.days, "
-                          "or set it to 0 to keep everything")
+    if kept and not shown:
+        raise ConfigError(f"{source}: dashboard.days is 0 (all time) while retention.days ({kept:g}) prunes: "
+                          "give the dashboard a window, or set retention.days to 0 to keep everything")
+    if 0 < kept < 2 * shown:
+        raise ConfigError(f"{source}: retention.days ({kept:g}) is shorter than twice dashboard.days ({shown:g}): "
+                          "each bug's trend compares the window with the one before it; raise retention.days "
+                          f"to {2 * shown:g} or more, or set it to 0 to keep everything")
     return Settings(data_dir=directory, backend=backend, **sections)

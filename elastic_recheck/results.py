@@ -21,7 +21,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from .builds import FAILED_STATUSES, Build
 from .errors import RecheckError
@@ -76,10 +76,12 @@ CREATE TABLE IF NOT EXISTS explanations (
     recipe TEXT NOT NULL,           -- how they were computed; another recipe reads the build again
     body TEXT NOT NULL              -- JSON
 );
-CREATE TABLE IF NOT EXISTS bug_seen (
-    bug TEXT PRIMARY KEY,           -- each fingerprint's first and last match among builds pruned (retention)
+CREATE TABLE IF NOT EXISTS bug_sightings (
+    bug TEXT NOT NULL,              -- each fingerprint's first and last match among builds pruned (retention),
+    query_hash TEXT NOT NULL,       -- by the query that matched them: only the current one's are shown
     first INTEGER NOT NULL,         -- micros
-    last INTEGER NOT NULL
+    last INTEGER NOT NULL,
+    PRIMARY KEY (bug, query_hash)
 );
 CREATE TABLE IF NOT EXISTS fingerprints (
     bug TEXT PRIMARY KEY,
@@ -192,7 +194,7 @@ class ResultStore:
         return [bug for (bug,) in stale]
 
     def sync_fingerprints(self, queries: Mapping[str, str], rematch: Callable[[str, str], Iterable[BuildOutcome]],
-                          since: dt.datetime | None = None) -> dict[str, str]:
+                          since: dt.datetime | None = None, keep: Collection[str] = ()) -> dict[str, str]:
         """Bring the stored matches in line with the fingerprints now in use.
 
         ``queries``: bug -> the query its matches come from. A fingerprint
@@ -201,8 +203,10 @@ class ResultStore:
         replaced; a fingerprint no longer there loses its rows. ``since``:
         the start of ``rematch``'s window (None: all time); rows run over a
         shorter window (``uncategorized --days 2``) are not current for a
-        longer one, and are run again. Returns bug -> why for those that
-        could not be run (tried again next time)."""
+        longer one, and are run again. ``keep``: bugs left out of ``queries``
+        only because they could not run this time (a timeout): their rows
+        stay. Returns bug -> why for those that could not be run (tried
+        again next time)."""
         start = ALL_TIME if since is None else _micros(since)
         covered = {bug: (digest, covers) for bug, digest, covers in
                    self.db.execute("SELECT bug, query_hash, since FROM fingerprints").fetchall()}
@@ -224,12 +228,12 @@ class ResultStore:
                 log.warning("fingerprint %s could not run: %s", bug, failures[bug])
                 continue
             self.replace_matches(bug, query, found, since, asked)
-        gone = [bug for bug in covered if bug not in queries]
+        gone = [bug for bug in covered if bug not in queries and bug not in keep]
         if gone:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                for table in ("matches", "bug_seen", "fingerprints"):
-                    self.db.executemany(f"DELETE FROM {table} WHERE bug = ?", [(bug,) for bug in gone])
+                self.db.executemany("DELETE FROM matches WHERE bug = ?", [(bug,) for bug in gone])
+                self.db.executemany("DELETE FROM fingerprints WHERE bug = ?", [(bug,) for bug in gone])
         return failures
 
     def replace_matches(self, bug: str, query: str, found: Iterable[BuildOutcome],
@@ -241,9 +245,6 @@ class ResultStore:
         newer = "SELECT uuid FROM builds WHERE stored >= ?"
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            # pruned builds it matched with another query say nothing of this one
-            self.db.execute("DELETE FROM bug_seen WHERE bug = ? AND bug NOT IN "
-                            "(SELECT bug FROM fingerprints WHERE query_hash = ?)", (bug, query_hash(query)))
             if asked is None:
                 self.db.execute("DELETE FROM matches WHERE bug = ?", (bug,))
                 kept: set[str] = set()
@@ -303,23 +304,26 @@ class ResultStore:
         return None if row is None else row[0]
 
     def prune(self, before: dt.datetime, dry_run: bool = False) -> int:
-        """Retention: the builds whose newest line is older than ``before``
-        (with no line: stored before it) go with all that is stored of them.
-        Each fingerprint's first and last match among them is kept, so a
-        bug's "first seen" outlives its builds. Returns how many went (with
+        """Retention: the builds whose newest line is older than ``before``,
+        and stored before it too (a replay of old builds, logs with a wrong
+        clock: a month from their indexing) go with all that is stored of them.
+        Each fingerprint's first and last match among them is kept, by the
+        query that matched (shown while that query is in use), so a bug's
+        "first seen" outlives its builds. Returns how many went (with
         ``dry_run``: would go)."""
-        old = "SELECT uuid FROM builds WHERE newest < ? OR (newest IS NULL AND stored < ?)"
+        old = "SELECT uuid FROM builds WHERE (newest < ? OR newest IS NULL) AND stored < ?"
         args = (_micros(before), before.timestamp())
         if dry_run:
             return self.db.execute(f"SELECT COUNT(*) FROM ({old})", args).fetchone()[0]
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(
-                "INSERT INTO bug_seen (bug, first, last) SELECT m.bug, MIN(COALESCE(m.newest, b.newest)), "
-                f"MAX(COALESCE(m.newest, b.newest)) FROM matches m JOIN builds b ON b.uuid = m.uuid "
+                "INSERT INTO bug_sightings (bug, query_hash, first, last) SELECT m.bug, COALESCE(f.query_hash, ''), "
+                "MIN(COALESCE(m.newest, b.newest)), MAX(COALESCE(m.newest, b.newest)) FROM matches m "
+                "JOIN builds b ON b.uuid = m.uuid LEFT JOIN fingerprints f ON f.bug = m.bug "
                 f"WHERE m.uuid IN ({old}) AND COALESCE(m.newest, b.newest) IS NOT NULL GROUP BY m.bug "
-                "ON CONFLICT (bug) DO UPDATE SET first = MIN(first, excluded.first), last = MAX(last, excluded.last)",
-                args)
+                "ON CONFLICT (bug, query_hash) DO UPDATE SET first = MIN(first, excluded.first), "
+                "last = MAX(last, excluded.last)", args)
             for table in _PER_BUILD_TABLES:
                 self.db.execute(f"DELETE FROM {table} WHERE uuid IN ({old})", args)
             return self.db.execute(f"DELETE FROM builds WHERE uuid IN ({old})", args).rowcount
@@ -371,7 +375,13 @@ class ResultStore:
             "SELECT bug, MIN(first), MAX(last) FROM ("
             "SELECT m.bug AS bug, MIN(COALESCE(m.newest, b.newest)) AS first, MAX(COALESCE(m.newest, b.newest)) AS last "
             "FROM matches m JOIN builds b ON b.uuid = m.uuid GROUP BY m.bug "
-            "UNION ALL SELECT bug, first, last FROM bug_seen) GROUP BY bug") if first is not None}
+            "UNION ALL SELECT s.bug, s.first, s.last FROM bug_sightings s "
+            "JOIN fingerprints f ON f.bug = s.bug AND f.query_hash = s.query_hash) GROUP BY bug") if first is not None}
+
+    def stored_since(self, moment: dt.datetime) -> set[str]:
+        """Builds stored at ``moment`` or later: retention keeps them whatever their lines' dates."""
+        return {uuid for (uuid,) in self.db.execute("SELECT uuid FROM builds WHERE stored >= ?",
+                                                    (moment.timestamp(),))}
 
     def stored_uuids(self) -> set[str]:
         """Every build with a stored result (without their matches)."""

@@ -2,8 +2,9 @@
 them, so a data directory stays the size of its window however long the
 daemon runs.
 
-A build goes whole, by its newest line: its lines (embedded index), its
-stored result, the finished events and queue rows of its age. The daemon
+A build goes whole, by its newest line (and, when it has a stored result,
+the time that was stored): its lines (embedded index), its stored result,
+the finished events and queue rows of its age. The daemon
 prunes when it starts and then hourly; ``elastic-recheck prune`` does it by
 hand (``--dry-run`` counts first).
 """
@@ -16,11 +17,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .results import ResultStore
 from .search import Pruned, SearchBackend
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 PRUNE_EVERY_SECONDS = 3600.0  # a day of CI is pruned in 24 small steps, not one large one
+PRUNE_RETRY_SECONDS = 300  # after a pruning that failed (the index's writer busy for long)
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,18 @@ class PruneSchedule:
         self._next = self.clock() + self.every
         return cutoff(self.days)
 
+    def retry(self, after: float) -> None:
+        """The last pruning failed: the next one is due sooner than hourly."""
+        self._next = min(self._next, self.clock() + after)
 
-def prune_index_and_results(backend: SearchBackend, results: object, before: dt.datetime,
+
+def prune_index_and_results(backend: SearchBackend, results: ResultStore | None, before: dt.datetime,
                             dry_run: bool = False) -> Pruning:
     """The index first, then the stored results: a crash between leaves
-    stored results of builds already gone, which the next pruning takes
-    (each side goes by its own dates)."""
-    index = backend.prune(before, dry_run=dry_run)
-    stored = results.prune(before, dry_run=dry_run) if results is not None else 0  # type: ignore[attr-defined]
+    stored results of builds already gone, which the next pruning takes.
+    A build stored since ``before`` stays in both, whatever its lines'
+    dates: a replay of old builds is not pruned as it is indexed."""
+    keep = results.stored_since(before) if results is not None else set()
+    index = backend.prune(before, dry_run=dry_run, keep=keep)
+    stored = results.prune(before, dry_run=dry_run) if results is not None else 0
     return Pruning(before, index, stored)

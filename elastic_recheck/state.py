@@ -297,12 +297,14 @@ class StateDB:
 
     def prune(self, before: dt.datetime, dry_run: bool = False) -> tuple[int, int]:
         """Retention: events finished (done or parked) before ``before``, with
-        their outcomes, and builds of the queue indexed or given up that were
-        reported before it go. Comment records stay: a replay of an old event
+        their outcomes (but the newest event), and builds of the queue indexed
+        or given up that were reported before it go. Comment records stay: a replay of an old event
         must still not comment twice (a row per comment, a few MiB a year).
         Returns (events, builds) that went (with ``dry_run``: would go)."""
         moment = before.timestamp()
-        old_events = "SELECT id FROM events WHERE status IN ('done', 'parked') AND finished < ?"
+        # the newest event stays: `status` says when the last report arrived, however long ago
+        old_events = ("SELECT id FROM events WHERE status IN ('done', 'parked') AND finished < ? "
+                      "AND id < (SELECT MAX(id) FROM events)")
         old_builds = "SELECT key FROM builds WHERE status IN ('indexed', 'failed') AND reported < ?"
         if dry_run:
             return tuple(self.db.execute(f"SELECT COUNT(*) FROM ({query})", (moment,)).fetchone()[0]

@@ -39,7 +39,7 @@ from .lucene import quote
 from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
 from .results import ResultStore
-from .retention import PruneSchedule, Pruning, prune_index_and_results
+from .retention import PRUNE_RETRY_SECONDS, PruneSchedule, Pruning, prune_index_and_results
 from .sanitize import exception_line
 from .search import SearchBackend
 from .state import BUILD_STATUSES, StateDB, StoredEvent
@@ -286,6 +286,7 @@ class Daemon:
         self._waiting_on: dict[str, set[int]] = {}
         self._refusals: dict[tuple[int, int], int] = {}  # change, patchset -> reviews Gerrit refused in a row
         self.pruning = PruneSchedule(settings.retention.days)
+        self._pruner: threading.Thread | None = None
 
     # -- intake ---------------------------------------------------------------
 
@@ -677,24 +678,35 @@ class Daemon:
     def _prune_if_due(self) -> None:
         """Retention for the state database; for the index and the stored
         results too when no index pipeline runs here (``ingest.fetch:
-        false``): the pipeline's writer prunes those itself."""
+        false``: the pipeline's writer prunes those itself), on a thread of
+        their own, since the index's writer may be another process's for a
+        while and this loop must go on taking reports meanwhile."""
         before = self.pruning.due()
         if before is None:
             return
         try:
             events, queued = self.state.prune(before)
-            index, stored = None, 0
-            if self.builds is None:
-                store = ResultStore(self.settings.results_db)
-                try:
-                    found = prune_index_and_results(self.backend, store, before)
-                finally:
-                    store.close()
-                index, stored = found.index, found.results
-            pruned = Pruning(before, index, stored, events, queued)
         except Exception as exc:  # noqa: BLE001 - no pruning stops the daemon; tried again at the next hour
-            log.warning("could not prune what is older than %s: %s", f"{before:%Y-%m-%d %H:%M} UTC",
-                        exception_line(exc, 300))
+            log.warning("could not prune the state database of what is older than %s: %s",
+                        f"{before:%Y-%m-%d %H:%M} UTC", exception_line(exc, 300))
+        else:
+            if events or queued:
+                log.info("retention: %s", Pruning(before, events=events, queued=queued).summary())
+        if self.builds is None and (self._pruner is None or not self._pruner.is_alive()):
+            self._pruner = threading.Thread(target=self._prune_index, args=(before,), name="pruner", daemon=True)
+            self._pruner.start()
+
+    def _prune_index(self, before: dt.datetime) -> None:
+        try:
+            store = ResultStore(self.settings.results_db)
+            try:
+                pruned = prune_index_and_results(self.backend, store, before)
+            finally:
+                store.close()
+        except Exception as exc:  # noqa: BLE001 - the writer busy for long (an ingest's backlog), a full disk
+            log.warning("could not prune the index of builds older than %s (tried again in %d minutes): %s",
+                        f"{before:%Y-%m-%d %H:%M} UTC", PRUNE_RETRY_SECONDS // 60, exception_line(exc, 300))
+            self.pruning.retry(PRUNE_RETRY_SECONDS)
             return
         if pruned.anything:
             log.info("retention: %s", pruned.summary())

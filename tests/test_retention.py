@@ -21,7 +21,7 @@ from elastic_recheck.config import ConfigError, DashboardSettings, RetentionSett
 from elastic_recheck.pipeline import IndexPipeline
 from elastic_recheck.reporting import PrintingReviewer
 from elastic_recheck.results import Match, ResultStore
-from elastic_recheck.retention import PruneSchedule
+from elastic_recheck.retention import PruneSchedule, prune_index_and_results
 from elastic_recheck.search import Pruned
 from elastic_recheck.search.embedded import EmbeddedBackend
 from elastic_recheck.state import StateDB
@@ -48,11 +48,15 @@ def disk_kib(path: Path) -> int:
     return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
-def store_build(store: ResultStore, uuid: str, newest: dt.datetime, bugs: tuple[str, ...] = ()) -> None:
+def store_build(store: ResultStore, uuid: str, newest: dt.datetime, bugs: tuple[str, ...] = (),
+                stored: dt.datetime | None = None) -> None:
+    """A build's result as the writer stored it, when its newest line was logged unless ``stored`` says."""
     micros = int(newest.timestamp() * 1_000_000)
     store.store_build({"build_uuid": uuid, "build_name": "tempest-full", "build_status": "FAILURE", "voting": "1"},
                       [Match(bug, 1, micros, "Timed out waiting") for bug in bugs], newest=micros, lines=10,
                       failed_tests=None)
+    with store.db:
+        store.db.execute("UPDATE builds SET stored = ? WHERE uuid = ?", ((stored or newest).timestamp(), uuid))
 
 
 # -- the embedded index --------------------------------------------------------
@@ -126,6 +130,29 @@ def test_stored_results_go_with_their_builds_and_a_bugs_first_sighting_outlives_
     assert "1000001" not in store.bug_spans() and "1000002" in store.bug_spans()
     store.sync_fingerprints({"1000001": 'message:"Timed out waiting for a reply"'}, lambda bug, query: [])
     assert store.bug_spans() == {}  # a fingerprint removed leaves nothing behind
+
+
+def test_a_build_indexed_lately_stays_a_retention_window_whatever_its_lines_dates(tmp_path):
+    """A replay of old reports, a backfill, logs whose clock is wrong: the
+    build is indexed now with lines dated long ago. It is kept (index and
+    stored result) for the window from when it was stored, or a report
+    would find its result gone right after it was indexed."""
+    backend = EmbeddedBackend(tmp_path / "index")
+    with backend.writer() as w:
+        add_build(w, "s" * 32, MONTH_AGO - 60 * DAY)  # stored a minute ago
+        add_build(w, "t" * 32, MONTH_AGO - 60 * DAY)  # stored when it ran
+    store = ResultStore(tmp_path / "results.sqlite3")
+    store_build(store, "s" * 32, MONTH_AGO - 60 * DAY, stored=NOW - dt.timedelta(minutes=1))
+    store_build(store, "t" * 32, MONTH_AGO - 60 * DAY)
+
+    found = prune_index_and_results(backend, store, MONTH_AGO, dry_run=True)
+    assert (found.index, found.results) == (Pruned(builds=1, lines=100), 1)
+    found = prune_index_and_results(backend, store, MONTH_AGO)
+    assert (found.index, found.results) == (Pruned(builds=1, lines=100), 1)
+    assert store.stored_uuids() == {"s" * 32}
+    assert backend.count(f"build_uuid:{'s' * 32}") == 100 and backend.count(f"build_uuid:{'t' * 32}") == 0
+    found = prune_index_and_results(backend, store, NOW)  # a month after it was stored
+    assert (found.index, found.results) == (Pruned(builds=1, lines=100), 1)
 
 
 # -- the state database ----------------------------------------------------------
@@ -206,30 +233,39 @@ def test_a_daemon_with_no_index_pipeline_prunes_the_index_results_and_state_itse
     store_build(store, "j" * 32, MONTH_AGO - DAY)
     store.close()
     state = StateDB(settings.state_db)
-    event = state.add_event("old", {"n": 1}, MONTH_AGO)
-    state.finish(event)
+    for key in ("old", "older"):
+        state.finish(state.add_event(key, {"key": key}, MONTH_AGO))
     state.db.execute("UPDATE events SET finished = ?", (MONTH_AGO.timestamp() - 60,))
     (tmp_path / "queries").mkdir()
     daemon = Daemon(settings, backend, state, PrintingReviewer(io.StringIO()), FingerprintSet(tmp_path / "queries"))
     feed: queue.Queue = queue.Queue()
     feed.put(END)
     daemon.run(feed, exit_when_exhausted=True)
+    # the newest event stays, so that `status` still says when the last report came
+    assert [key for (key,) in state.db.execute("SELECT key FROM events")] == ["older"]
+    deadline = time.monotonic() + 30  # the index is pruned beside the daemon's loop, which never waits on it
+    while backend.count(f"build_uuid:{'j' * 32}") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert backend.count(f"build_uuid:{'j' * 32}") == 0 and backend.count(f"build_uuid:{'k' * 32}") == 100
+    while ResultStore(settings.results_db).count() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert ResultStore(settings.results_db).count() == 0
-    assert state.db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
 
 
 # -- settings and the command --------------------------------------------------------
 
 
-def test_retention_shorter_than_the_dashboards_window_is_refused_at_load(tmp_path):
+def test_retention_shorter_than_two_dashboard_windows_is_refused_at_load(tmp_path):
+    """Each bug's trend compares the window with the one before it."""
     config = tmp_path / "config.yaml"
-    config.write_text("retention:\n  days: 7\n")
-    with pytest.raises(ConfigError, match=r"retention.days \(7\) is shorter than dashboard.days \(10\)"):
+    config.write_text("retention:\n  days: 15\n")
+    with pytest.raises(ConfigError, match=r"retention.days \(15\) is shorter than twice dashboard.days \(10\)"):
         load_settings(str(config), env={})
-    assert load_settings(str(config), env={"ER_DASHBOARD_DAYS": "7"}).retention.days == 7
-    assert load_settings(None, str(tmp_path), env={"ER_RETENTION_DAYS": "0"}).retention.days == 0
-    assert Settings(data_dir=tmp_path).retention.days == 30 and DashboardSettings().days <= 30
+    assert load_settings(str(config), env={"ER_DASHBOARD_DAYS": "7.5"}).retention.days == 15
+    with pytest.raises(ConfigError, match=r"dashboard.days is 0 \(all time\) while retention.days \(15\) prunes"):
+        load_settings(str(config), env={"ER_DASHBOARD_DAYS": "0"})
+    assert load_settings(None, str(tmp_path), env={"ER_RETENTION_DAYS": "0", "ER_DASHBOARD_DAYS": "0"}).retention.days == 0
+    assert Settings(data_dir=tmp_path).retention.days == 30 and 2 * DashboardSettings().days <= 30
 
 
 def test_prune_counts_first_with_dry_run_then_prunes_and_says_what_went(tmp_path):
@@ -251,7 +287,7 @@ def test_prune_counts_first_with_dry_run_then_prunes_and_says_what_went(tmp_path
     assert EmbeddedBackend(tmp_path / "index").count("*") == 100
     shorter = CliRunner().invoke(cli, [*base, "--days", "0.5"])
     assert shorter.exit_code == 0 and "went: 1 build(s)" in shorter.output
-    assert "warning: --days 0.5 is shorter than dashboard.days (10)" in shorter.output
+    assert "warning: --days 0.5 is shorter than twice dashboard.days (10)" in shorter.output
     kept = CliRunner().invoke(cli, [*base, "--days", "0"])
     assert kept.exit_code == 2 and "everything is kept" in kept.output
 
@@ -261,3 +297,83 @@ def test_prune_on_a_data_dir_with_nothing_yet_changes_nothing_and_creates_nothin
     assert shown.exit_code == 0, shown.output
     assert "went: 0 stored result(s); 0 finished event(s); 0 build queue row(s)" in shown.output
     assert not (tmp_path / "none").exists()
+
+
+# -- long-lived processes, failures and races -----------------------------------------
+
+
+def test_a_query_compiled_before_a_pruning_still_finds_builds_indexed_after_it(tmp_path):
+    """A compiled query keeps its context clauses as id sets until the
+    contexts change. After a pruning, as many new contexts as went bring the
+    count back where it was: a long-lived process (the daemon, `dashboard
+    --every`) still sees every build indexed since."""
+    backend = EmbeddedBackend(tmp_path / "index")
+    with backend.writer() as w:
+        add_build(w, "n" * 32, MONTH_AGO - DAY, lines=5)
+        add_build(w, "o" * 32, NOW - DAY, lines=5)
+    query = 'build_name:"tempest-full" AND message:"Timed out"'
+    assert backend.count(query) == backend.count(query) == 20  # compiled, and kept from its second use
+    assert backend.prune(MONTH_AGO) == Pruned(builds=1, lines=10)
+    with backend.writer() as w:
+        add_build(w, "p" * 32, NOW, lines=5)  # as many contexts as went
+    assert EmbeddedBackend(tmp_path / "index").count(query) == 20  # a fresh process
+    assert backend.count(query) == 20
+    assert {b.build_uuid for b in backend.builds(query)} == {"o" * 32, "p" * 32}
+
+
+def test_a_bugs_first_sighting_outlives_a_run_where_its_query_failed(tmp_path):
+    """A fingerprint whose query fails in one dashboard run (a cluster's
+    timeout) is not taken for removed: what was kept of its pruned builds,
+    its first sighting, stays."""
+    from elastic_recheck.dashboard.trends import CATCH_UP_BY_BUILD, collect
+    from elastic_recheck.errors import BackendError
+    from elastic_recheck.fingerprints import load_fingerprints
+
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "1000001.yaml").write_text('query: message:"Timed out waiting"\n')
+    fingerprints, bad = load_fingerprints(tmp_path / "q")
+    assert not bad
+    query = fingerprints[0].voting_query
+    store = ResultStore(tmp_path / "results.sqlite3")
+    store.mark_synced({"1000001": query})
+    store_build(store, "q" * 32, MONTH_AGO - 10 * DAY, ("1000001",))
+    store.prune(MONTH_AGO)
+    spans = store.bug_spans()
+    assert spans
+
+    class Flaky(EmbeddedBackend):
+        def builds(self, asked, window=None):
+            if asked == query:
+                raise BackendError("the cluster timed out")
+            return super().builds(asked, window)
+
+    backend = Flaky(tmp_path / "index")
+    with backend.writer() as w:  # indexed, not classified (another pipeline feeds the index)
+        for n in range(CATCH_UP_BY_BUILD + 1):  # so many that each fingerprint is run over the window
+            w.add({"build_uuid": f"r{n:031d}", "build_name": "tempest-full", "build_status": "FAILURE",
+                   "voting": "1", "filename": "job-output.txt", "tags": ["console"], "message": "Timed out waiting"},
+                  NOW - DAY)
+    collected = collect(backend, fingerprints, dt.datetime.now(UTC), 10, store=store)
+    assert "1000001" in collected.errors
+    assert store.bug_spans() == spans
+    again = collect(EmbeddedBackend(tmp_path / "index"), fingerprints, dt.datetime.now(UTC), 10, store=store)
+    assert again.errors == {}  # the next run, the cluster back
+    assert store.bug_spans()["1000001"][0] == spans["1000001"][0]
+
+
+def test_a_line_committed_while_a_pruning_waits_for_the_writer_is_kept(tmp_path):
+    """A pruning may wait for the writer (another process's ingest holds it):
+    what goes is chosen once it has the writer, so a line committed
+    meanwhile to an old context (an export's, with no build_uuid) stays."""
+    lone = {"filename": "export.txt", "host": "node1"}
+    with EmbeddedBackend(tmp_path / "index").writer() as w:
+        w.add({**lone, "message": "an old exported line"}, MONTH_AGO - DAY)
+
+    class Waiting(EmbeddedBackend):
+        def writer(self):
+            with EmbeddedBackend(self.path).writer() as other:  # another process's ingest, while this one waited
+                other.add({**lone, "message": "a line of today"}, NOW)
+            return super().writer()
+
+    assert Waiting(tmp_path / "index").prune(MONTH_AGO) == Pruned()
+    assert EmbeddedBackend(tmp_path / "index").count('message:"today"') == 1

@@ -217,7 +217,8 @@ def collect(
         queries = {fp.bug: fp.voting_query for fp in progress(runnable)}
         errors.update(catch_up(backend, store, runnable, window))
         errors.update(store.sync_fingerprints({bug: q for bug, q in queries.items() if bug not in errors},
-                                              lambda bug, query: backend.builds(query, window), window.start))
+                                              lambda bug, query: backend.builds(query, window), window.start,
+                                              keep=set(errors)))
         stored = list(store.builds(window.start, window.end))  # newest first; suggest's clusters read them too
         records, failed = _stored_tables(stored, fingerprints, errors)
         previous = None

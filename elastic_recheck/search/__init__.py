@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
+from typing import Any, Callable, Collection, ContextManager, Iterator, Protocol, Sequence
 
 UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -192,10 +192,11 @@ class SearchBackend(Protocol):
         """Whether another process is waiting for this backend's writer, which
         an ingest session holds: the daemon then lets go after its batch."""
 
-    def prune(self, before: dt.datetime, dry_run: bool = False) -> Pruned | None:
+    def prune(self, before: dt.datetime, dry_run: bool = False, keep: Collection[str] = ()) -> Pruned | None:
         """Drop every build whose newest line is older than ``before``, whole
-        (with ``dry_run``, only count them). None: this backend's own store
-        keeps what it keeps (a cluster's index lifecycle)."""
+        (with ``dry_run``, only count them), but those of ``keep`` (build
+        uuids). None: this backend's own store keeps what it keeps (a
+        cluster's index lifecycle)."""
 
     def close(self) -> None: ...
 

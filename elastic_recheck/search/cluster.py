@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any, Callable, Collection, ContextManager, Iterator, Sequence
 
 from .. import lucene
 from ..config import ClusterSettings
@@ -300,7 +300,7 @@ class ClusterBackend:
     def writer_wanted(self) -> bool:
         return False  # writers do not exclude each other on a cluster
 
-    def prune(self, before: dt.datetime, dry_run: bool = False) -> Pruned | None:
+    def prune(self, before: dt.datetime, dry_run: bool = False, keep: Collection[str] = ()) -> Pruned | None:
         # Day indices go by the cluster's own lifecycle policy (ILM, ISM, curator): it may be shared
         # with another pipeline, and deleting its indices is not this tool's call.
         return None

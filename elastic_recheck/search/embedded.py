@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 import tantivy
 from tantivy import Occur, Order, Query
@@ -44,6 +44,7 @@ _LAYOUT_FILE = "er-layout.json"
 # holds the writer for a backlog lets go when it is fresh.
 _WANTED_FILE = "writer-wanted"
 _WANTED_FRESH_SECONDS = 5.0  # a waiter looks at least every second
+_PRUNED_FILE = "er-pruned"  # replaced around each pruning's commit: compiled queries' context ids are stale
 _MAX_BUCKETS = 60_000  # per aggregation, below tantivy's 65,000-bucket guard
 _MAX_SPLIT_SERIES = 100
 _LINES_HEAP = 64 * 1024 * 1024  # shared by its indexing threads
@@ -93,7 +94,7 @@ class EmbeddedBackend:
         self.context_schema = self.contexts.schema
         self._parsed: dict[str, lucene.Node] = {}
         self._read: dict[str, lucene.Node] = {}  # lucene.parse's answers, before prepare
-        self._compiled: dict[str, tuple[int, Query]] = {}
+        self._compiled: dict[str, tuple[tuple[int, tuple[int, int] | None], Query]] = {}
         self._compiled_once: set[int] = set()  # hashes of queries compiled once, not kept
         self._context_fields: dict[int, dict[str, Any]] = {}
         self._planner = QueryPlanner(self.schema, self.context_schema)
@@ -155,9 +156,12 @@ class EmbeddedBackend:
 
     def compile(self, query: str) -> Query:
         """The tantivy query over ``lines/`` for a Lucene query string. Cached
-        until new contexts arrive, since those may match its context clauses."""
+        until new contexts arrive, since those may match its context clauses.
+        Contexts only go by a pruning: its stamp, changed before and after it
+        commits, is part of the generation, or a count of contexts back where
+        it was before a pruning would bring back the ids of then."""
         searcher = self._context_searcher()
-        generation = searcher.num_docs
+        generation = (searcher.num_docs, self._prune_stamp())
         with self._lock:
             cached = self._compiled.get(query)
         if cached is not None and cached[0] == generation:
@@ -499,36 +503,70 @@ class EmbeddedBackend:
             return False
         return abs(time.time() - touched) < _WANTED_FRESH_SECONDS
 
-    def prune(self, before: dt.datetime, dry_run: bool = False) -> Pruned:
+    def prune(self, before: dt.datetime, dry_run: bool = False, keep: Collection[str] = ()) -> Pruned:
         """A build goes whole, once its newest line is older than ``before``:
         the pages, a comment and a fingerprint run again never see part of a
-        build. Lines with no ``build_uuid`` (an export's) go by their context.
-        Disk space comes back as tantivy drops segments left with no line
-        (the oldest first: segments are merged with ones of similar size,
-        which were mostly written around the same time)."""
+        build. ``keep``: build uuids that stay all the same (indexed lately,
+        whatever their lines' dates). Lines with no ``build_uuid`` (an
+        export's) go by their file, each counted as a build. What goes is
+        chosen once the writer is held, so nothing committed meanwhile goes
+        with it. Disk space comes back as tantivy drops segments left with
+        no line (the oldest first: segments are merged with ones of similar
+        size, which were mostly written around the same time)."""
+        if dry_run:
+            return self._prunable(before, keep)[0]
+        writer = self.writer()
+        try:
+            pruned, cids = self._prunable(before, keep)
+            if cids:
+                self._bump_prune_stamp()  # before and after: see compile()
+                writer.forget_contexts(cids)
+                writer.commit()
+                self._bump_prune_stamp()
+        except BaseException:
+            writer.rollback()  # a held writer must not carry the deletions into the next batch
+            raise
+        finally:
+            writer.close()
+        return pruned
+
+    def _prunable(self, before: dt.datetime, keep: Collection[str]) -> tuple[Pruned, list[int]]:
         cutoff = epoch_micros(before)
         older = Query.range_query(self.schema, sch.TS, tantivy.FieldType.Integer, None, cutoff, True, False)
         old = self._context_counts(older)
         if not old:
-            return Pruned()
+            return Pruned(), []
         found = self.context_fields(list(old))
         # a build (or a lone context) -> every context of it, those with only newer lines too
         units = {f"cid:{cid}": [cid] for cid, fields in found.items() if "build_uuid" not in fields}
-        builds = sorted({sch.facet_value(fields["build_uuid"]) for fields in found.values() if "build_uuid" in fields})
+        builds = sorted({sch.facet_value(fields["build_uuid"]) for fields in found.values() if "build_uuid" in fields}
+                        - set(keep))
         if builds:
             of_builds = Query.term_set_query(self.context_schema, sch.facet_field("build_uuid"), builds)
             for cid, fields in self.context_fields(self._cids(self._context_searcher(), of_builds)).items():
                 units.setdefault(sch.facet_value(fields["build_uuid"]), []).append(cid)
         every = sorted({cid for cids in units.values() for cid in cids})
+        if not every:
+            return Pruned(), []
         newer = Query.boolean_query([(Occur.Must, self._in_contexts(every)), (Occur.MustNot, older)])
         kept = set(self._context_counts(newer))
         gone = [cids for cids in units.values() if kept.isdisjoint(cids)]
-        counts = self._context_counts(self._in_contexts([cid for cids in gone for cid in cids])) if gone else {}
-        pruned = Pruned(builds=len(gone), lines=sum(counts.values()))
-        if gone and not dry_run:
-            with self.writer() as writer:
-                writer.forget_contexts([cid for cids in gone for cid in cids])
-        return pruned
+        cids = [cid for unit in gone for cid in unit]
+        counts = self._context_counts(self._in_contexts(cids)) if cids else {}
+        return Pruned(builds=len(gone), lines=sum(counts.values())), cids
+
+    def _prune_stamp(self) -> tuple[int, int] | None:
+        try:
+            seen = (self.path / _PRUNED_FILE).stat()
+        except OSError:
+            return None
+        return seen.st_ino, seen.st_mtime_ns
+
+    def _bump_prune_stamp(self) -> None:
+        """A new file each time (a new inode), read by every process's compile()."""
+        fresh = self.path / f".{_PRUNED_FILE}.{os.getpid()}.tmp"
+        fresh.write_text(f"{time.time_ns()}\n")
+        os.replace(fresh, self.path / _PRUNED_FILE)
 
     @contextlib.contextmanager
     def ingest_session(self, finish_merges: Callable[[], bool] = lambda: True) -> Iterator[None]:
