@@ -156,7 +156,7 @@ def _as_written(body: str, run: tuple[str, ...]) -> str:
 
 def fingerprint_yaml(suggestion: Suggestion, today: dt.date | None = None) -> str:
     cluster, bt = suggestion.cluster, suggestion.backtest
-    today = today or dt.date.today()
+    today = today or dt.datetime.now(dt.timezone.utc).date()  # UTC, like every date it prints
     changes = len(cluster.changes)
     header = [
         f"Suggested by elastic-recheck suggest on {today.isoformat()}: {len(cluster.builds)} unexplained "
