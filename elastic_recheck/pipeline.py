@@ -42,7 +42,7 @@ from .ingest import CONSOLE_LOGS, IngestReport, write_build
 from .ingest.sources import BuildMetadata, open_logs
 from .ingest.spool import spool_logs
 from .results import Match, ResultStore, query_hash
-from .retention import PRUNE_RETRY_SECONDS, PruneSchedule, prune_index_and_results
+from .retention import PruneSchedule, prune_scheduled
 from .sanitize import exception_line
 from .search import SearchBackend, TimeWindow
 from .search.schema import facet_value
@@ -392,17 +392,8 @@ class IndexPipeline:
 
     def _prune_if_due(self, store: ResultStore) -> None:
         before = self.pruning.due()
-        if before is None:
-            return
-        try:
-            pruned = prune_index_and_results(self.backend, store, before)
-        except Exception as exc:  # noqa: BLE001 - the writer outlives it (a full disk, the backend down)
-            log.warning("could not prune builds older than %s (tried again in %d minutes): %s",
-                        f"{before:%Y-%m-%d %H:%M} UTC", PRUNE_RETRY_SECONDS // 60, exception_line(exc, 300))
-            self.pruning.retry(PRUNE_RETRY_SECONDS)
-            return
-        if pruned.anything:
-            log.info("retention: %s", pruned.summary())
+        if before is not None:
+            prune_scheduled(self.backend, store, before, self.pruning)
 
     def drain(self, store: ResultStore, raise_backend_errors: bool = False) -> None:
         """Index everything queued, in this thread (``ingest`` by hand, tests).

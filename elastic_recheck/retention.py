@@ -15,9 +15,11 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .results import ResultStore
+from .sanitize import exception_line
 from .search import Pruned, SearchBackend
 
 log = logging.getLogger(__name__)
@@ -88,3 +90,26 @@ def prune_index_and_results(backend: SearchBackend, results: ResultStore | None,
     index = backend.prune(before, dry_run=dry_run, keep=keep)
     stored = results.prune(before, dry_run=dry_run) if results is not None else 0
     return Pruning(before, index, stored)
+
+
+def prune_scheduled(backend: SearchBackend, results: ResultStore | Path, before: dt.datetime,
+                    schedule: PruneSchedule) -> None:
+    """One pruning of a long-lived process (the index writer, the daemon):
+    what went is logged; a failure (a full disk, the index's writer held by
+    another process for long) is logged and tried again sooner. Never
+    raises: the process outlives it. ``results``: the store, or its path
+    (opened and closed here, for a thread of its own)."""
+    store = None
+    try:
+        store = results if isinstance(results, ResultStore) else ResultStore(results)
+        pruned = prune_index_and_results(backend, store, before)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the process goes on
+        log.warning("could not prune builds older than %s (tried again in %d minutes): %s",
+                    f"{before:%Y-%m-%d %H:%M} UTC", PRUNE_RETRY_SECONDS // 60, exception_line(exc, 300))
+        schedule.retry(PRUNE_RETRY_SECONDS)
+        return
+    finally:
+        if store is not None and store is not results:
+            store.close()
+    if pruned.anything:
+        log.info("retention: %s", pruned.summary())

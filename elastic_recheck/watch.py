@@ -39,7 +39,7 @@ from .lucene import quote
 from .metrics import Metrics
 from .reporting import JobResult, Review, Reviewer, render_review
 from .results import ResultStore
-from .retention import PRUNE_RETRY_SECONDS, PruneSchedule, Pruning, prune_index_and_results
+from .retention import PruneSchedule, Pruning, prune_scheduled
 from .sanitize import exception_line
 from .search import SearchBackend
 from .state import BUILD_STATUSES, StateDB, StoredEvent
@@ -693,23 +693,9 @@ class Daemon:
             if events or queued:
                 log.info("retention: %s", Pruning(before, events=events, queued=queued).summary())
         if self.builds is None and (self._pruner is None or not self._pruner.is_alive()):
-            self._pruner = threading.Thread(target=self._prune_index, args=(before,), name="pruner", daemon=True)
+            self._pruner = threading.Thread(target=prune_scheduled, name="pruner", daemon=True,
+                                            args=(self.backend, self.settings.results_db, before, self.pruning))
             self._pruner.start()
-
-    def _prune_index(self, before: dt.datetime) -> None:
-        try:
-            store = ResultStore(self.settings.results_db)
-            try:
-                pruned = prune_index_and_results(self.backend, store, before)
-            finally:
-                store.close()
-        except Exception as exc:  # noqa: BLE001 - the writer busy for long (an ingest's backlog), a full disk
-            log.warning("could not prune the index of builds older than %s (tried again in %d minutes): %s",
-                        f"{before:%Y-%m-%d %H:%M} UTC", PRUNE_RETRY_SECONDS // 60, exception_line(exc, 300))
-            self.pruning.retry(PRUNE_RETRY_SECONDS)
-            return
-        if pruned.anything:
-            log.info("retention: %s", pruned.summary())
 
     def _builds_idle(self) -> bool:
         """No build is being fetched or indexed, and none is due (a replay ends when its builds are in)."""

@@ -199,6 +199,11 @@ def test_a_long_lived_process_prunes_at_its_first_look_and_then_hourly():
     assert schedule.due() is None
     clock[0] += 1
     assert schedule.due() is not None
+    schedule.retry(300)  # that pruning failed (the index's writer busy): tried again in 5 minutes, not an hour
+    clock[0] += 299
+    assert schedule.due() is None
+    clock[0] += 1
+    assert schedule.due() is not None
     assert PruneSchedule(0, clock=lambda: clock[0]).due() is None  # 0 days: everything is kept
 
 
