@@ -257,6 +257,31 @@ def test_a_daemon_with_no_index_pipeline_prunes_the_index_results_and_state_itse
     assert ResultStore(settings.results_db).count() == 0
 
 
+def test_the_daemons_loop_goes_on_while_its_pruning_waits_for_a_writer_another_process_holds(tmp_path):
+    settings = Settings(data_dir=tmp_path, retention=RetentionSettings(days=30))
+    with EmbeddedBackend(settings.index_dir).writer() as w:
+        add_build(w, "u" * 32, MONTH_AGO - DAY)
+    (tmp_path / "queries").mkdir()
+    held = EmbeddedBackend(settings.index_dir).writer()  # an operator's ingest, say
+    try:
+        backend = EmbeddedBackend(settings.index_dir, writer_wait=10)
+        daemon = Daemon(settings, backend, StateDB(settings.state_db), PrintingReviewer(io.StringIO()),
+                        FingerprintSet(tmp_path / "queries"))
+        feed: queue.Queue = queue.Queue()
+        feed.put(END)
+        started = time.monotonic()
+        daemon.run(feed, exit_when_exhausted=True)
+        assert time.monotonic() - started < 5  # the pruning waits its turn beside the loop
+        assert backend.count(f"build_uuid:{'u' * 32}") == 100
+    finally:
+        held.rollback()
+        held.close()
+    deadline = time.monotonic() + 30  # the writer let go: the pruning waiting for it goes on
+    while backend.count(f"build_uuid:{'u' * 32}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backend.count(f"build_uuid:{'u' * 32}") == 0
+
+
 # -- settings and the command --------------------------------------------------------
 
 
