@@ -709,7 +709,7 @@ def prune(ctx: _Context, days: float | None, dry_run: bool) -> None:
     days = settings.retention.days if days is None else days
     before = cutoff(days)
     if before is None:
-        raise click.UsageError("retention.days is 0 (everything is kept) and no --days was given")
+        raise click.UsageError("nothing to prune: 0 days (retention.days, or --days) means everything is kept")
     if days < 2 * settings.dashboard.days:
         click.echo(f"warning: --days {days:g} is shorter than twice dashboard.days ({settings.dashboard.days:g}): "
                    "the trend pages will miss the builds pruned", err=True)

@@ -4,9 +4,9 @@ daemon runs.
 
 A build goes whole, by its newest line (and, when it has a stored result,
 the time that was stored): its lines (embedded index), its stored result,
-the finished events and queue rows of its age. The daemon
-prunes when it starts and then hourly; ``elastic-recheck prune`` does it by
-hand (``--dry-run`` counts first).
+the finished events and queue rows of its age. The daemon prunes when it
+starts and then hourly; ``elastic-recheck prune`` does it by hand
+(``--dry-run`` counts first).
 """
 
 from __future__ import annotations
