@@ -98,9 +98,15 @@ def prune_scheduled(backend: SearchBackend, results: ResultStore | Path, before:
     what went is logged; a failure (a full disk, the index's writer held by
     another process for long) is logged and tried again sooner. Never
     raises: the process outlives it. ``results``: the store, or its path
-    (opened and closed here, for a thread of its own)."""
+    (opened and closed here, for a thread of its own). A CI quiet for longer
+    than the window keeps its last window of builds."""
     store = None
     try:
+        newest = backend.newest_timestamp()
+        if newest is not None:
+            # never past the window before the newest line indexed: a clock set ahead (at boot,
+            # before NTP mends it) must not prune what is really recent
+            before = min(before, newest - dt.timedelta(days=schedule.days))
         store = results if isinstance(results, ResultStore) else ResultStore(results)
         pruned = prune_index_and_results(backend, store, before)
     except Exception as exc:  # noqa: BLE001 - whatever it is, the process goes on

@@ -210,10 +210,10 @@ def test_a_long_lived_process_prunes_at_its_first_look_and_then_hourly():
 def test_the_index_writer_prunes_the_index_and_the_stored_results_when_it_starts(tmp_path):
     backend = EmbeddedBackend(tmp_path / "index")
     with backend.writer() as w:
-        add_build(w, "h" * 32, MONTH_AGO - DAY)
+        add_build(w, "h" * 32, MONTH_AGO - 5 * DAY)
         add_build(w, "i" * 32, NOW - DAY)
     store = ResultStore(tmp_path / "results.sqlite3")
-    store_build(store, "h" * 32, MONTH_AGO - DAY)
+    store_build(store, "h" * 32, MONTH_AGO - 5 * DAY)
     store_build(store, "i" * 32, NOW - DAY)
     store.close()
     pipeline = IndexPipeline(backend, tmp_path / "results.sqlite3", lambda: [], retention_days=30).start()
@@ -232,10 +232,10 @@ def test_a_daemon_with_no_index_pipeline_prunes_the_index_results_and_state_itse
     settings = Settings(data_dir=tmp_path, retention=RetentionSettings(days=30))
     backend = EmbeddedBackend(settings.index_dir)
     with backend.writer() as w:
-        add_build(w, "j" * 32, MONTH_AGO - DAY)
+        add_build(w, "j" * 32, MONTH_AGO - 5 * DAY)
         add_build(w, "k" * 32, NOW - DAY)
     store = ResultStore(settings.results_db)
-    store_build(store, "j" * 32, MONTH_AGO - DAY)
+    store_build(store, "j" * 32, MONTH_AGO - 5 * DAY)
     store.close()
     state = StateDB(settings.state_db)
     for key in ("old", "older"):
@@ -260,7 +260,8 @@ def test_a_daemon_with_no_index_pipeline_prunes_the_index_results_and_state_itse
 def test_the_daemons_loop_goes_on_while_its_pruning_waits_for_a_writer_another_process_holds(tmp_path):
     settings = Settings(data_dir=tmp_path, retention=RetentionSettings(days=30))
     with EmbeddedBackend(settings.index_dir).writer() as w:
-        add_build(w, "u" * 32, MONTH_AGO - DAY)
+        add_build(w, "u" * 32, MONTH_AGO - 5 * DAY)
+        add_build(w, "x" * 32, NOW - DAY)
     (tmp_path / "queries").mkdir()
     held = EmbeddedBackend(settings.index_dir).writer()  # an operator's ingest, say
     try:
@@ -280,6 +281,25 @@ def test_the_daemons_loop_goes_on_while_its_pruning_waits_for_a_writer_another_p
     while backend.count(f"build_uuid:{'u' * 32}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert backend.count(f"build_uuid:{'u' * 32}") == 0
+
+
+def test_a_clock_set_ahead_never_prunes_past_the_window_before_the_newest_line(tmp_path):
+    """At boot, before NTP mends it, a clock may be a year ahead: the
+    scheduled pruning then keeps the window before the newest line indexed
+    (a CI quiet for longer than the window keeps its last window too)."""
+    from elastic_recheck.retention import prune_scheduled
+
+    backend = EmbeddedBackend(tmp_path / "index")
+    with backend.writer() as w:
+        add_build(w, "v" * 32, NOW - DAY)
+        add_build(w, "w" * 32, NOW - 32 * DAY)
+    store = ResultStore(tmp_path / "results.sqlite3")
+    store_build(store, "v" * 32, NOW - DAY)
+    store_build(store, "w" * 32, NOW - 32 * DAY)
+    a_year_ahead = NOW + 365 * DAY - 30 * DAY
+    prune_scheduled(backend, store, a_year_ahead, PruneSchedule(30))
+    assert backend.count(f"build_uuid:{'v' * 32}") == 100 and store.stored_uuids() == {"v" * 32}
+    assert backend.count(f"build_uuid:{'w' * 32}") == 0  # older than the window before the newest line
 
 
 # -- settings and the command --------------------------------------------------------
