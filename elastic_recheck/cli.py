@@ -717,8 +717,7 @@ def prune(ctx: _Context, days: float | None, dry_run: bool) -> None:
     backend = open_backend(settings, writer_wait=INGEST_WRITER_WAIT) if indexed else None
     results = ResultStore.open_existing(settings.results_db)
     try:
-        found = (prune_index_and_results(backend, results, before, dry_run) if backend is not None else
-                 Pruning(before, results=results.prune(before, dry_run) if results is not None else 0))
+        found = prune_index_and_results(backend, results, before, dry_run)
     finally:
         if results is not None:
             results.close()

@@ -80,14 +80,15 @@ class PruneSchedule:
         self._next = min(self._next, self.clock() + after)
 
 
-def prune_index_and_results(backend: SearchBackend, results: ResultStore | None, before: dt.datetime,
+def prune_index_and_results(backend: SearchBackend | None, results: ResultStore | None, before: dt.datetime,
                             dry_run: bool = False) -> Pruning:
     """The index first, then the stored results: a crash between leaves
     stored results of builds already gone, which the next pruning takes.
     A build stored since ``before`` stays in both, whatever its lines'
-    dates: a replay of old builds is not pruned as it is indexed."""
+    dates: a replay of old builds is not pruned as it is indexed. Either
+    may be None: not there yet (no index, nothing stored)."""
     keep = results.stored_since(before) if results is not None else set()
-    index = backend.prune(before, dry_run=dry_run, keep=keep)
+    index = backend.prune(before, dry_run=dry_run, keep=keep) if backend is not None else None
     stored = results.prune(before, dry_run=dry_run) if results is not None else 0
     return Pruning(before, index, stored)
 

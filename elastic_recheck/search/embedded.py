@@ -540,7 +540,7 @@ class EmbeddedBackend:
         # a build (or a lone context) -> every context of it, those with only newer lines too
         units = {f"cid:{cid}": [cid] for cid, fields in found.items() if "build_uuid" not in fields}
         builds = sorted({sch.facet_value(fields["build_uuid"]) for fields in found.values() if "build_uuid" in fields}
-                        - set(keep))
+                        .difference(keep))
         if builds:
             of_builds = Query.term_set_query(self.context_schema, sch.facet_field("build_uuid"), builds)
             for cid, fields in self.context_fields(self._cids(self._context_searcher(), of_builds)).items():
